@@ -1,0 +1,43 @@
+# Two commands do all set-up on a fresh machine: `make run` and `make test`.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+NODE_DIR := tests/node
+
+.PHONY: run test lint typecheck unit integration bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+# Stamps make installs idempotent: they rerun only when pyproject.toml changes.
+$(VENV)/.installed-run: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e .
+	touch $@
+
+$(VENV)/.installed-test: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e ".[test]"
+	touch $@ $(VENV)/.installed-run
+
+$(NODE_DIR)/node_modules/.package-lock.json: $(NODE_DIR)/package-lock.json
+	@command -v npm >/dev/null || { echo "npm is needed for the official Node SDK tests: apt-get install -y nodejs npm"; exit 1; }
+	npm ci --prefix $(NODE_DIR) --no-audit --no-fund --loglevel=error
+
+run: $(VENV)/.installed-run
+	$(BIN)/tidings server --create-cache default-cache
+
+lint: $(VENV)/.installed-test
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: $(VENV)/.installed-test
+	$(BIN)/mypy
+
+test: $(VENV)/.installed-test $(NODE_DIR)/node_modules/.package-lock.json lint typecheck
+	$(BIN)/python -m pytest --cov --cov-report=term:skip-covered
+
+bench: $(VENV)/.installed-test
+	$(BIN)/python bench/run.py --write docs/performance.md
+
+clean:
+	rm -rf $(VENV) $(NODE_DIR)/node_modules .coverage .coverage.* .pytest_cache .mypy_cache .ruff_cache

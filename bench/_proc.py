@@ -1,0 +1,30 @@
+"""Read a process's resident memory and CPU time from /proc (Linux only).
+
+The benchmarks measure the server from outside, so the same numbers come out whatever the server is
+written in: RSS from ``/proc/<pid>/status`` and user + system CPU time from ``/proc/<pid>/stat``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+_CLOCK_TICKS_PER_SECOND = os.sysconf("SC_CLK_TCK")
+
+
+def rss_kib(pid: int) -> int:
+    """Return the resident set size of ``pid`` in KiB (``VmRSS``)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise RuntimeError(f"/proc/{pid}/status has no VmRSS line")
+
+
+def cpu_seconds(pid: int) -> float:
+    """Return the CPU time (user + system, all threads) that ``pid`` has used so far, in seconds."""
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    # Field 2 (comm) is parenthesised and may contain spaces: split after its closing parenthesis.
+    fields = stat[stat.rindex(")") + 2 :].split()
+    # fields[0] is field 3 (state); utime and stime are fields 14 and 15.
+    utime, stime = int(fields[11]), int(fields[12])
+    return (utime + stime) / _CLOCK_TICKS_PER_SECOND

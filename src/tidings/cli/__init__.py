@@ -1,0 +1,5 @@
+"""The ``tidings`` command line."""
+
+from tidings.cli._main import main
+
+__all__ = ["main"]

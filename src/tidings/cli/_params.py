@@ -1,0 +1,28 @@
+"""Parameter types shared by the commands."""
+
+from __future__ import annotations
+
+import re
+
+import click
+
+_UNITS = {"": 1, "b": 1, "k": 1000, "kb": 1000, "kib": 1024, "m": 1000**2, "mb": 1000**2, "mib": 1024**2}
+_SIZE = re.compile(r"^\s*(\d+)\s*([a-z]*)\s*$", re.IGNORECASE)
+
+
+class ByteSize(click.ParamType):  # type: ignore[type-arg]
+    """A byte count: ``4096``, ``4KiB``, ``1MiB``, ``64kb``."""
+
+    name = "size"
+
+    def convert(self, value: object, param: click.Parameter | None, ctx: click.Context | None) -> int:
+        if isinstance(value, int):
+            return value
+        match = _SIZE.match(str(value))
+        unit = match.group(2).lower() if match else ""
+        if match is None or unit not in _UNITS:
+            self.fail(f"{value!r} is not a size (examples: 4096, 4KiB, 1MiB)", param, ctx)
+        return int(match.group(1)) * _UNITS[unit]
+
+
+BYTE_SIZE = ByteSize()

@@ -1,0 +1,167 @@
+"""``tidings server``: run the server."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import click
+
+from tidings.cli._params import BYTE_SIZE
+from tidings.server.config import Settings, default_data_dir
+from tidings.server.core import Limits
+
+_LIMITS = Limits()
+
+
+@click.command()
+@click.option("--host", default="127.0.0.1", show_default=True, envvar="TIDINGS_HOST", help="Address to listen on.")
+@click.option(
+    "--port",
+    type=click.IntRange(0, 65535),
+    default=8080,
+    show_default=True,
+    envvar="TIDINGS_PORT",
+    help="gRPC port (8080 is what CredentialProvider.for_momento_local() uses; 0 picks a free one).",
+)
+@click.option(
+    "--http-port",
+    type=click.IntRange(0, 65535),
+    default=8081,
+    show_default=True,
+    envvar="TIDINGS_HTTP_PORT",
+    help="HTTP port (reserved for the HTTP API; 0 disables it).",
+)
+@click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=default_data_dir,
+    show_default="$XDG_DATA_HOME/tidings or ~/.local/share/tidings",
+    envvar="TIDINGS_DATA_DIR",
+    help="Where caches are stored.",
+)
+@click.option(
+    "--create-cache",
+    "create_caches",
+    multiple=True,
+    metavar="NAME",
+    envvar="TIDINGS_CREATE_CACHE",
+    help="Ensure this cache exists at start (repeatable; the variable takes space-separated names).",
+)
+@click.option(
+    "--max-message-size",
+    type=BYTE_SIZE,
+    default=_LIMITS.max_message_bytes,
+    show_default=True,
+    envvar="TIDINGS_MAX_MESSAGE_SIZE",
+    help="Largest published value.",
+)
+@click.option(
+    "--max-subscriptions-per-cache",
+    type=click.IntRange(1),
+    default=_LIMITS.max_subscriptions_per_cache,
+    show_default=True,
+    envvar="TIDINGS_MAX_SUBSCRIPTIONS_PER_CACHE",
+    help="Open subscriptions allowed per cache.",
+)
+@click.option(
+    "--publish-rate",
+    type=click.FloatRange(0, min_open=True),
+    default=None,
+    show_default="unlimited",
+    envvar="TIDINGS_PUBLISH_RATE",
+    help="Publishes per second allowed per cache (token bucket).",
+)
+@click.option(
+    "--retention-messages",
+    type=click.IntRange(1),
+    default=_LIMITS.retention_messages,
+    show_default=True,
+    envvar="TIDINGS_RETENTION_MESSAGES",
+    help="Messages retained per topic for resume.",
+)
+@click.option(
+    "--retention-size",
+    type=BYTE_SIZE,
+    default=_LIMITS.retention_bytes,
+    show_default=True,
+    envvar="TIDINGS_RETENTION_SIZE",
+    help="Bytes retained per topic for resume.",
+)
+@click.option(
+    "--max-caches",
+    type=click.IntRange(1),
+    default=_LIMITS.max_caches,
+    show_default=True,
+    envvar="TIDINGS_MAX_CACHES",
+    help="Most caches the server holds.",
+)
+@click.option(
+    "--topic-idle-ttl",
+    type=click.FloatRange(0, min_open=True),
+    default=_LIMITS.topic_idle_ttl,
+    show_default=True,
+    envvar="TIDINGS_TOPIC_IDLE_TTL",
+    help="Seconds without subscribers or publishes before a topic instance is retired.",
+)
+@click.option(
+    "--heartbeat-interval",
+    type=click.FloatRange(0, min_open=True),
+    default=10.0,
+    show_default=True,
+    envvar="TIDINGS_HEARTBEAT_INTERVAL",
+    help="Seconds of silence after which a stream gets a heartbeat.",
+)
+@click.option(
+    "--log-level",
+    type=click.Choice(["debug", "info", "warning", "error"]),
+    default="info",
+    show_default=True,
+    envvar="TIDINGS_LOG_LEVEL",
+)
+def server(
+    host: str,
+    port: int,
+    http_port: int,
+    data_dir: Path,
+    create_caches: tuple[str, ...],
+    max_message_size: int,
+    max_subscriptions_per_cache: int,
+    publish_rate: float | None,
+    retention_messages: int,
+    retention_size: int,
+    max_caches: int,
+    topic_idle_ttl: float,
+    heartbeat_interval: float,
+    log_level: str,
+) -> None:
+    """Run the tidings server (gRPC, Momento-compatible) until SIGINT or SIGTERM."""
+    from tidings.server.app import run
+
+    try:
+        limits = Limits(
+            max_message_bytes=max_message_size,
+            max_subscriptions_per_cache=max_subscriptions_per_cache,
+            publish_rate_per_cache=publish_rate,
+            retention_messages=retention_messages,
+            retention_bytes=retention_size,
+            max_caches=max_caches,
+            topic_idle_ttl=topic_idle_ttl,
+        )
+        settings = Settings(
+            host=host,
+            port=port,
+            http_port=http_port,
+            data_dir=data_dir,
+            create_caches=create_caches,
+            limits=limits,
+            heartbeat_interval=heartbeat_interval,
+            log_level=log_level,
+        )
+    except ValueError as error:
+        raise click.UsageError(str(error)) from None
+    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        run(settings)
+    except OSError as error:
+        raise click.ClickException(str(error)) from None

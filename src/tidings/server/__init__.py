@@ -1,0 +1,1 @@
+"""The tidings server: a self-hosted, Momento-wire-compatible Topics service."""

@@ -1,0 +1,144 @@
+"""The composition root: builds store, engine, core and transports, runs them on one loop, stops them in order."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from types import TracebackType
+
+import grpc.aio
+
+from tidings.server.config import Settings
+from tidings.server.core import CacheAlreadyExists, TopicsService
+from tidings.server.engine.memory import MemoryEngine
+from tidings.server.grpc.server import build_grpc_server
+from tidings.server.store.sqlite import SqliteStore
+
+logger = logging.getLogger("tidings.server")
+
+
+def _host_port(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host and not host.startswith("[") else f"{host}:{port}"
+
+
+class Server:
+    """A tidings server running on the current event loop.
+
+    ``async with Server(settings) as server:`` starts it (``server.port`` is the bound gRPC port, also
+    when ``settings.port`` is 0) and stops it gracefully on exit.
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._service: TopicsService | None = None
+        self._store: SqliteStore | None = None
+        self._grpc: grpc.aio.Server | None = None
+        self._housekeeping: asyncio.Task[None] | None = None
+        self._port = 0
+        self._stopped = asyncio.Event()
+
+    @property
+    def port(self) -> int:
+        """The bound gRPC port."""
+        if self._grpc is None:
+            raise RuntimeError("server is not started")
+        return self._port
+
+    @property
+    def endpoint(self) -> str:
+        """``host:port`` of the gRPC listener."""
+        return _host_port(self.settings.host, self.port)
+
+    @property
+    def service(self) -> TopicsService:
+        """The topics service (for in-process use and tests)."""
+        if self._service is None:
+            raise RuntimeError("server is not started")
+        return self._service
+
+    async def start(self) -> None:
+        """Open the store, load state, bind and start listening."""
+        if self._service is not None:
+            raise RuntimeError("server already started")
+        settings = self.settings
+        try:
+            self._store = await SqliteStore.open(settings.data_dir)
+            engine = MemoryEngine(settings.limits.retention_messages, settings.limits.retention_bytes)
+            service = self._service = TopicsService(
+                engine, self._store, settings.limits, heartbeat_interval=settings.heartbeat_interval
+            )
+            await service.start()
+            for cache_name in settings.create_caches:
+                with contextlib.suppress(CacheAlreadyExists):
+                    await service.create_cache(cache_name)
+            self._grpc = build_grpc_server(service)
+            address = _host_port(settings.host, settings.port)
+            try:
+                self._port = self._grpc.add_insecure_port(address)
+            except RuntimeError as error:
+                raise OSError(f"cannot listen on {address}: {error}") from None
+            if self._port == 0:
+                raise OSError(f"cannot listen on {address}")
+            await self._grpc.start()
+            self._housekeeping = asyncio.create_task(service.run_housekeeping(), name="tidings-housekeeping")
+        except BaseException:
+            await self.stop()
+            raise
+        logger.info(
+            "tidings listening on grpc://%s (data dir %s, %d caches)",
+            self.endpoint,
+            settings.data_dir,
+            len(service.list_caches()),
+        )
+
+    async def stop(self) -> None:
+        """End subscriptions with UNAVAILABLE, drain calls, stop background work, close the store."""
+        if self._service is not None:
+            await self._service.close()
+        if self._grpc is not None:
+            await self._grpc.stop(self.settings.shutdown_grace)
+        if self._housekeeping is not None:
+            self._housekeeping.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._housekeeping
+        if self._store is not None:
+            await self._store.close()
+        self._stopped.set()
+
+    async def wait_stopped(self) -> None:
+        """Return once `stop` has finished."""
+        await self._stopped.wait()
+
+    async def __aenter__(self) -> Server:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.stop()
+
+
+async def serve(settings: Settings) -> None:
+    """Run a server until SIGINT or SIGTERM, then shut it down gracefully."""
+    loop = asyncio.get_running_loop()
+    stop_requested = asyncio.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop_requested.set)
+    try:
+        async with Server(settings):
+            await stop_requested.wait()
+            logger.info("tidings shutting down")
+    finally:
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(signum)
+    logger.info("tidings stopped")
+
+
+def run(settings: Settings) -> None:
+    """Run `serve` on uvloop (the blocking entry point of ``tidings server``)."""
+    import uvloop
+
+    uvloop.run(serve(settings))

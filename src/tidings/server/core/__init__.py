@@ -1,0 +1,49 @@
+"""The topics core: PROTOCOL.md's semantics in pure asyncio (no protobuf, HTTP or SQL)."""
+
+from tidings.server.core._errors import (
+    CacheAlreadyExists,
+    CacheNotFound,
+    InvalidArgument,
+    Limit,
+    LimitExceeded,
+    PermissionDenied,
+    TopicsError,
+    Unauthenticated,
+    Unavailable,
+)
+from tidings.server.core._events import HEARTBEAT, Discontinuity, Event, Heartbeat, Message
+from tidings.server.core._limits import Limits, TokenBucket
+from tidings.server.core._names import MAX_NAME_BYTES, validate_name
+from tidings.server.core._pages import PageClock
+from tidings.server.core._ports import Engine, Store, TopicLog
+from tidings.server.core._service import TopicsService, resume_position
+from tidings.server.core._topics import READ_BATCH, Subscription
+
+__all__ = [
+    "HEARTBEAT",
+    "MAX_NAME_BYTES",
+    "READ_BATCH",
+    "CacheAlreadyExists",
+    "CacheNotFound",
+    "Discontinuity",
+    "Engine",
+    "Event",
+    "Heartbeat",
+    "InvalidArgument",
+    "Limit",
+    "LimitExceeded",
+    "Limits",
+    "Message",
+    "PageClock",
+    "PermissionDenied",
+    "Store",
+    "Subscription",
+    "TokenBucket",
+    "TopicLog",
+    "TopicsError",
+    "TopicsService",
+    "Unauthenticated",
+    "Unavailable",
+    "resume_position",
+    "validate_name",
+]

@@ -1,0 +1,53 @@
+"""What a subscription delivers: messages, discontinuities and heartbeats."""
+
+from __future__ import annotations
+
+from typing import Final, NamedTuple
+
+
+class Message:
+    """One published message of a topic instance, shared by every subscriber that delivers it.
+
+    ``encodings`` lets each transport cache its wire encoding on the message, so a message is serialized
+    once per transport however many subscribers receive it.
+    """
+
+    __slots__ = ("encodings", "publisher_id", "sequence_number", "sequence_page", "size", "value")
+
+    def __init__(
+        self, sequence_page: int, sequence_number: int, value: str | bytes, publisher_id: str, size: int
+    ) -> None:
+        self.sequence_page = sequence_page
+        self.sequence_number = sequence_number
+        self.value = value
+        self.publisher_id = publisher_id
+        self.size = size
+        self.encodings: dict[object, bytes] | None = None
+
+    def __repr__(self) -> str:
+        return f"Message(page={self.sequence_page}, seq={self.sequence_number}, value={self.value!r:.40})"
+
+
+class Discontinuity(NamedTuple):
+    """A gap in a subscription (PROTOCOL.md *Discontinuity fields*).
+
+    The next message delivered has ``new_topic_sequence + 1`` in page ``new_sequence_page``.
+    """
+
+    last_topic_sequence: int
+    new_topic_sequence: int
+    new_sequence_page: int
+
+
+class Heartbeat:
+    """The stream is alive; sent first on every stream and while a stream is otherwise idle."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "HEARTBEAT"
+
+
+HEARTBEAT: Final = Heartbeat()
+
+Event = Message | Discontinuity | Heartbeat

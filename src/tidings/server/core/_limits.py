@@ -1,0 +1,51 @@
+"""Configured limits and the per-cache publish rate limiter."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """Server limits (PROTOCOL.md *Errors*); ``None`` rate means unlimited."""
+
+    max_message_bytes: int = 4096
+    max_subscriptions_per_cache: int = 10_000
+    publish_rate_per_cache: float | None = None
+    retention_messages: int = 1_000
+    retention_bytes: int = 1024 * 1024
+    max_caches: int = 1_000
+    topic_idle_ttl: float = 600.0
+
+    def __post_init__(self) -> None:
+        for name in ("max_message_bytes", "max_subscriptions_per_cache", "retention_messages", "max_caches"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1")
+        if self.retention_bytes < self.max_message_bytes:
+            raise ValueError("retention_bytes must be at least max_message_bytes")
+        if self.publish_rate_per_cache is not None and self.publish_rate_per_cache <= 0:
+            raise ValueError("publish_rate_per_cache must be positive")
+        if self.topic_idle_ttl <= 0:
+            raise ValueError("topic_idle_ttl must be positive")
+
+
+class TokenBucket:
+    """A token bucket of ``rate`` tokens per second holding at most ``burst`` tokens."""
+
+    __slots__ = ("_burst", "_rate", "_stamp", "_tokens")
+
+    def __init__(self, rate: float, burst: float, now: float) -> None:
+        self._rate = rate
+        self._burst = burst
+        self._tokens = burst
+        self._stamp = now
+
+    def try_take(self, now: float) -> bool:
+        """Take one token if there is one; False when the rate is exceeded."""
+        tokens = min(self._burst, self._tokens + (now - self._stamp) * self._rate)
+        self._stamp = now
+        if tokens < 1.0:
+            self._tokens = tokens
+            return False
+        self._tokens = tokens - 1.0
+        return True

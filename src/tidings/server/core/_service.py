@@ -1,0 +1,286 @@
+"""The topics service: caches, topic instances, publish and subscribe, heartbeats and retirement."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+
+from tidings.server.core._errors import (
+    CacheAlreadyExists,
+    CacheNotFound,
+    InvalidArgument,
+    Limit,
+    LimitExceeded,
+    TopicsError,
+    Unavailable,
+)
+from tidings.server.core._events import Discontinuity, Message
+from tidings.server.core._limits import Limits, TokenBucket
+from tidings.server.core._names import validate_name
+from tidings.server.core._pages import PageClock
+from tidings.server.core._ports import Engine, Store
+from tidings.server.core._topics import _WAKE_HEARTBEAT, CacheState, Subscription, TopicInstance
+
+logger = logging.getLogger("tidings.server")
+
+
+class TopicsService:
+    """Everything PROTOCOL.md says about caches, topics and subscriptions, over an engine and a store.
+
+    Transports call `publish`, `subscribe` and the cache operations; `run_housekeeping` (or, in tests,
+    `tick_heartbeats` and `retire_idle_topics` with an explicit clock) keeps heartbeats and TTLs.
+    """
+
+    def __init__(
+        self,
+        engine: Engine,
+        store: Store,
+        limits: Limits | None = None,
+        *,
+        heartbeat_interval: float = 10.0,
+        clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
+    ) -> None:
+        if heartbeat_interval <= 0:
+            raise ValueError("heartbeat_interval must be positive")
+        self.limits = limits or Limits()
+        self.heartbeat_interval = heartbeat_interval
+        self.clock = clock
+        self._engine = engine
+        self._store = store
+        self._wall_clock = wall_clock
+        self._pages = PageClock(0, wall_clock)
+        self._saved_page_floor = 0
+        self._caches: dict[str, CacheState] = {}
+        self._topics: dict[tuple[str, str], TopicInstance] = {}
+        self._cache_lock = asyncio.Lock()
+        self._closing = False
+        self._started = False
+        self.loop: asyncio.AbstractEventLoop  # set by start()
+
+    # --- lifecycle -------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Load caches and the page floor from the store."""
+        self.loop = asyncio.get_running_loop()
+        for name in await self._store.list_caches():
+            self._caches[name] = self._new_cache_state(name)
+        floor = await self._store.load_page_floor()
+        self._pages = PageClock(floor, self._wall_clock)
+        self._saved_page_floor = floor
+        self._started = True
+
+    async def close(self) -> None:
+        """End every subscription with UNAVAILABLE and record the page floor; idempotent."""
+        if self._closing:
+            return
+        self._closing = True
+        shutting_down = Unavailable("server is shutting down")
+        for topic in self._topics.values():
+            topic.close(shutting_down)
+        self._topics.clear()
+        if self._started:
+            await self._save_page_floor()
+
+    async def run_housekeeping(self) -> None:
+        """Send idle heartbeats and retire idle topics until cancelled; one task serves every stream."""
+        tick = min(self.heartbeat_interval / 4, 1.0)
+        sweep_every = min(self.limits.topic_idle_ttl / 4, 30.0)
+        last_sweep = self.clock()
+        while True:
+            await asyncio.sleep(tick)
+            now = self.clock()
+            self.tick_heartbeats(now)
+            if now - last_sweep >= sweep_every:
+                last_sweep = now
+                self.retire_idle_topics(now)
+                try:
+                    await self._save_page_floor()
+                except Exception:
+                    logger.exception("could not record the sequence page floor; will retry")
+
+    def tick_heartbeats(self, now: float) -> int:
+        """Wake, with a heartbeat, every waiting subscription that sent nothing for the interval."""
+        sent = 0
+        interval = self.heartbeat_interval
+        for topic in self._topics.values():
+            if not topic.waiting:
+                continue
+            due = [s for s in topic.waiting if now - s.last_sent >= interval]
+            for subscription in due:
+                del topic.waiting[subscription]
+                subscription.wake(_WAKE_HEARTBEAT)
+            sent += len(due)
+        return sent
+
+    def retire_idle_topics(self, now: float) -> int:
+        """Retire topic instances with no subscribers and no publishes for the idle TTL."""
+        ttl = self.limits.topic_idle_ttl
+        idle = [
+            key for key, topic in self._topics.items() if topic.subscriber_count == 0 and now - topic.last_active >= ttl
+        ]
+        for key in idle:
+            self._drop_topic(key)
+        return len(idle)
+
+    # --- caches ----------------------------------------------------------------------------------
+
+    def list_caches(self) -> list[str]:
+        """The names of all caches, sorted."""
+        return sorted(self._caches)
+
+    def has_cache(self, cache_name: str) -> bool:
+        """Whether the cache exists."""
+        return cache_name in self._caches
+
+    async def create_cache(self, cache_name: str) -> None:
+        """Create a cache (stored, so it survives restarts)."""
+        validate_name("cache_name", cache_name)
+        async with self._cache_lock:
+            if cache_name in self._caches:
+                raise CacheAlreadyExists(cache_name)
+            if len(self._caches) >= self.limits.max_caches:
+                raise LimitExceeded(Limit.CACHE_COUNT, f"cache limit exceeded: at most {self.limits.max_caches} caches")
+            if not await self._store.create_cache(cache_name):
+                raise CacheAlreadyExists(cache_name)
+            self._caches[cache_name] = self._new_cache_state(cache_name)
+
+    async def delete_cache(self, cache_name: str) -> None:
+        """Delete a cache, retiring its topics and ending their subscriptions with NOT_FOUND."""
+        validate_name("cache_name", cache_name)
+        async with self._cache_lock:
+            cache = self._caches.get(cache_name)
+            if cache is None:
+                raise CacheNotFound(cache_name)
+            await self._store.delete_cache(cache_name)
+            del self._caches[cache_name]
+            for topic_name in list(cache.topics):
+                self._drop_topic((cache_name, topic_name), CacheNotFound(cache_name))
+
+    # --- topics ----------------------------------------------------------------------------------
+
+    async def publish(self, cache_name: str, topic_name: str, value: str | bytes, publisher_id: str = "") -> Message:
+        """Append ``value`` to the topic and wake its subscribers; returns the numbered message."""
+        topic = self._topics.get((cache_name, topic_name))
+        if topic is None:
+            topic = self._open_topic(cache_name, topic_name)
+        size = len(value) if isinstance(value, bytes) else len(value.encode("utf-8", "surrogatepass"))
+        if size == 0:
+            raise InvalidArgument("value must not be empty")
+        limits = self.limits
+        if size > limits.max_message_bytes:
+            raise LimitExceeded(
+                Limit.REQUEST_SIZE,
+                f"message of {size} bytes exceeds the limit of {limits.max_message_bytes} bytes",
+            )
+        now = self.clock()
+        bucket = topic.cache.publish_bucket
+        if bucket is not None and not bucket.try_take(now):
+            raise LimitExceeded(
+                Limit.OPERATIONS_RATE,
+                f"publish rate limit exceeded: {limits.publish_rate_per_cache:g} per second per cache",
+            )
+        message = topic.log.append(value, publisher_id, size)
+        topic.last_active = now
+        topic.wake_all(0)
+        return message
+
+    async def subscribe(
+        self,
+        cache_name: str,
+        topic_name: str,
+        resume_at_sequence_number: int = 0,
+        resume_at_sequence_page: int = 0,
+    ) -> Subscription:
+        """Start a subscription following PROTOCOL.md *Subscribe* rules 2 to 5."""
+        topic = self._topics.get((cache_name, topic_name))
+        if topic is None:
+            topic = self._open_topic(cache_name, topic_name)
+        cache = topic.cache
+        if cache.subscriptions >= self.limits.max_subscriptions_per_cache:
+            raise LimitExceeded(
+                Limit.TOPIC_SUBSCRIPTIONS,
+                f"subscription limit exceeded: at most {self.limits.max_subscriptions_per_cache} per cache",
+            )
+        cursor, pending = resume_position(
+            topic.log.sequence_page,
+            topic.log.first_sequence_number,
+            topic.log.next_sequence_number,
+            resume_at_sequence_number,
+            resume_at_sequence_page,
+        )
+        cache.subscriptions += 1
+        topic.subscriber_count += 1
+        return Subscription(self, topic, cursor, pending, self.clock())
+
+    def topic_count(self) -> int:
+        """How many topic instances are live."""
+        return len(self._topics)
+
+    def subscription_count(self, cache_name: str) -> int:
+        """How many subscriptions the cache has open."""
+        cache = self._caches.get(cache_name)
+        return 0 if cache is None else cache.subscriptions
+
+    # --- internals -------------------------------------------------------------------------------
+
+    def _new_cache_state(self, name: str) -> CacheState:
+        rate = self.limits.publish_rate_per_cache
+        bucket = None if rate is None else TokenBucket(rate, max(rate, 1.0), self.clock())
+        return CacheState(name, bucket)
+
+    def _open_topic(self, cache_name: str, topic_name: str) -> TopicInstance:
+        if not self._started:
+            raise RuntimeError("TopicsService.start() was not awaited")
+        if self._closing:
+            raise Unavailable("server is shutting down")
+        validate_name("cache_name", cache_name)
+        validate_name("topic_name", topic_name)
+        cache = self._caches.get(cache_name)
+        if cache is None:
+            raise CacheNotFound(cache_name)
+        log = self._engine.open_topic(cache_name, topic_name, self._pages.next_page())
+        topic = TopicInstance(cache, topic_name, log, self.clock())
+        self._topics[cache_name, topic_name] = topic
+        cache.topics.add(topic_name)
+        return topic
+
+    def _drop_topic(self, key: tuple[str, str], error: TopicsError | None = None) -> None:
+        topic = self._topics.pop(key)
+        topic.cache.topics.discard(key[1])
+        self._engine.retire_topic(*key)
+        if error is not None:
+            topic.close(error)
+
+    def _release(self, topic: TopicInstance) -> None:
+        """A subscription of ``topic`` closed."""
+        topic.subscriber_count -= 1
+        topic.cache.subscriptions -= 1
+        topic.last_active = self.clock()
+
+    async def _save_page_floor(self) -> None:
+        floor = self._pages.last_issued
+        if floor > self._saved_page_floor:
+            await self._store.save_page_floor(floor)
+            self._saved_page_floor = floor
+
+
+def resume_position(
+    page: int, first: int, next_: int, resume_at: int, resume_page: int
+) -> tuple[int, Discontinuity | None]:
+    """Where a new subscription starts reading, and the discontinuity it gets first (if any).
+
+    ``page``, ``first`` and ``next_`` describe the topic instance (its page, oldest retained and next
+    sequence number); ``resume_at`` and ``resume_page`` are the request's N and P (PROTOCOL.md *Subscribe*).
+    """
+    if resume_at == 0:  # Rule 2: live only.
+        return next_, None
+    if resume_page not in (0, page):  # Rule 4: the topic was reset; replay the current page.
+        return first, Discontinuity(resume_at - 1, first - 1, page)
+    if resume_at > next_:  # Rule 5: from the future; jump to the current position.
+        return next_, Discontinuity(resume_at - 1, next_ - 1, page)
+    if resume_at < first:  # Rule 3: older than the oldest retained message.
+        return first, Discontinuity(resume_at - 1, first - 1, page)
+    return resume_at, None

@@ -1,0 +1,174 @@
+"""Topic instances and subscriptions: the sequence, resume and delivery rules of PROTOCOL.md.
+
+A subscription is a cursor into its topic instance's retention buffer, not a queue: publishing appends once
+and wakes the subscribers that are waiting; each reads from its own cursor at its own pace. One that falls
+behind the buffer gets a discontinuity, so a slow subscriber costs nothing but its cursor.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING, Final
+
+from tidings.server.core._errors import TopicsError
+from tidings.server.core._events import HEARTBEAT, Discontinuity, Event
+from tidings.server.core._limits import TokenBucket
+from tidings.server.core._ports import TopicLog
+
+if TYPE_CHECKING:
+    from tidings.server.core._service import TopicsService
+
+# How many messages one read hands a subscriber: bounds what a slow subscriber holds on to.
+READ_BATCH: Final = 32
+
+# What a waiting subscription is woken with.
+_WAKE_MESSAGE: Final = 0
+_WAKE_HEARTBEAT: Final = 1
+_WAKE_CLOSED: Final = 2
+
+
+class CacheState:
+    """Per-cache bookkeeping: its live topic instances, subscription count and publish rate limiter."""
+
+    __slots__ = ("name", "publish_bucket", "subscriptions", "topics")
+
+    def __init__(self, name: str, publish_bucket: TokenBucket | None) -> None:
+        self.name = name
+        self.publish_bucket = publish_bucket
+        self.subscriptions = 0
+        self.topics: set[str] = set()
+
+
+class TopicInstance:
+    """A topic's current instance: its log, its waiting subscribers and what retires it."""
+
+    __slots__ = ("cache", "closed_by", "last_active", "log", "name", "subscriber_count", "waiting")
+
+    def __init__(self, cache: CacheState, name: str, log: TopicLog, now: float) -> None:
+        self.cache = cache
+        self.name = name
+        self.log = log
+        self.waiting: dict[Subscription, None] = {}
+        self.subscriber_count = 0
+        self.last_active = now
+        self.closed_by: TopicsError | None = None
+
+    def wake_all(self, signal: int) -> None:
+        """Wake every waiting subscription with ``signal``."""
+        waiting = self.waiting
+        if waiting:
+            self.waiting = {}
+            for subscription in waiting:
+                subscription.wake(signal)
+
+    def close(self, error: TopicsError) -> None:
+        """End every subscription of this instance with ``error``."""
+        self.closed_by = error
+        self.wake_all(_WAKE_CLOSED)
+
+
+class Subscription:
+    """One subscriber's position in a topic instance; iterate it with `next_events`.
+
+    Create subscriptions with `TopicsService.subscribe`; always `close` them (a ``with`` block does).
+    """
+
+    __slots__ = ("_closed", "_cursor", "_pending", "_service", "_topic", "_waiter", "last_sent")
+
+    def __init__(
+        self,
+        service: TopicsService,
+        topic: TopicInstance,
+        cursor: int,
+        pending: Discontinuity | None,
+        now: float,
+    ) -> None:
+        self._service = service
+        self._topic = topic
+        self._cursor = cursor
+        self._pending = pending
+        self._waiter: asyncio.Future[int] | None = None
+        self._closed = False
+        self.last_sent = now
+
+    @property
+    def cache_name(self) -> str:
+        """The cache of the subscribed topic."""
+        return self._topic.cache.name
+
+    @property
+    def topic_name(self) -> str:
+        """The subscribed topic."""
+        return self._topic.name
+
+    @property
+    def sequence_page(self) -> int:
+        """The page of the topic instance this subscription reads."""
+        return self._topic.log.sequence_page
+
+    @property
+    def next_sequence_number(self) -> int:
+        """The sequence number of the next message this subscription will deliver."""
+        return self._cursor
+
+    async def next_events(self) -> list[Event]:
+        """Wait for and return the next events, in order: never empty.
+
+        Raises the `TopicsError` that ended the topic instance (cache deleted, server shutting down), or
+        `RuntimeError` once the subscription is closed.
+        """
+        if self._pending is not None:
+            pending, self._pending = self._pending, None
+            return [pending]
+        topic = self._topic
+        while True:
+            if self._closed:
+                raise RuntimeError("subscription is closed")
+            if topic.closed_by is not None:
+                raise topic.closed_by
+            log = topic.log
+            cursor = self._cursor
+            if cursor < log.next_sequence_number:
+                first = log.first_sequence_number
+                events: list[Event]
+                if cursor < first:
+                    # Fell behind the retention buffer (PROTOCOL.md Subscribe rule 6).
+                    batch = log.read_from(first, READ_BATCH)
+                    events = [Discontinuity(cursor - 1, first - 1, log.sequence_page), *batch]
+                    cursor = first
+                else:
+                    events = batch = log.read_from(cursor, READ_BATCH)  # type: ignore[assignment]
+                self._cursor = cursor + len(batch)
+                self.last_sent = self._service.clock()
+                return events
+            waiter = self._waiter = self._service.loop.create_future()
+            topic.waiting[self] = None
+            try:
+                signal = await waiter
+            finally:
+                self._waiter = None
+            if signal == _WAKE_HEARTBEAT and self._cursor >= topic.log.next_sequence_number:
+                self.last_sent = self._service.clock()
+                return [HEARTBEAT]
+
+    def wake(self, signal: int) -> None:
+        """Resume `next_events` if it is waiting."""
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(signal)
+
+    def close(self) -> None:
+        """Free the subscription at once; idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        topic = self._topic
+        topic.waiting.pop(self, None)
+        self.wake(_WAKE_CLOSED)
+        self._service._release(topic)
+
+    def __enter__(self) -> Subscription:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()

@@ -1,0 +1,1 @@
+"""Message engines: where topic messages live and how they are numbered."""

@@ -1,0 +1,79 @@
+"""The in-memory engine: one process, retention buffers in plain lists."""
+
+from __future__ import annotations
+
+from tidings.server.core import Message
+
+
+class MemoryTopicLog:
+    """A topic instance's retention buffer with O(1) reads at any retained position.
+
+    Messages live in a list from index ``_head`` on; evicted slots are cleared and the list is compacted
+    once the dead prefix is as long as the live part, so appends and evictions are amortized O(1).
+    """
+
+    __slots__ = ("_bytes", "_head", "_max_bytes", "_max_count", "_messages", "_next", "_page")
+
+    def __init__(self, sequence_page: int, max_count: int, max_bytes: int) -> None:
+        self._page = sequence_page
+        self._max_count = max_count
+        self._max_bytes = max_bytes
+        self._messages: list[Message | None] = []
+        self._head = 0
+        self._next = 1
+        self._bytes = 0
+
+    @property
+    def sequence_page(self) -> int:
+        return self._page
+
+    @property
+    def next_sequence_number(self) -> int:
+        return self._next
+
+    @property
+    def first_sequence_number(self) -> int:
+        return self._next - (len(self._messages) - self._head)
+
+    @property
+    def retained_bytes(self) -> int:
+        """Total size of the retained messages."""
+        return self._bytes
+
+    def append(self, value: str | bytes, publisher_id: str, size: int) -> Message:
+        message = Message(self._page, self._next, value, publisher_id, size)
+        self._next += 1
+        messages = self._messages
+        messages.append(message)
+        self._bytes += size
+        # Evict the oldest beyond either bound, always keeping the newest message.
+        while (len(messages) - self._head > self._max_count or self._bytes > self._max_bytes) and len(
+            messages
+        ) - self._head > 1:
+            evicted = messages[self._head]
+            assert evicted is not None
+            self._bytes -= evicted.size
+            messages[self._head] = None
+            self._head += 1
+        if self._head >= 64 and self._head * 2 >= len(messages):
+            del messages[: self._head]
+            self._head = 0
+        return message
+
+    def read_from(self, sequence_number: int, limit: int) -> list[Message]:
+        start = self._head + sequence_number - self.first_sequence_number
+        return self._messages[start : start + limit]  # type: ignore[return-value]
+
+
+class MemoryEngine:
+    """Topic logs held in this process's memory; messages do not survive a restart."""
+
+    def __init__(self, retention_messages: int, retention_bytes: int) -> None:
+        self._retention_messages = retention_messages
+        self._retention_bytes = retention_bytes
+
+    def open_topic(self, cache_name: str, topic_name: str, sequence_page: int) -> MemoryTopicLog:
+        return MemoryTopicLog(sequence_page, self._retention_messages, self._retention_bytes)
+
+    def retire_topic(self, cache_name: str, topic_name: str) -> None:
+        """Nothing to do: the log is garbage once the core lets go of it."""

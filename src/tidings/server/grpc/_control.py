@@ -1,0 +1,76 @@
+"""``control_client.ScsControl`` (cache management) and ``cache_client.Ping``.
+
+Only CreateCache, DeleteCache and ListCaches are registered; grpcio answers UNIMPLEMENTED for the rest of
+the service's methods.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+import grpc
+import grpc.aio
+from google.protobuf.message import DecodeError
+from momento_wire_types import controlclient_pb2 as pb
+
+from tidings.server.core import InvalidArgument, TopicsService
+from tidings.server.grpc._status import guarded
+
+SERVICE: Final = "control_client.ScsControl"
+PING_SERVICE: Final = "cache_client.Ping"
+
+
+def _cache_name(kind: type[pb._CreateCacheRequest] | type[pb._DeleteCacheRequest], data: bytes) -> str:
+    try:
+        return kind.FromString(data).cache_name
+    except DecodeError:
+        raise InvalidArgument(f"malformed {kind.__name__.lstrip('_')}") from None
+
+
+class ControlServicer:
+    """Links cache management to the topics service."""
+
+    def __init__(self, service: TopicsService) -> None:
+        self._service = service
+
+    @guarded
+    async def create_cache(self, data: bytes, context: grpc.aio.ServicerContext[Any, Any]) -> bytes:
+        """Create a cache; ALREADY_EXISTS if it exists."""
+        await self._service.create_cache(_cache_name(pb._CreateCacheRequest, data))
+        return b""
+
+    @guarded
+    async def delete_cache(self, data: bytes, context: grpc.aio.ServicerContext[Any, Any]) -> bytes:
+        """Delete a cache; its subscriptions end with NOT_FOUND."""
+        await self._service.delete_cache(_cache_name(pb._DeleteCacheRequest, data))
+        return b""
+
+    @guarded
+    async def list_caches(self, data: bytes, context: grpc.aio.ServicerContext[Any, Any]) -> bytes:
+        """All caches with the topic limits that apply to them, in one page."""
+        limits = self._service.limits
+        topic_limits = pb._TopicLimits(
+            max_publish_rate=int(limits.publish_rate_per_cache or 0),
+            max_subscription_count=limits.max_subscriptions_per_cache,
+            max_publish_message_size_kb=max(1, limits.max_message_bytes // 1024),
+        )
+        return pb._ListCachesResponse(
+            cache=[pb._Cache(cache_name=name, topic_limits=topic_limits) for name in self._service.list_caches()]
+        ).SerializeToString()
+
+    def handlers(self) -> dict[str, grpc.RpcMethodHandler[Any, Any]]:
+        """The method handlers to register under `SERVICE`."""
+        return {
+            "CreateCache": grpc.unary_unary_rpc_method_handler(self.create_cache),
+            "DeleteCache": grpc.unary_unary_rpc_method_handler(self.delete_cache),
+            "ListCaches": grpc.unary_unary_rpc_method_handler(self.list_caches),
+        }
+
+
+async def _ping(data: bytes, context: grpc.aio.ServicerContext[Any, Any]) -> bytes:
+    return b""  # _PingResponse is empty
+
+
+def ping_handlers() -> dict[str, grpc.RpcMethodHandler[Any, Any]]:
+    """``cache_client.Ping/Ping``: answers an empty response (its messages are empty)."""
+    return {"Ping": grpc.unary_unary_rpc_method_handler(_ping)}

@@ -1,0 +1,110 @@
+"""``cache_client.pubsub.Pubsub``: Publish and Subscribe.
+
+Requests arrive as raw bytes and are parsed here, so a malformed request is INVALID_ARGUMENT rather than
+grpcio's generic failure. Responses leave as bytes: each message is encoded once and the same bytes are
+written to every subscriber (ARCHITECTURE.md *Serialize once*).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final, TypeVar
+
+import grpc
+import grpc.aio
+from google.protobuf.message import DecodeError
+from momento_wire_types import cachepubsub_pb2 as pb
+
+from tidings.server.core import HEARTBEAT, Discontinuity, InvalidArgument, Message, TopicsService
+from tidings.server.grpc._status import guarded
+
+SERVICE: Final = "cache_client.pubsub.Pubsub"
+EMPTY: Final = b""  # common._Empty
+HEARTBEAT_BYTES: Final = pb._SubscriptionItem(heartbeat=pb._Heartbeat()).SerializeToString()
+_ENCODING: Final = "grpc"
+
+
+def encode_message(message: Message) -> bytes:
+    """The wire bytes of ``message`` as a ``_SubscriptionItem``, encoded once per message."""
+    encodings = message.encodings
+    if encodings is None:
+        encodings = message.encodings = {}
+    else:
+        encoded = encodings.get(_ENCODING)
+        if encoded is not None:
+            return encoded
+    value = message.value
+    topic_value = pb._TopicValue(text=value) if isinstance(value, str) else pb._TopicValue(binary=value)
+    encoded = encodings[_ENCODING] = pb._SubscriptionItem(
+        item=pb._TopicItem(
+            topic_sequence_number=message.sequence_number,
+            value=topic_value,
+            publisher_id=message.publisher_id,
+            sequence_page=message.sequence_page,
+        )
+    ).SerializeToString()
+    return encoded
+
+
+def encode_discontinuity(discontinuity: Discontinuity) -> bytes:
+    """The wire bytes of a discontinuity item."""
+    return pb._SubscriptionItem(
+        discontinuity=pb._Discontinuity(
+            last_topic_sequence=discontinuity.last_topic_sequence,
+            new_topic_sequence=discontinuity.new_topic_sequence,
+            new_sequence_page=discontinuity.new_sequence_page,
+        )
+    ).SerializeToString()
+
+
+Request = TypeVar("Request", pb._PublishRequest, pb._SubscriptionRequest)
+
+
+def _parse(kind: type[Request], data: bytes) -> Request:
+    try:
+        return kind.FromString(data)
+    except DecodeError:
+        raise InvalidArgument(f"malformed {kind.__name__.lstrip('_')}") from None
+
+
+class PubsubServicer:
+    """Links Publish and Subscribe to the topics service."""
+
+    def __init__(self, service: TopicsService) -> None:
+        self._service = service
+
+    @guarded
+    async def publish(self, data: bytes, context: grpc.aio.ServicerContext[Any, Any]) -> bytes:
+        """Publish one value; answers ``_Empty``."""
+        request = _parse(pb._PublishRequest, data)
+        kind = request.value.WhichOneof("kind")
+        if kind is None:
+            raise InvalidArgument("value is required: text or binary")
+        value = request.value.text if kind == "text" else request.value.binary
+        await self._service.publish(request.cache_name, request.topic, value)
+        return EMPTY
+
+    @guarded
+    async def subscribe(self, data: bytes, context: grpc.aio.ServicerContext[Any, Any]) -> None:
+        """Stream a heartbeat, then the topic's items, discontinuities and idle heartbeats."""
+        request = _parse(pb._SubscriptionRequest, data)
+        subscription = await self._service.subscribe(
+            request.cache_name, request.topic, request.resume_at_topic_sequence_number, request.sequence_page
+        )
+        with subscription:
+            write = context.write
+            await write(HEARTBEAT_BYTES)
+            while True:
+                for event in await subscription.next_events():
+                    if type(event) is Message:
+                        await write(encode_message(event))
+                    elif event is HEARTBEAT:
+                        await write(HEARTBEAT_BYTES)
+                    else:
+                        await write(encode_discontinuity(event))  # type: ignore[arg-type]
+
+    def handlers(self) -> dict[str, grpc.RpcMethodHandler[Any, Any]]:
+        """The method handlers to register under `SERVICE`."""
+        return {
+            "Publish": grpc.unary_unary_rpc_method_handler(self.publish),
+            "Subscribe": grpc.unary_stream_rpc_method_handler(self.subscribe),
+        }

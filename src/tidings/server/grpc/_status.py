@@ -1,0 +1,70 @@
+"""The one place domain errors become gRPC statuses (PROTOCOL.md *Errors*)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any, NoReturn, TypeVar
+
+import grpc
+import grpc.aio
+
+from tidings.server.core import (
+    CacheAlreadyExists,
+    CacheNotFound,
+    InvalidArgument,
+    LimitExceeded,
+    PermissionDenied,
+    TopicsError,
+    Unauthenticated,
+    Unavailable,
+)
+
+logger = logging.getLogger("tidings.server.grpc")
+
+_STATUS_OF: dict[type[TopicsError], grpc.StatusCode] = {
+    InvalidArgument: grpc.StatusCode.INVALID_ARGUMENT,
+    CacheNotFound: grpc.StatusCode.NOT_FOUND,
+    CacheAlreadyExists: grpc.StatusCode.ALREADY_EXISTS,
+    LimitExceeded: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    Unauthenticated: grpc.StatusCode.UNAUTHENTICATED,
+    PermissionDenied: grpc.StatusCode.PERMISSION_DENIED,
+    Unavailable: grpc.StatusCode.UNAVAILABLE,
+}
+
+INTERNAL_MESSAGE = "internal server error; the server log has the details"
+
+
+def status_of(error: TopicsError) -> tuple[grpc.StatusCode, tuple[tuple[str, str], ...]]:
+    """The status code and trailing metadata for ``error``."""
+    code = _STATUS_OF.get(type(error), grpc.StatusCode.INTERNAL)
+    metadata = (("err", error.limit.value),) if isinstance(error, LimitExceeded) else ()
+    return code, metadata
+
+
+async def abort_with(context: grpc.aio.ServicerContext[Any, Any], error: TopicsError) -> NoReturn:
+    """End the call with the status PROTOCOL.md names for ``error``."""
+    code, metadata = status_of(error)
+    await context.abort(code, error.message, trailing_metadata=metadata)
+
+
+Handler = TypeVar("Handler", bound=Callable[..., Awaitable[Any]])
+
+
+def guarded(handler: Handler) -> Handler:
+    """Map domain errors to statuses and unexpected faults to INTERNAL (logged, not leaked)."""
+
+    async def call(self: object, request: bytes, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+        try:
+            return await handler(self, request, context)
+        except TopicsError as error:
+            await abort_with(context, error)
+        except grpc.aio.AbortError:
+            raise
+        except Exception:
+            logger.exception("unexpected fault in %s", handler.__qualname__)
+            await context.abort(grpc.StatusCode.INTERNAL, INTERNAL_MESSAGE)
+
+    call.__qualname__ = handler.__qualname__
+    call.__doc__ = handler.__doc__
+    return call  # type: ignore[return-value]

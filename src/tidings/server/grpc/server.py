@@ -1,0 +1,46 @@
+"""Builds the grpc.aio server with the options official clients need."""
+
+from __future__ import annotations
+
+from typing import Final
+
+import grpc.aio
+
+from tidings.server.core import TopicsService
+from tidings.server.grpc._control import PING_SERVICE, ControlServicer, ping_handlers
+from tidings.server.grpc._control import SERVICE as CONTROL_SERVICE
+from tidings.server.grpc._pubsub import SERVICE as PUBSUB_SERVICE
+from tidings.server.grpc._pubsub import PubsubServicer
+
+# Official clients cap messages at about 5 MB; accept that much so oversized payloads get our
+# RESOURCE_EXHAUSTED + err metadata instead of grpcio's bare refusal.
+_MIN_MESSAGE_LENGTH: Final = 8 * 1024 * 1024
+
+
+def server_options(max_message_bytes: int) -> list[tuple[str, int]]:
+    """Channel arguments for the server (PROTOCOL.md *Transport details official clients rely on*)."""
+    max_length = max(_MIN_MESSAGE_LENGTH, max_message_bytes + 64 * 1024)
+    return [
+        # Clients ping every few seconds, also with no call in flight: allow it, never GOAWAY them.
+        ("grpc.keepalive_permit_without_calls", 1),
+        ("grpc.http2.min_ping_interval_without_data_ms", 1000),
+        ("grpc.http2.max_ping_strikes", 0),
+        # Find dead subscribers' connections within a minute and free their subscriptions.
+        ("grpc.keepalive_time_ms", 30_000),
+        ("grpc.keepalive_timeout_ms", 10_000),
+        ("grpc.max_receive_message_length", max_length),
+        ("grpc.max_send_message_length", max_length),
+        # A second server on a busy port must fail to start, not share the port.
+        ("grpc.so_reuseport", 0),
+    ]
+
+
+def build_grpc_server(service: TopicsService) -> grpc.aio.Server:
+    """A grpc.aio server with Pubsub, ScsControl and Ping registered (no port bound yet)."""
+    server = grpc.aio.server(options=server_options(service.limits.max_message_bytes))
+    # Registered (not generic) handlers: grpcio routes them without a per-call lookup chain.
+    register = server.add_registered_method_handlers  # type: ignore[attr-defined]  # missing from grpc-stubs
+    register(PUBSUB_SERVICE, PubsubServicer(service).handlers())
+    register(CONTROL_SERVICE, ControlServicer(service).handlers())
+    register(PING_SERVICE, ping_handlers())
+    return server

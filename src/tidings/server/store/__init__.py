@@ -1,0 +1,1 @@
+"""Durable stores for caches and other state that must survive restarts."""
