@@ -86,8 +86,8 @@ class TopicsService:
 
     async def run_housekeeping(self) -> None:
         """Send idle heartbeats and retire idle topics until cancelled; one task serves every stream."""
-        tick = min(self.heartbeat_interval / 4, 1.0)
         sweep_every = min(self.limits.topic_idle_ttl / 4, 30.0)
+        tick = min(self.heartbeat_interval / 4, sweep_every, 1.0)
         last_sweep = self.clock()
         while True:
             await asyncio.sleep(tick)
