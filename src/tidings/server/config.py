@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,5 +35,5 @@ class Settings:
             raise ValueError("port must be 0 to 65535")
         if not 0 <= self.http_port <= 65535:
             raise ValueError("http_port must be 0 to 65535")
-        if self.heartbeat_interval <= 0:
-            raise ValueError("heartbeat_interval must be positive")
+        if not (0 < self.heartbeat_interval < math.inf):
+            raise ValueError("heartbeat_interval must be positive and finite")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 
@@ -23,10 +24,11 @@ class Limits:
                 raise ValueError(f"{name} must be at least 1")
         if self.retention_bytes < self.max_message_bytes:
             raise ValueError("retention_bytes must be at least max_message_bytes")
-        if self.publish_rate_per_cache is not None and self.publish_rate_per_cache <= 0:
-            raise ValueError("publish_rate_per_cache must be positive")
-        if self.topic_idle_ttl <= 0:
-            raise ValueError("topic_idle_ttl must be positive")
+        rate = self.publish_rate_per_cache
+        if rate is not None and not (0 < rate < math.inf):
+            raise ValueError("publish_rate_per_cache must be positive and finite")
+        if not (0 < self.topic_idle_ttl < math.inf):
+            raise ValueError("topic_idle_ttl must be positive and finite")
 
 
 class TokenBucket:

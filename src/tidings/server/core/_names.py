@@ -15,8 +15,11 @@ def validate_name(field: str, value: str) -> str:
     """Return ``value`` if it is a valid cache or topic name, else raise `InvalidArgument` naming ``field``."""
     if not value:
         raise InvalidArgument(f"{field} must not be empty")
-    # A character is at most 4 UTF-8 bytes: only long names need encoding to measure.
-    if len(value) * 4 > MAX_NAME_BYTES and len(value.encode("utf-8", "surrogatepass")) > MAX_NAME_BYTES:
+    try:
+        size = len(value.encode("utf-8"))
+    except UnicodeEncodeError:  # lone surrogates
+        raise InvalidArgument(f"{field} must be UTF-8") from None
+    if size > MAX_NAME_BYTES:
         raise InvalidArgument(f"{field} must be at most {MAX_NAME_BYTES} bytes of UTF-8")
     if _CONTROL_CHARACTER.search(value):
         raise InvalidArgument(f"{field} must not contain control characters")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from collections.abc import Callable
 
@@ -25,6 +26,10 @@ from tidings.server.core._topics import _WAKE_HEARTBEAT, CacheState, Subscriptio
 
 logger = logging.getLogger("tidings.server")
 
+# The store records a page floor this far (in microseconds) ahead of the pages handed out, refreshed at least
+# every 30 s, so that even after a crash and a wall clock that went backwards no page is issued twice.
+PAGE_FLOOR_RESERVE = 120_000_000
+
 
 class TopicsService:
     """Everything PROTOCOL.md says about caches, topics and subscriptions, over an engine and a store.
@@ -43,8 +48,8 @@ class TopicsService:
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
     ) -> None:
-        if heartbeat_interval <= 0:
-            raise ValueError("heartbeat_interval must be positive")
+        if not (0 < heartbeat_interval < math.inf):
+            raise ValueError("heartbeat_interval must be positive and finite")
         self.limits = limits or Limits()
         self.heartbeat_interval = heartbeat_interval
         self.clock = clock
@@ -70,6 +75,7 @@ class TopicsService:
         floor = await self._store.load_page_floor()
         self._pages = PageClock(floor, self._wall_clock)
         self._saved_page_floor = floor
+        await self._save_page_floor()
         self._started = True
 
     async def close(self) -> None:
@@ -261,8 +267,10 @@ class TopicsService:
         topic.last_active = self.clock()
 
     async def _save_page_floor(self) -> None:
-        floor = self._pages.last_issued
-        if floor > self._saved_page_floor:
+        """Keep the stored floor at least half the reserve ahead of the clock and of every issued page."""
+        ahead = max(self._pages.last_issued, int(self._wall_clock() * 1_000_000))
+        if ahead + PAGE_FLOOR_RESERVE // 2 > self._saved_page_floor:
+            floor = ahead + PAGE_FLOOR_RESERVE
             await self._store.save_page_floor(floor)
             self._saved_page_floor = floor
 

@@ -117,6 +117,8 @@ class Subscription:
         Raises the `TopicsError` that ended the topic instance (cache deleted, server shutting down), or
         `RuntimeError` once the subscription is closed.
         """
+        if self._closed:
+            raise RuntimeError("subscription is closed")
         if self._pending is not None:
             pending, self._pending = self._pending, None
             return [pending]
@@ -147,6 +149,8 @@ class Subscription:
                 signal = await waiter
             finally:
                 self._waiter = None
+                if waiter.cancelled():  # the caller was cancelled while waiting
+                    topic.waiting.pop(self, None)
             if signal == _WAKE_HEARTBEAT and self._cursor >= topic.log.next_sequence_number:
                 self.last_sent = self._service.clock()
                 return [HEARTBEAT]

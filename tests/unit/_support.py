@@ -1,0 +1,103 @@
+"""Test doubles and helpers shared by the unit tests (fixtures live in ``conftest.py``)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+from tidings.server.core import Discontinuity, Event, Message, Subscription
+from tidings.server.engine.memory import MemoryEngine, MemoryTopicLog
+
+
+class FakeClock:
+    """A clock that only moves when told to: inject it as ``clock=`` or ``wall_clock=``."""
+
+    def __init__(self, now: float) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> float:
+        """Move the clock forward (or back, with a negative value) and return the new time."""
+        self.now += seconds
+        return self.now
+
+
+class MemoryStore:
+    """An in-memory implementation of the core's `Store` protocol."""
+
+    def __init__(self) -> None:
+        self.caches: set[str] = set()
+        self.page_floor = 0
+        self.closed = False
+
+    async def list_caches(self) -> list[str]:
+        return sorted(self.caches)
+
+    async def create_cache(self, cache_name: str) -> bool:
+        if cache_name in self.caches:
+            return False
+        self.caches.add(cache_name)
+        return True
+
+    async def delete_cache(self, cache_name: str) -> bool:
+        if cache_name not in self.caches:
+            return False
+        self.caches.remove(cache_name)
+        return True
+
+    async def load_page_floor(self) -> int:
+        return self.page_floor
+
+    async def save_page_floor(self, sequence_page: int) -> None:
+        self.page_floor = sequence_page
+
+    async def close(self) -> None:
+        self.closed = True
+
+
+class RecordingEngine(MemoryEngine):
+    """The memory engine, remembering the logs it opened and the topics it retired, for inspection."""
+
+    def __init__(self, retention_messages: int, retention_bytes: int) -> None:
+        super().__init__(retention_messages, retention_bytes)
+        self.logs: dict[tuple[str, str], MemoryTopicLog] = {}
+        self.retired: list[tuple[str, str]] = []
+
+    def open_topic(self, cache_name: str, topic_name: str, sequence_page: int) -> MemoryTopicLog:
+        log = super().open_topic(cache_name, topic_name, sequence_page)
+        self.logs[cache_name, topic_name] = log
+        return log
+
+    def retire_topic(self, cache_name: str, topic_name: str) -> None:
+        self.retired.append((cache_name, topic_name))
+        super().retire_topic(cache_name, topic_name)
+
+
+async def ready_events(subscription: Subscription) -> list[Event]:
+    """Every event the subscription can deliver right now, without waiting for anything new.
+
+    `Subscription.next_events` returns without suspending when it has something to deliver, so one turn
+    of the loop tells "delivered" from "would wait"; the waiting call is then cancelled. No timeouts.
+    """
+    events: list[Event] = []
+    while True:
+        task = asyncio.create_task(subscription.next_events())
+        await asyncio.sleep(0)  # One loop turn, not a time-based sleep.
+        if not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            return events
+        events.extend(task.result())
+
+
+def numbers(events: list[Event]) -> list[int]:
+    """The sequence numbers of the messages among ``events``."""
+    return [event.sequence_number for event in events if isinstance(event, Message)]
+
+
+def discontinuities(events: list[Event]) -> list[Discontinuity]:
+    """The discontinuities among ``events``."""
+    return [event for event in events if isinstance(event, Discontinuity)]
