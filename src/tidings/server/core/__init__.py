@@ -17,10 +17,12 @@ from tidings.server.core._names import MAX_NAME_BYTES, validate_name
 from tidings.server.core._pages import PageClock
 from tidings.server.core._ports import Engine, Store, TopicLog
 from tidings.server.core._service import TopicsService, resume_position
+from tidings.server.core._stats import LATENCY_BUCKETS, Histogram, TransportStats
 from tidings.server.core._topics import READ_BATCH, Subscription
 
 __all__ = [
     "HEARTBEAT",
+    "LATENCY_BUCKETS",
     "MAX_NAME_BYTES",
     "READ_BATCH",
     "CacheAlreadyExists",
@@ -29,6 +31,7 @@ __all__ = [
     "Engine",
     "Event",
     "Heartbeat",
+    "Histogram",
     "InvalidArgument",
     "Limit",
     "LimitExceeded",
@@ -42,6 +45,7 @@ __all__ = [
     "TopicLog",
     "TopicsError",
     "TopicsService",
+    "TransportStats",
     "Unauthenticated",
     "Unavailable",
     "resume_position",

@@ -1,7 +1,7 @@
 """Domain errors of the topics core.
 
 Every failure the core reports to a transport is one of these; each transport maps them to its own status
-codes in exactly one function (``tidings.server.grpc._status.abort_with``)::
+codes in exactly one function (for gRPC, ``tidings.server.grpc._status.status_of``)::
 
     TopicsError
     ├── InvalidArgument      bad name, publish without value, malformed request

@@ -12,16 +12,32 @@ class Message:
     once per transport however many subscribers receive it.
     """
 
-    __slots__ = ("encodings", "publisher_id", "sequence_number", "sequence_page", "size", "value")
+    __slots__ = (
+        "encodings",
+        "published_at",
+        "publisher_id",
+        "sequence_number",
+        "sequence_page",
+        "size",
+        "value",
+    )
 
     def __init__(
-        self, sequence_page: int, sequence_number: int, value: str | bytes, publisher_id: str, size: int
+        self,
+        sequence_page: int,
+        sequence_number: int,
+        value: str | bytes,
+        publisher_id: str,
+        size: int,
+        published_at: float = 0.0,
     ) -> None:
         self.sequence_page = sequence_page
         self.sequence_number = sequence_number
         self.value = value
         self.publisher_id = publisher_id
         self.size = size
+        # The service clock's reading when it was published (for publish-to-deliver latency).
+        self.published_at = published_at
         self.encodings: dict[object, bytes] | None = None
 
     def __repr__(self) -> str:

@@ -26,8 +26,11 @@ class TopicLog(Protocol):
         """The oldest retained sequence number; equals ``next_sequence_number`` when nothing is retained."""
         ...
 
-    def append(self, value: str | bytes, publisher_id: str, size: int) -> Message:
-        """Append a message, evicting the oldest ones beyond the retention bounds, and return it."""
+    def append(self, value: str | bytes, publisher_id: str, size: int, published_at: float = 0.0) -> Message:
+        """Append a message, evicting the oldest ones beyond the retention bounds, and return it.
+
+        ``published_at`` is the service clock's reading, kept on the message for latency metrics.
+        """
         ...
 
     def read_from(self, sequence_number: int, limit: int) -> Sequence[Message]:

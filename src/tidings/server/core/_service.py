@@ -22,6 +22,7 @@ from tidings.server.core._limits import Limits, TokenBucket
 from tidings.server.core._names import validate_name
 from tidings.server.core._pages import PageClock
 from tidings.server.core._ports import Engine, Store
+from tidings.server.core._stats import TransportStats
 from tidings.server.core._topics import _WAKE_HEARTBEAT, CacheState, Subscription, TopicInstance
 
 logger = logging.getLogger("tidings.server")
@@ -61,6 +62,7 @@ class TopicsService:
         self._caches: dict[str, CacheState] = {}
         self._topics: dict[tuple[str, str], TopicInstance] = {}
         self._cache_lock = asyncio.Lock()
+        self._transport_stats: dict[str, TransportStats] = {}
         self._closing = False
         self._started = False
         self.loop: asyncio.AbstractEventLoop  # set by start()
@@ -188,7 +190,7 @@ class TopicsService:
                 Limit.OPERATIONS_RATE,
                 f"publish rate limit exceeded: {limits.publish_rate_per_cache:g} per second per cache",
             )
-        message = topic.log.append(value, publisher_id, size)
+        message = topic.log.append(value, publisher_id, size, now)
         topic.last_active = now
         topic.wake_all(0)
         return message
@@ -220,6 +222,22 @@ class TopicsService:
         cache.subscriptions += 1
         topic.subscriber_count += 1
         return Subscription(self, topic, cursor, pending, self.clock())
+
+    def stats_for(self, transport: str) -> TransportStats:
+        """The counters of ``transport`` (created on first use)."""
+        stats = self._transport_stats.get(transport)
+        if stats is None:
+            stats = self._transport_stats[transport] = TransportStats()
+        return stats
+
+    @property
+    def transport_stats(self) -> dict[str, TransportStats]:
+        """Counters of every transport, by name."""
+        return dict(self._transport_stats)
+
+    def subscription_total(self) -> int:
+        """Open subscriptions over all caches."""
+        return sum(cache.subscriptions for cache in self._caches.values())
 
     def topic_count(self) -> int:
         """How many topic instances are live."""

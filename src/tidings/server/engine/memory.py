@@ -40,8 +40,8 @@ class MemoryTopicLog:
         """Total size of the retained messages."""
         return self._bytes
 
-    def append(self, value: str | bytes, publisher_id: str, size: int) -> Message:
-        message = Message(self._page, self._next, value, publisher_id, size)
+    def append(self, value: str | bytes, publisher_id: str, size: int, published_at: float = 0.0) -> Message:
+        message = Message(self._page, self._next, value, publisher_id, size, published_at)
         self._next += 1
         messages = self._messages
         messages.append(message)

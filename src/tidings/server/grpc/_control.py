@@ -32,6 +32,7 @@ class ControlServicer:
 
     def __init__(self, service: TopicsService) -> None:
         self._service = service
+        self.stats = service.stats_for("grpc")
 
     @guarded
     async def create_cache(self, data: bytes, context: grpc.aio.ServicerContext[Any, Any]) -> bytes:

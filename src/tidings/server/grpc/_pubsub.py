@@ -7,6 +7,7 @@ written to every subscriber (ARCHITECTURE.md *Serialize once*).
 
 from __future__ import annotations
 
+from time import perf_counter
 from typing import Any, Final, TypeVar
 
 import grpc
@@ -71,16 +72,21 @@ class PubsubServicer:
 
     def __init__(self, service: TopicsService) -> None:
         self._service = service
+        self.stats = service.stats_for("grpc")
 
     @guarded
     async def publish(self, data: bytes, context: grpc.aio.ServicerContext[Any, Any]) -> bytes:
         """Publish one value; answers ``_Empty``."""
+        started = perf_counter()
         request = _parse(pb._PublishRequest, data)
         kind = request.value.WhichOneof("kind")
         if kind is None:
             raise InvalidArgument("value is required: text or binary")
         value = request.value.text if kind == "text" else request.value.binary
         await self._service.publish(request.cache_name, request.topic, value)
+        stats = self.stats
+        stats.publishes += 1
+        stats.publish_latency.observe(perf_counter() - started)
         return EMPTY
 
     @guarded
@@ -90,17 +96,28 @@ class PubsubServicer:
         subscription = await self._service.subscribe(
             request.cache_name, request.topic, request.resume_at_topic_sequence_number, request.sequence_page
         )
+        stats = self.stats
+        clock = self._service.clock
         with subscription:
             write = context.write
             await write(HEARTBEAT_BYTES)
+            stats.heartbeats += 1
             while True:
-                for event in await subscription.next_events():
+                events = await subscription.next_events()
+                for event in events:
                     if type(event) is Message:
                         await write(encode_message(event))
                     elif event is HEARTBEAT:
                         await write(HEARTBEAT_BYTES)
+                        stats.heartbeats += 1
                     else:
                         await write(encode_discontinuity(event))  # type: ignore[arg-type]
+                        stats.discontinuities += 1
+                # A batch is [heartbeat], [discontinuity] or [discontinuity?, message, ...].
+                last = events[-1]
+                if type(last) is Message:
+                    stats.deliveries += len(events) - (type(events[0]) is Discontinuity)
+                    stats.delivery_latency.observe(clock() - last.published_at)
 
     def handlers(self) -> dict[str, grpc.RpcMethodHandler[Any, Any]]:
         """The method handlers to register under `SERVICE`."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any, NoReturn, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import grpc
 import grpc.aio
@@ -16,6 +16,7 @@ from tidings.server.core import (
     LimitExceeded,
     PermissionDenied,
     TopicsError,
+    TransportStats,
     Unauthenticated,
     Unavailable,
 )
@@ -42,27 +43,30 @@ def status_of(error: TopicsError) -> tuple[grpc.StatusCode, tuple[tuple[str, str
     return code, metadata
 
 
-async def abort_with(context: grpc.aio.ServicerContext[Any, Any], error: TopicsError) -> NoReturn:
-    """End the call with the status PROTOCOL.md names for ``error``."""
-    code, metadata = status_of(error)
-    await context.abort(code, error.message, trailing_metadata=metadata)
-
-
 Handler = TypeVar("Handler", bound=Callable[..., Awaitable[Any]])
 
 
-def guarded(handler: Handler) -> Handler:
-    """Map domain errors to statuses and unexpected faults to INTERNAL (logged, not leaked)."""
+class Servicer(Protocol):
+    """What `guarded` needs of a servicer: the transport's counters."""
 
-    async def call(self: object, request: bytes, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+    stats: TransportStats
+
+
+def guarded(handler: Handler) -> Handler:
+    """Map domain errors to statuses and unexpected faults to INTERNAL (logged, not leaked), counting them."""
+
+    async def call(self: Servicer, request: bytes, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
         try:
             return await handler(self, request, context)
         except TopicsError as error:
-            await abort_with(context, error)
+            code, metadata = status_of(error)
+            self.stats.errors[code.name] += 1
+            await context.abort(code, error.message, trailing_metadata=metadata)
         except grpc.aio.AbortError:
             raise
         except Exception:
             logger.exception("unexpected fault in %s", handler.__qualname__)
+            self.stats.errors[grpc.StatusCode.INTERNAL.name] += 1
             await context.abort(grpc.StatusCode.INTERNAL, INTERNAL_MESSAGE)
 
     call.__qualname__ = handler.__qualname__
