@@ -28,3 +28,16 @@ def cpu_seconds(pid: int) -> float:
     # fields[0] is field 3 (state); utime and stime are fields 14 and 15.
     utime, stime = int(fields[11]), int(fields[12])
     return (utime + stime) / _CLOCK_TICKS_PER_SECOND
+
+
+def machine_busy_seconds() -> float:
+    """Return the CPU time all processes on this machine have used since boot (all cores, in seconds).
+
+    Busy time less the server's and the load generator's tells whether something else shared the cores.
+    Interrupt time is left out: loopback networking of the benchmark itself is accounted there.
+    """
+    with open("/proc/stat") as stat:
+        fields = stat.readline().split()
+    # cpu user nice system idle iowait irq softirq steal ...; steal is time another VM took from us.
+    user, nice, system, steal = (int(fields[index]) for index in (1, 2, 3, 8))
+    return (user + nice + system + steal) / _CLOCK_TICKS_PER_SECOND

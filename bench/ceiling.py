@@ -132,7 +132,7 @@ class CeilingServicer:
         caches = [controlclient_pb2._Cache(cache_name=name) for name in sorted(self._caches)]
         return controlclient_pb2._ListCachesResponse(cache=caches)
 
-    def generic_handlers(self) -> tuple[grpc.GenericRpcHandler, ...]:
+    def generic_handlers(self) -> tuple[grpc.GenericRpcHandler[Any, Any], ...]:
         """Return the gRPC handlers, with an identity serializer for the pre-encoded subscription items."""
         pubsub = {
             "Publish": grpc.unary_unary_rpc_method_handler(

@@ -33,295 +33,37 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
-import os
 import statistics
 import struct
 import sys
 import time
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 import grpc
 import uvloop
-from momento_wire_types import cachepubsub_pb2, controlclient_pb2
-
-from _proc import cpu_seconds, rss_kib
-
-PUBLISH = "/cache_client.pubsub.Pubsub/Publish"
-SUBSCRIBE = "/cache_client.pubsub.Pubsub/Subscribe"
-CREATE_CACHE = "/control_client.ScsControl/CreateCache"
+from _client import (
+    PUBLISH,
+    BenchError,
+    Snapshot,
+    SubscriberPool,
+    Subscription,
+    Target,
+    encode_publish,
+    ensure_cache,
+    ignore_items,
+    unique_topic,
+    window_report,
+)
+from _proc import rss_kib
+from momento_wire_types import cachepubsub_pb2
 
 # Latency payloads: magic, publish index, perf_counter_ns() at publish; padded to the payload size.
 _STAMP = struct.Struct("<4sIq")
 _STAMP_MAGIC = b"TBN1"
-
-
-class BenchError(RuntimeError):
-    """A scenario could not run to the end (server errors, a stalled stream)."""
-
-
-@dataclass(frozen=True)
-class Target:
-    """The server under load: its address, the cache to use, and its pid for /proc readings."""
-
-    address: str
-    cache: str
-    token: str
-    server_pid: int | None
-
-    @property
-    def metadata(self) -> tuple[tuple[str, str], ...]:
-        # An empty authorization header means anonymous, as official SDKs send to a local server.
-        return (("authorization", self.token),)
-
-    def open_channel(self) -> grpc.aio.Channel:
-        """Open a channel on its own HTTP/2 connection (channels with equal options would share one)."""
-        return grpc.aio.insecure_channel(self.address, options=[("grpc.use_local_subchannel_pool", 1)])
-
-
-@dataclass
-class Snapshot:
-    """Counters at one instant of a measured window."""
-
-    wall: float
-    client_cpu: float
-    server_cpu: float | None
-    count: int
-
-    @classmethod
-    def take(cls, target: Target, count: int) -> Snapshot:
-        server_cpu = cpu_seconds(target.server_pid) if target.server_pid else None
-        return cls(time.perf_counter(), time.process_time(), server_cpu, count)
-
-
-def window_report(start: Snapshot, end: Snapshot, unit: str) -> dict[str, Any]:
-    """Rates and CPU use between two snapshots; ``unit`` names what ``count`` counts."""
-    seconds = end.wall - start.wall
-    count = end.count - start.count
-    client_cpu = end.client_cpu - start.client_cpu
-    report: dict[str, Any] = {
-        "seconds": round(seconds, 3),
-        unit: count,
-        f"{unit}_per_s": count / seconds,
-        "client_cpu_s": client_cpu,
-        "client_cores": client_cpu / seconds,
-        "server_cpu_s": None,
-        "server_cores": None,
-        f"server_cpu_ms_per_1k_{unit}": None,
-    }
-    if start.server_cpu is not None and end.server_cpu is not None:
-        server_cpu = end.server_cpu - start.server_cpu
-        report["server_cpu_s"] = server_cpu
-        report["server_cores"] = server_cpu / seconds
-        report[f"server_cpu_ms_per_1k_{unit}"] = server_cpu * 1e6 / count if count else None
-    return report
-
-
-async def ensure_cache(target: Target) -> None:
-    """Create the cache; one that already exists is fine."""
-    async with target.open_channel() as channel:
-        create = channel.unary_unary(
-            CREATE_CACHE,
-            request_serializer=controlclient_pb2._CreateCacheRequest.SerializeToString,
-            response_deserializer=controlclient_pb2._CreateCacheResponse.FromString,
-        )
-        try:
-            await create(controlclient_pb2._CreateCacheRequest(cache_name=target.cache), metadata=target.metadata)
-        except grpc.aio.AioRpcError as error:
-            if error.code() != grpc.StatusCode.ALREADY_EXISTS:
-                raise BenchError(f"CreateCache failed: {error.code().name} {error.details()}") from error
-
-
-def encode_publish(cache: str, topic: str, payload: bytes) -> bytes:
-    """Return a pre-encoded ``_PublishRequest`` (publishers send bytes through an identity serializer)."""
-    value = cachepubsub_pb2._TopicValue(binary=payload)
-    return cachepubsub_pb2._PublishRequest(cache_name=cache, topic=topic, value=value).SerializeToString()
-
-
-def unique_topic(scenario: str) -> str:
-    """A topic no earlier run used, so every run starts on a fresh topic instance."""
-    return f"bench-{scenario}-{os.getpid()}-{time.time_ns()}"
-
-
-# --- subscriptions ---------------------------------------------------------------------------------------
-
-
-class DeliveryListener(Protocol):
-    """What a scenario does with the items its subscriptions read."""
-
-    def on_item(self, subscription: Subscription, now_ns: int, item: cachepubsub_pb2._TopicItem) -> None: ...
-
-    def on_skipped(self, subscription: Subscription, first: int, last: int) -> None: ...
-
-
-class _Ignore:
-    def on_item(self, subscription: Subscription, now_ns: int, item: cachepubsub_pb2._TopicItem) -> None:
-        pass
-
-    def on_skipped(self, subscription: Subscription, first: int, last: int) -> None:
-        pass
-
-
-class Readiness:
-    """Counts subscriptions that have read their first message (the heartbeat) or failed."""
-
-    def __init__(self, expected: int) -> None:
-        self.expected = expected
-        self.ready = 0
-        self.failed = 0
-        self.all_settled = asyncio.Event()
-        if expected == 0:
-            self.all_settled.set()
-
-    def settle(self, *, ok: bool) -> None:
-        if ok:
-            self.ready += 1
-        else:
-            self.failed += 1
-        if self.ready + self.failed >= self.expected:
-            self.all_settled.set()
-
-    async def wait(self, timeout: float) -> None:
-        try:
-            await asyncio.wait_for(self.all_settled.wait(), timeout)
-        except TimeoutError:
-            raise BenchError(
-                f"only {self.ready} of {self.expected} subscriptions got their first heartbeat in {timeout} s"
-            ) from None
-        if self.failed:
-            raise BenchError(f"{self.failed} of {self.expected} subscriptions failed to start")
-
-
-@dataclass(eq=False)
-class Subscription:
-    """One Subscribe stream: decodes every message, counts items, checks sequence order."""
-
-    method: grpc.aio.UnaryStreamMultiCallable
-    request: bytes
-    metadata: tuple[tuple[str, str], ...]
-    listener: DeliveryListener
-    readiness: Readiness
-    position: int = 0  # publishes accounted for: items read plus items a gap or discontinuity skipped
-    items: int = 0
-    heartbeats: int = 0
-    discontinuities: int = 0
-    gaps: int = 0
-    out_of_order: int = 0
-    last_sequence: int = 0
-    last_page: int = 0
-    error: str | None = None
-
-    async def run(self) -> None:
-        """Read the stream until it ends, fails or the task is cancelled."""
-        call = self.method(self.request, metadata=self.metadata)
-        started = False
-        try:
-            while True:
-                raw = await call.read()
-                if raw is grpc.aio.EOF:
-                    break
-                now_ns = time.perf_counter_ns()
-                message = cachepubsub_pb2._SubscriptionItem.FromString(raw)
-                kind = message.WhichOneof("kind")
-                if kind == "item":
-                    self._on_item(now_ns, message.item)
-                elif kind == "heartbeat":
-                    self.heartbeats += 1
-                elif kind == "discontinuity":
-                    self._on_discontinuity(message.discontinuity)
-                if not started:
-                    started = True
-                    self.readiness.settle(ok=kind == "heartbeat")
-                    if kind != "heartbeat":
-                        self.error = f"first message was {kind}, not a heartbeat"
-        except grpc.aio.AioRpcError as error:
-            self.error = f"{error.code().name}: {error.details()}"
-        finally:
-            call.cancel()
-            if not started:
-                self.readiness.settle(ok=False)
-
-    def _on_item(self, now_ns: int, item: cachepubsub_pb2._TopicItem) -> None:
-        self.items += 1
-        sequence = item.topic_sequence_number
-        if sequence:
-            if item.sequence_page != self.last_page:
-                self.last_page = item.sequence_page
-                self.last_sequence = 0
-            last = self.last_sequence
-            if last and sequence <= last:
-                self.out_of_order += 1
-            elif last and sequence > last + 1:
-                self.gaps += 1
-                self._skip(sequence - last - 1)
-            self.last_sequence = sequence
-        self.position += 1
-        self.listener.on_item(self, now_ns, item)
-
-    def _on_discontinuity(self, discontinuity: cachepubsub_pb2._Discontinuity) -> None:
-        self.discontinuities += 1
-        last = self.last_sequence or discontinuity.last_topic_sequence
-        if last and discontinuity.new_topic_sequence > last:
-            self._skip(discontinuity.new_topic_sequence - last)
-        self.last_sequence = discontinuity.new_topic_sequence
-        self.last_page = discontinuity.new_sequence_page
-
-    def _skip(self, missed: int) -> None:
-        first = self.position + 1
-        self.position += missed
-        self.listener.on_skipped(self, first, self.position)
-
-
-@dataclass
-class SubscriberPool:
-    """Many subscriptions to one topic spread over several connections."""
-
-    target: Target
-    topic: str
-    listener: DeliveryListener
-    count: int
-    channels: int
-    subscriptions: list[Subscription] = field(default_factory=list)
-    _open_channels: list[grpc.aio.Channel] = field(default_factory=list)
-    _tasks: list[asyncio.Task[None]] = field(default_factory=list)
-
-    async def start(self, timeout: float) -> None:
-        """Open every subscription and wait until each has read its first heartbeat."""
-        request = cachepubsub_pb2._SubscriptionRequest(
-            cache_name=self.target.cache, topic=self.topic
-        ).SerializeToString()
-        readiness = Readiness(self.count)
-        self._open_channels = [self.target.open_channel() for _ in range(max(1, self.channels))]
-        methods = [
-            channel.unary_stream(SUBSCRIBE, request_serializer=None, response_deserializer=None)
-            for channel in self._open_channels
-        ]
-        for index in range(self.count):
-            method = methods[index % len(methods)]
-            subscription = Subscription(method, request, self.target.metadata, self.listener, readiness)
-            self.subscriptions.append(subscription)
-            self._tasks.append(asyncio.create_task(subscription.run()))
-        await readiness.wait(timeout)
-
-    async def close(self) -> None:
-        """Cancel every stream, wait for its task, and close the connections."""
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        await asyncio.gather(*(channel.close() for channel in self._open_channels))
-
-    def anomalies(self) -> dict[str, Any]:
-        """Sums of what a clean run does not have: gaps, reorders, discontinuities, stream errors."""
-        errors = Counter(s.error for s in self.subscriptions if s.error)
-        return {
-            "gaps": sum(s.gaps for s in self.subscriptions),
-            "out_of_order": sum(s.out_of_order for s in self.subscriptions),
-            "discontinuities": sum(s.discontinuities for s in self.subscriptions),
-            "stream_errors": dict(errors),
-        }
 
 
 # --- scenarios -------------------------------------------------------------------------------------------
@@ -336,7 +78,7 @@ async def run_publish(target: Target, args: argparse.Namespace) -> dict[str, Any
     errors: Counter[str] = Counter()
     stop = asyncio.Event()
 
-    async def publisher(method: grpc.aio.UnaryUnaryMultiCallable) -> None:
+    async def publisher(method: grpc.aio.UnaryUnaryMultiCallable[bytes, bytes]) -> None:
         nonlocal completed
         while not stop.is_set():
             try:
@@ -357,7 +99,7 @@ async def run_publish(target: Target, args: argparse.Namespace) -> dict[str, Any
         stop.set()
         await asyncio.gather(*workers)
     finally:
-        await asyncio.gather(*(channel.close() for channel in channels))
+        await asyncio.gather(*(channel.close(grace=None) for channel in channels))
     if sum(errors.values()) > 100:
         raise BenchError(f"publishes failed: {dict(errors)}")
     report = window_report(start, end, "publishes")
@@ -436,7 +178,7 @@ async def run_fanout(target: Target, args: argparse.Namespace) -> dict[str, Any]
         await asyncio.gather(*workers)
     finally:
         await pool.close()
-        await channel.close()
+        await channel.close(grace=None)
     report = window_report(start, end, "deliveries")
     report.update(
         subscribers=args.subscribers,
@@ -500,6 +242,7 @@ async def run_latency(target: Target, args: argparse.Namespace) -> dict[str, Any
 
     async def send(request: bytes) -> None:
         await publish(request, metadata=target.metadata)
+
     try:
         await pool.start(args.ready_timeout)
         recorder.expected = total * args.subscribers
@@ -519,14 +262,12 @@ async def run_latency(target: Target, args: argparse.Namespace) -> dict[str, Any
             in_flight.add(task)
             task.add_done_callback(in_flight.discard)
         await asyncio.gather(*in_flight)
-        try:
+        with contextlib.suppress(TimeoutError):  # what did not arrive is reported as missing
             await asyncio.wait_for(recorder.all_delivered.wait(), args.stall_timeout)
-        except TimeoutError:
-            pass  # reported as missing deliveries
         end = Snapshot.take(target, recorder.deliveries)
     finally:
         await pool.close()
-        await channel.close()
+        await channel.close(grace=None)
     assert start is not None
     latencies = sorted(recorder.latencies_ns)
     if not latencies:
@@ -552,12 +293,12 @@ async def run_idle(target: Target, args: argparse.Namespace) -> dict[str, Any]:
     if target.server_pid is None:
         raise BenchError("the idle scenario needs --server-pid")
     # Warm up first, so that one-time allocations (first connection, first topic) are not charged.
-    warm = SubscriberPool(target, unique_topic("idle-warmup"), _Ignore(), 10, 1)
+    warm = SubscriberPool(target, unique_topic("idle-warmup"), ignore_items, 10, 1)
     await warm.start(args.ready_timeout)
     await warm.close()
     await asyncio.sleep(args.settle)
     rss_before = rss_kib(target.server_pid)
-    pool = SubscriberPool(target, unique_topic("idle"), _Ignore(), args.subscribers, args.channels)
+    pool = SubscriberPool(target, unique_topic("idle"), ignore_items, args.subscribers, args.channels)
     opened_at = time.perf_counter()
     try:
         await pool.start(args.ready_timeout)
@@ -597,7 +338,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--subscribers", type=int, default=100, help="fanout, latency, idle: subscriptions")
     parser.add_argument("--streams", type=int, default=50, help="fanout, latency: subscriptions per connection")
     parser.add_argument("--window", type=int, default=32, help="fanout: messages ahead of the slowest reader")
-    parser.add_argument("--inflight", type=int, default=4, help="fanout: publish calls in flight")
+    parser.add_argument("--inflight", type=int, default=8, help="fanout: publish calls in flight")
     parser.add_argument("--rate", type=float, default=50.0, help="latency: publishes per second")
     parser.add_argument("--settle", type=float, default=1.0, help="idle: seconds before reading RSS")
     parser.add_argument("--ready-timeout", type=float, default=120.0, help="seconds to wait for heartbeats")
@@ -615,6 +356,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run the scenario named on the command line; print its report (or its error) as one JSON line."""
     args = parse_args(argv)
     try:
         report = uvloop.run(run(args))
