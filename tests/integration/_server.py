@@ -6,6 +6,7 @@ import os
 import re
 import selectors
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -14,17 +15,23 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 _LISTENING = re.compile(r"listening on grpc://([^\s]+):(\d+)")
+_LISTENING_HTTP = re.compile(r"listening on http://([^\s]+):(\d+)")
 START_TIMEOUT = 30.0
 
 
 @dataclass
 class ServerProcess:
-    """A ``tidings server`` subprocess; ``log`` collects what it printed."""
+    """A ``tidings server`` subprocess; ``log`` collects what it printed.
+
+    HTTP is served on a free port picked at the first start (``--http-port 0`` would disable it), kept across
+    restarts; ``http_port`` is the port the server logged, 0 if HTTP is disabled (``--http-port 0`` in args).
+    """
 
     data_dir: Path
     args: tuple[str, ...]
     host: str = "127.0.0.1"
     port: int = 0
+    http_port: int = 0
     process: subprocess.Popen[str] | None = None
     log: list[str] = field(default_factory=list)
     _drain: threading.Thread | None = None
@@ -33,11 +40,17 @@ class ServerProcess:
     def endpoint(self) -> str:
         return f"{self.host}:{self.port}"
 
+    @property
+    def http_url(self) -> str:
+        return f"http://{self.host}:{self.http_port}"
+
     def start(self) -> ServerProcess:
         """Start the server and return once it logged that it listens (port 0 picks a free port)."""
+        if not self.http_port:
+            self.http_port = _free_port(self.host)
         command = [
             sys.executable, "-m", "tidings", "server",
-            "--host", self.host, "--port", str(self.port), "--http-port", "0",
+            "--host", self.host, "--port", str(self.port), "--http-port", str(self.http_port),
             "--data-dir", str(self.data_dir), *self.args,
         ]  # fmt: skip
         self.log = []
@@ -58,8 +71,13 @@ class ServerProcess:
                 process.stderr.close()
                 raise RuntimeError(f"server exited with {process.returncode}: {''.join(self.log)}")
             self.log.append(line)
+            http_match = _LISTENING_HTTP.search(line)
+            if http_match:  # logged just before the gRPC line, when HTTP is enabled
+                self.http_port = int(http_match.group(2))
             match = _LISTENING.search(line)
             if match:
+                if not any(_LISTENING_HTTP.search(earlier) for earlier in self.log):
+                    self.http_port = 0
                 self.port = int(match.group(2))
                 break
         selector.close()
@@ -106,3 +124,10 @@ class ServerProcess:
         """Stop gracefully and start again on the same port and data dir."""
         self.stop()
         return self.start()
+
+
+def _free_port(host: str) -> int:
+    """A TCP port that was free a moment ago."""
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+        probe.bind((host, 0))
+        return int(probe.getsockname()[1])

@@ -30,7 +30,7 @@ _LIMITS = Limits()
     default=8081,
     show_default=True,
     envvar="TIDINGS_HTTP_PORT",
-    help="HTTP port (reserved for the HTTP API; 0 disables it).",
+    help="HTTP port (HTTP API, browser stream, console, /metrics; 0 disables it).",
 )
 @click.option(
     "--data-dir",
@@ -113,6 +113,14 @@ _LIMITS = Limits()
     help="Seconds of silence after which a stream gets a heartbeat.",
 )
 @click.option(
+    "--http-long-poll-timeout",
+    type=click.FloatRange(0, min_open=True),
+    default=30.0,
+    show_default=True,
+    envvar="TIDINGS_HTTP_LONG_POLL_TIMEOUT",
+    help="Seconds an HTTP long-poll waits for messages before answering with none.",
+)
+@click.option(
     "--log-level",
     type=click.Choice(["debug", "info", "warning", "error"]),
     default="info",
@@ -133,9 +141,10 @@ def server(
     max_caches: int,
     topic_idle_ttl: float,
     heartbeat_interval: float,
+    http_long_poll_timeout: float,
     log_level: str,
 ) -> None:
-    """Run the tidings server (gRPC, Momento-compatible) until SIGINT or SIGTERM."""
+    """Run the tidings server (gRPC, Momento-compatible, and HTTP) until SIGINT or SIGTERM."""
     from tidings.server.app import run
 
     try:
@@ -156,6 +165,7 @@ def server(
             create_caches=create_caches,
             limits=limits,
             heartbeat_interval=heartbeat_interval,
+            http_long_poll_timeout=http_long_poll_timeout,
             log_level=log_level,
         )
     except ValueError as error:

@@ -14,6 +14,7 @@ from tidings.server.config import Settings
 from tidings.server.core import CacheAlreadyExists, TopicsService
 from tidings.server.engine.memory import MemoryEngine
 from tidings.server.grpc.server import build_grpc_server
+from tidings.server.http import HttpServer
 from tidings.server.store.sqlite import SqliteStore
 
 logger = logging.getLogger("tidings.server")
@@ -35,6 +36,7 @@ class Server:
         self._service: TopicsService | None = None
         self._store: SqliteStore | None = None
         self._grpc: grpc.aio.Server | None = None
+        self._http: HttpServer | None = None
         self._housekeeping: asyncio.Task[None] | None = None
         self._port = 0
         self._stopped = asyncio.Event()
@@ -50,6 +52,13 @@ class Server:
     def endpoint(self) -> str:
         """``host:port`` of the gRPC listener."""
         return _host_port(self.settings.host, self.port)
+
+    @property
+    def http_port(self) -> int:
+        """The bound HTTP port; 0 when HTTP is disabled (``settings.http_port`` 0)."""
+        if self._grpc is None:
+            raise RuntimeError("server is not started")
+        return 0 if self._http is None else self._http.port
 
     @property
     def service(self) -> TopicsService:
@@ -83,9 +92,23 @@ class Server:
                 raise OSError(f"cannot listen on {address}")
             await self._grpc.start()
             self._housekeeping = asyncio.create_task(service.run_housekeeping(), name="tidings-housekeeping")
+            if settings.http_port:
+                self._http = HttpServer(
+                    service,
+                    settings.host,
+                    settings.http_port,
+                    long_poll_timeout=settings.http_long_poll_timeout,
+                    shutdown_grace=settings.shutdown_grace,
+                )
+                await self._http.start()
         except BaseException:
             await self.stop()
             raise
+        if self._http is not None:
+            logger.info(
+                "tidings listening on http://%s (HTTP API, browser stream, console, /metrics)",
+                _host_port(settings.host, self._http.port),
+            )
         logger.info(
             "tidings listening on grpc://%s (data dir %s, %d caches)",
             self.endpoint,
@@ -94,7 +117,9 @@ class Server:
         )
 
     async def stop(self) -> None:
-        """End subscriptions with UNAVAILABLE, drain calls, stop background work, close the store."""
+        """End HTTP streams and requests, end subscriptions with UNAVAILABLE, drain calls, close the store."""
+        if self._http is not None:
+            await self._http.stop()
         if self._service is not None:
             await self._service.close()
         if self._grpc is not None:

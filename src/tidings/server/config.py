@@ -27,6 +27,7 @@ class Settings:
     create_caches: tuple[str, ...] = ()
     limits: Limits = field(default_factory=Limits)
     heartbeat_interval: float = 10.0
+    http_long_poll_timeout: float = 30.0
     shutdown_grace: float = 5.0
     log_level: str = "info"
 
@@ -37,3 +38,5 @@ class Settings:
             raise ValueError("http_port must be 0 to 65535")
         if not (0 < self.heartbeat_interval < math.inf):
             raise ValueError("heartbeat_interval must be positive and finite")
+        if not (0 < self.http_long_poll_timeout < math.inf):
+            raise ValueError("http_long_poll_timeout must be positive and finite")

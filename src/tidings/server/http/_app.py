@@ -1,0 +1,154 @@
+"""The Starlette application: HTTP API for topics and caches, browser stream, console, operations."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Final
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import FileResponse, Response
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+
+from tidings.server.core import InvalidArgument, TopicsService, TransportStats
+from tidings.server.http._caches import create_cache, delete_cache, get_cache, list_caches
+from tidings.server.http._encoding import encode_json
+from tidings.server.http._errors import NoRoute, error_response
+from tidings.server.http._live import ClientGone, LiveRequests
+from tidings.server.http._metrics import MetricsEndpoint
+from tidings.server.http._openapi import OPENAPI
+from tidings.server.http._params import path_names
+from tidings.server.http._poll import poll
+from tidings.server.http._publish import publish
+from tidings.server.http._stream import stream
+
+STATIC: Final = Path(__file__).with_name("static")
+# The console loads nothing from anywhere but this server.
+_CONSOLE_HEADERS: Final = {
+    "content-security-policy": (
+        "default-src 'self'; img-src 'self' data:; object-src 'none'; base-uri 'none'; frame-ancestors 'none'"
+    ),
+    "cache-control": "no-cache",
+}
+# The status a request whose client left "gets" (never sent; nginx's "client closed request").
+_CLIENT_GONE: Final = 499
+
+_CACHE_ENDPOINTS: Final[dict[str, Callable[[Request, TopicsService, str], Awaitable[Response]]]] = {
+    "GET": get_cache,
+    "PUT": create_cache,
+    "DELETE": delete_cache,
+}
+
+
+def _json(document: object, status: int = 200) -> Response:
+    return Response(encode_json(document), status, media_type="application/json")
+
+
+class HttpApi:
+    """The endpoints, bound to one topics service."""
+
+    def __init__(self, service: TopicsService, live: LiveRequests, long_poll_timeout: float) -> None:
+        self.service = service
+        self.live = live
+        self.long_poll_timeout = long_poll_timeout
+        self.http_stats = service.stats_for("http")
+        self.sse_stats = service.stats_for("sse")
+        self._openapi = encode_json(OPENAPI)
+
+    async def _guard(self, stats: TransportStats, call: Awaitable[Response]) -> Response:
+        try:
+            return await call
+        except ClientGone:
+            return Response(status_code=_CLIENT_GONE)
+        except Exception as error:
+            return error_response(error, stats)
+
+    async def topics(self, request: Request) -> Response:
+        """``/topics/{cache}/{topic}`` (POST publishes, GET long-polls) and ``/topics/{cache}/{topic}/events``."""
+        try:
+            names = path_names(request, "/topics/")
+        except InvalidArgument as error:
+            return error_response(error, self.http_stats)
+        method = request.method
+        if len(names) == 2:
+            cache, topic = names
+            if method == "POST":
+                return await self._guard(self.http_stats, publish(request, self.service, self.http_stats, cache, topic))
+            if method == "GET":
+                call = poll(request, self.service, self.http_stats, self.live, self.long_poll_timeout, cache, topic)
+                return await self._guard(self.http_stats, call)
+            return error_response(NoRoute(f"{method} is not allowed here", 405, "GET, POST"))
+        if len(names) == 3 and names[2] == "events":
+            if method == "GET":
+                call = stream(request, self.service, self.sse_stats, self.live, *names[:2])
+                return await self._guard(self.sse_stats, call)
+            return error_response(NoRoute(f"{method} is not allowed here", 405, "GET"))
+        return error_response(NoRoute("no such endpoint: /topics/{cache}/{topic}[/events]", 404))
+
+    async def caches(self, request: Request) -> Response:
+        """``GET /caches``."""
+        return await self._guard(self.http_stats, list_caches(request, self.service))
+
+    async def cache(self, request: Request) -> Response:
+        """``GET``, ``PUT`` and ``DELETE /caches/{name}``."""
+        try:
+            names = path_names(request, "/caches/")
+        except InvalidArgument as error:
+            return error_response(error, self.http_stats)
+        if len(names) != 1:
+            return error_response(NoRoute("no such endpoint: /caches/{name}", 404))
+        endpoint = _CACHE_ENDPOINTS.get(request.method)
+        if endpoint is None:
+            return error_response(NoRoute(f"{request.method} is not allowed here", 405, "GET, PUT, DELETE"))
+        return await self._guard(self.http_stats, endpoint(request, self.service, names[0]))
+
+    async def health(self, request: Request) -> Response:
+        """Liveness: 200 while the process serves HTTP."""
+        return _json({"status": "ok"})
+
+    async def ready(self, request: Request) -> Response:
+        """Readiness: 200 while serving, 503 once shutting down."""
+        if self.live.closing:
+            return _json({"error": {"code": "unavailable", "message": "server is shutting down"}}, 503)
+        return _json({"status": "ready"})
+
+    async def openapi(self, request: Request) -> Response:
+        """The OpenAPI document of this API."""
+        return Response(self._openapi, media_type="application/json")
+
+    async def console(self, request: Request) -> Response:
+        """The web console's page."""
+        return FileResponse(STATIC / "index.html", headers=_CONSOLE_HEADERS)
+
+
+async def _http_exception(request: Request, error: Exception) -> Response:
+    """Routing errors (no route, wrong method) as JSON errors like the rest of the API."""
+    assert isinstance(error, HTTPException)
+    allow = (error.headers or {}).get("Allow")
+    return error_response(NoRoute(error.detail, error.status_code, allow))
+
+
+async def _unexpected(request: Request, error: Exception) -> Response:
+    """A fault outside the API's own error handling: a JSON 500, logged."""
+    return error_response(error)
+
+
+def build_app(service: TopicsService, live: LiveRequests, *, long_poll_timeout: float) -> Starlette:
+    """The ASGI application of the HTTP server."""
+    api = HttpApi(service, live, long_poll_timeout)
+    metrics = MetricsEndpoint(service, live.__len__)
+    routes = [
+        Route("/", api.console, methods=["GET"]),
+        Mount("/console", StaticFiles(directory=STATIC), name="console"),
+        Route("/topics/{path:path}", api.topics, methods=["GET", "POST"]),
+        Route("/caches", api.caches, methods=["GET"]),
+        Route("/caches/{path:path}", api.cache, methods=["GET", "PUT", "DELETE"]),
+        Route("/health", api.health, methods=["GET"]),
+        Route("/ready", api.ready, methods=["GET"]),
+        Route("/metrics", metrics.endpoint, methods=["GET"]),
+        Route("/openapi.json", api.openapi, methods=["GET"]),
+    ]
+    return Starlette(routes=routes, exception_handlers={HTTPException: _http_exception, Exception: _unexpected})

@@ -1,0 +1,139 @@
+"""JSON and Server-Sent Events encodings of what a subscription delivers.
+
+A message is encoded once per encoding and cached on ``message.encodings`` (ARCHITECTURE.md *Serialize
+once*): the long-poll endpoint and the SSE stream each pay for it once however many clients receive it.
+
+Item objects are PROTOCOL.md's ``{"topic_sequence_number", "sequence_page", "value": {"text" | "binary"},
+"publisher_id"}``, binary values in base64. An SSE frame carries the same object as its ``data`` and
+``PAGE:SEQ`` as its ``id`` (for a discontinuity, the position after which items resume), so that
+``Last-Event-ID`` is a resume point.
+"""
+
+from __future__ import annotations
+
+import json
+from base64 import b64encode
+from collections.abc import Iterable
+from typing import Final
+
+from tidings.server.core import HEARTBEAT, Discontinuity, Event, Message
+
+_JSON: Final = "json"
+_SSE: Final = "sse"
+
+SSE_HEARTBEAT: Final = b"event: heartbeat\ndata: {}\n\n"
+# First bytes of every stream: reconnect after 1 s (browsers default to about 3 s), then a heartbeat, as the
+# first message of every gRPC stream is one.
+SSE_PREAMBLE: Final = b"retry: 1000\n\n" + SSE_HEARTBEAT
+
+
+def _dumps(document: object) -> bytes:
+    text = json.dumps(document, ensure_ascii=False, separators=(",", ":"))
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate: escape it rather than emit invalid UTF-8
+        return json.dumps(document, separators=(",", ":")).encode("ascii")
+
+
+def encode_item(message: Message) -> bytes:
+    """The JSON item object of ``message`` (without the ``{"item": ...}`` wrapper), encoded once."""
+    encodings = message.encodings
+    if encodings is None:
+        encodings = message.encodings = {}
+    else:
+        encoded = encodings.get(_JSON)
+        if encoded is not None:
+            return encoded
+    value = message.value
+    encoded = encodings[_JSON] = _dumps(
+        {
+            "topic_sequence_number": message.sequence_number,
+            "sequence_page": message.sequence_page,
+            "value": {"text": value} if isinstance(value, str) else {"binary": b64encode(value).decode("ascii")},
+            "publisher_id": message.publisher_id,
+        }
+    )
+    return encoded
+
+
+def encode_discontinuity(discontinuity: Discontinuity) -> bytes:
+    """The JSON discontinuity object (without the ``{"discontinuity": ...}`` wrapper)."""
+    return (
+        b'{"last_topic_sequence":%d,"new_topic_sequence":%d,"new_sequence_page":%d}'
+        % (discontinuity.last_topic_sequence, discontinuity.new_topic_sequence, discontinuity.new_sequence_page)
+    )  # fmt: skip
+
+
+def encode_poll(events: Iterable[Event]) -> bytes:
+    """The long-poll response body ``{"items": [...]}`` for ``events`` (heartbeats are left out)."""
+    parts: list[bytes] = []
+    for event in events:
+        if type(event) is Message:
+            parts.append(b'{"item":' + encode_item(event) + b"}")
+        elif event is not HEARTBEAT:
+            parts.append(b'{"discontinuity":' + encode_discontinuity(event) + b"}")  # type: ignore[arg-type]
+    return b'{"items":[' + b",".join(parts) + b"]}"
+
+
+def sse_item(message: Message) -> bytes:
+    """The SSE frame of ``message`` (event ``item``, id ``PAGE:SEQ``), encoded once."""
+    encodings = message.encodings
+    encoded = encodings.get(_SSE) if encodings is not None else None
+    if encoded is None:
+        data = encode_item(message)  # creates message.encodings
+        encoded = message.encodings[_SSE] = b"event: item\nid: %d:%d\ndata: %s\n\n" % (  # type: ignore[index]
+            message.sequence_page,
+            message.sequence_number,
+            data,
+        )
+    return encoded
+
+
+def sse_discontinuity(discontinuity: Discontinuity) -> bytes:
+    """The SSE frame of a discontinuity; its id is the position after which items resume."""
+    return b"event: discontinuity\nid: %d:%d\ndata: %s\n\n" % (
+        discontinuity.new_sequence_page,
+        discontinuity.new_topic_sequence,
+        encode_discontinuity(discontinuity),
+    )
+
+
+def encode_sse(events: Iterable[Event]) -> bytes:
+    """The SSE frames of a batch of events, as one chunk."""
+    frames: list[bytes] = []
+    for event in events:
+        if type(event) is Message:
+            frames.append(sse_item(event))
+        elif event is HEARTBEAT:
+            frames.append(SSE_HEARTBEAT)
+        else:
+            frames.append(sse_discontinuity(event))  # type: ignore[arg-type]
+    return b"".join(frames)
+
+
+def parse_event_id(event_id: str) -> tuple[int, int]:
+    """The resume point ``(sequence_number, sequence_page)`` after an SSE event id ``PAGE:SEQ``.
+
+    Raises ``ValueError`` when ``event_id`` is not two unsigned 64-bit integers joined by a colon.
+    """
+    page_text, separator, sequence_text = event_id.strip().partition(":")
+    if not (separator and _is_decimal(page_text) and _is_decimal(sequence_text)):
+        raise ValueError(f"not PAGE:SEQ: {event_id!r}")
+    page, sequence = int(page_text), int(sequence_text)
+    if page >= 2**64 or sequence >= 2**64 - 1:
+        raise ValueError(f"out of range: {event_id!r}")
+    return sequence + 1, page
+
+
+def _is_decimal(text: str) -> bool:
+    return text.isascii() and text.isdigit() and len(text) <= 20
+
+
+def encode_error(code: str, message: str) -> bytes:
+    """The error body ``{"error": {"code", "message"}}``."""
+    return _dumps({"error": {"code": code, "message": message}})
+
+
+def encode_json(document: object) -> bytes:
+    """Compact UTF-8 JSON."""
+    return _dumps(document)

@@ -1,0 +1,100 @@
+"""The one place domain errors become HTTP statuses (PROTOCOL.md *HTTP API*).
+
+Every error response of the HTTP API has the body ``{"error": {"code": ..., "message": ...}}``. The codes are
+the gRPC status names in lower case (``invalid_argument``, ``not_found``, ...), except that a `LimitExceeded`
+carries its limit's ``err`` value (``request_size_limit_exceeded``, ...), as gRPC clients see it in metadata.
+
+Two errors exist only at this transport, both subclasses of the core's `InvalidArgument`::
+
+    InvalidArgument
+    ├── UnsupportedMediaType   a publish with a Content-Type other than text/plain or application/octet-stream
+    └── NoRoute                no endpoint at this path (or not with this method)
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Final
+
+from starlette.responses import Response
+
+from tidings.server.core import (
+    CacheAlreadyExists,
+    CacheNotFound,
+    InvalidArgument,
+    Limit,
+    LimitExceeded,
+    PermissionDenied,
+    TransportStats,
+    Unauthenticated,
+    Unavailable,
+)
+from tidings.server.http._encoding import encode_error
+
+logger = logging.getLogger("tidings.server.http")
+
+INTERNAL_MESSAGE: Final = "internal server error; the server log has the details"
+# How long a client should wait before retrying after a 503 (seconds).
+RETRY_AFTER: Final = "1"
+
+
+class UnsupportedMediaType(InvalidArgument):
+    """A publish whose Content-Type is neither ``text/plain`` (UTF-8) nor ``application/octet-stream``."""
+
+
+class NoRoute(InvalidArgument):
+    """No endpoint answers this path and method; ``status`` is 404 or 405."""
+
+    def __init__(self, message: str, status: int, allow: str | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.allow = allow
+
+
+_LIMIT_STATUS: Final = {
+    Limit.REQUEST_SIZE: 413,
+    Limit.TOPIC_SUBSCRIPTIONS: 429,
+    Limit.OPERATIONS_RATE: 429,
+    Limit.CACHE_COUNT: 429,
+}
+
+
+def status_of(error: Exception) -> tuple[int, str, str]:
+    """The HTTP status, error code and client-safe message for ``error`` (any exception)."""
+    if isinstance(error, NoRoute):
+        return error.status, "not_found" if error.status == 404 else "method_not_allowed", error.message
+    if isinstance(error, UnsupportedMediaType):
+        return 415, "unsupported_media_type", error.message
+    if isinstance(error, InvalidArgument):
+        return 400, "invalid_argument", error.message
+    if isinstance(error, Unauthenticated):
+        return 401, "unauthenticated", error.message
+    if isinstance(error, PermissionDenied):
+        return 403, "permission_denied", error.message
+    if isinstance(error, CacheNotFound):
+        return 404, "not_found", error.message
+    if isinstance(error, CacheAlreadyExists):
+        return 409, "already_exists", error.message
+    if isinstance(error, LimitExceeded):
+        return _LIMIT_STATUS[error.limit], error.limit.value, error.message
+    if isinstance(error, Unavailable):
+        return 503, "unavailable", error.message
+    return 500, "internal", INTERNAL_MESSAGE
+
+
+def error_response(error: Exception, stats: TransportStats | None = None) -> Response:
+    """The JSON error response for ``error``, counted in ``stats``; unexpected faults are logged, not leaked."""
+    status, code, message = status_of(error)
+    if status == 500:
+        logger.error("unexpected fault in the HTTP API", exc_info=error)
+    if stats is not None:
+        stats.errors[str(status)] += 1
+    headers: dict[str, str] = {}
+    if status in (429, 503):
+        headers["retry-after"] = RETRY_AFTER
+    elif status == 413:
+        # The rest of an oversized body is not read: the connection cannot be reused.
+        headers["connection"] = "close"
+    elif isinstance(error, NoRoute) and error.allow:
+        headers["allow"] = error.allow
+    return Response(encode_error(code, message), status, headers, media_type="application/json")

@@ -1,0 +1,88 @@
+"""``/metrics``: the core's plain counters in Prometheus' text format, read at scrape time.
+
+The transports count with attribute increments (``TransportStats``); nothing on the hot path calls
+prometheus-client. A custom collector turns the counters into metric families when Prometheus scrapes.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterator
+
+from prometheus_client import CONTENT_TYPE_LATEST, GCCollector, ProcessCollector, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.registry import CollectorRegistry
+from starlette.requests import Request
+from starlette.responses import Response
+
+from tidings.server.core import Histogram, TopicsService
+
+
+def _buckets(histogram: Histogram) -> list[tuple[str, float]]:
+    return [("+Inf" if math.isinf(bound) else repr(bound), count) for bound, count in histogram.cumulative()]
+
+
+class TopicsCollector:
+    """Collects the service's counters per transport and its gauges (subscriptions, topics, caches)."""
+
+    def __init__(self, service: TopicsService, live_requests: Callable[[], int]) -> None:
+        self._service = service
+        self._live_requests = live_requests
+
+    def collect(self) -> Iterator[Metric]:
+        """Metric families with the current values (called by the registry at scrape time)."""
+        service = self._service
+        transports = sorted(service.transport_stats.items())
+        counters = {
+            "publishes": "Messages published",
+            "deliveries": "Messages delivered to subscribers",
+            "discontinuities": "Discontinuities delivered to subscribers",
+            "heartbeats": "Heartbeats sent to subscribers",
+        }
+        for name, documentation in counters.items():
+            family = CounterMetricFamily(f"tidings_{name}", documentation, labels=["transport"])
+            for transport, stats in transports:
+                family.add_metric([transport], getattr(stats, name))
+            yield family
+        errors = CounterMetricFamily(
+            "tidings_errors",
+            "Requests that failed, by status (gRPC code name or HTTP status)",
+            labels=["transport", "status"],
+        )
+        for transport, stats in transports:
+            for status, count in sorted(stats.errors.items()):
+                errors.add_metric([transport, status], count)
+        yield errors
+        histograms = {
+            "publish_latency": ("tidings_publish_latency_seconds", "Time to handle a publish request"),
+            "delivery_latency": (
+                "tidings_publish_to_deliver_latency_seconds",
+                "Time from publish to delivery, sampled once per delivered batch",
+            ),
+        }
+        for attribute, (name, documentation) in histograms.items():
+            histogram_family = HistogramMetricFamily(name, documentation, labels=["transport"])
+            for transport, stats in transports:
+                histogram: Histogram = getattr(stats, attribute)
+                histogram_family.add_metric([transport], _buckets(histogram), histogram.sum)
+            yield histogram_family
+        yield GaugeMetricFamily("tidings_subscriptions", "Open subscriptions", service.subscription_total())
+        yield GaugeMetricFamily("tidings_topics", "Live topic instances", service.topic_count())
+        yield GaugeMetricFamily("tidings_caches", "Caches", len(service.list_caches()))
+        yield GaugeMetricFamily(
+            "tidings_http_live_requests", "Open SSE streams and waiting long polls", self._live_requests()
+        )
+
+
+class MetricsEndpoint:
+    """``GET /metrics``: a registry of its own (not the process-global one) with tidings and process metrics."""
+
+    def __init__(self, service: TopicsService, live_requests: Callable[[], int]) -> None:
+        self.registry = CollectorRegistry()
+        self.registry.register(TopicsCollector(service, live_requests))
+        ProcessCollector(registry=self.registry)
+        GCCollector(registry=self.registry)
+
+    async def endpoint(self, request: Request) -> Response:
+        """The exposition, rendered now."""
+        return Response(generate_latest(self.registry), headers={"content-type": CONTENT_TYPE_LATEST})

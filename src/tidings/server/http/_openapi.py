@@ -1,0 +1,315 @@
+"""The OpenAPI 3.1 document of the HTTP API, served at ``/openapi.json`` and kept as ``docs/openapi.json``.
+
+Written by hand next to the endpoints it describes; a test checks that the served and committed copies are
+equal and schemathesis checks that the server answers as it says. Regenerate the committed copy with
+``python -m tidings.server.http._openapi > docs/openapi.json``.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Final
+
+_UINT64_MAX: Final = 2**64 - 1
+_JSON = "application/json"
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _error(description: str) -> dict[str, Any]:
+    return {"description": description, "content": {_JSON: {"schema": _ref("Error")}}}
+
+
+def _json(description: str, schema: str) -> dict[str, Any]:
+    return {"description": description, "content": {_JSON: {"schema": _ref(schema)}}}
+
+
+_BAD_REQUEST = _error("Malformed request: a bad name or parameter, or a token both in the header and the query")
+_UNAUTHENTICATED = _error("The token is missing (when required), malformed, badly signed, expired or revoked")
+_FORBIDDEN = _error("The token does not allow this operation")
+_CACHE_NOT_FOUND = _error("The cache does not exist")
+_TOO_MANY = _error("A limit was reached: subscriptions per cache, publish rate or cache count (see `Retry-After`)")
+_INTERNAL = _error("An unexpected fault; details are in the server log")
+_UNAVAILABLE = _error("The server is shutting down; retry (see `Retry-After`)")
+_COMMON = {"400": _BAD_REQUEST, "401": _UNAUTHENTICATED, "403": _FORBIDDEN, "500": _INTERNAL, "503": _UNAVAILABLE}
+
+_NAME = {"type": "string", "minLength": 1, "maxLength": 255}
+_CACHE = {
+    "name": "cache",
+    "in": "path",
+    "required": True,
+    "description": "Cache name: 1 to 255 bytes of UTF-8 without control characters (percent-encoded).",
+    "schema": _NAME,
+}
+_TOPIC = {**_CACHE, "name": "topic", "description": "Topic name, like a cache name."}
+_CACHE_NAME = {**_CACHE, "name": "name"}
+_UINT64 = {"type": "integer", "minimum": 0, "maximum": _UINT64_MAX}
+_TOKEN_QUERY = {
+    "name": "token",
+    "in": "query",
+    "required": False,
+    "description": "A token, for clients that cannot set headers (EventSource). Not together with `Authorization`.",
+    "schema": {"type": "string"},
+}
+_RESUME = [
+    {
+        "name": "sequence_number",
+        "in": "query",
+        "required": False,
+        "description": "The next sequence number expected (last received + 1); 0 or absent: only new messages.",
+        "schema": _UINT64,
+    },
+    {
+        "name": "sequence_page",
+        "in": "query",
+        "required": False,
+        "description": "The last sequence page seen; 0 or absent: unknown.",
+        "schema": _UINT64,
+    },
+]
+
+_SCHEMAS: dict[str, Any] = {
+    "Error": {
+        "type": "object",
+        "required": ["error"],
+        "properties": {
+            "error": {
+                "type": "object",
+                "required": ["code", "message"],
+                "properties": {
+                    "code": {
+                        "type": "string",
+                        "description": "invalid_argument, unauthenticated, permission_denied, not_found, "
+                        "already_exists, method_not_allowed, unsupported_media_type, request_size_limit_exceeded, "
+                        "topic_subscriptions_limit_exceeded, operations_rate_limit_exceeded, "
+                        "cache_count_limit_exceeded, unavailable or internal",
+                    },
+                    "message": {"type": "string"},
+                },
+            }
+        },
+    },
+    "TopicValue": {
+        "oneOf": [
+            {"type": "object", "required": ["text"], "properties": {"text": {"type": "string"}}},
+            {
+                "type": "object",
+                "required": ["binary"],
+                "properties": {"binary": {"type": "string", "contentEncoding": "base64"}},
+            },
+        ]
+    },
+    "TopicItem": {
+        "type": "object",
+        "required": ["topic_sequence_number", "sequence_page", "value", "publisher_id"],
+        "properties": {
+            "topic_sequence_number": _UINT64,
+            "sequence_page": _UINT64,
+            "value": _ref("TopicValue"),
+            "publisher_id": {"type": "string", "description": "Token id of the publisher; empty if none."},
+        },
+    },
+    "Discontinuity": {
+        "type": "object",
+        "required": ["last_topic_sequence", "new_topic_sequence", "new_sequence_page"],
+        "properties": {
+            "last_topic_sequence": _UINT64,
+            "new_topic_sequence": {**_UINT64, "description": "The next item has this sequence number + 1."},
+            "new_sequence_page": _UINT64,
+        },
+    },
+    "PollResponse": {
+        "type": "object",
+        "required": ["items"],
+        "properties": {
+            "items": {
+                "type": "array",
+                "items": {
+                    "oneOf": [
+                        {"type": "object", "required": ["item"], "properties": {"item": _ref("TopicItem")}},
+                        {
+                            "type": "object",
+                            "required": ["discontinuity"],
+                            "properties": {"discontinuity": _ref("Discontinuity")},
+                        },
+                    ]
+                },
+            }
+        },
+    },
+    "CacheList": {
+        "type": "object",
+        "required": ["caches"],
+        "properties": {
+            "caches": {
+                "type": "array",
+                "items": {"type": "object", "required": ["name"], "properties": {"name": {"type": "string"}}},
+            }
+        },
+    },
+    "Cache": {
+        "type": "object",
+        "required": ["name"],
+        "properties": {
+            "name": {"type": "string"},
+            "subscriptions": {"type": "integer", "minimum": 0, "description": "Open subscriptions."},
+        },
+    },
+    "Status": {"type": "object", "required": ["status"], "properties": {"status": {"type": "string"}}},
+}
+
+OPENAPI: Final[dict[str, Any]] = {
+    "openapi": "3.1.0",
+    "info": {
+        "title": "tidings HTTP API",
+        "version": "1",
+        "description": "Momento Topics over HTTP: publish, long-poll, Server-Sent Events; caches; operations. "
+        "Tokens go in `Authorization` (raw or `Bearer`) or `?token=`, never both. Errors are "
+        '`{"error": {"code", "message"}}`.',
+    },
+    "paths": {
+        "/topics/{cache}/{topic}": {
+            "parameters": [_CACHE, _TOPIC, _TOKEN_QUERY],
+            "post": {
+                "operationId": "publish",
+                "summary": "Publish the body to the topic",
+                "description": "`text/plain` publishes text (must be UTF-8), `application/octet-stream` binary.",
+                "requestBody": {
+                    "required": True,
+                    "content": {
+                        "text/plain": {"schema": {"type": "string", "minLength": 1}},
+                        "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
+                    },
+                },
+                "responses": {
+                    "204": {"description": "Published"},
+                    **_COMMON,
+                    "404": _CACHE_NOT_FOUND,
+                    "413": _error("The body is larger than the server's message size limit"),
+                    "415": _error("The Content-Type is neither text/plain (UTF-8) nor application/octet-stream"),
+                    "429": _TOO_MANY,
+                },
+            },
+            "get": {
+                "operationId": "poll",
+                "summary": "Long-poll the topic",
+                "description": "Waits until an item or a discontinuity is available, or the server's long-poll "
+                "timeout (then `items` is empty); answers at most 32 items. Loop with `sequence_number` = last "
+                "received + 1 and `sequence_page` = its page.",
+                "parameters": _RESUME,
+                "responses": {
+                    "200": _json("Items and discontinuities, in order", "PollResponse"),
+                    **_COMMON,
+                    "404": _CACHE_NOT_FOUND,
+                    "429": _TOO_MANY,
+                },
+            },
+        },
+        "/topics/{cache}/{topic}/events": {
+            "parameters": [_CACHE, _TOPIC, _TOKEN_QUERY],
+            "get": {
+                "operationId": "stream",
+                "summary": "The topic as Server-Sent Events",
+                "description": "Events `heartbeat` (first, then while idle), `item` (data: a TopicItem) and "
+                "`discontinuity` (data: a Discontinuity); items and discontinuities have the id `PAGE:SEQ`, "
+                "from which a reconnecting EventSource resumes (`Last-Event-ID`).",
+                "parameters": [
+                    *_RESUME,
+                    {
+                        "name": "last_event_id",
+                        "in": "query",
+                        "required": False,
+                        "description": "Resume after this event id (`PAGE:SEQ`); the header wins.",
+                        "schema": {"type": "string"},
+                    },
+                    {
+                        "name": "Last-Event-ID",
+                        "in": "header",
+                        "required": False,
+                        "description": "Sent by a reconnecting EventSource: resume after this id.",
+                        "schema": {"type": "string"},
+                    },
+                ],
+                "responses": {
+                    "200": {
+                        "description": "The event stream; it ends when the server shuts down or the cache is deleted",
+                        "content": {"text/event-stream": {"schema": {"type": "string"}}},
+                    },
+                    **_COMMON,
+                    "404": _CACHE_NOT_FOUND,
+                    "429": _TOO_MANY,
+                },
+            },
+        },
+        "/caches": {
+            "get": {
+                "operationId": "listCaches",
+                "summary": "List caches",
+                "parameters": [_TOKEN_QUERY],
+                "responses": {"200": _json("Every cache, by name", "CacheList"), **_COMMON},
+            }
+        },
+        "/caches/{name}": {
+            "parameters": [_CACHE_NAME, _TOKEN_QUERY],
+            "get": {
+                "operationId": "getCache",
+                "summary": "A cache and its open subscriptions",
+                "responses": {"200": _json("The cache", "Cache"), **_COMMON, "404": _CACHE_NOT_FOUND},
+            },
+            "put": {
+                "operationId": "createCache",
+                "summary": "Create a cache",
+                "responses": {
+                    "201": _json("Created", "Cache"),
+                    **_COMMON,
+                    "409": _error("The cache exists"),
+                    "429": _TOO_MANY,
+                },
+            },
+            "delete": {
+                "operationId": "deleteCache",
+                "summary": "Delete a cache; its subscriptions end",
+                "responses": {"204": {"description": "Deleted"}, **_COMMON, "404": _CACHE_NOT_FOUND},
+            },
+        },
+        "/health": {
+            "get": {
+                "operationId": "health",
+                "summary": "Liveness",
+                "responses": {"200": _json("The process serves HTTP", "Status")},
+            }
+        },
+        "/ready": {
+            "get": {
+                "operationId": "ready",
+                "summary": "Readiness",
+                "responses": {"200": _json("Serving", "Status"), "503": _UNAVAILABLE},
+            }
+        },
+        "/metrics": {
+            "get": {
+                "operationId": "metrics",
+                "summary": "Prometheus metrics",
+                "responses": {
+                    "200": {"description": "Exposition", "content": {"text/plain": {"schema": {"type": "string"}}}}
+                },
+            }
+        },
+        "/openapi.json": {
+            "get": {
+                "operationId": "openapi",
+                "summary": "This document",
+                "responses": {
+                    "200": {"description": "OpenAPI 3.1", "content": {_JSON: {"schema": {"type": "object"}}}}
+                },
+            }
+        },
+    },
+    "components": {"schemas": _SCHEMAS},
+}
+
+
+if __name__ == "__main__":
+    print(json.dumps(OPENAPI, indent=2))

@@ -1,0 +1,115 @@
+"""uvicorn, embedded: serves the Starlette app on the caller's running loop, next to grpc.aio.
+
+The composition root owns signals, so this server installs none; it binds its own socket, so that a busy
+port is an ``OSError`` for the caller rather than uvicorn's ``sys.exit``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+import socket
+from collections.abc import Callable, Iterator
+
+import uvicorn
+
+from tidings.server.core import TopicsService
+from tidings.server.http._app import build_app
+from tidings.server.http._live import LiveRequests
+
+
+class _Uvicorn(uvicorn.Server):
+    """A uvicorn server that leaves signal handling to its owner, says when it has started, and calls
+    ``before_shutdown`` once it stopped accepting connections (so a reconnecting client is refused, not
+    answered 503, while long-lived requests end)."""
+
+    def __init__(self, config: uvicorn.Config, before_shutdown: Callable[[], None]) -> None:
+        super().__init__(config)
+        self.started_event = asyncio.Event()
+        self._before_shutdown = before_shutdown
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield  # the composition root handles SIGINT and SIGTERM
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        self.started_event.set()
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        for server in self.servers:
+            server.close()  # uvicorn closes them again; closing twice is harmless
+        self._before_shutdown()
+        await super().shutdown(sockets)
+
+
+def bind(host: str, port: int, backlog: int = 2048) -> socket.socket:
+    """A listening TCP socket on ``host:port`` (the first address ``host`` resolves to)."""
+    family, kind, protocol, _, address = socket.getaddrinfo(
+        host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+    )[0]
+    sock = socket.socket(family, kind, protocol)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+        sock.listen(backlog)
+        sock.setblocking(False)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+class HttpServer:
+    """The HTTP API, browser stream, console and metrics of one topics service.
+
+    `start` binds and serves; `stop` ends long-lived requests (SSE streams, long polls) at once, lets other
+    requests finish within ``shutdown_grace`` seconds, then closes the connections.
+    """
+
+    def __init__(
+        self, service: TopicsService, host: str, port: int, *, long_poll_timeout: float, shutdown_grace: float
+    ) -> None:
+        self._live = LiveRequests()
+        self.app = build_app(service, self._live, long_poll_timeout=long_poll_timeout)
+        self._host = host
+        self._port = port
+        self._shutdown_grace = shutdown_grace
+        self._uvicorn: _Uvicorn | None = None
+        self._serving: asyncio.Task[None] | None = None
+        self.port = 0
+
+    async def start(self) -> None:
+        """Bind the port and start serving; ``OSError`` if the port cannot be bound."""
+        if self._serving is not None:
+            raise RuntimeError("HTTP server already started")
+        sock = bind(self._host, self._port)
+        self.port = sock.getsockname()[1]
+        config = uvicorn.Config(
+            self.app,
+            lifespan="off",
+            log_config=None,
+            access_log=False,
+            server_header=False,
+            timeout_graceful_shutdown=max(1, math.ceil(self._shutdown_grace)),
+        )
+        server = self._uvicorn = _Uvicorn(config, self._live.close)
+        serving = self._serving = asyncio.create_task(server.serve(sockets=[sock]), name="tidings-http")
+        started = asyncio.create_task(server.started_event.wait())
+        try:
+            await asyncio.wait((serving, started), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            started.cancel()
+        if serving.done():
+            self._serving = None
+            serving.result()  # raises why it stopped
+            raise OSError("HTTP server stopped while starting")
+
+    async def stop(self) -> None:
+        """Stop accepting, end live requests, wait for the rest; idempotent."""
+        if self._uvicorn is not None and self._serving is not None:
+            self._uvicorn.should_exit = True
+            await self._serving
+            self._serving = None
+        self._live.close()

@@ -1,0 +1,102 @@
+"""``GET /topics/{cache}/{topic}/events``: the topic as Server-Sent Events, for browsers' ``EventSource``.
+
+Events: ``heartbeat`` (first, and on idle streams, from the core's ticker), ``item`` and ``discontinuity``,
+each with a JSON ``data`` line; items and discontinuities have the id ``PAGE:SEQ``. A reconnecting
+EventSource sends the last id as ``Last-Event-ID`` and resumes after it, without loss or repeats while the
+topic's retention covers the gap. A first connection can resume with ``?last_event_id=PAGE:SEQ`` or
+``?sequence_number=N&sequence_page=P``; with none of them it is live only.
+"""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
+
+from tidings.server.core import (
+    HEARTBEAT,
+    Discontinuity,
+    InvalidArgument,
+    Message,
+    Subscription,
+    TopicsError,
+    TopicsService,
+    TransportStats,
+)
+from tidings.server.http._auth import authorize
+from tidings.server.http._encoding import SSE_PREAMBLE, encode_sse, parse_event_id
+from tidings.server.http._errors import logger
+from tidings.server.http._live import ClientGone, LiveRequests
+from tidings.server.http._params import query_uint64
+
+_HEADERS = (
+    (b"content-type", b"text/event-stream; charset=utf-8"),
+    (b"cache-control", b"no-cache"),
+    # Tell reverse proxies (nginx) not to buffer the stream.
+    (b"x-accel-buffering", b"no"),
+)
+
+
+def resume_point(request: Request) -> tuple[int, int]:
+    """(N, P) to subscribe from: ``Last-Event-ID`` header, else ``?last_event_id=``, else the query's N and P."""
+    event_id = request.headers.get("last-event-id") or request.query_params.get("last_event_id")
+    if event_id:
+        try:
+            return parse_event_id(event_id)
+        except ValueError:
+            raise InvalidArgument("Last-Event-ID must be PAGE:SEQ, as sent in event ids") from None
+    return query_uint64(request, "sequence_number"), query_uint64(request, "sequence_page")
+
+
+class EventStream(Response):
+    """A response that streams a subscription until the client leaves, the topic ends or the server stops."""
+
+    def __init__(self, subscription: Subscription, service: TopicsService, stats: TransportStats, live: LiveRequests):
+        self._subscription = subscription
+        self._service = service
+        self._stats = stats
+        self._live = live
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        with self._subscription:
+            await send({"type": "http.response.start", "status": 200, "headers": list(_HEADERS)})
+            try:
+                await self._live.run(receive, self._stream(send))
+            except ClientGone:
+                return
+            except TopicsError:
+                pass  # cache deleted or shutting down: end the stream; EventSource reconnects (and learns which)
+            except Exception:
+                logger.exception("unexpected fault in an event stream")
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+    async def _stream(self, send: Send) -> None:
+        subscription = self._subscription
+        stats = self._stats
+        clock = self._service.clock
+        await send({"type": "http.response.body", "body": SSE_PREAMBLE, "more_body": True})
+        stats.heartbeats += 1
+        while True:
+            events = await subscription.next_events()
+            await send({"type": "http.response.body", "body": encode_sse(events), "more_body": True})
+            # A batch is [heartbeat], [discontinuity] or [discontinuity?, message, ...].
+            last = events[-1]
+            if type(last) is Message:
+                discontinuity = type(events[0]) is Discontinuity
+                stats.discontinuities += discontinuity
+                stats.deliveries += len(events) - discontinuity
+                stats.delivery_latency.observe(clock() - last.published_at)
+            elif last is HEARTBEAT:
+                stats.heartbeats += 1
+            else:
+                stats.discontinuities += 1
+
+
+async def stream(
+    request: Request, service: TopicsService, stats: TransportStats, live: LiveRequests, cache: str, topic: str
+) -> Response:
+    """Subscribe (errors are JSON responses, before the stream starts) and return the event stream."""
+    authorize(request)
+    resume_at, sequence_page = resume_point(request)
+    subscription = await service.subscribe(cache, topic, resume_at, sequence_page)
+    return EventStream(subscription, service, stats, live)
