@@ -1,0 +1,92 @@
+"""Where and how the SDK connects: endpoint, API key, TLS, timeout, and the gRPC channel built from them."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any, Final
+
+import grpc
+import grpc.aio
+
+DEFAULT_ENDPOINT: Final = "localhost:8080"
+DEFAULT_TIMEOUT: Final = 5.0
+ENDPOINT_VARIABLE: Final = "TIDINGS_ENDPOINT"
+API_KEY_VARIABLE: Final = "TIDINGS_API_KEY"
+
+_MAX_MESSAGE_BYTES: Final = 5 * 1024 * 1024
+CHANNEL_OPTIONS: Final[tuple[tuple[str, int], ...]] = (
+    # Keepalive pings every 10 s, also when no call is in flight, find a dead connection (and with it
+    # every subscription on it) within seconds; servers of this protocol permit them.
+    ("grpc.keepalive_time_ms", 10_000),
+    ("grpc.keepalive_timeout_ms", 5_000),
+    ("grpc.keepalive_permit_without_calls", 1),
+    ("grpc.http2.max_pings_without_data", 0),
+    # About what official clients accept each way.
+    ("grpc.max_send_message_length", _MAX_MESSAGE_BYTES),
+    ("grpc.max_receive_message_length", _MAX_MESSAGE_BYTES),
+    # Reconnect soon after a server restart: grpcio's default backoff grows to two minutes.
+    ("grpc.initial_reconnect_backoff_ms", 100),
+    ("grpc.min_reconnect_backoff_ms", 100),
+    ("grpc.max_reconnect_backoff_ms", 3_000),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionSettings:
+    """A validated connection configuration (what the client constructors take)."""
+
+    target: str
+    api_key: str | None
+    tls: bool
+    root_certificates: bytes | None
+    timeout: float
+
+    @classmethod
+    def of(
+        cls,
+        endpoint: str,
+        api_key: str | None,
+        tls: bool,
+        root_certificates: bytes | None,
+        timeout: float | timedelta,
+    ) -> ConnectionSettings:
+        """Check and normalize constructor arguments; ``grpc://`` and ``grpcs://`` (TLS) prefixes are accepted."""
+        if not isinstance(endpoint, str) or not endpoint.strip():
+            raise ValueError("endpoint must be a non-empty 'host:port' string")
+        target = endpoint.strip()
+        if target.startswith("grpcs://"):
+            target, tls = target.removeprefix("grpcs://"), True
+        elif target.startswith("grpc://"):
+            target = target.removeprefix("grpc://")
+        seconds = timeout.total_seconds() if isinstance(timeout, timedelta) else float(timeout)
+        if not seconds > 0:
+            raise ValueError("timeout must be positive")
+        if root_certificates is not None and not tls:
+            raise ValueError("root_certificates needs tls=True")
+        return cls(target.rstrip("/"), api_key, tls, root_certificates, seconds)
+
+    @property
+    def metadata(self) -> tuple[tuple[str, str], ...]:
+        """Sent with every call: the API key in ``authorization`` (empty means anonymous)."""
+        return (("authorization", self.api_key or ""),)
+
+    def open_channel(self) -> grpc.aio.Channel:
+        """A new channel to the endpoint, bound to the running event loop."""
+        if self.tls:
+            credentials = grpc.ssl_channel_credentials(self.root_certificates)
+            return grpc.aio.secure_channel(self.target, credentials, options=CHANNEL_OPTIONS)
+        return grpc.aio.insecure_channel(self.target, options=CHANNEL_OPTIONS)
+
+
+def arguments_from_env(overrides: Mapping[str, object], environ: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """Client constructor arguments from ``TIDINGS_ENDPOINT`` and ``TIDINGS_API_KEY``; ``overrides`` win."""
+    environ = os.environ if environ is None else environ
+    arguments: dict[str, Any] = {
+        "endpoint": environ.get(ENDPOINT_VARIABLE) or DEFAULT_ENDPOINT,
+        "api_key": environ.get(API_KEY_VARIABLE) or None,
+    }
+    arguments.update(overrides)
+    return arguments

@@ -1,0 +1,183 @@
+"""`TopicClient` and `CacheClient`: the blocking clients, each running its async twin on a private loop thread.
+
+Every method hands the async client's coroutine to the loop thread and waits for it, so the logic lives once,
+in the async clients. Clients are thread-safe: any number of threads may publish and subscribe at once.
+"""
+
+from __future__ import annotations
+
+import threading
+from datetime import timedelta
+from types import TracebackType
+from typing import Self
+
+from tidings.client._cache_client import CacheClientAsync
+from tidings.client._callbacks import Callback, Callbacks
+from tidings.client._connection import DEFAULT_ENDPOINT, DEFAULT_TIMEOUT, arguments_from_env
+from tidings.client._loop import LoopThread
+from tidings.client._responses import CreateCache, DeleteCache, ListCaches, TopicPublish, TopicSubscribe
+from tidings.client._subscription_sync import Subscription
+from tidings.client._topic_client import TopicClientAsync
+
+
+class _LoopOwner:
+    """Owns the loop thread of a blocking client: started by the constructor, stopped by `close`."""
+
+    def __init__(self, name: str) -> None:
+        self._loop = LoopThread(name)
+        self._close_lock = threading.Lock()
+
+    def close(self) -> None:
+        """Close the client: end its subscriptions and connection, and stop its thread. Idempotent."""
+        with self._close_lock:
+            if self._loop.is_closed:
+                return
+            try:
+                self._close_async()
+            finally:
+                self._loop.close()
+
+    def _close_async(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+
+class TopicClient(_LoopOwner):
+    """Publishes to and subscribes to topics (blocking); the same arguments as `TopicClientAsync`.
+
+    Use it as a context manager, or call `close`; it owns one background thread (its event loop), plus one
+    per subscription that delivers to callbacks.
+    """
+
+    def __init__(
+        self,
+        endpoint: str = DEFAULT_ENDPOINT,
+        api_key: str | None = None,
+        *,
+        tls: bool = False,
+        root_certificates: bytes | None = None,
+        timeout: float | timedelta = DEFAULT_TIMEOUT,
+    ) -> None:
+        self._client = TopicClientAsync(
+            endpoint, api_key, tls=tls, root_certificates=root_certificates, timeout=timeout
+        )
+        super().__init__("tidings-topic-client")
+        self._delivering: list[Subscription] = []
+
+    @classmethod
+    def from_env(cls, **overrides: object) -> TopicClient:
+        """A client for ``TIDINGS_ENDPOINT`` (default ``localhost:8080``) with ``TIDINGS_API_KEY``;
+        keyword arguments override them."""
+        return cls(**arguments_from_env(overrides))
+
+    @property
+    def endpoint(self) -> str:
+        """The ``host:port`` the client connects to."""
+        return self._client.endpoint
+
+    def publish(
+        self, cache_name: str, topic_name: str, value: str | bytes
+    ) -> TopicPublish.Success | TopicPublish.Error:
+        """Publish ``value`` (text for ``str``, binary for ``bytes``) to a topic."""
+        return self._loop.run(self._client.publish(cache_name, topic_name, value))
+
+    def subscribe(
+        self,
+        cache_name: str,
+        topic_name: str,
+        *,
+        resume_at_sequence_number: int = 0,
+        resume_at_sequence_page: int = 0,
+        include_heartbeats: bool = False,
+        include_discontinuities: bool = False,
+        on_item: Callback | None = None,
+        on_discontinuity: Callback | None = None,
+        on_heartbeat: Callback | None = None,
+        on_error: Callback | None = None,
+    ) -> TopicSubscribe.Subscription | TopicSubscribe.Error:
+        """Subscribe to a topic; see `TopicClientAsync.subscribe`. With callbacks, a thread owned by the
+        subscription calls them, one item at a time, until the final Error (joined by `close`)."""
+        response = self._loop.run(
+            self._client.subscribe(
+                cache_name,
+                topic_name,
+                resume_at_sequence_number=resume_at_sequence_number,
+                resume_at_sequence_page=resume_at_sequence_page,
+                include_heartbeats=include_heartbeats or on_heartbeat is not None,
+                include_discontinuities=include_discontinuities or on_discontinuity is not None,
+            )
+        )
+        if isinstance(response, TopicSubscribe.Error):
+            return response
+        subscription = Subscription(response, self._loop)
+        callbacks = Callbacks(on_item, on_discontinuity, on_heartbeat, on_error)
+        if callbacks.are_set:
+            subscription.deliver_to(callbacks)
+            self._delivering = [other for other in self._delivering if not other.is_closed]
+            self._delivering.append(subscription)
+        return subscription
+
+    def _close_async(self) -> None:
+        self._loop.run(self._client.close())
+        for subscription in self._delivering:
+            subscription.join()
+        self._delivering.clear()
+
+    def __repr__(self) -> str:
+        state = "closed" if self._loop.is_closed else "open"
+        return f"TopicClient(endpoint={self.endpoint!r}, state={state!r})"
+
+
+class CacheClient(_LoopOwner):
+    """Manages caches (blocking); the same arguments as `CacheClientAsync`. A context manager, or `close`."""
+
+    def __init__(
+        self,
+        endpoint: str = DEFAULT_ENDPOINT,
+        api_key: str | None = None,
+        *,
+        tls: bool = False,
+        root_certificates: bytes | None = None,
+        timeout: float | timedelta = DEFAULT_TIMEOUT,
+    ) -> None:
+        self._client = CacheClientAsync(
+            endpoint, api_key, tls=tls, root_certificates=root_certificates, timeout=timeout
+        )
+        super().__init__("tidings-cache-client")
+
+    @classmethod
+    def from_env(cls, **overrides: object) -> CacheClient:
+        """A client for ``TIDINGS_ENDPOINT`` (default ``localhost:8080``) with ``TIDINGS_API_KEY``;
+        keyword arguments override them."""
+        return cls(**arguments_from_env(overrides))
+
+    @property
+    def endpoint(self) -> str:
+        """The ``host:port`` the client connects to."""
+        return self._client.endpoint
+
+    def create_cache(self, cache_name: str) -> CreateCache.Success | CreateCache.CacheAlreadyExists | CreateCache.Error:
+        """Create a cache; answers ``CacheAlreadyExists`` if there is one with that name."""
+        return self._loop.run(self._client.create_cache(cache_name))
+
+    def delete_cache(self, cache_name: str) -> DeleteCache.Success | DeleteCache.Error:
+        """Delete a cache; its topics' subscriptions end with ``CACHE_NOT_FOUND``."""
+        return self._loop.run(self._client.delete_cache(cache_name))
+
+    def list_caches(self) -> ListCaches.Success | ListCaches.Error:
+        """Every cache, sorted by name."""
+        return self._loop.run(self._client.list_caches())
+
+    def _close_async(self) -> None:
+        self._loop.run(self._client.close())
+
+    def __repr__(self) -> str:
+        state = "closed" if self._loop.is_closed else "open"
+        return f"CacheClient(endpoint={self.endpoint!r}, state={state!r})"

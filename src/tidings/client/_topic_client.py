@@ -1,0 +1,206 @@
+"""`TopicClientAsync`: publish and subscribe over ``cache_client.pubsub.Pubsub`` with grpc.aio."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+from types import TracebackType
+from typing import Final
+
+import grpc.aio
+from momento_wire_types import cachepubsub_pb2 as pb
+from momento_wire_types import common_pb2
+
+from tidings.client._callbacks import Callback, Callbacks
+from tidings.client._connection import DEFAULT_ENDPOINT, DEFAULT_TIMEOUT, ConnectionSettings, arguments_from_env
+from tidings.client._errors import error_from, invalid_argument
+from tidings.client._responses import TopicPublish, TopicSubscribe
+from tidings.client._subscription import StreamCall, SubscriptionAsync
+from tidings.client._validation import name_problem, sequence_problem, value_problem
+
+_PUBLISH: Final = "/cache_client.pubsub.Pubsub/Publish"
+_SUBSCRIBE: Final = "/cache_client.pubsub.Pubsub/Subscribe"
+_PUBLISHED: Final = TopicPublish.Success()
+_PublishRequest = pb._PublishRequest
+_TopicValue = pb._TopicValue
+_SubscriptionRequest = pb._SubscriptionRequest
+
+
+class TopicClientAsync:
+    """Publishes to and subscribes to topics (asyncio).
+
+    ``endpoint`` is the server's ``host:port``; ``api_key`` travels in the ``authorization`` header of every
+    call (None is anonymous). ``tls=True`` connects with TLS (``root_certificates`` in PEM, or the system's).
+    ``timeout`` (seconds or a timedelta) bounds each publish and the start of each subscription; streams of
+    items have no deadline. Use it as an async context manager, or call `close`.
+    """
+
+    def __init__(
+        self,
+        endpoint: str = DEFAULT_ENDPOINT,
+        api_key: str | None = None,
+        *,
+        tls: bool = False,
+        root_certificates: bytes | None = None,
+        timeout: float | timedelta = DEFAULT_TIMEOUT,
+    ) -> None:
+        self._settings = ConnectionSettings.of(endpoint, api_key, tls, root_certificates, timeout)
+        self._timeout = self._settings.timeout
+        self._metadata = self._settings.metadata
+        self._channel: grpc.aio.Channel | None = None
+        self._publish: grpc.aio.UnaryUnaryMultiCallable[pb._PublishRequest, common_pb2._Empty] | None = None
+        self._subscribe: grpc.aio.UnaryStreamMultiCallable[pb._SubscriptionRequest, pb._SubscriptionItem] | None
+        self._subscribe = None
+        self._subscriptions: set[SubscriptionAsync] = set()
+        self._closed = False
+
+    @classmethod
+    def from_env(cls, **overrides: object) -> TopicClientAsync:
+        """A client for ``TIDINGS_ENDPOINT`` (default ``localhost:8080``) with ``TIDINGS_API_KEY``;
+        keyword arguments override them."""
+        return cls(**arguments_from_env(overrides))
+
+    @property
+    def endpoint(self) -> str:
+        """The ``host:port`` the client connects to."""
+        return self._settings.target
+
+    async def publish(
+        self, cache_name: str, topic_name: str, value: str | bytes
+    ) -> TopicPublish.Success | TopicPublish.Error:
+        """Publish ``value`` (text for ``str``, binary for ``bytes``) to a topic."""
+        problem = (
+            name_problem("cache_name", cache_name) or name_problem("topic_name", topic_name) or value_problem(value)
+        )
+        if problem is not None:
+            return invalid_argument(TopicPublish.Error, problem)
+        publish = self._publish or self._connect()[0]
+        try:
+            topic_value = _TopicValue(text=value) if isinstance(value, str) else _TopicValue(binary=value)
+            request = _PublishRequest(cache_name=cache_name, topic=topic_name, value=topic_value)
+        except ValueError:  # lone surrogates in a str
+            return invalid_argument(TopicPublish.Error, "value must be valid UTF-8 text")
+        try:
+            await publish(request, timeout=self._timeout, metadata=self._metadata)
+        except (grpc.aio.AioRpcError, asyncio.CancelledError) as error:
+            if isinstance(error, asyncio.CancelledError) and not self._closed:
+                raise  # the caller's task was cancelled, not the call
+            return error_from(TopicPublish.Error, error)
+        return _PUBLISHED
+
+    async def subscribe(
+        self,
+        cache_name: str,
+        topic_name: str,
+        *,
+        resume_at_sequence_number: int = 0,
+        resume_at_sequence_page: int = 0,
+        include_heartbeats: bool = False,
+        include_discontinuities: bool = False,
+        on_item: Callback | None = None,
+        on_discontinuity: Callback | None = None,
+        on_heartbeat: Callback | None = None,
+        on_error: Callback | None = None,
+    ) -> TopicSubscribe.SubscriptionAsync | TopicSubscribe.Error:
+        """Subscribe to a topic; the subscription is live (the server acknowledged it) when this returns.
+
+        ``resume_at_sequence_number`` 0 delivers what is published from now on; N > 0 replays the retained
+        items from N (in page ``resume_at_sequence_page``, 0 for the current one) first. Heartbeats and
+        discontinuities are delivered only when asked for. With any ``on_*`` callback (plain or async), a
+        task delivers the items to the callbacks instead of the iterator; passing ``on_heartbeat`` or
+        ``on_discontinuity`` asks for those items.
+        """
+        problem = (
+            name_problem("cache_name", cache_name)
+            or name_problem("topic_name", topic_name)
+            or sequence_problem("resume_at_sequence_number", resume_at_sequence_number)
+            or sequence_problem("resume_at_sequence_page", resume_at_sequence_page)
+        )
+        if problem is not None:
+            return invalid_argument(TopicSubscribe.Error, problem)
+        callbacks = Callbacks(on_item, on_discontinuity, on_heartbeat, on_error)
+        subscribe = self._subscribe or self._connect()[1]
+        metadata = self._metadata
+
+        def open_stream(resume_at: int, page: int) -> StreamCall:
+            request = _SubscriptionRequest(
+                cache_name=cache_name, topic=topic_name, resume_at_topic_sequence_number=resume_at, sequence_page=page
+            )
+            return subscribe(request, metadata=metadata)  # no deadline: a stream lasts as long as it is wanted
+
+        subscription = SubscriptionAsync(
+            open_stream,
+            cache_name,
+            topic_name,
+            resume_at_sequence_number=resume_at_sequence_number,
+            resume_at_sequence_page=resume_at_sequence_page,
+            include_heartbeats=include_heartbeats or on_heartbeat is not None,
+            include_discontinuities=include_discontinuities or on_discontinuity is not None,
+            on_closed=self._subscriptions.discard,
+        )
+        try:
+            await subscription.start(self._timeout)
+        except (grpc.aio.AioRpcError, TimeoutError, ConnectionError) as error:
+            return error_from(TopicSubscribe.Error, error)
+        except asyncio.CancelledError as error:
+            if not self._closed:
+                raise
+            return error_from(TopicSubscribe.Error, error)
+        if self._closed:  # closed while starting
+            subscription.unsubscribe()
+        else:
+            self._subscriptions.add(subscription)
+        if callbacks.are_set:
+            subscription.deliver_to(callbacks)
+        return subscription
+
+    async def close(self) -> None:
+        """End every subscription (each yields its final ``CANCELLED`` Error), wait for their callbacks,
+        and close the connection. Idempotent; using the client afterwards raises RuntimeError."""
+        if self._closed:
+            return
+        self._closed = True
+        subscriptions = list(self._subscriptions)
+        for subscription in subscriptions:
+            subscription.unsubscribe()
+        await asyncio.gather(*(subscription.wait_delivered() for subscription in subscriptions))
+        channel, self._channel = self._channel, None
+        self._publish = self._subscribe = None
+        if channel is not None:
+            await channel.close(grace=None)
+
+    async def __aenter__(self) -> TopicClientAsync:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else "open"
+        return f"TopicClientAsync(endpoint={self._settings.target!r}, state={state!r})"
+
+    def _connect(
+        self,
+    ) -> tuple[
+        grpc.aio.UnaryUnaryMultiCallable[pb._PublishRequest, common_pb2._Empty],
+        grpc.aio.UnaryStreamMultiCallable[pb._SubscriptionRequest, pb._SubscriptionItem],
+    ]:
+        """Open the channel on first use (so the client can be built outside the event loop that uses it)."""
+        if self._closed:
+            raise RuntimeError("the client is closed")
+        channel = self._channel = self._settings.open_channel()
+        self._publish = channel.unary_unary(
+            _PUBLISH,
+            request_serializer=pb._PublishRequest.SerializeToString,
+            response_deserializer=common_pb2._Empty.FromString,
+            _registered_method=True,  # type: ignore[call-arg]  # missing from grpc-stubs
+        )
+        self._subscribe = channel.unary_stream(
+            _SUBSCRIBE,
+            request_serializer=pb._SubscriptionRequest.SerializeToString,
+            response_deserializer=pb._SubscriptionItem.FromString,
+            _registered_method=True,  # type: ignore[call-arg]  # missing from grpc-stubs
+        )
+        return self._publish, self._subscribe
