@@ -1,0 +1,56 @@
+"""``tidings publish``: publish a value, each line of stdin, or a file's bytes."""
+
+from __future__ import annotations
+
+import sys
+from typing import BinaryIO
+
+import click
+
+from tidings import TopicClient, TopicPublish
+from tidings.cli._client import client_arguments, client_command, connection_options, fail
+
+
+@click.command()
+@click.argument("cache")
+@click.argument("topic")
+@click.argument("value", required=False)
+@click.option(
+    "--binary",
+    "binary_file",
+    type=click.File("rb"),
+    default=None,
+    metavar="FILE",
+    help="Publish the bytes of FILE ('-' for stdin) as a binary value instead of VALUE.",
+)
+@connection_options
+@client_command
+def publish(
+    cache: str,
+    topic: str,
+    value: str | None,
+    binary_file: BinaryIO | None,
+    endpoint: str | None,
+    api_key: str | None,
+    timeout: float,
+) -> None:
+    """Publish VALUE (text) to TOPIC in CACHE; VALUE '-' publishes each line of stdin (blank lines skipped)."""
+    if (value is None) == (binary_file is None):
+        raise click.UsageError("give either VALUE or --binary FILE")
+    with TopicClient(**client_arguments(endpoint, api_key, timeout)) as client:
+        if binary_file is not None:
+            _publish(client, cache, topic, binary_file.read())
+        elif value == "-":
+            for line in sys.stdin:
+                text = line.rstrip("\r\n")
+                if text:
+                    _publish(client, cache, topic, text)
+        else:
+            assert value is not None
+            _publish(client, cache, topic, value)
+
+
+def _publish(client: TopicClient, cache: str, topic: str, value: str | bytes) -> None:
+    response = client.publish(cache, topic, value)
+    if isinstance(response, TopicPublish.Error):
+        fail(response, "publish failed")
