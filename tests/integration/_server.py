@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import os
 import re
-import selectors
 import signal
 import socket
 import subprocess
 import sys
 import threading
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -35,6 +33,7 @@ class ServerProcess:
     process: subprocess.Popen[str] | None = None
     log: list[str] = field(default_factory=list)
     _drain: threading.Thread | None = None
+    _listening: bool = False
 
     @property
     def endpoint(self) -> str:
@@ -57,38 +56,38 @@ class ServerProcess:
         process = self.process = subprocess.Popen(
             command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env={**os.environ}
         )
-        assert process.stderr is not None
-        selector = selectors.DefaultSelector()
-        selector.register(process.stderr, selectors.EVENT_READ)
-        deadline = time.monotonic() + START_TIMEOUT
-        while True:
-            if not selector.select(timeout=max(0.0, deadline - time.monotonic())):
+        # One thread reads the log from the start: a select() on the pipe would miss lines that arrived in the
+        # same read as an earlier one and sit in the reader's buffer.
+        listening = threading.Event()
+        self._drain = threading.Thread(target=self._drain_log, args=(process, listening), daemon=True)
+        self._drain.start()
+        listening.wait(START_TIMEOUT)
+        if not self._listening:
+            if process.poll() is None:
                 self.kill()
                 raise TimeoutError(f"server did not start: {''.join(self.log)}")
-            line = process.stderr.readline()
-            if not line:
-                process.wait()
-                process.stderr.close()
-                raise RuntimeError(f"server exited with {process.returncode}: {''.join(self.log)}")
-            self.log.append(line)
-            http_match = _LISTENING_HTTP.search(line)
-            if http_match:  # logged just before the gRPC line, when HTTP is enabled
-                self.http_port = int(http_match.group(2))
-            match = _LISTENING.search(line)
-            if match:
-                if not any(_LISTENING_HTTP.search(earlier) for earlier in self.log):
-                    self.http_port = 0
-                self.port = int(match.group(2))
-                break
-        selector.close()
-        self._drain = threading.Thread(target=self._drain_log, args=(process,), daemon=True)
-        self._drain.start()
+            self._reap(10.0)
+            raise RuntimeError(f"server exited with {process.returncode}: {''.join(self.log)}")
         return self
 
-    def _drain_log(self, process: subprocess.Popen[str]) -> None:
+    def _drain_log(self, process: subprocess.Popen[str], listening: threading.Event) -> None:
         assert process.stderr is not None
+        self._listening = False
+        http_port = 0
         for line in process.stderr:
             self.log.append(line)
+            if listening.is_set():
+                continue
+            http_match = _LISTENING_HTTP.search(line)
+            if http_match:  # logged just before the gRPC line, when HTTP is enabled
+                http_port = int(http_match.group(2))
+            match = _LISTENING.search(line)
+            if match:
+                self.port = int(match.group(2))
+                self.http_port = http_port
+                self._listening = True
+                listening.set()
+        listening.set()  # the server exited
 
     def stop(self, signum: int = signal.SIGTERM, timeout: float = 20.0) -> int:
         """Signal the server and wait for it to exit; returns its exit code."""

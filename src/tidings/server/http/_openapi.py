@@ -2,12 +2,12 @@
 
 Written by hand next to the endpoints it describes; a test checks that the served and committed copies are
 equal and schemathesis checks that the server answers as it says. Regenerate the committed copy with
-``python -m tidings.server.http._openapi > docs/openapi.json``.
+``python -c 'import json, tidings.server.http._openapi as o; print(json.dumps(o.OPENAPI, indent=2))' >
+docs/openapi.json``.
 """
 
 from __future__ import annotations
 
-import json
 from typing import Any, Final
 
 _UINT64_MAX: Final = 2**64 - 1
@@ -35,7 +35,8 @@ _INTERNAL = _error("An unexpected fault; details are in the server log")
 _UNAVAILABLE = _error("The server is shutting down; retry (see `Retry-After`)")
 _COMMON = {"400": _BAD_REQUEST, "401": _UNAUTHENTICATED, "403": _FORBIDDEN, "500": _INTERNAL, "503": _UNAVAILABLE}
 
-_NAME = {"type": "string", "minLength": 1, "maxLength": 255}
+# maxLength counts characters; the limit is 255 bytes of UTF-8, which JSON Schema cannot say.
+_NAME = {"type": "string", "minLength": 1, "maxLength": 255, "pattern": "^[^\\u0000-\\u001f\\u007f-\\u009f]+$"}
 _CACHE = {
     "name": "cache",
     "in": "path",
@@ -196,8 +197,8 @@ OPENAPI: Final[dict[str, Any]] = {
                 "operationId": "poll",
                 "summary": "Long-poll the topic",
                 "description": "Waits until an item or a discontinuity is available, or the server's long-poll "
-                "timeout (then `items` is empty); answers at most 32 items. Loop with `sequence_number` = last "
-                "received + 1 and `sequence_page` = its page.",
+                "timeout (then `items` is empty); answers everything available by then, at most 128 items. "
+                "Loop with `sequence_number` = last received + 1 and `sequence_page` = its page.",
                 "parameters": _RESUME,
                 "responses": {
                     "200": _json("Items and discontinuities, in order", "PollResponse"),
@@ -309,7 +310,3 @@ OPENAPI: Final[dict[str, Any]] = {
     },
     "components": {"schemas": _SCHEMAS},
 }
-
-
-if __name__ == "__main__":
-    print(json.dumps(OPENAPI, indent=2))

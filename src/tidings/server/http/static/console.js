@@ -12,6 +12,7 @@ const state = {
   source: null,
   reconnectTimer: null,
   lastEventId: "",
+  dropped: false,
   cache: "",
   topic: "",
   counts: { items: 0, heartbeats: 0, discontinuities: 0 },
@@ -88,7 +89,6 @@ async function loadCaches() {
       $("cache").value = caches[0].name;
       markSelected();
     }
-    say($("caches-status"), "");
   } catch (error) {
     say($("caches-status"), error.message, "error");
   }
@@ -237,12 +237,20 @@ function connect() {
   const source = new EventSource(withToken(url));
   state.source = source;
   setConnection("connecting", "connecting");
-  source.addEventListener("open", () => setConnection("live", "live"));
+  source.addEventListener("open", () => {
+    if (state.dropped) {
+      const resumeFrom = state.lastEventId ? `resuming after ${state.lastEventId}` : "live";
+      addRow("notice", "", document.createTextNode(`reconnected, ${resumeFrom}`), "");
+    }
+    state.dropped = false;
+    setConnection("live", "live");
+  });
   source.addEventListener("item", showItem);
   source.addEventListener("discontinuity", showDiscontinuity);
   source.addEventListener("heartbeat", showHeartbeat);
   source.addEventListener("error", () => {
     if (state.source !== source) return;
+    state.dropped = true;
     if (source.readyState === EventSource.CLOSED) {
       // The browser gave up (an error status, e.g. while the server restarts): keep trying ourselves.
       setConnection("reconnecting", "connecting");
@@ -260,6 +268,7 @@ function subscribe(event) {
   state.topic = $("topic").value.trim();
   if (!state.cache || !state.topic) return;
   state.lastEventId = "";
+  state.dropped = false;
   state.counts = { items: 0, heartbeats: 0, discontinuities: 0 };
   state.arrivals = [];
   $("events").replaceChildren();

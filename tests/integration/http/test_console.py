@@ -1,0 +1,151 @@
+"""The web console in Debian's Chromium (Playwright, headless): caches, live stream, publish, resume."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+import grpc.aio
+import pytest
+from momento_wire_types import cachepubsub_pb2_grpc
+from playwright.async_api import Browser, Page, async_playwright, expect
+
+from tests.integration._server import ServerProcess
+from tests.integration._wire import open_subscription, publish, read_items
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+ARTIFACTS = Path(__file__).parents[2] / "artifacts"
+TIMEOUT_MS = 10_000
+
+StartServer = Callable[..., ServerProcess]
+
+
+@pytest.fixture(scope="session")
+def chromium() -> Path:
+    """Debian's Chromium (``make test`` installs it; the tests never download a browser)."""
+    if not CHROMIUM.exists():
+        pytest.fail(f"{CHROMIUM} is missing: run `apt-get update && apt-get install -y chromium` (or `make test`)")
+    return CHROMIUM
+
+
+@pytest.fixture
+async def browser(chromium: Path) -> AsyncIterator[Browser]:
+    """A headless Chromium."""
+    async with async_playwright() as playwright:
+        browser = await playwright.chromium.launch(executable_path=str(chromium), args=CHROMIUM_ARGS)
+        try:
+            yield browser
+        finally:
+            await browser.close()
+
+
+async def _open_console(browser: Browser, server: ServerProcess, width: int = 1280, height: int = 800) -> Page:
+    page = await browser.new_page(viewport={"width": width, "height": height})
+    page.set_default_timeout(TIMEOUT_MS)
+    expect.set_options(timeout=TIMEOUT_MS)
+    await page.goto(server.http_url + "/")
+    return page
+
+
+async def _subscribe(page: Page, cache: str, topic: str) -> None:
+    await page.locator(f'#cache-list li[data-cache="{cache}"] .pick').click()
+    await page.fill("#topic", topic)
+    await page.click("#subscribe-button")
+    await expect(page.locator("#events li.heartbeat").first).to_be_visible()  # the stream is open
+
+
+async def test_console_lists_caches_and_shows_a_message_published_over_grpc(
+    browser: Browser, server: ServerProcess, cache: str
+) -> None:
+    ARTIFACTS.mkdir(exist_ok=True)
+    for name, (width, height) in {"console": (1280, 800), "console-phone": (390, 844)}.items():
+        page = await _open_console(browser, server, width, height)
+        topic = f"news-{name}"
+        await _subscribe(page, cache, topic)
+        async with grpc.aio.insecure_channel(server.endpoint) as channel:
+            stub = cachepubsub_pb2_grpc.PubsubStub(channel)
+            await publish(stub, cache, topic, "hello from gRPC")
+            await publish(stub, cache, topic, b"\x00\x01\x02")
+
+        first = page.locator('#events li.item[data-seq="1"]')
+        await expect(first).to_contain_text("#1")
+        await expect(first).to_contain_text("hello from gRPC")
+        await expect(page.locator('#events li.item[data-seq="2"]')).to_contain_text("AAEC")
+        await expect(page.locator("#count-items")).to_have_text("2")
+        await page.screenshot(path=ARTIFACTS / f"{name}.png", full_page=True)
+        await page.close()
+
+
+async def test_console_publishes_text_and_binary_to_a_grpc_subscriber(
+    browser: Browser, server: ServerProcess, cache: str
+) -> None:
+    page = await _open_console(browser, server)
+    await page.fill("#cache", cache)
+    await page.fill("#topic", "from-page")
+    async with grpc.aio.insecure_channel(server.endpoint) as channel:
+        call = await open_subscription(cachepubsub_pb2_grpc.PubsubStub(channel), cache, "from-page")
+
+        await page.fill("#value", "hello from the page")
+        await page.click("#publish-button")
+        await expect(page.locator("#publish-status")).to_contain_text("Published")
+        await page.check('input[name="kind"][value="binary"]')
+        await page.fill("#value", base64.b64encode(b"\xfe\xff").decode())
+        await page.click("#publish-button")
+        text, binary = await read_items(call, 2)
+        call.cancel()
+
+    assert text.value.text == "hello from the page"
+    assert binary.value.binary == b"\xfe\xff"
+
+
+async def test_console_creates_and_deletes_a_cache(browser: Browser, server: ServerProcess) -> None:
+    page = await _open_console(browser, server)
+    name = f"made-in-console-{id(page)}"
+    page.on("dialog", lambda dialog: asyncio.ensure_future(dialog.accept()))
+
+    await page.fill("#new-cache", name)
+    await page.click("#create-cache button")
+    entry = page.locator(f'#cache-list li[data-cache="{name}"]')
+    await expect(entry).to_be_visible()
+    await entry.locator(".danger").click()
+
+    await expect(entry).to_have_count(0)
+    await expect(page.locator("#caches-status")).to_contain_text(f"Deleted {name}")
+
+
+async def test_event_source_resumes_after_a_server_restart_with_a_discontinuity(
+    browser: Browser, start_server: StartServer
+) -> None:
+    server = start_server("--create-cache", "restarts")
+    page = await _open_console(browser, server)
+    await _subscribe(page, "restarts", "t")
+    async with grpc.aio.insecure_channel(server.endpoint) as channel:
+        await publish(cachepubsub_pb2_grpc.PubsubStub(channel), "restarts", "t", "before restart")
+    await expect(page.locator('#events li.item[data-seq="1"]')).to_contain_text("before restart")
+    old_page = await page.locator('#events li.item[data-seq="1"]').get_attribute("data-page")
+
+    await asyncio.get_running_loop().run_in_executor(None, server.restart)
+    async with grpc.aio.insecure_channel(server.endpoint) as channel:
+        await publish(cachepubsub_pb2_grpc.PubsubStub(channel), "restarts", "t", "after restart")
+
+    after = page.locator("#events li.item", has_text="after restart")
+    await expect(after).to_be_visible()
+    gap = page.locator("#events li.discontinuity")
+    await expect(gap).to_have_count(1)
+    new_page = await after.get_attribute("data-page")
+    assert await gap.get_attribute("data-page") == new_page
+    assert int(new_page or 0) > int(old_page or 0)
+    assert await after.get_attribute("data-seq") == "1"
+    await expect(page.locator("#count-discontinuities")).to_have_text("1")
+    ARTIFACTS.mkdir(exist_ok=True)
+    await page.screenshot(path=ARTIFACTS / "console-resumed.png", full_page=True)
