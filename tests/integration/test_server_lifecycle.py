@@ -158,6 +158,8 @@ def test_environment_variables_configure_the_server(tmp_path: Path) -> None:
     try:
         assert env_process.stderr is not None
         line = env_process.stderr.readline()
+        while line and "listening on grpc://" not in line:
+            line = env_process.stderr.readline()
         assert f"listening on grpc://127.0.0.1:{port}" in line
         assert "from-env" in _list_caches(server)
     finally:

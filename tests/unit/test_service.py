@@ -13,6 +13,7 @@ from tidings.server.core import (
     InvalidArgument,
     Limits,
     Message,
+    Principal,
     TopicsService,
 )
 
@@ -31,7 +32,8 @@ async def _publish(service: TopicsService, count: int, topic: str = TOPIC) -> li
 
 async def test_publish_numbers_messages_from_one_in_a_nonzero_page(service: TopicsService) -> None:
     # Act
-    messages = [await service.publish(CACHE, TOPIC, value, "token-1") for value in ("a", b"b", "c")]
+    publisher = Principal(super_user=True, token_id="token-1")
+    messages = [await service.publish(CACHE, TOPIC, value, publisher) for value in ("a", b"b", "c")]
 
     # Assert
     assert [m.sequence_number for m in messages] == [1, 2, 3]

@@ -121,6 +121,36 @@ _LIMITS = Limits()
     help="Seconds an HTTP long-poll waits for messages before answering with none.",
 )
 @click.option(
+    "--require-auth",
+    is_flag=True,
+    envvar="TIDINGS_REQUIRE_AUTH",
+    help="Every call needs a valid token (API key or disposable token).",
+)
+@click.option(
+    "--allow-anonymous",
+    is_flag=True,
+    envvar="TIDINGS_ALLOW_ANONYMOUS",
+    help="Serve calls without a token (as super-user) also on a non-loopback host.",
+)
+@click.option(
+    "--public-endpoint",
+    metavar="HOST:PORT",
+    envvar="TIDINGS_PUBLIC_ENDPOINT",
+    help="Where clients reach this server; put in minted tokens (default: the listening address).",
+)
+@click.option(
+    "--tls-cert",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    envvar="TIDINGS_TLS_CERT",
+    help="PEM certificate chain: serve over TLS (with --tls-key).",
+)
+@click.option(
+    "--tls-key",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    envvar="TIDINGS_TLS_KEY",
+    help="PEM private key of --tls-cert.",
+)
+@click.option(
     "--log-level",
     type=click.Choice(["debug", "info", "warning", "error"]),
     default="info",
@@ -142,6 +172,11 @@ def server(
     topic_idle_ttl: float,
     heartbeat_interval: float,
     http_long_poll_timeout: float,
+    require_auth: bool,
+    allow_anonymous: bool,
+    public_endpoint: str | None,
+    tls_cert: Path | None,
+    tls_key: Path | None,
     log_level: str,
 ) -> None:
     """Run the tidings server (gRPC, Momento-compatible, and HTTP) until SIGINT or SIGTERM."""
@@ -167,6 +202,11 @@ def server(
             heartbeat_interval=heartbeat_interval,
             http_long_poll_timeout=http_long_poll_timeout,
             log_level=log_level,
+            require_auth=require_auth,
+            allow_anonymous=allow_anonymous,
+            public_endpoint=public_endpoint,
+            tls_cert=tls_cert,
+            tls_key=tls_key,
         )
     except ValueError as error:
         raise click.UsageError(str(error)) from None

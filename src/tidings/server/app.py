@@ -5,11 +5,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 from types import TracebackType
 
+import grpc
 import grpc.aio
 
+from tidings.server.auth import Authenticator, AuthPolicy, TokenSigner, load_or_create_admin_key, load_or_create_secret
+from tidings.server.auth._secrets import ADMIN_KEY_ENV
 from tidings.server.config import Settings
 from tidings.server.core import CacheAlreadyExists, TopicsService
 from tidings.server.engine.memory import MemoryEngine
@@ -38,6 +42,8 @@ class Server:
         self._grpc: grpc.aio.Server | None = None
         self._http: HttpServer | None = None
         self._housekeeping: asyncio.Task[None] | None = None
+        self._key_watch: asyncio.Task[None] | None = None
+        self._authenticator: Authenticator | None = None
         self._port = 0
         self._stopped = asyncio.Event()
 
@@ -74,6 +80,7 @@ class Server:
         settings = self.settings
         try:
             self._store = await SqliteStore.open(settings.data_dir)
+            self._authenticator = await self._open_authenticator(self._store)
             engine = MemoryEngine(settings.limits.retention_messages, settings.limits.retention_bytes)
             service = self._service = TopicsService(
                 engine, self._store, settings.limits, heartbeat_interval=settings.heartbeat_interval
@@ -82,16 +89,23 @@ class Server:
             for cache_name in settings.create_caches:
                 with contextlib.suppress(CacheAlreadyExists):
                     await service.create_cache(cache_name)
-            self._grpc = build_grpc_server(service)
+            self._grpc = build_grpc_server(service, self._authenticator, lambda: self.public_endpoint)
             address = _host_port(settings.host, settings.port)
             try:
-                self._port = self._grpc.add_insecure_port(address)
+                if settings.tls_cert is not None and settings.tls_key is not None:
+                    credentials = grpc.ssl_server_credentials(
+                        [(settings.tls_key.read_bytes(), settings.tls_cert.read_bytes())]
+                    )
+                    self._port = self._grpc.add_secure_port(address, credentials)
+                else:
+                    self._port = self._grpc.add_insecure_port(address)
             except RuntimeError as error:
                 raise OSError(f"cannot listen on {address}: {error}") from None
             if self._port == 0:
                 raise OSError(f"cannot listen on {address}")
             await self._grpc.start()
             self._housekeeping = asyncio.create_task(service.run_housekeeping(), name="tidings-housekeeping")
+            self._key_watch = asyncio.create_task(self._watch_keys(), name="tidings-key-watch")
             if settings.http_port:
                 self._http = HttpServer(
                     service,
@@ -110,11 +124,46 @@ class Server:
                 _host_port(settings.host, self._http.port),
             )
         logger.info(
-            "tidings listening on grpc://%s (data dir %s, %d caches)",
+            "tidings listening on %s://%s (data dir %s, %d caches, %s)",
+            "grpcs" if settings.tls_cert else "grpc",
             self.endpoint,
             settings.data_dir,
             len(service.list_caches()),
+            "anonymous callers allowed" if settings.anonymous_allowed else "every call needs a token",
         )
+
+    @property
+    def public_endpoint(self) -> str:
+        """host:port that minted tokens tell clients to use (``--public-endpoint``, else the listener)."""
+        return self.settings.public_endpoint or self.endpoint
+
+    async def _open_authenticator(self, store: SqliteStore) -> Authenticator:
+        data_dir = self.settings.data_dir
+        signer = TokenSigner(load_or_create_secret(data_dir))
+        admin_key_path = await load_or_create_admin_key(data_dir, store)
+        if admin_key_path is not None:
+            logger.info("admin key (super-user) is in %s", admin_key_path)
+        authenticator = Authenticator(
+            signer,
+            AuthPolicy(allow_anonymous=self.settings.anonymous_allowed),
+            admin_key=os.environ.get(ADMIN_KEY_ENV) or None,
+        )
+        await authenticator.refresh(store)
+        return authenticator
+
+    async def _watch_keys(self) -> None:
+        """Pick up API keys created or revoked by other processes (the CLI) within the refresh interval."""
+        assert self._store is not None
+        assert self._authenticator is not None
+        assert self._service is not None
+        while True:
+            await asyncio.sleep(self.settings.key_refresh_interval)
+            try:
+                for key_id in await self._authenticator.refresh(self._store):
+                    ended = self._service.revoke_key(key_id)
+                    logger.info("API key %s revoked; ended %d subscriptions", key_id, ended)
+            except Exception:
+                logger.exception("could not refresh API keys; will retry")
 
     async def stop(self) -> None:
         """End HTTP streams and requests, end subscriptions with UNAVAILABLE, drain calls, close the store."""
@@ -124,10 +173,11 @@ class Server:
             await self._service.close()
         if self._grpc is not None:
             await self._grpc.stop(self.settings.shutdown_grace)
-        if self._housekeeping is not None:
-            self._housekeeping.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._housekeeping
+        for task in (self._housekeeping, self._key_watch):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         if self._store is not None:
             await self._store.close()
         self._stopped.set()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import math
 import os
 from dataclasses import dataclass, field
@@ -30,6 +31,12 @@ class Settings:
     http_long_poll_timeout: float = 30.0
     shutdown_grace: float = 5.0
     log_level: str = "info"
+    require_auth: bool = False
+    allow_anonymous: bool = False
+    public_endpoint: str | None = None
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    key_refresh_interval: float = 0.5
 
     def __post_init__(self) -> None:
         if not 0 <= self.port <= 65535:
@@ -40,3 +47,27 @@ class Settings:
             raise ValueError("heartbeat_interval must be positive and finite")
         if not (0 < self.http_long_poll_timeout < math.inf):
             raise ValueError("http_long_poll_timeout must be positive and finite")
+        if self.require_auth and self.allow_anonymous:
+            raise ValueError("--require-auth and --allow-anonymous contradict each other")
+        if not self.require_auth and not self.allow_anonymous and not is_loopback(self.host):
+            raise ValueError(
+                f"refusing to serve {self.host} without authentication: pass --require-auth (every call needs a "
+                "token) or, to accept anonymous callers from the network, --allow-anonymous"
+            )
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ValueError("--tls-cert and --tls-key go together")
+
+    @property
+    def anonymous_allowed(self) -> bool:
+        """Whether calls without a token are served (as super-user)."""
+        return not self.require_auth and (self.allow_anonymous or is_loopback(self.host))
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` only accepts connections from this machine."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False

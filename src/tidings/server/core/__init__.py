@@ -1,5 +1,6 @@
 """The topics core: PROTOCOL.md's semantics in pure asyncio (no protobuf, HTTP or SQL)."""
 
+from tidings.server.core._auth import ANONYMOUS, Principal, TopicGrant, TopicRole
 from tidings.server.core._errors import (
     CacheAlreadyExists,
     CacheNotFound,
@@ -21,6 +22,7 @@ from tidings.server.core._stats import LATENCY_BUCKETS, Histogram, TransportStat
 from tidings.server.core._topics import READ_BATCH, Subscription
 
 __all__ = [
+    "ANONYMOUS",
     "HEARTBEAT",
     "LATENCY_BUCKETS",
     "MAX_NAME_BYTES",
@@ -39,10 +41,13 @@ __all__ = [
     "Message",
     "PageClock",
     "PermissionDenied",
+    "Principal",
     "Store",
     "Subscription",
     "TokenBucket",
+    "TopicGrant",
     "TopicLog",
+    "TopicRole",
     "TopicsError",
     "TopicsService",
     "TransportStats",

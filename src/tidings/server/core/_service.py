@@ -8,13 +8,16 @@ import math
 import time
 from collections.abc import Callable
 
+from tidings.server.core._auth import ANONYMOUS, Principal, TopicRole
 from tidings.server.core._errors import (
     CacheAlreadyExists,
     CacheNotFound,
     InvalidArgument,
     Limit,
     LimitExceeded,
+    PermissionDenied,
     TopicsError,
+    Unauthenticated,
     Unavailable,
 )
 from tidings.server.core._events import Discontinuity, Message
@@ -63,6 +66,8 @@ class TopicsService:
         self._topics: dict[tuple[str, str], TopicInstance] = {}
         self._cache_lock = asyncio.Lock()
         self._transport_stats: dict[str, TransportStats] = {}
+        # Subscriptions whose credentials can expire or be revoked.
+        self._revocable: dict[Subscription, None] = {}
         self._closing = False
         self._started = False
         self.loop: asyncio.AbstractEventLoop  # set by start()
@@ -101,6 +106,8 @@ class TopicsService:
             await asyncio.sleep(tick)
             now = self.clock()
             self.tick_heartbeats(now)
+            if self._revocable:
+                self.expire_subscriptions(self._wall_clock())
             if now - last_sweep >= sweep_every:
                 last_sweep = now
                 self.retire_idle_topics(now)
@@ -135,17 +142,19 @@ class TopicsService:
 
     # --- caches ----------------------------------------------------------------------------------
 
-    def list_caches(self) -> list[str]:
-        """The names of all caches, sorted."""
+    def list_caches(self, principal: Principal = ANONYMOUS) -> list[str]:
+        """The names of all caches, sorted; needs a super-user."""
+        _require_super_user(principal)
         return sorted(self._caches)
 
     def has_cache(self, cache_name: str) -> bool:
         """Whether the cache exists."""
         return cache_name in self._caches
 
-    async def create_cache(self, cache_name: str) -> None:
-        """Create a cache (stored, so it survives restarts)."""
+    async def create_cache(self, cache_name: str, principal: Principal = ANONYMOUS) -> None:
+        """Create a cache (stored, so it survives restarts); needs a super-user."""
         validate_name("cache_name", cache_name)
+        _require_super_user(principal)
         async with self._cache_lock:
             if cache_name in self._caches:
                 raise CacheAlreadyExists(cache_name)
@@ -155,9 +164,10 @@ class TopicsService:
                 raise CacheAlreadyExists(cache_name)
             self._caches[cache_name] = self._new_cache_state(cache_name)
 
-    async def delete_cache(self, cache_name: str) -> None:
-        """Delete a cache, retiring its topics and ending their subscriptions with NOT_FOUND."""
+    async def delete_cache(self, cache_name: str, principal: Principal = ANONYMOUS) -> None:
+        """Delete a cache, retiring its topics and ending their subscriptions with NOT_FOUND; needs a super-user."""
         validate_name("cache_name", cache_name)
+        _require_super_user(principal)
         async with self._cache_lock:
             cache = self._caches.get(cache_name)
             if cache is None:
@@ -169,12 +179,25 @@ class TopicsService:
 
     # --- topics ----------------------------------------------------------------------------------
 
-    async def publish(self, cache_name: str, topic_name: str, value: str | bytes, publisher_id: str = "") -> Message:
-        """Append ``value`` to the topic and wake its subscribers; returns the numbered message."""
+    async def publish(
+        self, cache_name: str, topic_name: str, value: str | bytes, principal: Principal = ANONYMOUS
+    ) -> Message:
+        """Append ``value`` to the topic and wake its subscribers; returns the numbered message.
+
+        The message carries the principal's ``token_id`` as its publisher id.
+        """
         topic = self._topics.get((cache_name, topic_name))
         if topic is None:
-            topic = self._open_topic(cache_name, topic_name)
-        size = len(value) if isinstance(value, bytes) else len(value.encode("utf-8", "surrogatepass"))
+            topic = self._open_topic(cache_name, topic_name, principal, TopicRole.PUBLISH)
+        elif not principal.super_user and not principal.may(TopicRole.PUBLISH, cache_name, topic_name):
+            raise _denied(TopicRole.PUBLISH, cache_name, topic_name)
+        if isinstance(value, bytes):
+            size = len(value)
+        else:
+            try:
+                size = len(value.encode("utf-8"))
+            except UnicodeEncodeError:  # lone surrogates
+                raise InvalidArgument("text value must be UTF-8") from None
         if size == 0:
             raise InvalidArgument("value must not be empty")
         limits = self.limits
@@ -190,7 +213,7 @@ class TopicsService:
                 Limit.OPERATIONS_RATE,
                 f"publish rate limit exceeded: {limits.publish_rate_per_cache:g} per second per cache",
             )
-        message = topic.log.append(value, publisher_id, size, now)
+        message = topic.log.append(value, principal.token_id, size, now)
         topic.last_active = now
         topic.wake_all(0)
         return message
@@ -201,11 +224,14 @@ class TopicsService:
         topic_name: str,
         resume_at_sequence_number: int = 0,
         resume_at_sequence_page: int = 0,
+        principal: Principal = ANONYMOUS,
     ) -> Subscription:
         """Start a subscription following PROTOCOL.md *Subscribe* rules 2 to 5."""
         topic = self._topics.get((cache_name, topic_name))
         if topic is None:
-            topic = self._open_topic(cache_name, topic_name)
+            topic = self._open_topic(cache_name, topic_name, principal, TopicRole.SUBSCRIBE)
+        elif not principal.super_user and not principal.may(TopicRole.SUBSCRIBE, cache_name, topic_name):
+            raise _denied(TopicRole.SUBSCRIBE, cache_name, topic_name)
         cache = topic.cache
         if cache.subscriptions >= self.limits.max_subscriptions_per_cache:
             raise LimitExceeded(
@@ -221,7 +247,24 @@ class TopicsService:
         )
         cache.subscriptions += 1
         topic.subscriber_count += 1
-        return Subscription(self, topic, cursor, pending, self.clock())
+        subscription = Subscription(self, topic, cursor, pending, self.clock(), principal)
+        if principal.is_revocable:
+            self._revocable[subscription] = None
+        return subscription
+
+    def revoke_key(self, key_id: str) -> int:
+        """End, with UNAUTHENTICATED, every subscription made with API key ``key_id``; returns how many."""
+        ended = [s for s in self._revocable if s.principal.key_id == key_id]
+        for subscription in ended:
+            subscription.end(Unauthenticated("the API key was revoked"))
+        return len(ended)
+
+    def expire_subscriptions(self, now: float) -> int:
+        """End, with UNAUTHENTICATED, subscriptions whose credentials expired by ``now`` (epoch seconds)."""
+        ended = [s for s in self._revocable if s.principal.expires_at is not None and s.principal.expires_at <= now]
+        for subscription in ended:
+            subscription.end(Unauthenticated("the token expired"))
+        return len(ended)
 
     def stats_for(self, transport: str) -> TransportStats:
         """The counters of ``transport`` (created on first use)."""
@@ -255,13 +298,16 @@ class TopicsService:
         bucket = None if rate is None else TokenBucket(rate, max(rate, 1.0), self.clock())
         return CacheState(name, bucket)
 
-    def _open_topic(self, cache_name: str, topic_name: str) -> TopicInstance:
+    def _open_topic(self, cache_name: str, topic_name: str, principal: Principal, action: TopicRole) -> TopicInstance:
         if not self._started:
             raise RuntimeError("TopicsService.start() was not awaited")
         if self._closing:
             raise Unavailable("server is shutting down")
         validate_name("cache_name", cache_name)
         validate_name("topic_name", topic_name)
+        # Permission before existence: a restricted caller learns nothing about caches it may not use.
+        if not principal.may(action, cache_name, topic_name):
+            raise _denied(action, cache_name, topic_name)
         cache = self._caches.get(cache_name)
         if cache is None:
             raise CacheNotFound(cache_name)
@@ -278,8 +324,9 @@ class TopicsService:
         if error is not None:
             topic.close(error)
 
-    def _release(self, topic: TopicInstance) -> None:
-        """A subscription of ``topic`` closed."""
+    def _release(self, subscription: Subscription, topic: TopicInstance) -> None:
+        """``subscription`` of ``topic`` closed."""
+        self._revocable.pop(subscription, None)
         topic.subscriber_count -= 1
         topic.cache.subscriptions -= 1
         topic.last_active = self.clock()
@@ -291,6 +338,16 @@ class TopicsService:
             floor = ahead + PAGE_FLOOR_RESERVE
             await self._store.save_page_floor(floor)
             self._saved_page_floor = floor
+
+
+def _require_super_user(principal: Principal) -> None:
+    if not principal.super_user:
+        raise PermissionDenied("cache management needs a super-user key")
+
+
+def _denied(action: TopicRole, cache_name: str, topic_name: str) -> PermissionDenied:
+    verb = "publish to" if action is TopicRole.PUBLISH else "subscribe to"
+    return PermissionDenied(f"not allowed to {verb} topic {topic_name!r} in cache {cache_name!r}")
 
 
 def resume_position(

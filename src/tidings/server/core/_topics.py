@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING, Final
 
+from tidings.server.core._auth import Principal
 from tidings.server.core._errors import TopicsError
 from tidings.server.core._events import HEARTBEAT, Discontinuity, Event
 from tidings.server.core._limits import TokenBucket
@@ -73,7 +74,17 @@ class Subscription:
     Create subscriptions with `TopicsService.subscribe`; always `close` them (a ``with`` block does).
     """
 
-    __slots__ = ("_closed", "_cursor", "_pending", "_service", "_topic", "_waiter", "last_sent")
+    __slots__ = (
+        "_closed",
+        "_cursor",
+        "_ended_by",
+        "_pending",
+        "_service",
+        "_topic",
+        "_waiter",
+        "last_sent",
+        "principal",
+    )
 
     def __init__(
         self,
@@ -82,6 +93,7 @@ class Subscription:
         cursor: int,
         pending: Discontinuity | None,
         now: float,
+        principal: Principal,
     ) -> None:
         self._service = service
         self._topic = topic
@@ -89,7 +101,9 @@ class Subscription:
         self._pending = pending
         self._waiter: asyncio.Future[int] | None = None
         self._closed = False
+        self._ended_by: TopicsError | None = None
         self.last_sent = now
+        self.principal = principal
 
     @property
     def cache_name(self) -> str:
@@ -128,6 +142,8 @@ class Subscription:
                 raise RuntimeError("subscription is closed")
             if topic.closed_by is not None:
                 raise topic.closed_by
+            if self._ended_by is not None:
+                raise self._ended_by
             log = topic.log
             cursor = self._cursor
             if cursor < log.next_sequence_number:
@@ -161,6 +177,12 @@ class Subscription:
         if waiter is not None and not waiter.done():
             waiter.set_result(signal)
 
+    def end(self, error: TopicsError) -> None:
+        """End this subscription: `next_events` raises ``error`` (e.g. its credentials were revoked)."""
+        self._ended_by = error
+        self._topic.waiting.pop(self, None)
+        self.wake(_WAKE_CLOSED)
+
     def close(self) -> None:
         """Free the subscription at once; idempotent."""
         if self._closed:
@@ -169,7 +191,7 @@ class Subscription:
         topic = self._topic
         topic.waiting.pop(self, None)
         self.wake(_WAKE_CLOSED)
-        self._service._release(topic)
+        self._service._release(self, topic)
 
     def __enter__(self) -> Subscription:
         return self

@@ -13,7 +13,9 @@ import grpc.aio
 from google.protobuf.message import DecodeError
 from momento_wire_types import controlclient_pb2 as pb
 
+from tidings.server.auth import Authenticator
 from tidings.server.core import InvalidArgument, TopicsService
+from tidings.server.grpc._auth import credential_of
 from tidings.server.grpc._status import guarded
 
 SERVICE: Final = "control_client.ScsControl"
@@ -30,25 +32,29 @@ def _cache_name(kind: type[pb._CreateCacheRequest] | type[pb._DeleteCacheRequest
 class ControlServicer:
     """Links cache management to the topics service."""
 
-    def __init__(self, service: TopicsService) -> None:
+    def __init__(self, service: TopicsService, authenticator: Authenticator) -> None:
         self._service = service
+        self._authenticate = authenticator.authenticate
         self.stats = service.stats_for("grpc")
 
     @guarded
     async def create_cache(self, data: bytes, context: grpc.aio.ServicerContext[Any, Any]) -> bytes:
         """Create a cache; ALREADY_EXISTS if it exists."""
-        await self._service.create_cache(_cache_name(pb._CreateCacheRequest, data))
+        principal = self._authenticate(credential_of(context))
+        await self._service.create_cache(_cache_name(pb._CreateCacheRequest, data), principal)
         return b""
 
     @guarded
     async def delete_cache(self, data: bytes, context: grpc.aio.ServicerContext[Any, Any]) -> bytes:
         """Delete a cache; its subscriptions end with NOT_FOUND."""
-        await self._service.delete_cache(_cache_name(pb._DeleteCacheRequest, data))
+        principal = self._authenticate(credential_of(context))
+        await self._service.delete_cache(_cache_name(pb._DeleteCacheRequest, data), principal)
         return b""
 
     @guarded
     async def list_caches(self, data: bytes, context: grpc.aio.ServicerContext[Any, Any]) -> bytes:
         """All caches with the topic limits that apply to them, in one page."""
+        principal = self._authenticate(credential_of(context))
         limits = self._service.limits
         topic_limits = pb._TopicLimits(
             max_publish_rate=int(limits.publish_rate_per_cache or 0),
@@ -56,7 +62,9 @@ class ControlServicer:
             max_publish_message_size_kb=max(1, limits.max_message_bytes // 1024),
         )
         return pb._ListCachesResponse(
-            cache=[pb._Cache(cache_name=name, topic_limits=topic_limits) for name in self._service.list_caches()]
+            cache=[
+                pb._Cache(cache_name=name, topic_limits=topic_limits) for name in self._service.list_caches(principal)
+            ]
         ).SerializeToString()
 
     def handlers(self) -> dict[str, grpc.RpcMethodHandler[Any, Any]]:

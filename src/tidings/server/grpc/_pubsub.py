@@ -15,7 +15,9 @@ import grpc.aio
 from google.protobuf.message import DecodeError
 from momento_wire_types import cachepubsub_pb2 as pb
 
+from tidings.server.auth import Authenticator
 from tidings.server.core import HEARTBEAT, Discontinuity, InvalidArgument, Message, TopicsService
+from tidings.server.grpc._auth import credential_of
 from tidings.server.grpc._status import guarded
 
 SERVICE: Final = "cache_client.pubsub.Pubsub"
@@ -70,20 +72,22 @@ def _parse(kind: type[Request], data: bytes) -> Request:
 class PubsubServicer:
     """Links Publish and Subscribe to the topics service."""
 
-    def __init__(self, service: TopicsService) -> None:
+    def __init__(self, service: TopicsService, authenticator: Authenticator) -> None:
         self._service = service
+        self._authenticate = authenticator.authenticate
         self.stats = service.stats_for("grpc")
 
     @guarded
     async def publish(self, data: bytes, context: grpc.aio.ServicerContext[Any, Any]) -> bytes:
         """Publish one value; answers ``_Empty``."""
         started = perf_counter()
+        principal = self._authenticate(credential_of(context))
         request = _parse(pb._PublishRequest, data)
         kind = request.value.WhichOneof("kind")
         if kind is None:
             raise InvalidArgument("value is required: text or binary")
         value = request.value.text if kind == "text" else request.value.binary
-        await self._service.publish(request.cache_name, request.topic, value)
+        await self._service.publish(request.cache_name, request.topic, value, principal)
         stats = self.stats
         stats.publishes += 1
         stats.publish_latency.observe(perf_counter() - started)
@@ -92,9 +96,14 @@ class PubsubServicer:
     @guarded
     async def subscribe(self, data: bytes, context: grpc.aio.ServicerContext[Any, Any]) -> None:
         """Stream a heartbeat, then the topic's items, discontinuities and idle heartbeats."""
+        principal = self._authenticate(credential_of(context))
         request = _parse(pb._SubscriptionRequest, data)
         subscription = await self._service.subscribe(
-            request.cache_name, request.topic, request.resume_at_topic_sequence_number, request.sequence_page
+            request.cache_name,
+            request.topic,
+            request.resume_at_topic_sequence_number,
+            request.sequence_page,
+            principal,
         )
         stats = self.stats
         clock = self._service.clock

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Final
 
 import grpc.aio
 
+from tidings.server.auth import Authenticator
 from tidings.server.core import TopicsService
 from tidings.server.grpc._control import PING_SERVICE, ControlServicer, ping_handlers
 from tidings.server.grpc._control import SERVICE as CONTROL_SERVICE
 from tidings.server.grpc._pubsub import SERVICE as PUBSUB_SERVICE
 from tidings.server.grpc._pubsub import PubsubServicer
+from tidings.server.grpc._token import SERVICE as TOKEN_SERVICE
+from tidings.server.grpc._token import TokenServicer
 
 # Official clients cap messages at about 5 MB; accept that much so oversized payloads get our
 # RESOURCE_EXHAUSTED + err metadata instead of grpcio's bare refusal.
@@ -30,17 +34,25 @@ def server_options(max_message_bytes: int) -> list[tuple[str, int]]:
         ("grpc.keepalive_timeout_ms", 10_000),
         ("grpc.max_receive_message_length", max_length),
         ("grpc.max_send_message_length", max_length),
+        # Room for an over-long authorization header, so it is refused as UNAUTHENTICATED, not a broken stream.
+        ("grpc.max_metadata_size", 2 * 1024 * 1024),
         # A second server on a busy port must fail to start, not share the port.
         ("grpc.so_reuseport", 0),
     ]
 
 
-def build_grpc_server(service: TopicsService) -> grpc.aio.Server:
-    """A grpc.aio server with Pubsub, ScsControl and Ping registered (no port bound yet)."""
+def build_grpc_server(
+    service: TopicsService, authenticator: Authenticator, public_endpoint: Callable[[], str]
+) -> grpc.aio.Server:
+    """A grpc.aio server with Pubsub, ScsControl, Token and Ping registered (no port bound yet).
+
+    ``public_endpoint()`` (host:port) is what minted disposable tokens tell clients to connect to.
+    """
     server = grpc.aio.server(options=server_options(service.limits.max_message_bytes))
     # Registered (not generic) handlers: grpcio routes them without a per-call lookup chain.
     register = server.add_registered_method_handlers  # type: ignore[attr-defined]  # missing from grpc-stubs
-    register(PUBSUB_SERVICE, PubsubServicer(service).handlers())
-    register(CONTROL_SERVICE, ControlServicer(service).handlers())
+    register(PUBSUB_SERVICE, PubsubServicer(service, authenticator).handlers())
+    register(CONTROL_SERVICE, ControlServicer(service, authenticator).handlers())
+    register(TOKEN_SERVICE, TokenServicer(service, authenticator, public_endpoint).handlers())
     register(PING_SERVICE, ping_handlers())
     return server

@@ -7,9 +7,13 @@ event loop never waits on the disk.
 from __future__ import annotations
 
 import asyncio
+import json
 import sqlite3
 import time
 from pathlib import Path
+
+from tidings.server.auth._grants import grants_from_json, grants_to_json
+from tidings.server.auth._keys import ApiKey
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS caches (
@@ -20,9 +24,23 @@ CREATE TABLE IF NOT EXISTS meta (
     key TEXT PRIMARY KEY,
     value TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS api_keys (
+    id TEXT PRIMARY KEY,
+    secret_hash TEXT NOT NULL,
+    super_user INTEGER NOT NULL,
+    grants TEXT NOT NULL,
+    description TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    expires_at REAL,
+    revoked_at REAL
+);
 """
 
 _PAGE_FLOOR = "sequence_page_floor"
+_KEYS_VERSION = "api_keys_version"
+_BUMP_KEYS_VERSION = (
+    "INSERT INTO meta (key, value) VALUES (?, '1') ON CONFLICT(key) DO UPDATE SET value = CAST(value AS INTEGER) + 1"
+)
 
 
 class SqliteStore:
@@ -48,6 +66,8 @@ class SqliteStore:
         connection = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
         connection.execute("PRAGMA journal_mode=WAL")
         connection.execute("PRAGMA synchronous=NORMAL")
+        # The CLI's key commands and the server share the file: wait for each other's writes.
+        connection.execute("PRAGMA busy_timeout=5000")
         connection.executescript(_SCHEMA)
         self._connection = connection
 
@@ -80,6 +100,54 @@ class SqliteStore:
             (_PAGE_FLOOR, str(sequence_page)),
         )
 
+    async def list_api_keys(self) -> list[ApiKey]:
+        rows = await self._query(
+            "SELECT id, secret_hash, super_user, grants, description, created_at, expires_at, revoked_at "
+            "FROM api_keys ORDER BY created_at, id"
+        )
+        return [
+            ApiKey(
+                key_id=str(row[0]),
+                secret_hash=str(row[1]),
+                super_user=bool(row[2]),
+                grants=grants_from_json(json.loads(str(row[3]))),
+                description=str(row[4]),
+                created_at=float(row[5]),  # type: ignore[arg-type]
+                expires_at=None if row[6] is None else float(row[6]),  # type: ignore[arg-type]
+                revoked_at=None if row[7] is None else float(row[7]),  # type: ignore[arg-type]
+            )
+            for row in rows
+        ]
+
+    async def add_api_key(self, key: ApiKey) -> None:
+        await self._transaction(
+            (
+                "INSERT INTO api_keys (id, secret_hash, super_user, grants, description, created_at, expires_at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (
+                    key.key_id,
+                    key.secret_hash,
+                    int(key.super_user),
+                    json.dumps(grants_to_json(key.grants)),
+                    key.description,
+                    key.created_at,
+                    key.expires_at,
+                ),
+            ),
+            (_BUMP_KEYS_VERSION, (_KEYS_VERSION,)),
+        )
+
+    async def revoke_api_key(self, key_id: str, at: float) -> bool:
+        changed = await self._transaction(
+            ("UPDATE api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL", (at, key_id)),
+            (_BUMP_KEYS_VERSION, (_KEYS_VERSION,)),
+        )
+        return changed[0] == 1
+
+    async def api_keys_version(self) -> int:
+        rows = await self._query("SELECT value FROM meta WHERE key = ?", (_KEYS_VERSION,))
+        return int(str(rows[0][0])) if rows else 0
+
     async def close(self) -> None:
         async with self._lock:
             if self._connection is not None:
@@ -90,6 +158,23 @@ class SqliteStore:
         async with self._lock:
             db = self._db()
             return await asyncio.to_thread(lambda: db.execute(query, parameters).fetchall())
+
+    async def _transaction(self, *statements: tuple[str, tuple[object, ...]]) -> list[int]:
+        """Run ``statements`` in one transaction; returns each one's changed row count."""
+        async with self._lock:
+            db = self._db()
+
+            def run() -> list[int]:
+                db.execute("BEGIN IMMEDIATE")
+                try:
+                    counts = [db.execute(statement, parameters).rowcount for statement, parameters in statements]
+                except BaseException:
+                    db.execute("ROLLBACK")
+                    raise
+                db.execute("COMMIT")
+                return counts
+
+            return await asyncio.to_thread(run)
 
     async def _execute(self, statement: str, parameters: tuple[object, ...]) -> int:
         async with self._lock:
