@@ -12,7 +12,7 @@ import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
-_LISTENING = re.compile(r"listening on grpc://([^\s]+):(\d+)")
+_LISTENING = re.compile(r"listening on grpcs?://([^\s]+):(\d+)")
 _LISTENING_HTTP = re.compile(r"listening on http://([^\s]+):(\d+)")
 START_TIMEOUT = 30.0
 

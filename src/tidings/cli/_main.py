@@ -6,6 +6,7 @@ import click
 
 from tidings.cli._cache import cache
 from tidings.cli._client import GroupConnection, endpoint_option
+from tidings.cli._keys import key
 from tidings.cli._publish import publish
 from tidings.cli._server import server
 from tidings.cli._subscribe import subscribe
@@ -27,3 +28,4 @@ main.add_command(server)
 main.add_command(publish)
 main.add_command(subscribe)
 main.add_command(cache)
+main.add_command(key)

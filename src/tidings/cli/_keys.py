@@ -1,0 +1,143 @@
+"""``tidings key create|list|revoke``: API keys, managed in the server's data directory.
+
+These commands open the store directly (not over the network), so they work whether or not the server is
+running; a running server picks up changes within a second (a revoked key's open subscriptions end).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import time
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TypeVar
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from tidings.server.auth import ApiKey, ScopeSyntaxError, new_api_key, parse_scope
+from tidings.server.auth._grants import describe_grant
+from tidings.server.config import default_data_dir
+from tidings.server.store.sqlite import SqliteStore
+
+_DURATION = re.compile(r"^(\d+)([smhdw])$")
+_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+T = TypeVar("T")
+
+
+def parse_duration(text: str) -> float:
+    """Seconds in ``30s``, ``15m``, ``12h``, ``30d`` or ``2w``."""
+    match = _DURATION.match(text.strip().lower())
+    if match is None:
+        raise click.BadParameter(f"{text!r} is not a duration (examples: 15m, 12h, 30d)")
+    return int(match.group(1)) * _SECONDS[match.group(2)]
+
+
+def _with_store(data_dir: Path, action: Callable[[SqliteStore], Awaitable[T]]) -> T:
+    async def run() -> T:
+        store = await SqliteStore.open(data_dir)
+        try:
+            return await action(store)
+        finally:
+            await store.close()
+
+    return asyncio.run(run())
+
+
+data_dir_option = click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=default_data_dir,
+    show_default="$XDG_DATA_HOME/tidings or ~/.local/share/tidings",
+    envvar="TIDINGS_DATA_DIR",
+    help="The server's data directory.",
+)
+
+
+@click.group()
+def key() -> None:
+    """Create, list and revoke API keys (long-lived credentials, stored hashed)."""
+
+
+@key.command()
+@click.argument("scopes", nargs=-1, metavar="[SCOPE]...")
+@click.option("--super-user", is_flag=True, help="Everything, including cache management and minting tokens.")
+@click.option("--expires", metavar="DURATION", help="Expire after this long (15m, 12h, 30d); default never.")
+@click.option("--description", default="", help="What the key is for (shown by `key list`).")
+@data_dir_option
+def create(scopes: tuple[str, ...], super_user: bool, expires: str | None, description: str, data_dir: Path) -> None:
+    """Create a key and print it (once: only its hash is kept).
+
+    Each SCOPE is ROLE:CACHE[:TOPIC] with ROLE readwrite, readonly or writeonly (or publish-subscribe,
+    subscribe-only, publish-only); CACHE a name or *; TOPIC a name, a prefix* or * (the default).
+    Example: `tidings key create readonly:orders:events-*`.
+    """
+    if super_user == bool(scopes):
+        raise click.UsageError("give either --super-user or at least one SCOPE")
+    try:
+        grants = tuple(parse_scope(scope) for scope in scopes)
+    except ScopeSyntaxError as error:
+        raise click.BadParameter(str(error), param_hint="SCOPE") from None
+    now = time.time()
+    expires_at = now + parse_duration(expires) if expires else None
+    key_id, secret_key, secret_hash = new_api_key()
+    record = ApiKey(key_id, secret_hash, super_user, grants, description, now, expires_at)
+    _with_store(data_dir, lambda store: store.add_api_key(record))
+    click.echo(secret_key)
+    click.echo(f"key {key_id} created; store it now, it is not shown again", err=True)
+
+
+def _when(epoch: float | None) -> str:
+    return "" if epoch is None else datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+
+
+def _scopes(record: ApiKey) -> str:
+    return "super-user" if record.super_user else " ".join(describe_grant(g) for g in record.grants)
+
+
+@key.command(name="list")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per key.")
+@data_dir_option
+def list_keys(as_json: bool, data_dir: Path) -> None:
+    """List keys: ids, descriptions, scopes, expiry and revocation (never the keys)."""
+    records = _with_store(data_dir, lambda store: store.list_api_keys())
+    if as_json:
+        for record in records:
+            click.echo(
+                json.dumps(
+                    {
+                        "id": record.key_id,
+                        "description": record.description,
+                        "scopes": _scopes(record),
+                        "created_at": record.created_at,
+                        "expires_at": record.expires_at,
+                        "revoked_at": record.revoked_at,
+                    }
+                )
+            )
+        return
+    table = Table("id", "description", "scopes", "created", "expires", "revoked")
+    for record in records:
+        table.add_row(
+            record.key_id,
+            record.description,
+            _scopes(record),
+            _when(record.created_at),
+            _when(record.expires_at),
+            _when(record.revoked_at),
+        )
+    Console().print(table)
+
+
+@key.command()
+@click.argument("key_id", metavar="ID")
+@data_dir_option
+def revoke(key_id: str, data_dir: Path) -> None:
+    """Revoke key ID: refused from now on; a running server ends its subscriptions within a second."""
+    if not _with_store(data_dir, lambda store: store.revoke_api_key(key_id, time.time())):
+        raise click.ClickException(f"no usable key with id {key_id!r}")
+    click.echo(f"key {key_id} revoked", err=True)
