@@ -24,7 +24,7 @@ from tidings.server.auth._grants import describe_grant
 from tidings.server.config import default_data_dir
 from tidings.server.store.sqlite import SqliteStore
 
-_DURATION = re.compile(r"^(\d+)([smhdw])$")
+_DURATION = re.compile(r"^([0-9]+)([smhdw])$")
 _SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 T = TypeVar("T")
 

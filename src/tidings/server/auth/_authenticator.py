@@ -36,7 +36,7 @@ def unwrap_envelope(credential: str) -> str:
         return credential
     try:
         decoded = json.loads(base64.b64decode(credential + "=" * (-len(credential) % 4), validate=True))
-    except (binascii.Error, ValueError):
+    except (binascii.Error, ValueError, RecursionError):
         return credential
     if isinstance(decoded, dict) and isinstance(decoded.get("api_key"), str) and decoded["api_key"]:
         return str(decoded["api_key"])

@@ -36,7 +36,7 @@ def grants_from_json(data: object) -> tuple[TopicGrant, ...]:
         raise ScopeSyntaxError("grants must be a list")
     grants: list[TopicGrant] = []
     for item in data:
-        if not isinstance(item, dict) or item.get("r") not in _ROLES_BY_CODE:
+        if not isinstance(item, dict) or not isinstance(item.get("r"), str) or item["r"] not in _ROLES_BY_CODE:
             raise ScopeSyntaxError("malformed grant")
         fields = [item.get(key) for key in ("c", "t", "p")]
         if not all(value is None or isinstance(value, str) for value in fields):

@@ -26,7 +26,7 @@ from tidings.server.core._names import validate_name
 from tidings.server.core._pages import PageClock
 from tidings.server.core._ports import Engine, Store
 from tidings.server.core._stats import TransportStats
-from tidings.server.core._topics import _WAKE_HEARTBEAT, CacheState, Subscription, TopicInstance
+from tidings.server.core._topics import CacheState, Subscription, TopicInstance
 
 logger = logging.getLogger("tidings.server")
 
@@ -126,7 +126,7 @@ class TopicsService:
             due = [s for s in topic.waiting if now - s.last_sent >= interval]
             for subscription in due:
                 del topic.waiting[subscription]
-                subscription.wake(_WAKE_HEARTBEAT)
+                subscription.wake(heartbeat=True)
             sent += len(due)
         return sent
 
@@ -215,7 +215,7 @@ class TopicsService:
             )
         message = topic.log.append(value, principal.token_id, size, now)
         topic.last_active = now
-        topic.wake_all(0)
+        topic.wake_all()
         return message
 
     async def subscribe(

@@ -22,11 +22,6 @@ if TYPE_CHECKING:
 # How many messages one read hands a subscriber: bounds what a slow subscriber holds on to.
 READ_BATCH: Final = 32
 
-# What a waiting subscription is woken with.
-_WAKE_MESSAGE: Final = 0
-_WAKE_HEARTBEAT: Final = 1
-_WAKE_CLOSED: Final = 2
-
 
 class CacheState:
     """Per-cache bookkeeping: its live topic instances, subscription count and publish rate limiter."""
@@ -54,18 +49,20 @@ class TopicInstance:
         self.last_active = now
         self.closed_by: TopicsError | None = None
 
-    def wake_all(self, signal: int) -> None:
-        """Wake every waiting subscription with ``signal``."""
+    def wake_all(self) -> None:
+        """Wake every waiting subscription (something happened: a message, or the end)."""
         waiting = self.waiting
         if waiting:
             self.waiting = {}
             for subscription in waiting:
-                subscription.wake(signal)
+                waiter = subscription._waiter
+                if waiter is not None and not waiter.done():
+                    waiter.set_result(None)
 
     def close(self, error: TopicsError) -> None:
         """End every subscription of this instance with ``error``."""
         self.closed_by = error
-        self.wake_all(_WAKE_CLOSED)
+        self.wake_all()
 
 
 class Subscription:
@@ -78,6 +75,7 @@ class Subscription:
         "_closed",
         "_cursor",
         "_ended_by",
+        "_heartbeat_due",
         "_pending",
         "_service",
         "_topic",
@@ -99,7 +97,8 @@ class Subscription:
         self._topic = topic
         self._cursor = cursor
         self._pending = pending
-        self._waiter: asyncio.Future[int] | None = None
+        self._waiter: asyncio.Future[None] | None = None
+        self._heartbeat_due = False
         self._closed = False
         self._ended_by: TopicsError | None = None
         self.last_sent = now
@@ -125,11 +124,12 @@ class Subscription:
         """The sequence number of the next message this subscription will deliver."""
         return self._cursor
 
-    async def next_events(self) -> list[Event]:
-        """Wait for and return the next events, in order: never empty.
+    def poll(self) -> list[Event] | None:
+        """The events available now, in order (never empty), or None: then await `wait` and poll again.
 
-        Raises the `TopicsError` that ended the topic instance (cache deleted, server shutting down), or
-        `RuntimeError` once the subscription is closed.
+        Raises the `TopicsError` that ended the subscription (cache deleted, server shutting down,
+        credentials revoked), or `RuntimeError` once it is closed. Transports loop on ``poll``/``wait``
+        rather than `next_events` to spare a coroutine per batch on the delivery path.
         """
         if self._closed:
             raise RuntimeError("subscription is closed")
@@ -137,51 +137,66 @@ class Subscription:
             pending, self._pending = self._pending, None
             return [pending]
         topic = self._topic
-        while True:
-            if self._closed:
-                raise RuntimeError("subscription is closed")
-            if topic.closed_by is not None:
-                raise topic.closed_by
-            if self._ended_by is not None:
-                raise self._ended_by
-            log = topic.log
-            cursor = self._cursor
-            if cursor < log.next_sequence_number:
-                first = log.first_sequence_number
-                events: list[Event]
-                if cursor < first:
-                    # Fell behind the retention buffer (PROTOCOL.md Subscribe rule 6).
-                    batch = log.read_from(first, READ_BATCH)
-                    events = [Discontinuity(cursor - 1, first - 1, log.sequence_page), *batch]
-                    cursor = first
-                else:
-                    events = batch = log.read_from(cursor, READ_BATCH)  # type: ignore[assignment]
-                self._cursor = cursor + len(batch)
-                self.last_sent = self._service.clock()
-                return events
-            waiter = self._waiter = self._service.loop.create_future()
-            topic.waiting[self] = None
-            try:
-                signal = await waiter
-            finally:
-                self._waiter = None
-                if waiter.cancelled():  # the caller was cancelled while waiting
-                    topic.waiting.pop(self, None)
-            if signal == _WAKE_HEARTBEAT and self._cursor >= topic.log.next_sequence_number:
-                self.last_sent = self._service.clock()
-                return [HEARTBEAT]
+        if topic.closed_by is not None:
+            raise topic.closed_by
+        if self._ended_by is not None:
+            raise self._ended_by
+        log = topic.log
+        cursor = self._cursor
+        if cursor < log.next_sequence_number:
+            first = log.first_sequence_number
+            events: list[Event]
+            if cursor < first:
+                # Fell behind the retention buffer (PROTOCOL.md Subscribe rule 6).
+                batch = log.read_from(first, READ_BATCH)
+                events = [Discontinuity(cursor - 1, first - 1, log.sequence_page), *batch]
+                cursor = first
+            else:
+                events = batch = log.read_from(cursor, READ_BATCH)  # type: ignore[assignment]
+            self._cursor = cursor + len(batch)
+            self._heartbeat_due = False
+            self.last_sent = self._service.clock()
+            return events
+        if self._heartbeat_due:
+            self._heartbeat_due = False
+            self.last_sent = self._service.clock()
+            return [HEARTBEAT]
+        return None
 
-    def wake(self, signal: int) -> None:
-        """Resume `next_events` if it is waiting."""
+    def wait(self) -> asyncio.Future[None]:
+        """A future that resolves when `poll` may have something new (a message, a heartbeat, the end)."""
+        waiter: asyncio.Future[None] = self._service.loop.create_future()
+        self._waiter = waiter
+        self._topic.waiting[self] = None
+        return waiter
+
+    async def next_events(self) -> list[Event]:
+        """Wait for and return the next events, in order: never empty (see `poll` for what it raises)."""
+        while True:
+            events = self.poll()
+            if events is not None:
+                return events
+            waiter = self.wait()
+            try:
+                await waiter
+            finally:
+                if waiter.cancelled():  # the caller was cancelled while waiting
+                    self._topic.waiting.pop(self, None)
+
+    def wake(self, heartbeat: bool = False) -> None:
+        """Resolve the future `wait` returned, if pending; ``heartbeat`` makes the next `poll` send one
+        when it has nothing else."""
+        if heartbeat:
+            self._heartbeat_due = True
         waiter = self._waiter
         if waiter is not None and not waiter.done():
-            waiter.set_result(signal)
+            waiter.set_result(None)
 
     def end(self, error: TopicsError) -> None:
         """End this subscription: `next_events` raises ``error`` (e.g. its credentials were revoked)."""
         self._ended_by = error
         self._topic.waiting.pop(self, None)
-        self.wake(_WAKE_CLOSED)
+        self.wake()
 
     def close(self) -> None:
         """Free the subscription at once; idempotent."""
@@ -190,7 +205,7 @@ class Subscription:
         self._closed = True
         topic = self._topic
         topic.waiting.pop(self, None)
-        self.wake(_WAKE_CLOSED)
+        self.wake()
         self._service._release(self, topic)
 
     def __enter__(self) -> Subscription:

@@ -111,8 +111,13 @@ class PubsubServicer:
             write = context.write
             await write(HEARTBEAT_BYTES)
             stats.heartbeats += 1
+            poll = subscription.poll
+            wait = subscription.wait
             while True:
-                events = await subscription.next_events()
+                events = poll()
+                if events is None:
+                    await wait()
+                    continue
                 for event in events:
                     if type(event) is Message:
                         await write(encode_message(event))
