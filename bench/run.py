@@ -37,14 +37,13 @@ from pathlib import Path
 from typing import IO, Any
 
 import grpc
+from _report import write_section
 
 BENCH = Path(__file__).resolve().parent
 LOADGEN = BENCH / "loadgen.py"
 CEILING = BENCH / "ceiling.py"
 CACHE = "bench"
 HOST = "127.0.0.1"
-MARKER_START = "<!-- bench:core:start -->"
-MARKER_END = "<!-- bench:core:end -->"
 
 Results = dict[str, list[float]]  # metric key -> one value per round
 
@@ -353,7 +352,6 @@ def section(table: str, options: argparse.Namespace, command: str, notes: list[s
     """The markdown section written between the markers."""
     kind = "quick smoke run, not representative" if options.quick else f"{options.duration:g} s per scenario"
     lines = [
-        MARKER_START,
         "## Core benchmark: tidings against the ceiling",
         "",
         f"Measured {datetime.date.today().isoformat()} on {machine()}; "
@@ -368,24 +366,8 @@ def section(table: str, options: argparse.Namespace, command: str, notes: list[s
         table,
         "",
         *notes,
-        MARKER_END,
     ]
     return "\n".join(lines) + "\n"
-
-
-def write_section(path: Path, text: str) -> None:
-    """Replace the marked section of ``path`` (creating the file or appending the section if needed)."""
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text("# Performance\n\n" + text)
-        return
-    current = path.read_text()
-    start, end = current.find(MARKER_START), current.find(MARKER_END)
-    if start == -1 or end == -1 or end < start:
-        path.write_text(current.rstrip("\n") + "\n\n" + text)
-        return
-    after = current[end + len(MARKER_END) :].lstrip("\n")
-    path.write_text(current[:start] + text + ("\n" + after if after else ""))
 
 
 def log(message: str) -> None:
@@ -439,7 +421,7 @@ def main(argv: list[str] | None = None) -> int:
     if options.json:
         options.json.write_text(json.dumps(raw, indent=2) + "\n")
     if options.write:
-        write_section(options.write, section(table, options, command, notes))
+        write_section(options.write, "core", section(table, options, command, notes))
         log(f"wrote {options.write}")
     return 1 if any(results[name].get("errors") for name in targets) else 0
 
