@@ -19,7 +19,7 @@ def credentials_of(request: HTTPConnection) -> str | None:
     header is.
     """
     header = request.headers.get("authorization")
-    query = request.query_params.get("token")
+    query = request.query_params.get("token") if request.scope.get("query_string") else None
     if header is not None and query is not None:
         raise InvalidArgument("send the token in the Authorization header or the token query parameter, not both")
     token = header if header is not None else query

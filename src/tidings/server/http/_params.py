@@ -20,6 +20,8 @@ def path_names(request: HTTPConnection, prefix: str) -> list[str]:
     raw: bytes | None = request.scope.get("raw_path")
     path = raw.decode("latin-1") if raw is not None else quote(request.scope["path"])
     segments = path[len(prefix) :].split("/")
+    if "%" not in path and path.isascii():
+        return segments  # nothing to decode (the common case)
     names: list[str] = []
     for segment in segments:
         try:

@@ -21,6 +21,8 @@ from tidings.server.http._live import ClientGone
 TEXT = "text/plain"
 BINARY = "application/octet-stream"
 _UTF8 = ("utf-8", "utf8")
+# Every successful publish gets this same (immutable) response.
+_PUBLISHED = Response(status_code=204)
 
 
 def is_text(content_type: str | None) -> bool:
@@ -79,4 +81,4 @@ async def publish(request: Request, service: TopicsService, stats: TransportStat
     await service.publish(cache, topic, value)
     stats.publishes += 1
     stats.publish_latency.observe(perf_counter() - started)
-    return Response(status_code=204)
+    return _PUBLISHED
