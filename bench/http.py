@@ -1,0 +1,483 @@
+"""Benchmark tidings' HTTP transport against ceilings measured in the same run.
+
+- **publish**: HTTP publish requests/s (``POST /topics/{cache}/{topic}``, 64-byte text) against a do-nothing
+  Starlette endpoint of the same path served by the same uvicorn (same protocol implementation, uvloop), so
+  the ratio is what tidings' own work costs over the framework's floor (target >= 0.7x).
+- **fan-out**: deliveries/s to 100 Server-Sent Events subscribers against 100 gRPC subscribers of the same
+  server, one publisher (gRPC) running at most 32 messages ahead of the slowest subscriber (as bench/run.py's
+  fan-out does).
+
+The load generator is this process (uvloop, raw sockets for HTTP: no HTTP client library in the way); its CPU
+use is reported next to the server's, so a client-bound figure shows as such.
+
+Usage::
+
+    python bench/http.py                                 # 3 rounds, 5 s per scenario (~1 min)
+    python bench/http.py --quick                         # 1 round, 1 s per scenario
+    python bench/http.py --write docs/performance.md     # also replace the bench:http section
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+# This file has the name of the standard library's ``http`` package, which Starlette imports: take this
+# script's directory off the import path before anything imports ``http``.
+if sys.path and Path(sys.path[0] or ".").resolve() == Path(__file__).resolve().parent:
+    del sys.path[0]
+
+import argparse
+import asyncio
+import datetime
+import itertools
+import os
+import platform
+import re
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Awaitable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import grpc.aio
+from momento_wire_types import cachepubsub_pb2 as pb
+from momento_wire_types import cachepubsub_pb2_grpc
+
+HOST = "127.0.0.1"
+CACHE = "bench"
+PAYLOAD = "x" * 64
+MARKER_START = "<!-- bench:http:start -->"
+MARKER_END = "<!-- bench:http:end -->"
+PUBLISH_CONNECTIONS = 32
+SUBSCRIBERS = 100
+WINDOW = 32  # messages the fan-out publisher may run ahead of the slowest subscriber
+PUBLISHER_CALLS = 8
+_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+# --- measuring -------------------------------------------------------------------------------------------
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time ``pid`` has used, from /proc (Linux)."""
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    fields = stat[stat.rindex(")") + 2 :].split()
+    return (int(fields[11]) + int(fields[12])) / _TICKS
+
+
+def machine_busy_seconds() -> float:
+    """CPU time all processes on the machine used since boot (user, nice, system, steal; all cores)."""
+    with open("/proc/stat") as stat:
+        fields = stat.readline().split()
+    return sum(int(fields[index]) for index in (1, 2, 3, 8)) / _TICKS
+
+
+@dataclass
+class Window:
+    """A measured interval: wall time, the CPU time of the server and of this process, and of everything."""
+
+    wall: float
+    server_cpu: float
+    client_cpu: float
+    machine_cpu: float
+
+    @classmethod
+    async def measure(cls, server_pid: int, duration: float) -> Window:
+        wall, server, client = time.perf_counter(), cpu_seconds(server_pid), time.process_time()
+        machine = machine_busy_seconds()
+        await asyncio.sleep(duration)
+        return cls(
+            time.perf_counter() - wall,
+            cpu_seconds(server_pid) - server,
+            time.process_time() - client,
+            machine_busy_seconds() - machine,
+        )
+
+    @property
+    def others_cpu(self) -> float:
+        """CPU time other processes used in the window (seconds)."""
+        return max(0.0, self.machine_cpu - self.server_cpu - self.client_cpu)
+
+
+@dataclass
+class Result:
+    """One scenario on one target."""
+
+    scenario: str
+    target: str
+    rate: float
+    window: Window
+
+    @property
+    def server_cpu_percent(self) -> float:
+        return 100 * self.window.server_cpu / self.window.wall
+
+    @property
+    def client_cpu_percent(self) -> float:
+        return 100 * self.window.client_cpu / self.window.wall
+
+    @property
+    def server_us_per_operation(self) -> float:
+        """Server CPU per request (publish) or delivery (fan-out), in microseconds."""
+        return 1e6 * self.window.server_cpu / (self.rate * self.window.wall)
+
+
+# --- servers ---------------------------------------------------------------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind((HOST, 0))
+        return int(probe.getsockname()[1])
+
+
+@contextmanager
+def _process(command: list[str], ready: re.Pattern[str]) -> Iterator[subprocess.Popen[str]]:
+    """Run ``command`` until the block ends (SIGTERM); return once a stderr line matches ``ready``."""
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    assert process.stderr is not None
+    log: list[str] = []
+    try:
+        for line in process.stderr:
+            log.append(line)
+            if ready.search(line):
+                break
+        else:
+            raise RuntimeError(f"{command[2:4]} did not start:\n{''.join(log)}")
+        yield process
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(20)
+        finally:
+            process.kill()
+            process.stderr.close()
+
+
+@contextmanager
+def tidings_server(data_dir: str) -> Iterator[tuple[subprocess.Popen[str], int, int]]:
+    """tidings with HTTP on; yields the process, its gRPC port and its HTTP port."""
+    grpc_port, http_port = _free_port(), _free_port()
+    command = [
+        sys.executable, "-m", "tidings", "server", "--host", HOST, "--port", str(grpc_port),
+        "--http-port", str(http_port), "--data-dir", data_dir, "--create-cache", CACHE,
+        "--max-subscriptions-per-cache", "100000",
+    ]  # fmt: skip
+    with _process(command, re.compile("listening on grpc://")) as process:
+        yield process, grpc_port, http_port
+
+
+@contextmanager
+def ceiling_server() -> Iterator[tuple[subprocess.Popen[str], int]]:
+    """The do-nothing Starlette endpoint under the same uvicorn; yields the process and its port."""
+    port = _free_port()
+    command = [sys.executable, str(Path(__file__).resolve()), "--serve-ceiling", str(port)]
+    with _process(command, re.compile("ceiling listening")) as process:
+        yield process, port
+
+
+def serve_ceiling(port: int) -> None:
+    """Serve ``POST /topics/{cache}/{topic}`` that reads the body and answers 204, as tidings' server would."""
+    import uvicorn
+    import uvloop
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import Response
+    from starlette.routing import Route
+
+    from tidings.server.http._server import bind
+
+    async def publish(request: Request) -> Response:
+        await request.body()
+        return Response(status_code=204)
+
+    app = Starlette(routes=[Route("/topics/{path:path}", publish, methods=["POST"])])
+    # The settings tidings' HttpServer uses.
+    config = uvicorn.Config(app, lifespan="off", log_config=None, access_log=False, server_header=False)
+    sock = bind(HOST, port)
+    print("ceiling listening", file=sys.stderr, flush=True)
+    uvloop.run(uvicorn.Server(config).serve(sockets=[sock]))
+
+
+# --- HTTP publish ----------------------------------------------------------------------------------------
+
+
+def _publish_request(port: int) -> bytes:
+    body = PAYLOAD.encode()
+    return (
+        f"POST /topics/{CACHE}/publish HTTP/1.1\r\nHost: {HOST}:{port}\r\nContent-Type: text/plain\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n"
+    ).encode() + body
+
+
+async def _read_response(reader: asyncio.StreamReader) -> int:
+    """Read one response; its status."""
+    head = await reader.readuntil(b"\r\n\r\n")
+    status = int(head[9:12])
+    match = re.search(rb"(?i)content-length: *(\d+)", head)
+    if match and int(match.group(1)):
+        await reader.readexactly(int(match.group(1)))
+    return status
+
+
+async def http_publish(target: str, port: int, server_pid: int, duration: float) -> Result:
+    """Closed loop over ``PUBLISH_CONNECTIONS`` keep-alive connections; requests/s in the measured window."""
+    request = _publish_request(port)
+    completed = 0
+    failed = 0
+    stop = asyncio.Event()
+
+    async def connection() -> None:
+        nonlocal completed, failed
+        reader, writer = await asyncio.open_connection(HOST, port)
+        try:
+            while not stop.is_set():
+                writer.write(request)
+                if await _read_response(reader) == 204:
+                    completed += 1
+                else:
+                    failed += 1
+        finally:
+            writer.close()
+
+    tasks = [asyncio.create_task(connection()) for _ in range(PUBLISH_CONNECTIONS)]
+    await asyncio.sleep(1.0)  # warm-up
+    before = completed
+    window = await Window.measure(server_pid, duration)
+    rate = (completed - before) / window.wall
+    stop.set()
+    await asyncio.gather(*tasks)
+    if failed:
+        raise RuntimeError(f"{failed} publish requests to {target} failed")
+    return Result("publish", target, rate, window)
+
+
+# --- fan-out ---------------------------------------------------------------------------------------------
+
+
+class FanOut:
+    """Counts what each subscriber received and paces the publisher to the slowest one."""
+
+    def __init__(self, subscribers: int) -> None:
+        self.received = [0] * subscribers
+        self.errors: list[str] = []
+        self.progress = asyncio.Event()
+
+    def delivered(self, index: int, sequence_numbers: list[int]) -> None:
+        expected = self.received[index] + 1
+        if sequence_numbers and sequence_numbers[0] != expected:
+            self.errors.append(f"subscriber {index}: got {sequence_numbers[0]}, expected {expected}")
+        self.received[index] += len(sequence_numbers)
+        self.progress.set()
+
+    @property
+    def total(self) -> int:
+        return sum(self.received)
+
+    async def publish(self, stub: cachepubsub_pb2_grpc.PubsubStub, topic: str, stop: asyncio.Event) -> None:
+        request = pb._PublishRequest(cache_name=CACHE, topic=topic, value=pb._TopicValue(text=PAYLOAD))
+        published = 0
+
+        async def caller() -> None:
+            nonlocal published
+            while not stop.is_set():
+                while published - min(self.received) >= WINDOW:
+                    self.progress.clear()
+                    await self.progress.wait()
+                    if stop.is_set():
+                        return
+                published += 1
+                await stub.Publish(request)
+
+        await asyncio.gather(*(caller() for _ in range(PUBLISHER_CALLS)))
+
+
+_topic_numbers = itertools.count(1)
+_SSE_ID = re.compile(rb"\nid: \d+:(\d+)\n")
+
+
+async def sse_subscriber(index: int, port: int, topic: str, fan_out: FanOut, subscribed: asyncio.Event) -> None:
+    """A browser-like SSE client: one connection, counts item events by their ids."""
+    reader, writer = await asyncio.open_connection(HOST, port)
+    writer.write(f"GET /topics/{CACHE}/{topic}/events HTTP/1.1\r\nHost: {HOST}\r\n\r\n".encode())
+    try:
+        await reader.readuntil(b"event: heartbeat")
+        subscribed.set()
+        tail = b""
+        while chunk := await reader.read(65536):
+            data = tail + chunk
+            cut = data.rfind(b"\n\n") + 2
+            data, tail = data[:cut], data[cut:]
+            fan_out.delivered(index, [int(number) for number in _SSE_ID.findall(b"\n" + data)])
+    finally:
+        writer.close()
+
+
+async def grpc_subscriber(
+    index: int, stub: cachepubsub_pb2_grpc.PubsubStub, topic: str, fan_out: FanOut, subscribed: asyncio.Event
+) -> None:
+    """A raw gRPC subscriber that decodes every item."""
+    call = stub.Subscribe(pb._SubscriptionRequest(cache_name=CACHE, topic=topic))
+    async for message in call:
+        kind = message.WhichOneof("kind")
+        if kind == "heartbeat":
+            subscribed.set()
+        elif kind == "item":
+            fan_out.delivered(index, [message.item.topic_sequence_number])
+        else:
+            fan_out.errors.append(f"subscriber {index}: {kind}")
+
+
+async def fan_out(
+    target: str, grpc_port: int, http_port: int, server_pid: int, duration: float, subscribers: int
+) -> Result:
+    """Deliveries/s to ``subscribers`` SSE (target "sse") or gRPC (target "grpc") subscribers."""
+    topic = f"fanout-{target}-{next(_topic_numbers)}"  # a fresh topic: sequence numbers start at 1
+    state = FanOut(subscribers)
+    stop = asyncio.Event()
+    channels = [grpc.aio.insecure_channel(f"{HOST}:{grpc_port}") for _ in range(max(1, subscribers // 50) + 1)]
+    stubs = [cachepubsub_pb2_grpc.PubsubStub(channel) for channel in channels]
+    subscribed = [asyncio.Event() for _ in range(subscribers)]
+    readers: list[asyncio.Task[None]] = []
+    for index in range(subscribers):
+        if target == "sse":
+            reader: Awaitable[None] = sse_subscriber(index, http_port, topic, state, subscribed[index])
+        else:
+            reader = grpc_subscriber(index, stubs[1 + index // 50], topic, state, subscribed[index])
+        readers.append(asyncio.create_task(reader))
+    await asyncio.gather(*(event.wait() for event in subscribed))
+    publisher = asyncio.create_task(state.publish(stubs[0], topic, stop))
+    await asyncio.sleep(1.0)  # warm-up
+    before = state.total
+    window = await Window.measure(server_pid, duration)
+    rate = (state.total - before) / window.wall
+    stop.set()
+    state.progress.set()
+    await publisher
+    for task in readers:
+        task.cancel()
+    await asyncio.gather(*readers, return_exceptions=True)
+    for channel in channels:
+        await channel.close()
+    if state.errors:
+        raise RuntimeError(f"{target} fan-out: {state.errors[:3]}")
+    return Result(f"fan-out x{subscribers}", target, rate, window)
+
+
+# --- report ----------------------------------------------------------------------------------------------
+
+
+def _median(results: list[Result]) -> Result:
+    """The round with the median rate."""
+    return sorted(results, key=lambda result: result.rate)[len(results) // 2]
+
+
+def report(results: list[Result], duration: float, rounds: int) -> str:
+    """A markdown section with the figures (medians over rounds) and what they mean."""
+    grouped: dict[tuple[str, str], list[Result]] = {}
+    for result in results:
+        grouped.setdefault((result.scenario, result.target), []).append(result)
+    by_key = {key: _median(values) for key, values in grouped.items()}
+    publish, ceiling = by_key[("publish", "tidings")], by_key[("publish", "ceiling")]
+    fan_out_key = next(scenario for scenario, _ in by_key if scenario.startswith("fan-out"))
+    sse, grpc_result = by_key[(fan_out_key, "sse")], by_key[(fan_out_key, "grpc")]
+    rows = [
+        ("HTTP publish, requests/s", publish, ceiling, "do-nothing Starlette endpoint"),
+        (f"SSE fan-out to {fan_out_key[9:]} subscribers, deliveries/s", sse, grpc_result, "gRPC subscribers"),
+    ]
+    lines = [
+        "## HTTP transport",
+        "",
+        f"`python bench/http.py` on {platform.machine()} with {os.cpu_count()} cores, Python "
+        f"{platform.python_version()}, {datetime.date.today().isoformat()}: medians of {rounds} rounds, "
+        f"{duration:g} s measured per scenario after 1 s of warm-up. Server and load generator (one process, "
+        "uvloop, raw sockets for HTTP) share the machine; CPU is the share of one core used in the window.",
+        "",
+        "| scenario | tidings | reference | ratio | reference is | server CPU µs/op (ours / ref) "
+        "| server CPU | client CPU (ours / ref) |",
+        "| --- | ---: | ---: | ---: | --- | ---: | ---: | ---: |",
+    ]
+    for name, ours, reference, what in rows:
+        lines.append(
+            f"| {name} | {ours.rate:,.0f} | {reference.rate:,.0f} | **{ours.rate / reference.rate:.2f}x** | {what} "
+            f"| {ours.server_us_per_operation:.0f} / {reference.server_us_per_operation:.0f} "
+            f"| {ours.server_cpu_percent:.0f}% / {reference.server_cpu_percent:.0f}% "
+            f"| {ours.client_cpu_percent:.0f}% / {reference.client_cpu_percent:.0f}% |"
+        )
+    others = max(100 * result.window.others_cpu / result.window.wall for result in results)
+    lines += [
+        "",
+        f"- Other processes used up to {others:.0f}% of a core during the measured windows"
+        + (" — the machine was not quiet: treat the throughput figures with care." if others > 20 else "."),
+        f"- Publish: {PUBLISH_CONNECTIONS} keep-alive connections, one request in flight on each, 64-byte "
+        "text bodies. The reference is a Starlette endpoint that reads the body and answers 204 under the same "
+        "uvicorn settings and protocol implementation (h11); the ratio is what tidings' own work (path, content "
+        "type and token checks, bounded body read, core publish, counters) costs over that floor.",
+        f"- Fan-out: {SUBSCRIBERS} subscribers of one topic, SSE (one HTTP/1.1 connection each, as browsers "
+        f"do) vs gRPC (50 streams per connection); one gRPC publisher with {PUBLISHER_CALLS} calls in flight runs "
+        f"at most {WINDOW} messages ahead of the slowest subscriber. Every subscriber checks that sequence "
+        "numbers arrive in order without gaps. The gRPC load generator decodes every protobuf item, which costs "
+        "it more CPU per delivery than reading SSE frames.",
+        "- Server CPU per operation does not depend on the client and is the steadier comparison. A client CPU "
+        "near 100% means that figure is bound by the load generator, not the server.",
+    ]
+    return "\n".join(lines)
+
+
+def write_section(path: Path, section: str) -> None:
+    """Replace the text between the bench:http markers (appended if absent); other sections stay as they are."""
+    text = path.read_text() if path.exists() else "# Performance\n"
+    block = f"{MARKER_START}\n{section}\n{MARKER_END}"
+    if MARKER_START in text and MARKER_END in text:
+        start, end = text.index(MARKER_START), text.index(MARKER_END) + len(MARKER_END)
+        text = text[:start] + block + text[end:]
+    else:
+        text = text.rstrip("\n") + "\n\n" + block + "\n"
+    path.write_text(text)
+
+
+async def run(duration: float, subscribers: int, rounds: int) -> list[Result]:
+    """Every scenario, ``rounds`` times; reference and tidings alternate so that drift hits both alike."""
+    results: list[Result] = []
+    with (
+        tempfile.TemporaryDirectory() as data_dir,
+        tidings_server(data_dir) as (process, grpc_port, http_port),
+        ceiling_server() as (ceiling, ceiling_port),
+    ):
+        for _ in range(rounds):
+            results.append(await http_publish("ceiling", ceiling_port, ceiling.pid, duration))
+            results.append(await http_publish("tidings", http_port, process.pid, duration))
+            for target in ("grpc", "sse"):
+                results.append(await fan_out(target, grpc_port, http_port, process.pid, duration, subscribers))
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="1 s per scenario")
+    parser.add_argument("--duration", type=float, default=5.0, help="seconds measured per scenario")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds (medians are reported)")
+    parser.add_argument("--subscribers", type=int, default=SUBSCRIBERS)
+    parser.add_argument("--write", type=Path, metavar="FILE", help="replace the bench:http section of FILE")
+    parser.add_argument("--serve-ceiling", type=int, metavar="PORT", help=argparse.SUPPRESS)
+    arguments = parser.parse_args()
+    if arguments.serve_ceiling:
+        serve_ceiling(arguments.serve_ceiling)
+        return
+    import uvloop
+
+    duration = 1.0 if arguments.quick else arguments.duration
+    rounds = 1 if arguments.quick else arguments.rounds
+    results = uvloop.run(run(duration, arguments.subscribers, rounds))
+    section = report(results, duration, rounds)
+    print(section)
+    if arguments.write:
+        write_section(arguments.write, section)
+
+
+if __name__ == "__main__":
+    main()
