@@ -3,6 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 NODE_DIR := tests/node
+CHROMIUM := /usr/bin/chromium
 
 .PHONY: run test lint typecheck unit integration bench clean
 
@@ -23,6 +24,16 @@ $(NODE_DIR)/node_modules/.package-lock.json: $(NODE_DIR)/package-lock.json
 	@command -v npm >/dev/null || { echo "npm is needed for the official Node SDK tests: apt-get install -y nodejs npm"; exit 1; }
 	npm ci --prefix $(NODE_DIR) --no-audit --no-fund --loglevel=error
 
+# The console tests drive Debian's Chromium through Playwright (which never downloads a browser here).
+$(CHROMIUM):
+	@if [ "$$(id -u)" = 0 ]; then \
+		echo "installing Debian's chromium for the console tests"; \
+		apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium; \
+	else \
+		echo "The console tests need Debian's chromium. Run: sudo apt-get update && sudo apt-get install -y chromium"; \
+		exit 1; \
+	fi
+
 run: $(VENV)/.installed-run
 	$(BIN)/tidings server --create-cache default-cache
 
@@ -33,7 +44,7 @@ lint: $(VENV)/.installed-test
 typecheck: $(VENV)/.installed-test
 	$(BIN)/mypy
 
-test: $(VENV)/.installed-test $(NODE_DIR)/node_modules/.package-lock.json lint typecheck
+test: $(VENV)/.installed-test $(NODE_DIR)/node_modules/.package-lock.json $(CHROMIUM) lint typecheck
 	$(BIN)/python -m pytest --cov --cov-report=term:skip-covered
 
 bench: $(VENV)/.installed-test
