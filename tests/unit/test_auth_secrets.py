@@ -1,0 +1,295 @@
+"""The signing secret and the generated admin key (files in the data directory, mode 0600), the key CLI's
+durations, and the ``tidings key`` commands against a store in a temporary directory."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import stat
+from pathlib import Path
+
+import click
+import pytest
+from click.testing import CliRunner
+
+from tidings.cli._keys import key as key_command
+from tidings.cli._keys import parse_duration
+from tidings.server.auth import (
+    Authenticator,
+    AuthPolicy,
+    TokenSigner,
+    load_or_create_admin_key,
+    load_or_create_secret,
+)
+from tidings.server.auth._keys import split_api_key
+from tidings.server.auth._secrets import ADMIN_KEY_ENV, ADMIN_KEY_FILE, SECRET_ENV, SECRET_FILE
+from tidings.server.core import TopicGrant, TopicRole
+from tidings.server.store.sqlite import SqliteStore
+
+
+def _mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+# --- the signing secret --------------------------------------------------------------------------
+
+
+def test_load_or_create_secret_creates_a_private_file(tmp_path: Path) -> None:
+    # Arrange
+    data_dir = tmp_path / "data"
+
+    # Act
+    secret = load_or_create_secret(data_dir, environ={})
+
+    # Assert
+    path = data_dir / SECRET_FILE
+    assert _mode(path) == 0o600
+    assert len(secret) >= 32
+    assert path.read_text().strip().encode() == secret
+
+
+def test_load_or_create_secret_reuses_the_file(tmp_path: Path) -> None:
+    # Arrange
+    first = load_or_create_secret(tmp_path, environ={})
+
+    # Act
+    second = load_or_create_secret(tmp_path, environ={})
+
+    # Assert
+    assert second == first
+
+
+def test_load_or_create_secret_is_random(tmp_path: Path) -> None:
+    # Act
+    one = load_or_create_secret(tmp_path / "one", environ={})
+    two = load_or_create_secret(tmp_path / "two", environ={})
+
+    # Assert
+    assert one != two
+
+
+def test_load_or_create_secret_honours_the_environment(tmp_path: Path) -> None:
+    # Arrange
+    configured = "e" * 32
+
+    # Act
+    secret = load_or_create_secret(tmp_path, environ={SECRET_ENV: configured})
+
+    # Assert
+    assert secret == configured.encode()
+    assert not (tmp_path / SECRET_FILE).exists()
+
+
+def test_load_or_create_secret_refuses_a_short_environment_secret(tmp_path: Path) -> None:
+    # Act / Assert
+    with pytest.raises(ValueError, match=SECRET_ENV):
+        load_or_create_secret(tmp_path, environ={SECRET_ENV: "e" * 31})
+
+
+def test_load_or_create_secret_refuses_a_short_file(tmp_path: Path) -> None:
+    # Arrange
+    (tmp_path / SECRET_FILE).write_text("short\n")
+
+    # Act / Assert
+    with pytest.raises(ValueError, match="no usable secret"):
+        load_or_create_secret(tmp_path, environ={})
+
+
+def test_tokens_signed_with_the_stored_secret_verify_after_a_restart(tmp_path: Path) -> None:
+    # Arrange
+    token, _ = TokenSigner(load_or_create_secret(tmp_path, environ={})).mint((TopicGrant(TopicRole.READ_ONLY),), 60)
+
+    # Act
+    principal = TokenSigner(load_or_create_secret(tmp_path, environ={})).verify(token)
+
+    # Assert
+    assert principal.grants == (TopicGrant(TopicRole.READ_ONLY),)
+
+
+# --- the admin key -------------------------------------------------------------------------------
+
+
+async def test_load_or_create_admin_key_creates_a_private_super_user_key_once(tmp_path: Path) -> None:
+    # Arrange
+    store = await SqliteStore.open(tmp_path)
+    try:
+        # Act
+        path = await load_or_create_admin_key(tmp_path, store, environ={})
+        again = await load_or_create_admin_key(tmp_path, store, environ={})
+        keys = await store.list_api_keys()
+    finally:
+        await store.close()
+
+    # Assert
+    assert path == again == tmp_path / ADMIN_KEY_FILE
+    assert _mode(path) == 0o600
+    parts = split_api_key(path.read_text().strip())
+    assert parts is not None
+    key_id, secret = parts
+    assert len(keys) == 1
+    (record,) = keys
+    assert record.key_id == key_id
+    assert record.super_user
+    assert record.matches(secret)
+    assert secret not in record.secret_hash
+
+
+async def test_admin_key_file_authenticates_as_super_user(tmp_path: Path) -> None:
+    # Arrange
+    store = await SqliteStore.open(tmp_path)
+    try:
+        path = await load_or_create_admin_key(tmp_path, store, environ={})
+        assert path is not None
+        auth = Authenticator(TokenSigner(b"s" * 32), AuthPolicy(allow_anonymous=False))
+        await auth.refresh(store)
+    finally:
+        await store.close()
+
+    # Act
+    principal = auth.authenticate(path.read_text().strip())
+
+    # Assert
+    assert principal.super_user
+
+
+async def test_load_or_create_admin_key_does_nothing_when_the_environment_has_one(tmp_path: Path) -> None:
+    # Arrange
+    store = await SqliteStore.open(tmp_path)
+    try:
+        # Act
+        path = await load_or_create_admin_key(tmp_path, store, environ={ADMIN_KEY_ENV: "from-env"})
+        keys = await store.list_api_keys()
+    finally:
+        await store.close()
+
+    # Assert
+    assert path is None
+    assert keys == []
+    assert not (tmp_path / ADMIN_KEY_FILE).exists()
+
+
+# --- parse_duration ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [
+        ("30s", 30),
+        ("0s", 0),
+        ("15m", 900),
+        ("12h", 43_200),
+        ("30d", 2_592_000),
+        ("2w", 1_209_600),
+        (" 5M ", 300),
+        ("1H", 3600),
+        ("007s", 7),
+    ],
+)
+def test_parse_duration_reads_amounts_and_units(text: str, seconds: int) -> None:
+    # Act / Assert
+    assert parse_duration(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["", "5", "m", "5x", "-5m", "1.5h", "5 m", "5mm", "m5", "1y", "٣s"])
+def test_parse_duration_refuses_other_text(text: str) -> None:
+    # Act / Assert
+    with pytest.raises(click.BadParameter):
+        parse_duration(text)
+
+
+# --- tidings key create|list|revoke --------------------------------------------------------------
+
+
+def _run(*args: str) -> tuple[int, str, str]:
+    result = CliRunner().invoke(key_command, list(args))
+    return result.exit_code, result.stdout, result.stderr
+
+
+def _list(data_dir: Path) -> list[dict[str, object]]:
+    code, out, _ = _run("list", "--json", "--data-dir", str(data_dir))
+    assert code == 0
+    return [json.loads(line) for line in out.splitlines()]
+
+
+def test_key_create_prints_a_key_that_authenticates_with_its_scopes(tmp_path: Path) -> None:
+    # Act
+    code, out, err = _run(
+        "create", "readonly:orders:ev-*", "writeonly:*:news", "--description", "ci", "--data-dir", str(tmp_path)
+    )
+
+    # Assert
+    assert code == 0, err
+    printed = out.strip()
+    assert printed.startswith("tdk_")
+    assert "created" in err
+
+    async def authenticate() -> object:
+        store = await SqliteStore.open(tmp_path)
+        try:
+            auth = Authenticator(TokenSigner(b"s" * 32), AuthPolicy(allow_anonymous=False))
+            await auth.refresh(store)
+        finally:
+            await store.close()
+        return auth.authenticate(printed)
+
+    principal = asyncio.run(authenticate())
+    assert principal.grants == (  # type: ignore[attr-defined]
+        TopicGrant(TopicRole.READ_ONLY, "orders", topic_prefix="ev-"),
+        TopicGrant(TopicRole.WRITE_ONLY, None, topic_name="news"),
+    )
+
+
+def test_key_list_shows_scopes_but_never_the_key(tmp_path: Path) -> None:
+    # Arrange
+    _, created, _ = _run("create", "rw:orders", "--expires", "1h", "--description", "d", "--data-dir", str(tmp_path))
+    _, admin, _ = _run("create", "--super-user", "--data-dir", str(tmp_path))
+
+    # Act
+    listed = _list(tmp_path)
+    code, table, _ = _run("list", "--data-dir", str(tmp_path))
+
+    # Assert
+    assert [entry["scopes"] for entry in listed] == ["readwrite:orders:*", "super-user"]
+    assert listed[0]["description"] == "d"
+    assert isinstance(listed[0]["expires_at"], float)
+    assert listed[1]["expires_at"] is None
+    assert code == 0
+    for secret_key in (created.strip(), admin.strip()):
+        secret = secret_key.split("_", 2)[2]
+        assert all(secret not in json.dumps(entry) for entry in listed)
+        assert secret not in table
+
+
+def test_key_revoke_marks_the_key_revoked_once(tmp_path: Path) -> None:
+    # Arrange
+    _run("create", "rw:orders", "--data-dir", str(tmp_path))
+    key_id = str(_list(tmp_path)[0]["id"])
+
+    # Act
+    first = _run("revoke", key_id, "--data-dir", str(tmp_path))
+    second = _run("revoke", key_id, "--data-dir", str(tmp_path))
+
+    # Assert
+    assert first[0] == 0
+    assert second[0] != 0
+    assert "no usable key" in second[2]
+    assert _list(tmp_path)[0]["revoked_at"] is not None
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        pytest.param([], id="neither-scope-nor-super-user"),
+        pytest.param(["--super-user", "rw:orders"], id="both"),
+        pytest.param(["admin:orders"], id="bad-scope"),
+        pytest.param(["rw:orders", "--expires", "soon"], id="bad-duration"),
+    ],
+)
+def test_key_create_refuses_bad_usage_and_creates_nothing(tmp_path: Path, args: list[str]) -> None:
+    # Act
+    code, out, _ = _run("create", *args, "--data-dir", str(tmp_path))
+
+    # Assert
+    assert code == 2
+    assert "tdk_" not in out
+    assert _list(tmp_path) == []
