@@ -29,7 +29,6 @@ CHANNEL_OPTIONS: Final[tuple[tuple[str, int], ...]] = (
     ("grpc.max_receive_message_length", _MAX_MESSAGE_BYTES),
     # Reconnect soon after a server restart: grpcio's default backoff grows to two minutes.
     ("grpc.initial_reconnect_backoff_ms", 100),
-    ("grpc.min_reconnect_backoff_ms", 100),
     ("grpc.max_reconnect_backoff_ms", 3_000),
 )
 

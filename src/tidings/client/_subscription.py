@@ -76,6 +76,10 @@ def full_jitter(attempt: int) -> float:
     return random.uniform(0.0, min(BACKOFF_CAP, BACKOFF_BASE * 2 ** min(attempt, 32)))
 
 
+def _no_more_streams(resume_at: int, page: int) -> StreamCall:
+    raise RuntimeError("the subscription ended")
+
+
 class _State(enum.Enum):
     OPEN = "open"
     ENDING = "ending"
@@ -331,10 +335,11 @@ class SubscriptionAsync:
         return final
 
     def _release(self) -> None:
-        """Cancel the stream, end a backoff wait, and tell the client (on the loop)."""
+        """Cancel the stream, end a backoff wait, let go of the channel, and tell the client (on the loop)."""
         call, self._call = self._call, None
         if call is not None:
             call.cancel()
+        self._open_stream = _no_more_streams
         self._wakeup.set()
         if self._on_closed is not None:
             self._on_closed(self)

@@ -1,0 +1,165 @@
+"""The client commands end to end, as subprocesses: ``python -m tidings publish|subscribe|cache ...``."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.integration._server import ServerProcess
+from tidings import TopicClient, TopicPublish
+
+WITHIN = 30.0
+
+
+def environment(endpoint: str | None) -> dict[str, str]:
+    env = {key: value for key, value in os.environ.items() if not key.startswith("TIDINGS_")}
+    if endpoint is not None:
+        env["TIDINGS_ENDPOINT"] = endpoint
+    return env
+
+
+def tidings(*args: str, endpoint: str | None = None, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    """Run the command to completion (``TIDINGS_ENDPOINT`` = ``endpoint`` unless None)."""
+    return subprocess.run(
+        [sys.executable, "-m", "tidings", *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        env=environment(endpoint),
+        timeout=WITHIN,
+        check=False,
+    )
+
+
+def start_subscriber(*args: str, endpoint: str) -> tuple[subprocess.Popen[str], dict[str, Any]]:
+    """Start ``tidings subscribe ... --events --json`` and return once it printed its first heartbeat (live)."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "tidings", "subscribe", *args, "--events", "--json"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=environment(endpoint),
+    )
+    assert process.stdout is not None
+    first = json.loads(process.stdout.readline())
+    return process, first
+
+
+def one_line_error(result: subprocess.CompletedProcess[str]) -> str:
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("Error: "), result.stderr
+    return lines[0]
+
+
+def test_cli_publishes_stdin_lines_that_subscribe_count_json_reads_back(server: ServerProcess, cache: str) -> None:
+    subscriber, first = start_subscriber(cache, "lines", "--count", "3", endpoint=server.endpoint)
+
+    published = tidings("publish", cache, "lines", "-", endpoint=server.endpoint, stdin="a\nb\n\nc ✓\n")
+    stdout, stderr = subscriber.communicate(timeout=WITHIN)
+
+    assert published.returncode == 0, published.stderr
+    assert subscriber.returncode == 0, stderr
+    assert first == {"type": "heartbeat"}
+    items = [json.loads(line) for line in stdout.splitlines()]
+    items = [item for item in items if item["type"] != "heartbeat"]
+    assert [(item["type"], item["value"], item["sequence_number"]) for item in items] == [
+        ("text", "a", 1),
+        ("text", "b", 2),
+        ("text", "c ✓", 3),
+    ]
+    assert len({item["sequence_page"] for item in items}) == 1
+    assert {item["token_id"] for item in items} == {None}
+
+
+def test_cli_subscribe_prints_readable_lines_from_a_sequence_number(
+    server: ServerProcess, sync_client: TopicClient, cache: str
+) -> None:
+    for value in ("first", "second", "third"):
+        assert isinstance(sync_client.publish(cache, "t", value), TopicPublish.Success)
+
+    result = tidings("subscribe", cache, "t", "--from", "2", "--count", "2", endpoint=server.endpoint)
+
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert len(lines) == 2
+    assert lines[0].startswith("#2 page ")
+    assert lines[0].endswith("  second")
+    assert lines[1].startswith("#3 page ")
+    assert lines[1].endswith("  third")
+
+
+def test_cli_publishes_a_binary_file(server: ServerProcess, cache: str, tmp_path: Path) -> None:
+    payload = bytes(range(256))
+    (tmp_path / "payload.bin").write_bytes(payload)
+
+    published = tidings("--endpoint", server.endpoint, "publish", cache, "b", "--binary", str(tmp_path / "payload.bin"))
+    received = tidings("subscribe", cache, "b", "--from", "1", "--count", "1", "--json", "--endpoint", server.endpoint)
+
+    assert published.returncode == 0, published.stderr
+    assert received.returncode == 0, received.stderr
+    item = json.loads(received.stdout)
+    assert item["type"] == "binary"
+    assert base64.b64decode(item["value"]) == payload
+
+
+def test_cli_manages_caches(server: ServerProcess, cache: str) -> None:
+    name = f"{cache}-cli"
+
+    created = tidings("cache", "create", name, "--endpoint", server.endpoint)
+    again = tidings("cache", "create", name, endpoint=server.endpoint)
+    again_ok = tidings("cache", "create", name, "--exist-ok", endpoint=server.endpoint)
+    listed = tidings("--endpoint", server.endpoint, "cache", "list")
+    deleted = tidings("cache", "delete", name, endpoint=server.endpoint)
+    listed_after = tidings("cache", "list", endpoint=server.endpoint)
+
+    assert (created.returncode, again_ok.returncode, deleted.returncode) == (0, 0, 0)
+    assert again.returncode == 1
+    assert "ALREADY_EXISTS" in one_line_error(again)
+    assert name in listed.stdout.splitlines()
+    assert name not in listed_after.stdout.splitlines()
+
+
+@pytest.mark.parametrize(
+    ("args", "error_code"),
+    [
+        (("publish", "no-such-cache", "t", "v"), "CACHE_NOT_FOUND"),
+        (("subscribe", "no-such-cache", "t"), "CACHE_NOT_FOUND"),
+        (("publish", "CACHE", "bad\ttopic", "v"), "INVALID_ARGUMENT"),
+        (("cache", "delete", "no-such-cache"), "CACHE_NOT_FOUND"),
+    ],
+    ids=["publish-missing-cache", "subscribe-missing-cache", "bad-topic", "delete-missing-cache"],
+)
+def test_cli_errors_are_one_line_with_a_nonzero_exit(
+    server: ServerProcess, cache: str, args: tuple[str, ...], error_code: str
+) -> None:
+    result = tidings(*(cache if arg == "CACHE" else arg for arg in args), endpoint=server.endpoint)
+
+    assert result.returncode == 1
+    assert error_code in one_line_error(result)
+
+
+def test_cli_unreachable_server_is_a_one_line_error() -> None:
+    result = tidings("--endpoint", "127.0.0.1:1", "publish", "c", "t", "v")
+
+    assert result.returncode == 1
+    assert "UNAVAILABLE" in one_line_error(result)
+
+
+def test_cli_ctrl_c_exits_cleanly(server: ServerProcess, cache: str) -> None:
+    subscriber, first = start_subscriber(cache, "forever", endpoint=server.endpoint)
+
+    subscriber.send_signal(signal.SIGINT)
+    _, stderr = subscriber.communicate(timeout=WITHIN)
+
+    assert first == {"type": "heartbeat"}
+    assert subscriber.returncode == 130
+    assert "Traceback" not in stderr
