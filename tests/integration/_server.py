@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 _LISTENING = re.compile(r"listening on grpcs?://([^\s]+):(\d+)")
-_LISTENING_HTTP = re.compile(r"listening on http://([^\s]+):(\d+)")
+_LISTENING_HTTP = re.compile(r"listening on https?://([^\s]+):(\d+)")
 START_TIMEOUT = 30.0
 
 

@@ -109,10 +109,12 @@ class Server:
             if settings.http_port:
                 self._http = HttpServer(
                     service,
+                    self._authenticator.authenticate,
                     settings.host,
                     settings.http_port,
                     long_poll_timeout=settings.http_long_poll_timeout,
                     shutdown_grace=settings.shutdown_grace,
+                    tls=(settings.tls_cert, settings.tls_key) if settings.tls_cert and settings.tls_key else None,
                 )
                 await self._http.start()
         except BaseException:
@@ -120,7 +122,8 @@ class Server:
             raise
         if self._http is not None:
             logger.info(
-                "tidings listening on http://%s (HTTP API, browser stream, console, /metrics)",
+                "tidings listening on %s://%s (HTTP API, browser stream, console, /metrics)",
+                self._http.scheme,
                 _host_port(settings.host, self._http.port),
             )
         logger.info(

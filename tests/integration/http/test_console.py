@@ -14,6 +14,8 @@ from playwright.async_api import Browser, Page, async_playwright, expect
 
 from tests.integration._server import ServerProcess
 from tests.integration._wire import open_subscription, publish, read_items
+from tidings.server.auth import TokenSigner
+from tidings.server.core import TopicGrant, TopicRole
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -149,3 +151,29 @@ async def test_event_source_resumes_after_a_server_restart_with_a_discontinuity(
     await expect(page.locator("#count-discontinuities")).to_have_text("1")
     ARTIFACTS.mkdir(exist_ok=True)
     await page.screenshot(path=ARTIFACTS / "console-resumed.png", full_page=True)
+
+
+async def test_console_sends_a_pasted_token_and_shows_why_a_stream_is_refused(
+    browser: Browser, start_server: StartServer
+) -> None:
+    server = start_server("--require-auth", "--create-cache", "c")
+    secret = (server.data_dir / "secret.key").read_text().strip().encode()
+    token, _ = TokenSigner(secret).mint((TopicGrant(TopicRole.READ_WRITE, cache_name="c"),), 300, "console-user")
+    page = await _open_console(browser, server)
+    await expect(page.locator("#caches-status")).to_contain_text("401 unauthenticated")
+    await page.fill("#cache", "c")
+    await page.fill("#topic", "t")
+    await page.click("#subscribe-button")
+    await expect(page.locator("#events li.notice", has_text="401 unauthenticated")).to_be_visible()
+
+    await page.fill("#token", token)
+    await page.click("#token-form button")
+    await page.click("#subscribe-button")
+    await expect(page.locator("#events li.heartbeat").first).to_be_visible()
+    await page.fill("#value", "signed")
+    await page.click("#publish-button")
+
+    item = page.locator('#events li.item[data-seq="1"]')
+    await expect(item).to_contain_text("signed")
+    await expect(item).to_contain_text("token id console-user")
+    assert await page.evaluate("localStorage.getItem('tidings.token')") == token

@@ -14,6 +14,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from tidings.server.core import InvalidArgument, TopicsService, TransportStats
+from tidings.server.http._auth import Authenticate
 from tidings.server.http._caches import create_cache, delete_cache, get_cache, list_caches
 from tidings.server.http._encoding import encode_json
 from tidings.server.http._errors import NoRoute, error_response
@@ -36,7 +37,7 @@ _CONSOLE_HEADERS: Final = {
 # The status a request whose client left "gets" (never sent; nginx's "client closed request").
 _CLIENT_GONE: Final = 499
 
-_CACHE_ENDPOINTS: Final[dict[str, Callable[[Request, TopicsService, str], Awaitable[Response]]]] = {
+_CACHE_ENDPOINTS: Final[dict[str, Callable[[Request, TopicsService, Authenticate, str], Awaitable[Response]]]] = {
     "GET": get_cache,
     "PUT": create_cache,
     "DELETE": delete_cache,
@@ -50,8 +51,11 @@ def _json(document: object, status: int = 200) -> Response:
 class HttpApi:
     """The endpoints, bound to one topics service."""
 
-    def __init__(self, service: TopicsService, live: LiveRequests, long_poll_timeout: float) -> None:
+    def __init__(
+        self, service: TopicsService, authenticate: Authenticate, live: LiveRequests, long_poll_timeout: float
+    ) -> None:
         self.service = service
+        self.authenticate = authenticate
         self.live = live
         self.long_poll_timeout = long_poll_timeout
         self.http_stats = service.stats_for("http")
@@ -76,21 +80,31 @@ class HttpApi:
         if len(names) == 2:
             cache, topic = names
             if method == "POST":
-                return await self._guard(self.http_stats, publish(request, self.service, self.http_stats, cache, topic))
+                call = publish(request, self.service, self.http_stats, self.authenticate, cache, topic)
+                return await self._guard(self.http_stats, call)
             if method == "GET":
-                call = poll(request, self.service, self.http_stats, self.live, self.long_poll_timeout, cache, topic)
+                call = poll(
+                    request,
+                    self.service,
+                    self.http_stats,
+                    self.authenticate,
+                    self.live,
+                    self.long_poll_timeout,
+                    cache,
+                    topic,
+                )
                 return await self._guard(self.http_stats, call)
             return error_response(NoRoute(f"{method} is not allowed here", 405, "GET, POST"))
         if len(names) == 3 and names[2] == "events":
             if method == "GET":
-                call = stream(request, self.service, self.sse_stats, self.live, *names[:2])
+                call = stream(request, self.service, self.sse_stats, self.authenticate, self.live, *names[:2])
                 return await self._guard(self.sse_stats, call)
             return error_response(NoRoute(f"{method} is not allowed here", 405, "GET"))
         return error_response(NoRoute("no such endpoint: /topics/{cache}/{topic}[/events]", 404))
 
     async def caches(self, request: Request) -> Response:
         """``GET /caches``."""
-        return await self._guard(self.http_stats, list_caches(request, self.service))
+        return await self._guard(self.http_stats, list_caches(request, self.service, self.authenticate))
 
     async def cache(self, request: Request) -> Response:
         """``GET``, ``PUT`` and ``DELETE /caches/{name}``."""
@@ -103,7 +117,7 @@ class HttpApi:
         endpoint = _CACHE_ENDPOINTS.get(request.method)
         if endpoint is None:
             return error_response(NoRoute(f"{request.method} is not allowed here", 405, "GET, PUT, DELETE"))
-        return await self._guard(self.http_stats, endpoint(request, self.service, names[0]))
+        return await self._guard(self.http_stats, endpoint(request, self.service, self.authenticate, names[0]))
 
     async def health(self, request: Request) -> Response:
         """Liveness: 200 while the process serves HTTP."""
@@ -136,9 +150,11 @@ async def _unexpected(request: Request, error: Exception) -> Response:
     return error_response(error)
 
 
-def build_app(service: TopicsService, live: LiveRequests, *, long_poll_timeout: float) -> Starlette:
-    """The ASGI application of the HTTP server."""
-    api = HttpApi(service, live, long_poll_timeout)
+def build_app(
+    service: TopicsService, authenticate: Authenticate, live: LiveRequests, *, long_poll_timeout: float
+) -> Starlette:
+    """The ASGI application of the HTTP server; ``authenticate`` verifies tokens (``Authenticator.authenticate``)."""
+    api = HttpApi(service, authenticate, live, long_poll_timeout)
     metrics = MetricsEndpoint(service, live.__len__)
     routes = [
         Route("/", api.console, methods=["GET"]),

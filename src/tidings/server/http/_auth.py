@@ -1,13 +1,19 @@
-"""Where HTTP requests carry their token (PROTOCOL.md *HTTP API*); token verification plugs in here.
+"""Where HTTP requests carry their token (PROTOCOL.md *HTTP API*) and who the caller is.
 
-Until tokens exist (issue 4) every request is anonymous, which a server on loopback treats as super-user.
+The token is verified by the same `Authenticator` as gRPC's ``authorization`` metadata, so a token means the
+same over both transports; permissions are the core's business (it gets the `Principal`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from starlette.requests import HTTPConnection
 
-from tidings.server.core import InvalidArgument
+from tidings.server.core import InvalidArgument, Principal
+
+Authenticate = Callable[[str | None], Principal]
+"""Credential (None: none) -> the principal behind it, or `Unauthenticated` (``Authenticator.authenticate``)."""
 
 _BEARER = "bearer "
 
@@ -31,10 +37,6 @@ def credentials_of(request: HTTPConnection) -> str | None:
     return token or None
 
 
-def authorize(request: HTTPConnection) -> None:
-    """Let the request through if its caller may use the API.
-
-    Reads the token (so a request with two tokens is refused now) but, until tokens can be verified, treats
-    every caller as anonymous and allows it.
-    """
-    credentials_of(request)
+def authorize(request: HTTPConnection, authenticate: Authenticate) -> Principal:
+    """The principal the request acts as: `InvalidArgument` for two tokens, `Unauthenticated` for a bad one."""
+    return authenticate(credentials_of(request))

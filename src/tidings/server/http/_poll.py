@@ -15,7 +15,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from tidings.server.core import HEARTBEAT, Discontinuity, Event, Message, Subscription, TopicsService, TransportStats
-from tidings.server.http._auth import authorize
+from tidings.server.http._auth import Authenticate, authorize
 from tidings.server.http._encoding import encode_poll
 from tidings.server.http._live import LiveRequests
 from tidings.server.http._params import query_uint64
@@ -24,32 +24,23 @@ from tidings.server.http._params import query_uint64
 MAX_READS: Final = 4
 
 
-async def available_now(subscription: Subscription) -> list[Event] | None:
-    """The subscription's next batch if it has one without waiting, else None (nothing is consumed)."""
-    attempt = asyncio.create_task(subscription.next_events())
-    # One loop turn lets the attempt take its first step: it either returns (events were there) or waits.
-    await asyncio.sleep(0)
-    if attempt.done():
-        return attempt.result()
-    attempt.cancel()  # a cancelled read leaves the subscription's cursor where it was
-    await asyncio.wait({attempt})
-    return None
-
-
 async def first_events(subscription: Subscription, max_wait: float) -> list[Event]:
-    """Items and discontinuities as soon as there are some (and what follows at once), or ``[]`` after
-    ``max_wait`` seconds."""
+    """Items and discontinuities as soon as there are some (with what else is there at once), or ``[]``
+    after ``max_wait`` seconds."""
+    poll = subscription.poll
     try:
         async with asyncio.timeout(max_wait):
             while True:
-                events = await subscription.next_events()
-                if events[0] is not HEARTBEAT:
+                events = poll()
+                if events is None:
+                    await subscription.wait()
+                elif events[0] is not HEARTBEAT:
                     break
     except TimeoutError:
         return []
     for _ in range(MAX_READS - 1):
-        more = await available_now(subscription)
-        if more is None:
+        more = poll()
+        if more is None or more[0] is HEARTBEAT:
             break
         events += more
     return events
@@ -71,16 +62,17 @@ async def poll(
     request: Request,
     service: TopicsService,
     stats: TransportStats,
+    authenticate: Authenticate,
     live: LiveRequests,
     max_wait: float,
     cache: str,
     topic: str,
 ) -> Response:
     """Answer the long-poll: 200 with ``{"items": [...]}``."""
-    authorize(request)
+    principal = authorize(request, authenticate)
     resume_at = query_uint64(request, "sequence_number")
     sequence_page = query_uint64(request, "sequence_page")
-    with await service.subscribe(cache, topic, resume_at, sequence_page) as subscription:
+    with await service.subscribe(cache, topic, resume_at, sequence_page, principal) as subscription:
         events = await live.run(request.receive, first_events(subscription, max_wait))
     count(stats, events, service.clock())
     return Response(encode_poll(events), media_type="application/json", headers={"cache-control": "no-store"})

@@ -14,7 +14,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from tidings.server.core import InvalidArgument, Limit, LimitExceeded, TopicsService, TransportStats
-from tidings.server.http._auth import authorize
+from tidings.server.http._auth import Authenticate, authorize
 from tidings.server.http._errors import UnsupportedMediaType
 from tidings.server.http._live import ClientGone
 
@@ -66,10 +66,17 @@ async def read_body(request: Request, limit: int) -> bytes:
             return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
-async def publish(request: Request, service: TopicsService, stats: TransportStats, cache: str, topic: str) -> Response:
-    """Publish the body as one message; 204."""
+async def publish(
+    request: Request,
+    service: TopicsService,
+    stats: TransportStats,
+    authenticate: Authenticate,
+    cache: str,
+    topic: str,
+) -> Response:
+    """Publish the body as one message (its publisher id is the caller's token id); 204."""
     started = perf_counter()
-    authorize(request)
+    principal = authorize(request, authenticate)
     text = is_text(request.headers.get("content-type"))
     body = await read_body(request, service.limits.max_message_bytes)
     value: str | bytes = body
@@ -78,7 +85,7 @@ async def publish(request: Request, service: TopicsService, stats: TransportStat
             value = body.decode("utf-8")
         except UnicodeDecodeError:
             raise InvalidArgument("a text/plain body must be valid UTF-8") from None
-    await service.publish(cache, topic, value)
+    await service.publish(cache, topic, value, principal)
     stats.publishes += 1
     stats.publish_latency.observe(perf_counter() - started)
     return _PUBLISHED

@@ -11,11 +11,13 @@ import contextlib
 import math
 import socket
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import uvicorn
 
 from tidings.server.core import TopicsService
 from tidings.server.http._app import build_app
+from tidings.server.http._auth import Authenticate
 from tidings.server.http._live import LiveRequests
 
 
@@ -64,21 +66,36 @@ def bind(host: str, port: int, backlog: int = 2048) -> socket.socket:
 class HttpServer:
     """The HTTP API, browser stream, console and metrics of one topics service.
 
-    `start` binds and serves; `stop` ends long-lived requests (SSE streams, long polls) at once, lets other
-    requests finish within ``shutdown_grace`` seconds, then closes the connections.
+    ``tls`` is (certificate chain, private key) to serve HTTPS. `start` binds and serves; `stop` ends
+    long-lived requests (SSE streams, long polls) at once, lets other requests finish within
+    ``shutdown_grace`` seconds, then closes the connections.
     """
 
     def __init__(
-        self, service: TopicsService, host: str, port: int, *, long_poll_timeout: float, shutdown_grace: float
+        self,
+        service: TopicsService,
+        authenticate: Authenticate,
+        host: str,
+        port: int,
+        *,
+        long_poll_timeout: float,
+        shutdown_grace: float,
+        tls: tuple[Path, Path] | None = None,
     ) -> None:
         self._live = LiveRequests()
-        self.app = build_app(service, self._live, long_poll_timeout=long_poll_timeout)
+        self._tls = tls
+        self.app = build_app(service, authenticate, self._live, long_poll_timeout=long_poll_timeout)
         self._host = host
         self._port = port
         self._shutdown_grace = shutdown_grace
         self._uvicorn: _Uvicorn | None = None
         self._serving: asyncio.Task[None] | None = None
         self.port = 0
+
+    @property
+    def scheme(self) -> str:
+        """``https`` with TLS, else ``http``."""
+        return "http" if self._tls is None else "https"
 
     async def start(self) -> None:
         """Bind the port and start serving; ``OSError`` if the port cannot be bound."""
@@ -93,6 +110,8 @@ class HttpServer:
             access_log=False,
             server_header=False,
             timeout_graceful_shutdown=max(1, math.ceil(self._shutdown_grace)),
+            ssl_certfile=None if self._tls is None else str(self._tls[0]),
+            ssl_keyfile=None if self._tls is None else str(self._tls[1]),
         )
         server = self._uvicorn = _Uvicorn(config, self._live.close)
         serving = self._serving = asyncio.create_task(server.serve(sockets=[sock]), name="tidings-http")

@@ -23,7 +23,7 @@ from tidings.server.core import (
     TopicsService,
     TransportStats,
 )
-from tidings.server.http._auth import authorize
+from tidings.server.http._auth import Authenticate, authorize
 from tidings.server.http._encoding import SSE_PREAMBLE, encode_sse, parse_event_id
 from tidings.server.http._errors import logger
 from tidings.server.http._live import ClientGone, LiveRequests
@@ -76,8 +76,13 @@ class EventStream(Response):
         clock = self._service.clock
         await send({"type": "http.response.body", "body": SSE_PREAMBLE, "more_body": True})
         stats.heartbeats += 1
+        poll = subscription.poll
+        wait = subscription.wait
         while True:
-            events = await subscription.next_events()
+            events = poll()
+            if events is None:
+                await wait()
+                continue
             await send({"type": "http.response.body", "body": encode_sse(events), "more_body": True})
             # A batch is [heartbeat], [discontinuity] or [discontinuity?, message, ...].
             last = events[-1]
@@ -93,10 +98,16 @@ class EventStream(Response):
 
 
 async def stream(
-    request: Request, service: TopicsService, stats: TransportStats, live: LiveRequests, cache: str, topic: str
+    request: Request,
+    service: TopicsService,
+    stats: TransportStats,
+    authenticate: Authenticate,
+    live: LiveRequests,
+    cache: str,
+    topic: str,
 ) -> Response:
     """Subscribe (errors are JSON responses, before the stream starts) and return the event stream."""
-    authorize(request)
+    principal = authorize(request, authenticate)
     resume_at, sequence_page = resume_point(request)
-    subscription = await service.subscribe(cache, topic, resume_at, sequence_page)
+    subscription = await service.subscribe(cache, topic, resume_at, sequence_page, principal)
     return EventStream(subscription, service, stats, live)

@@ -248,17 +248,39 @@ function connect() {
   source.addEventListener("item", showItem);
   source.addEventListener("discontinuity", showDiscontinuity);
   source.addEventListener("heartbeat", showHeartbeat);
-  source.addEventListener("error", () => {
+  source.addEventListener("error", async () => {
     if (state.source !== source) return;
     state.dropped = true;
-    if (source.readyState === EventSource.CLOSED) {
-      // The browser gave up (an error status, e.g. while the server restarts): keep trying ourselves.
-      setConnection("reconnecting", "connecting");
-      state.reconnectTimer = setTimeout(connect, RECONNECT_MS);
+    setConnection("reconnecting", "connecting");
+    if (source.readyState !== EventSource.CLOSED) return; // the browser retries by itself
+    // The browser gave up: the server answered with an error status (or restarted). Ask it why.
+    const problem = await streamProblem(url);
+    if (state.source !== source) return;
+    if (problem) {
+      source.close();
+      state.source = null;
+      setConnection("error", "error");
+      addRow("notice", "", document.createTextNode(problem), "the stream stopped");
+      $("stop-button").disabled = true;
     } else {
-      setConnection("reconnecting", "connecting");
+      state.reconnectTimer = setTimeout(connect, RECONNECT_MS);
     }
   });
+}
+
+// Why a stream cannot be opened (e.g. "401 unauthenticated: ..."), or "" if it can or the server is unreachable.
+async function streamProblem(url) {
+  const controller = new AbortController();
+  try {
+    const response = await fetch(withToken(url), { signal: controller.signal });
+    if (response.ok) return "";
+    const error = (await response.json()).error;
+    return `${response.status} ${error.code}: ${error.message}`;
+  } catch (_) {
+    return "";
+  } finally {
+    controller.abort();
+  }
 }
 
 function subscribe(event) {
