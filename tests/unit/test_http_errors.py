@@ -140,3 +140,13 @@ def test_is_text_accepts_utf8_text_and_binary(content_type: str, text: bool) -> 
 def test_is_text_refuses_other_media_types(content_type: str | None) -> None:
     with pytest.raises(UnsupportedMediaType):
         is_text(content_type)
+
+
+def test_http_package_exports_exactly_its_public_names() -> None:
+    import tidings.server.http as http
+
+    # pytest's assertion rewriting adds "@py_*" names to the modules of a distribution that ships a plugin.
+    public = {name for name in dir(http) if not name.startswith(("_", "@"))}
+
+    assert http.__all__ == sorted(http.__all__) == ["HttpServer", "build_app"]
+    assert set(http.__all__) == public

@@ -9,13 +9,16 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterator
 
-from prometheus_client import CONTENT_TYPE_LATEST, GCCollector, ProcessCollector, generate_latest
+from prometheus_client import GCCollector, ProcessCollector, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import CollectorRegistry
 from starlette.requests import Request
 from starlette.responses import Response
 
 from tidings.server.core import Histogram, TopicsService
+
+# The classic text format, which every Prometheus version scrapes.
+EXPOSITION_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 
 def _buckets(histogram: Histogram) -> list[tuple[str, float]]:
@@ -85,4 +88,4 @@ class MetricsEndpoint:
 
     async def endpoint(self, request: Request) -> Response:
         """The exposition, rendered now."""
-        return Response(generate_latest(self.registry), headers={"content-type": CONTENT_TYPE_LATEST})
+        return Response(generate_latest(self.registry), headers={"content-type": EXPOSITION_CONTENT_TYPE})

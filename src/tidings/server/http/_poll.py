@@ -46,7 +46,7 @@ async def first_events(subscription: Subscription, max_wait: float) -> list[Even
     return events
 
 
-def count(stats: TransportStats, events: list[Event], now: float) -> None:
+def count_delivered(stats: TransportStats, events: list[Event], now: float) -> None:
     """Count a delivered batch in ``stats``."""
     if not events:
         return
@@ -74,5 +74,5 @@ async def poll(
     sequence_page = query_uint64(request, "sequence_page")
     with await service.subscribe(cache, topic, resume_at, sequence_page, principal) as subscription:
         events = await live.run(request.receive, first_events(subscription, max_wait))
-    count(stats, events, service.clock())
+    count_delivered(stats, events, service.clock())
     return Response(encode_poll(events), media_type="application/json", headers={"cache-control": "no-store"})

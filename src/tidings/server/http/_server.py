@@ -101,7 +101,10 @@ class HttpServer:
         """Bind the port and start serving; ``OSError`` if the port cannot be bound."""
         if self._serving is not None:
             raise RuntimeError("HTTP server already started")
-        sock = bind(self._host, self._port)
+        try:
+            sock = bind(self._host, self._port)
+        except OSError as error:
+            raise OSError(f"cannot listen on http://{self._host}:{self._port}: {error.strerror or error}") from None
         self.port = sock.getsockname()[1]
         config = uvicorn.Config(
             self.app,
