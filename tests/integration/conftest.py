@@ -53,7 +53,8 @@ def start_server(tmp_path: Path) -> Iterator[Callable[..., ServerProcess]]:
 
     yield start
     for process in started:
-        process.kill()
+        # Gracefully, so that a server's coverage data is saved; stop() kills one that does not exit.
+        process.stop()
 
 
 def credentials(server: ServerProcess) -> CredentialProvider:
