@@ -14,7 +14,7 @@ from tidings.client._errors import error_from
 
 def rpc_error(code: grpc.StatusCode, details: str = "details", err: str | None = None) -> grpc.aio.AioRpcError:
     trailing = grpc.aio.Metadata(("err", err)) if err else grpc.aio.Metadata()
-    return grpc.aio.AioRpcError(code, grpc.aio.Metadata(), trailing, details)
+    return grpc.aio.AioRpcError(code, grpc.aio.Metadata(), trailing, details, None)
 
 
 @pytest.mark.parametrize(
@@ -75,6 +75,7 @@ def test_client_errors_map_exceptions_that_are_not_statuses(exception: BaseExcep
 def test_client_errors_are_values_that_match_on_their_fields() -> None:
     error = error_from(TopicPublish.Error, rpc_error(grpc.StatusCode.NOT_FOUND, "cache not found: 'x'"))
 
+    matched: str | None
     match error:
         case TopicPublish.Error(ErrorCode.CACHE_NOT_FOUND, message):
             matched = message

@@ -42,7 +42,7 @@ def discontinuity(last: int, new: int, page: int) -> pb._SubscriptionItem:
 
 def rpc_error(code: grpc.StatusCode, details: str = "", err: str | None = None) -> grpc.aio.AioRpcError:
     trailing = grpc.aio.Metadata(("err", err)) if err else grpc.aio.Metadata()
-    return grpc.aio.AioRpcError(code, grpc.aio.Metadata(), trailing, details)
+    return grpc.aio.AioRpcError(code, grpc.aio.Metadata(), trailing, details, None)
 
 
 class FakeStream:

@@ -304,11 +304,12 @@ class SubscriptionAsync:
         if self._include_heartbeats:
             self._pending = HEARTBEAT
 
-    def deliver_to(self, callbacks: Callbacks) -> None:
-        """Start the task that delivers every item to ``callbacks`` (it ends after the final Error)."""
+    def deliver_to(self, callbacks: Callbacks) -> asyncio.Task[None]:
+        """Start (and return) the task that delivers every item to ``callbacks``; it ends after the final Error."""
         self._delivery = self._loop.create_task(
             self._deliver(callbacks), name=f"tidings-subscription:{self._cache_name}/{self._topic_name}"
         )
+        return self._delivery
 
     async def wait_delivered(self) -> None:
         """Wait until the callback task (if any) delivered the final Error; unless called from it."""

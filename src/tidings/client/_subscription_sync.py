@@ -72,6 +72,11 @@ class Subscription:
         """
         self._async.unsubscribe()
 
+    @property
+    def is_delivering(self) -> bool:
+        """Whether a callback thread is (still) delivering items."""
+        return self._delivery is not None and self._delivery.is_alive()
+
     def join(self, timeout: float | None = None) -> None:
         """Wait until the callback thread (if any) delivered the final Error; unless called from it."""
         delivery = self._delivery

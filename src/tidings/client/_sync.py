@@ -120,7 +120,7 @@ class TopicClient(_LoopOwner):
         callbacks = Callbacks(on_item, on_discontinuity, on_heartbeat, on_error)
         if callbacks.are_set:
             subscription.deliver_to(callbacks)
-            self._delivering = [other for other in self._delivering if not other.is_closed]
+            self._delivering = [other for other in self._delivering if other.is_delivering]
             self._delivering.append(subscription)
         return subscription
 

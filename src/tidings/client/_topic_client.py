@@ -52,6 +52,7 @@ class TopicClientAsync:
         self._subscribe: grpc.aio.UnaryStreamMultiCallable[pb._SubscriptionRequest, pb._SubscriptionItem] | None
         self._subscribe = None
         self._subscriptions: set[SubscriptionAsync] = set()
+        self._delivering: set[asyncio.Task[None]] = set()
         self._closed = False
 
     @classmethod
@@ -151,7 +152,9 @@ class TopicClientAsync:
         else:
             self._subscriptions.add(subscription)
         if callbacks.are_set:
-            subscription.deliver_to(callbacks)
+            delivery = subscription.deliver_to(callbacks)
+            self._delivering.add(delivery)
+            delivery.add_done_callback(self._delivering.discard)
         return subscription
 
     async def close(self) -> None:
@@ -160,10 +163,11 @@ class TopicClientAsync:
         if self._closed:
             return
         self._closed = True
-        subscriptions = list(self._subscriptions)
-        for subscription in subscriptions:
+        for subscription in list(self._subscriptions):
             subscription.unsubscribe()
-        await asyncio.gather(*(subscription.wait_delivered() for subscription in subscriptions))
+        current = asyncio.current_task()
+        deliveries = [delivery for delivery in self._delivering if delivery is not current]
+        await asyncio.gather(*(asyncio.shield(delivery) for delivery in deliveries))
         channel, self._channel = self._channel, None
         self._publish = self._subscribe = None
         if channel is not None:

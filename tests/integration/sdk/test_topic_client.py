@@ -266,3 +266,24 @@ async def test_topic_client_async_subscription_ends_when_its_cache_is_deleted(
     assert isinstance(final, TopicSubscriptionItem.Error)
     assert final.error_code is ErrorCode.CACHE_NOT_FOUND
     assert subscription.statistics().resubscriptions == 0
+
+
+async def test_topic_client_async_callbacks_receive_a_final_failure(server: ServerProcess, cache: str) -> None:
+    errors: list[SubscriptionItem] = []
+    ended = asyncio.Event()
+
+    def on_error(item: SubscriptionItem) -> None:
+        errors.append(item)
+        ended.set()
+
+    async with TopicClientAsync(server.endpoint) as client:
+        subscription = await client.subscribe(cache, "doomed", on_item=print, on_error=on_error)
+        assert isinstance(subscription, TopicSubscribe.SubscriptionAsync)
+        with grpc.insecure_channel(server.endpoint) as channel:
+            controlclient_pb2_grpc.ScsControlStub(channel).DeleteCache(
+                controlclient_pb2._DeleteCacheRequest(cache_name=cache), timeout=WITHIN
+            )
+        await asyncio.wait_for(ended.wait(), WITHIN)
+
+    assert [describe(item) for item in errors] == ["error CACHE_NOT_FOUND"]
+    assert not [task for task in asyncio.all_tasks() if task.get_name().startswith("tidings")]
