@@ -331,7 +331,15 @@ def tidings_version() -> str:
     return version("tidings")
 
 
-def render(comparisons: list[Comparison], plan: Plan, quick: bool) -> str:
+def load_average() -> float:
+    """The 1-minute load average (other work on the machine makes every figure noisier)."""
+    try:
+        return os.getloadavg()[0]
+    except OSError:
+        return float("nan")
+
+
+def render(comparisons: list[Comparison], plan: Plan, quick: bool, load: tuple[float, float]) -> str:
     rows = [
         "| scenario | raw grpc.aio stub | tidings SDK | SDK / raw | client CPU per operation, raw / SDK | target |",
         "| --- | ---: | ---: | ---: | ---: | --- |",
@@ -354,7 +362,8 @@ def render(comparisons: list[Comparison], plan: Plan, quick: bool) -> str:
             "this process's user + system time, all threads, per message or call). "
             "*subscribe* replays the same retained stream from sequence number 1 to each reader; *publish* "
             f"makes {plan.publish_calls:,} calls per trial with the same request fields, timeout and "
-            "`authorization` header. Method and code: `bench/sdk.py`.",
+            f"`authorization` header. 1-minute load average {load[0]:.1f} at the start, {load[1]:.1f} at the end: "
+            "the ratios, measured back to back, matter more than the absolute rates. Method and code: `bench/sdk.py`.",
             "",
             *rows,
         ]
@@ -385,10 +394,11 @@ def main(argv: list[str] | None = None) -> int:
     def log(message: str) -> None:
         print(message, file=sys.stderr, flush=True)
 
+    load_at_start = load_average()
     with running_server(plan) as (endpoint, _process):
         log(f"tidings server on {endpoint}")
         comparisons = uvloop.run(measure(endpoint, plan, log))
-    section = render(comparisons, plan, options.quick)
+    section = render(comparisons, plan, options.quick, (load_at_start, load_average()))
     print(section)
     if options.write is not None:
         write_section(options.write, section)

@@ -11,29 +11,36 @@ The SDK::
             match item:
                 case TopicSubscriptionItem.Text(value=value, sequence_number=number):
                     print(number, value)
+
+The names below come from ``tidings.client`` on first use: ``import tidings`` alone stays cheap, which
+matters because pytest imports this package at start-up for its plugin (``tidings.testing``), before
+coverage measurement begins.
 """
 
-from tidings.client import (
-    DEFAULT_ENDPOINT,
-    DEFAULT_TIMEOUT,
-    CacheClient,
-    CacheClientAsync,
-    CacheInfo,
-    CreateCache,
-    DeleteCache,
-    ErrorCode,
-    ErrorResponse,
-    ListCaches,
-    SubscriptionItem,
-    SubscriptionStatistics,
-    TopicClient,
-    TopicClientAsync,
-    TopicItem,
-    TopicLimits,
-    TopicPublish,
-    TopicSubscribe,
-    TopicSubscriptionItem,
-)
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from tidings.client import (
+        DEFAULT_ENDPOINT,
+        DEFAULT_TIMEOUT,
+        CacheClient,
+        CacheClientAsync,
+        CacheInfo,
+        CreateCache,
+        DeleteCache,
+        ErrorCode,
+        ErrorResponse,
+        ListCaches,
+        SubscriptionItem,
+        SubscriptionStatistics,
+        TopicClient,
+        TopicClientAsync,
+        TopicItem,
+        TopicLimits,
+        TopicPublish,
+        TopicSubscribe,
+        TopicSubscriptionItem,
+    )
 
 __all__ = [
     "DEFAULT_ENDPOINT",
@@ -56,3 +63,17 @@ __all__ = [
     "TopicSubscribe",
     "TopicSubscriptionItem",
 ]
+
+if not TYPE_CHECKING:  # type checkers see the imports above, and no catch-all attribute
+
+    def __getattr__(name: str) -> object:
+        if name not in __all__:
+            raise AttributeError(f"module 'tidings' has no attribute {name!r}")
+        import tidings.client
+
+        value = getattr(tidings.client, name)
+        globals()[name] = value
+        return value
+
+    def __dir__() -> list[str]:
+        return sorted({*globals(), *__all__})

@@ -1,4 +1,8 @@
-"""`run_server` and `run_server_async`: a tidings server for the duration of a ``with`` block."""
+"""`run_server` and `run_server_async`: a tidings server for the duration of a ``with`` block.
+
+The pytest plugin imports this module when pytest starts, before coverage does: it imports only the standard
+library at module level, and the server and client modules when a server is started.
+"""
 
 from __future__ import annotations
 
@@ -8,8 +12,6 @@ from collections.abc import AsyncIterator, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
-
-from tidings.client._loop import LoopThread
 
 if TYPE_CHECKING:
     from tidings.server.core import Limits
@@ -88,6 +90,8 @@ def run_server(
 
     The arguments are those of `run_server_async`. Any client, blocking or async, in any thread, can use it.
     """
+    from tidings.client._loop import LoopThread
+
     server = run_server_async(
         create_caches=create_caches,
         data_dir=data_dir,
