@@ -41,10 +41,13 @@ def publish(
         if binary_file is not None:
             _publish(client, cache, topic, binary_file.read())
         elif value == "-":
-            for line in sys.stdin:
-                text = line.rstrip("\r\n")
-                if text:
-                    _publish(client, cache, topic, text)
+            try:
+                for line in sys.stdin:
+                    text = line.rstrip("\r\n")
+                    if text:
+                        _publish(client, cache, topic, text)
+            except UnicodeDecodeError:
+                raise click.ClickException("stdin is not UTF-8 text (publish bytes with --binary -)") from None
         else:
             assert value is not None
             _publish(client, cache, topic, value)

@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ from tests.integration._server import ServerProcess
 from tidings import TopicClient, TopicPublish
 
 WITHIN = 30.0
+StartServer = Callable[..., ServerProcess]
 
 
 def environment(endpoint: str | None) -> dict[str, str]:
@@ -26,17 +28,23 @@ def environment(endpoint: str | None) -> dict[str, str]:
     return env
 
 
-def tidings(*args: str, endpoint: str | None = None, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-    """Run the command to completion (``TIDINGS_ENDPOINT`` = ``endpoint`` unless None)."""
-    return subprocess.run(
+def tidings(
+    *args: str, endpoint: str | None = None, stdin: str | bytes | None = None, api_key: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run the command to completion (``TIDINGS_ENDPOINT`` = ``endpoint`` and ``TIDINGS_API_KEY`` = ``api_key``
+    unless None)."""
+    env = environment(endpoint)
+    if api_key is not None:
+        env["TIDINGS_API_KEY"] = api_key
+    result = subprocess.run(
         [sys.executable, "-m", "tidings", *args],
-        input=stdin,
+        input=stdin.encode() if isinstance(stdin, str) else stdin,
         capture_output=True,
-        text=True,
-        env=environment(endpoint),
+        env=env,
         timeout=WITHIN,
         check=False,
     )
+    return subprocess.CompletedProcess(result.args, result.returncode, result.stdout.decode(), result.stderr.decode())
 
 
 def start_subscriber(*args: str, endpoint: str) -> tuple[subprocess.Popen[str], dict[str, Any]]:
@@ -145,6 +153,27 @@ def test_cli_errors_are_one_line_with_a_nonzero_exit(
 
     assert result.returncode == 1
     assert error_code in one_line_error(result)
+
+
+def test_cli_refuses_stdin_that_is_not_text(server: ServerProcess, cache: str) -> None:
+    result = tidings("publish", cache, "t", "-", endpoint=server.endpoint, stdin=b"ok\n\xff\xfe\n")
+
+    assert result.returncode == 1
+    assert "UTF-8" in one_line_error(result)
+
+
+def test_cli_sends_the_api_key_from_an_option_or_the_environment(start_server: StartServer) -> None:
+    server = start_server("--require-auth", "--create-cache", "c")
+    key = (server.data_dir / "admin.key").read_text().strip()
+
+    anonymous = tidings("publish", "c", "t", "v", endpoint=server.endpoint)
+    with_option = tidings("--api-key", key, "publish", "c", "t", "v", endpoint=server.endpoint)
+    with_variable = tidings("cache", "list", endpoint=server.endpoint, api_key=key)
+
+    assert anonymous.returncode == 1
+    assert "AUTHENTICATION" in one_line_error(anonymous)
+    assert with_option.returncode == 0, with_option.stderr
+    assert with_variable.stdout.splitlines() == ["c"]
 
 
 def test_cli_unreachable_server_is_a_one_line_error() -> None:
