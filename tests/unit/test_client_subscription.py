@@ -425,3 +425,19 @@ def test_client_subscription_backoff_is_full_jitter_up_to_the_cap() -> None:
     assert all(0.0 <= delay <= BACKOFF_CAP for delay in delays)
     assert max(full_jitter(0) for _ in range(100)) <= 0.1
     assert max(delays) > BACKOFF_CAP / 2
+
+
+async def test_client_subscription_ends_with_an_error_when_no_stream_can_be_opened() -> None:
+    server = FakeServer([heartbeat(), rpc_error(grpc.StatusCode.UNAVAILABLE)])
+    subscription = await start(server)
+
+    def broken(resume_at: int, page: int) -> FakeStream:
+        raise RuntimeError("the channel is closed")
+
+    subscription._open_stream = broken
+    received = [entry async for entry in subscription]
+
+    assert len(received) == 1
+    assert isinstance(received[0], TopicSubscriptionItem.Error)
+    assert received[0].error_code is ErrorCode.UNKNOWN
+    assert "closed" in received[0].message

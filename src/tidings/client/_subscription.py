@@ -367,7 +367,13 @@ class SubscriptionAsync:
         if self._state is not _State.OPEN:
             return
         self._resubscriptions += 1
-        self._call = self._open_stream(self._next_sequence_number, self._sequence_page)
+        try:
+            self._call = self._open_stream(self._next_sequence_number, self._sequence_page)
+        except Exception as error:  # the channel is unusable (closed under us): nothing to retry with
+            self._final = error_from(TopicSubscriptionItem.Error, error)
+            self._state = _State.ENDING
+            self._release()
+            return
         self._opened_at = self._loop.time()
 
     async def _deliver(self, callbacks: Callbacks) -> None:
