@@ -408,11 +408,13 @@ def report(results: list[Result], duration: float, rounds: int) -> str:
             f"| {ours.server_cpu_percent:.0f}% / {reference.server_cpu_percent:.0f}% "
             f"| {ours.client_cpu_percent:.0f}% / {reference.client_cpu_percent:.0f}% |"
         )
-    others = max(100 * result.window.others_cpu / result.window.wall for result in results)
+    others = sorted(100 * result.window.others_cpu / result.window.wall for result in results)
+    median_others, max_others = others[len(others) // 2], others[-1]
     lines += [
         "",
-        f"- Other processes used up to {others:.0f}% of a core during the measured windows"
-        + (" — the machine was not quiet: treat the throughput figures with care." if others > 20 else "."),
+        f"- Other processes on the machine used {median_others:.0f}% of a core in the median measured window "
+        f"(at most {max_others:.0f}%)"
+        + (": it was not quiet, so read the throughput figures with care." if median_others > 20 else "."),
         f"- Publish: {PUBLISH_CONNECTIONS} keep-alive connections, one request in flight on each, 64-byte "
         "text bodies. The reference is a Starlette endpoint that reads the body and answers 204 under the same "
         "uvicorn settings and protocol implementation (h11); the ratio is what tidings' own work (path, content "
