@@ -407,18 +407,6 @@ def test_grants_from_permissions_maps_topic_roles(wire_role: perm.TopicRole, rol
         pytest.param(
             _topic_permission(prefix="p"), TopicGrant(TopicRole.READ_WRITE, topic_prefix="p"), id="prefix-all"
         ),
-        pytest.param(
-            perm.PermissionsType(
-                topic_permissions=perm.PermissionsType.TopicPermissions(role=perm.TopicReadOnly, cache_selector={})
-            ),
-            TopicGrant(TopicRole.READ_ONLY, ""),
-            id="empty-cache-selector-selects-no-real-cache",
-        ),
-        pytest.param(
-            perm.PermissionsType(topic_permissions=perm.PermissionsType.TopicPermissions(role=perm.TopicReadOnly)),
-            TopicGrant(TopicRole.READ_ONLY),
-            id="no-selectors-is-all",
-        ),
     ],
 )
 def test_grants_from_permissions_maps_selectors(entry: perm.PermissionsType, grant: TopicGrant) -> None:
@@ -426,7 +414,56 @@ def test_grants_from_permissions_maps_selectors(entry: perm.PermissionsType, gra
     assert grants_from_permissions(_explicit(entry)) == (grant,)
 
 
-def test_grants_from_permissions_keeps_order_and_ignores_cache_function_and_permit_none() -> None:
+@pytest.mark.parametrize(
+    "entry",
+    [
+        pytest.param(
+            perm.PermissionsType(
+                topic_permissions=perm.PermissionsType.TopicPermissions(
+                    role=perm.TopicReadOnly, cache_selector={}, all_topics={}
+                )
+            ),
+            id="empty-cache-name",
+        ),
+        pytest.param(
+            perm.PermissionsType(
+                topic_permissions=perm.PermissionsType.TopicPermissions(role=perm.TopicReadOnly, all_topics={})
+            ),
+            id="no-cache-selector",
+        ),
+        pytest.param(
+            perm.PermissionsType(
+                topic_permissions=perm.PermissionsType.TopicPermissions(role=perm.TopicReadOnly, all_caches={})
+            ),
+            id="no-topic-selector",
+        ),
+        pytest.param(
+            perm.PermissionsType(
+                topic_permissions=perm.PermissionsType.TopicPermissions(
+                    role=perm.TopicReadOnly, all_caches={}, topic_selector={}
+                )
+            ),
+            id="empty-topic-selector",
+        ),
+        pytest.param(
+            perm.PermissionsType(
+                topic_permissions=perm.PermissionsType.TopicPermissions(
+                    role=perm.TopicReadOnly, all_caches={}, topic_selector={"topic_name_prefix": ""}
+                )
+            ),
+            id="empty-prefix",
+        ),
+        pytest.param(_topic_permission(perm.TopicPermitNone, cache="b"), id="permit-none"),
+        pytest.param(_topic_permission(cache="bad\nname"), id="bad-cache-name"),
+    ],
+)
+def test_grants_from_permissions_refuses_incomplete_topic_permissions(entry: perm.PermissionsType) -> None:
+    # An incomplete request is malformed: it must never widen into "every cache" or "every topic".
+    with pytest.raises(InvalidArgument):
+        grants_from_permissions(_explicit(entry))
+
+
+def test_grants_from_permissions_keeps_order_and_ignores_cache_and_function_permissions() -> None:
     # Arrange
     cache_entry = perm.PermissionsType(
         cache_permissions=perm.PermissionsType.CachePermissions(role=perm.CacheReadWrite, all_caches={}, all_items={})
@@ -439,7 +476,6 @@ def test_grants_from_permissions_keeps_order_and_ignores_cache_function_and_perm
     permissions = _explicit(
         _topic_permission(perm.TopicReadOnly, cache="a"),
         cache_entry,
-        _topic_permission(perm.TopicPermitNone, cache="b"),
         function_entry,
         _topic_permission(perm.TopicWriteOnly, cache="c", topic="t"),
     )

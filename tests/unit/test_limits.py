@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from tidings.server.core import CacheNotFound, Limit, LimitExceeded, Limits, TokenBucket, TopicsService
+from tidings.server.core import InvalidArgument, Limit, LimitExceeded, Limits, TokenBucket, TopicsService
 
 from ._support import FakeClock, numbers, ready_events
 from .conftest import CACHE, TOPIC, MakeService
@@ -239,7 +239,35 @@ async def test_retention_bounds_what_a_late_subscriber_can_replay(make_service: 
     assert numbers(events) == [3, 4, 5]
 
 
-async def test_limit_exceeded_errors_leave_unknown_caches_not_found(service: TopicsService) -> None:
-    # A size check never hides that the cache does not exist.
-    with pytest.raises(CacheNotFound):
+async def test_publish_validates_the_value_before_looking_up_the_cache(service: TopicsService) -> None:
+    # The request itself is judged first: an oversized or empty value is refused as such, whatever the cache.
+    with pytest.raises(LimitExceeded) as oversized:
         await service.publish("nope", TOPIC, b"x" * (service.limits.max_message_bytes + 1))
+    with pytest.raises(InvalidArgument):
+        await service.publish("nope", TOPIC, b"")
+
+    assert oversized.value.limit is Limit.REQUEST_SIZE
+    assert service.topic_count() == 0
+
+
+async def test_refused_subscribe_creates_no_topic(make_service: MakeService) -> None:
+    service = await make_service(Limits(max_subscriptions_per_cache=1))
+    kept = await service.subscribe(CACHE, TOPIC)
+
+    with pytest.raises(LimitExceeded):
+        await service.subscribe(CACHE, "another-topic")
+
+    assert service.topic_count() == 1
+    kept.close()
+
+
+async def test_topics_per_cache_limit(make_service: MakeService) -> None:
+    service = await make_service(Limits(max_topics_per_cache=2))
+    await service.publish(CACHE, "a", "v")
+    await service.publish(CACHE, "b", "v")
+
+    with pytest.raises(LimitExceeded) as refused:
+        await service.publish(CACHE, "c", "v")
+    await service.publish(CACHE, "a", "still fine")
+
+    assert refused.value.limit is Limit.TOPIC_COUNT

@@ -53,6 +53,7 @@ class Limit(enum.Enum):
     TOPIC_SUBSCRIPTIONS = "topic_subscriptions_limit_exceeded"
     OPERATIONS_RATE = "operations_rate_limit_exceeded"
     CACHE_COUNT = "cache_count_limit_exceeded"
+    TOPIC_COUNT = "topic_count_limit_exceeded"
 
 
 class LimitExceeded(TopicsError):

@@ -16,10 +16,17 @@ class Limits:
     retention_messages: int = 1_000
     retention_bytes: int = 1024 * 1024
     max_caches: int = 1_000
+    max_topics_per_cache: int = 10_000
     topic_idle_ttl: float = 600.0
 
     def __post_init__(self) -> None:
-        for name in ("max_message_bytes", "max_subscriptions_per_cache", "retention_messages", "max_caches"):
+        for name in (
+            "max_message_bytes",
+            "max_subscriptions_per_cache",
+            "retention_messages",
+            "max_caches",
+            "max_topics_per_cache",
+        ):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1")
         if self.retention_bytes < self.max_message_bytes:

@@ -184,34 +184,22 @@ class TopicsService:
     ) -> Message:
         """Append ``value`` to the topic and wake its subscribers; returns the numbered message.
 
-        The message carries the principal's ``token_id`` as its publisher id.
+        The message carries the principal's ``token_id`` as its publisher id. Checks run in PROTOCOL.md's
+        order: the request itself (names, value), then permission, then the cache's existence, then limits.
         """
+        size = self._measure(value)
         topic = self._topics.get((cache_name, topic_name))
         if topic is None:
-            topic = self._open_topic(cache_name, topic_name, principal, TopicRole.PUBLISH)
-        elif not principal.super_user and not principal.may(TopicRole.PUBLISH, cache_name, topic_name):
+            cache = self._authorized_cache(cache_name, topic_name, principal, TopicRole.PUBLISH)
+            topic = self._create_topic(cache, topic_name)
+        elif not principal.may(TopicRole.PUBLISH, cache_name, topic_name):
             raise _denied(TopicRole.PUBLISH, cache_name, topic_name)
-        if isinstance(value, bytes):
-            size = len(value)
-        else:
-            try:
-                size = len(value.encode("utf-8"))
-            except UnicodeEncodeError:  # lone surrogates
-                raise InvalidArgument("text value must be UTF-8") from None
-        if size == 0:
-            raise InvalidArgument("value must not be empty")
-        limits = self.limits
-        if size > limits.max_message_bytes:
-            raise LimitExceeded(
-                Limit.REQUEST_SIZE,
-                f"message of {size} bytes exceeds the limit of {limits.max_message_bytes} bytes",
-            )
         now = self.clock()
         bucket = topic.cache.publish_bucket
         if bucket is not None and not bucket.try_take(now):
             raise LimitExceeded(
                 Limit.OPERATIONS_RATE,
-                f"publish rate limit exceeded: {limits.publish_rate_per_cache:g} per second per cache",
+                f"publish rate limit exceeded: {self.limits.publish_rate_per_cache:g} per second per cache",
             )
         message = topic.log.append(value, principal.token_id, size, now)
         topic.last_active = now
@@ -229,19 +217,23 @@ class TopicsService:
         """Start a subscription following PROTOCOL.md *Subscribe* rules 2 to 5."""
         topic = self._topics.get((cache_name, topic_name))
         if topic is None:
-            topic = self._open_topic(cache_name, topic_name, principal, TopicRole.SUBSCRIBE)
-        elif not principal.super_user and not principal.may(TopicRole.SUBSCRIBE, cache_name, topic_name):
+            cache = self._authorized_cache(cache_name, topic_name, principal, TopicRole.SUBSCRIBE)
+        elif not principal.may(TopicRole.SUBSCRIBE, cache_name, topic_name):
             raise _denied(TopicRole.SUBSCRIBE, cache_name, topic_name)
-        cache = topic.cache
+        else:
+            cache = topic.cache
         if cache.subscriptions >= self.limits.max_subscriptions_per_cache:
             raise LimitExceeded(
                 Limit.TOPIC_SUBSCRIPTIONS,
                 f"subscription limit exceeded: at most {self.limits.max_subscriptions_per_cache} per cache",
             )
+        if topic is None:
+            topic = self._create_topic(cache, topic_name)
+        log = topic.log
         cursor, pending = resume_position(
-            topic.log.sequence_page,
-            topic.log.first_sequence_number,
-            topic.log.next_sequence_number,
+            log.sequence_page,
+            log.first_sequence_number,
+            log.next_sequence_number,
             resume_at_sequence_number,
             resume_at_sequence_page,
         )
@@ -254,16 +246,22 @@ class TopicsService:
 
     def revoke_key(self, key_id: str) -> int:
         """End, with UNAUTHENTICATED, every subscription made with API key ``key_id``; returns how many."""
-        ended = [s for s in self._revocable if s.principal.key_id == key_id]
-        for subscription in ended:
-            subscription.end(Unauthenticated("the API key was revoked"))
-        return len(ended)
+        return self._end_subscriptions(
+            lambda principal: principal.key_id == key_id, Unauthenticated("the API key was revoked")
+        )
 
     def expire_subscriptions(self, now: float) -> int:
         """End, with UNAUTHENTICATED, subscriptions whose credentials expired by ``now`` (epoch seconds)."""
-        ended = [s for s in self._revocable if s.principal.expires_at is not None and s.principal.expires_at <= now]
+        return self._end_subscriptions(
+            lambda principal: principal.expires_at is not None and principal.expires_at <= now,
+            Unauthenticated("the token expired"),
+        )
+
+    def _end_subscriptions(self, matches: Callable[[Principal], bool], error: TopicsError) -> int:
+        ended = [subscription for subscription in self._revocable if matches(subscription.principal)]
         for subscription in ended:
-            subscription.end(Unauthenticated("the token expired"))
+            del self._revocable[subscription]
+            subscription.end(error)
         return len(ended)
 
     def stats_for(self, transport: str) -> TransportStats:
@@ -298,7 +296,28 @@ class TopicsService:
         bucket = None if rate is None else TokenBucket(rate, max(rate, 1.0), self.clock())
         return CacheState(name, bucket)
 
-    def _open_topic(self, cache_name: str, topic_name: str, principal: Principal, action: TopicRole) -> TopicInstance:
+    def _measure(self, value: str | bytes) -> int:
+        """The size of a value to publish, validated against the message size limit."""
+        if isinstance(value, bytes):
+            size = len(value)
+        else:
+            try:
+                size = len(value.encode("utf-8"))
+            except UnicodeEncodeError:  # lone surrogates
+                raise InvalidArgument("text value must be UTF-8") from None
+        if size == 0:
+            raise InvalidArgument("value must not be empty")
+        if size > self.limits.max_message_bytes:
+            raise LimitExceeded(
+                Limit.REQUEST_SIZE,
+                f"message of {size} bytes exceeds the limit of {self.limits.max_message_bytes} bytes",
+            )
+        return size
+
+    def _authorized_cache(
+        self, cache_name: str, topic_name: str, principal: Principal, action: TopicRole
+    ) -> CacheState:
+        """The cache of a topic not live yet: names valid, then permission, then existence."""
         if not self._started:
             raise RuntimeError("TopicsService.start() was not awaited")
         if self._closing:
@@ -311,9 +330,17 @@ class TopicsService:
         cache = self._caches.get(cache_name)
         if cache is None:
             raise CacheNotFound(cache_name)
-        log = self._engine.open_topic(cache_name, topic_name, self._pages.next_page())
+        return cache
+
+    def _create_topic(self, cache: CacheState, topic_name: str) -> TopicInstance:
+        if len(cache.topics) >= self.limits.max_topics_per_cache:
+            raise LimitExceeded(
+                Limit.TOPIC_COUNT,
+                f"topic limit exceeded: at most {self.limits.max_topics_per_cache} live topics per cache",
+            )
+        log = self._engine.open_topic(cache.name, topic_name, self._pages.next_page())
         topic = TopicInstance(cache, topic_name, log, self.clock())
-        self._topics[cache_name, topic_name] = topic
+        self._topics[cache.name, topic_name] = topic
         cache.topics.add(topic_name)
         return topic
 

@@ -133,14 +133,14 @@ class Subscription:
         """
         if self._closed:
             raise RuntimeError("subscription is closed")
-        if self._pending is not None:
-            pending, self._pending = self._pending, None
-            return [pending]
         topic = self._topic
         if topic.closed_by is not None:
             raise topic.closed_by
         if self._ended_by is not None:
             raise self._ended_by
+        if self._pending is not None:
+            pending, self._pending = self._pending, None
+            return [pending]
         log = topic.log
         cursor = self._cursor
         if cursor < log.next_sequence_number:

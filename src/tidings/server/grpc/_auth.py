@@ -7,7 +7,7 @@ from typing import Any, Final
 import grpc.aio
 from momento_wire_types import permissionmessages_pb2 as perm
 
-from tidings.server.core import InvalidArgument, TopicGrant, TopicRole
+from tidings.server.core import InvalidArgument, TopicGrant, TopicRole, validate_name
 
 _TOPIC_ROLES: Final = {
     perm.TopicReadWrite: TopicRole.READ_WRITE,
@@ -28,7 +28,8 @@ def grants_from_permissions(permissions: perm.Permissions) -> tuple[TopicGrant, 
     """Topic grants from a disposable token request's permissions.
 
     Cache-item and function permissions grant nothing on topics and are ignored; super-user is refused
-    (a disposable token is always restricted).
+    (a disposable token is always restricted), and so is a topic permission that does not say, explicitly,
+    its role, which caches and which topics: an incomplete request never widens into "everything".
     """
     kind = permissions.WhichOneof("kind")
     if kind == "super_user":
@@ -37,19 +38,31 @@ def grants_from_permissions(permissions: perm.Permissions) -> tuple[TopicGrant, 
         raise InvalidArgument("permissions are required")
     grants: list[TopicGrant] = []
     for entry in permissions.explicit.permissions:
-        if entry.WhichOneof("kind") != "topic_permissions":
-            continue
-        topic = entry.topic_permissions
-        role = _TOPIC_ROLES.get(topic.role)
-        if role is None:
-            continue
-        cache_name = topic.cache_selector.cache_name if topic.WhichOneof("cache") == "cache_selector" else None
-        if topic.WhichOneof("topic") == "topic_selector":
-            selector = topic.topic_selector
-            if selector.WhichOneof("kind") == "topic_name_prefix":
-                grants.append(TopicGrant(role, cache_name, topic_prefix=selector.topic_name_prefix))
-            else:
-                grants.append(TopicGrant(role, cache_name, topic_name=selector.topic_name))
-        else:
-            grants.append(TopicGrant(role, cache_name))
+        if entry.WhichOneof("kind") == "topic_permissions":
+            grants.append(_topic_grant(entry.topic_permissions))
     return tuple(grants)
+
+
+def _topic_grant(topic: perm.PermissionsType.TopicPermissions) -> TopicGrant:
+    role = _TOPIC_ROLES.get(topic.role)
+    if role is None:
+        raise InvalidArgument("a topic permission needs a role: read-write, read-only or write-only")
+    match topic.WhichOneof("cache"):
+        case "all_caches":
+            cache_name = None
+        case "cache_selector":
+            cache_name = validate_name("cache_name", topic.cache_selector.cache_name)
+        case _:
+            raise InvalidArgument("a topic permission must select all caches or one cache")
+    match topic.WhichOneof("topic"), topic.topic_selector.WhichOneof("kind"):
+        case "all_topics", _:
+            return TopicGrant(role, cache_name)
+        case "topic_selector", "topic_name":
+            return TopicGrant(role, cache_name, topic_name=validate_name("topic_name", topic.topic_selector.topic_name))
+        case "topic_selector", "topic_name_prefix":
+            prefix = topic.topic_selector.topic_name_prefix
+            if not prefix:
+                raise InvalidArgument("topic_name_prefix must not be empty (select all topics instead)")
+            return TopicGrant(role, cache_name, topic_prefix=prefix)
+        case _:
+            raise InvalidArgument("a topic permission must select all topics, one topic or a topic name prefix")

@@ -56,6 +56,7 @@ _LIMIT_STATUS: Final = {
     Limit.TOPIC_SUBSCRIPTIONS: 429,
     Limit.OPERATIONS_RATE: 429,
     Limit.CACHE_COUNT: 429,
+    Limit.TOPIC_COUNT: 429,
 }
 
 
