@@ -420,3 +420,30 @@ async def test_tls_serves_grpc_and_refuses_plaintext(start_server: StartServer, 
     assert item.value.text == "secret"
     assert plain_code == grpc.StatusCode.UNAVAILABLE
     assert any("listening on grpcs://" in line for line in server.log)
+
+
+async def test_open_stream_ends_with_unauthenticated_when_its_token_expires(
+    auth_server: ServerProcess, wire: Wire
+) -> None:
+    # A token that is still inside its clock-skew allowance for about a second more.
+    secret = (auth_server.data_dir / "secret.key").read_text().strip().encode()
+    token, _ = TokenSigner(secret, wall_clock=lambda: time.time() - 64).mint((TopicGrant(TopicRole.READ_WRITE),), 60)
+    call = await wire.subscribed(token, "c", "t")
+    started = time.monotonic()
+
+    code = await stream_code(call)
+
+    assert code == grpc.StatusCode.UNAUTHENTICATED
+    assert time.monotonic() - started < 5  # the housekeeping tick (1 s) ends it, not a client deadline
+
+
+def test_tls_with_a_bad_key_fails_naming_the_files(tmp_path: Path) -> None:
+    cert, _ = _self_signed_certificate(tmp_path)
+    bad_key = tmp_path / "bad.pem"
+    bad_key.write_text("-----BEGIN PRIVATE KEY-----\nnot a key\n-----END PRIVATE KEY-----\n")
+
+    result = _cli("server", "--port", "0", "--http-port", "0", "--data-dir", str(tmp_path / "d"),
+                  "--tls-cert", str(cert), "--tls-key", str(bad_key))  # fmt: skip
+
+    assert result.returncode == 1
+    assert f"cannot use --tls-cert {cert} with --tls-key {bad_key}" in result.stderr

@@ -167,3 +167,16 @@ def test_environment_variables_configure_the_server(tmp_path: Path) -> None:
         env_process.wait(20)
         assert env_process.stderr is not None
         env_process.stderr.close()
+
+
+def test_bad_create_cache_name_is_a_usage_error(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "tidings", "server", "--create-cache", "bad\tname", "--data-dir", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+    assert result.returncode == 2
+    assert "--create-cache" in result.stderr
+    assert "control characters" in result.stderr

@@ -152,12 +152,42 @@ async def test_admin_key_file_authenticates_as_super_user(tmp_path: Path) -> Non
     assert principal.super_user
 
 
+async def test_load_or_create_admin_key_refuses_a_short_environment_key(tmp_path: Path) -> None:
+    store = await SqliteStore.open(tmp_path)
+    try:
+        with pytest.raises(ValueError, match="at least 32"):
+            await load_or_create_admin_key(tmp_path, store, environ={ADMIN_KEY_ENV: "short"})
+    finally:
+        await store.close()
+
+
+async def test_load_or_create_admin_key_replaces_a_revoked_one(tmp_path: Path) -> None:
+    store = await SqliteStore.open(tmp_path)
+    try:
+        path = await load_or_create_admin_key(tmp_path, store, environ={})
+        assert path is not None
+        first = path.read_text().strip()
+        [record] = await store.list_api_keys()
+        await store.revoke_api_key(record.key_id, 1.0)
+
+        again = await load_or_create_admin_key(tmp_path, store, environ={})
+        second = path.read_text().strip()
+        kept = await load_or_create_admin_key(tmp_path, store, environ={})
+    finally:
+        await store.close()
+
+    assert again == kept == path
+    assert second != first
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert path.read_text().strip() == second  # a usable key is kept
+
+
 async def test_load_or_create_admin_key_does_nothing_when_the_environment_has_one(tmp_path: Path) -> None:
     # Arrange
     store = await SqliteStore.open(tmp_path)
     try:
         # Act
-        path = await load_or_create_admin_key(tmp_path, store, environ={ADMIN_KEY_ENV: "from-env"})
+        path = await load_or_create_admin_key(tmp_path, store, environ={ADMIN_KEY_ENV: "k" * 32})
         keys = await store.list_api_keys()
     finally:
         await store.close()
@@ -175,7 +205,6 @@ async def test_load_or_create_admin_key_does_nothing_when_the_environment_has_on
     ("text", "seconds"),
     [
         ("30s", 30),
-        ("0s", 0),
         ("15m", 900),
         ("12h", 43_200),
         ("30d", 2_592_000),
@@ -190,7 +219,7 @@ def test_parse_duration_reads_amounts_and_units(text: str, seconds: int) -> None
     assert parse_duration(text) == seconds
 
 
-@pytest.mark.parametrize("text", ["", "5", "m", "5x", "-5m", "1.5h", "5 m", "5mm", "m5", "1y", "٣s"])
+@pytest.mark.parametrize("text", ["", "5", "m", "5x", "-5m", "1.5h", "5 m", "5mm", "m5", "1y", "٣s", "0s", "99999999w"])
 def test_parse_duration_refuses_other_text(text: str) -> None:
     # Act / Assert
     with pytest.raises(click.BadParameter):
@@ -198,6 +227,26 @@ def test_parse_duration_refuses_other_text(text: str) -> None:
 
 
 # --- tidings key create|list|revoke --------------------------------------------------------------
+
+
+@pytest.fixture
+def store_dir(tmp_path: Path) -> Path:
+    """A data directory holding a store, as a server leaves it."""
+
+    async def create() -> None:
+        await (await SqliteStore.open(tmp_path)).close()
+
+    asyncio.run(create())
+    return tmp_path
+
+
+def test_key_commands_refuse_a_data_dir_without_a_store(tmp_path: Path) -> None:
+    code, out, err = _run("create", "--super-user", "--data-dir", str(tmp_path / "typo"))
+
+    assert code == 1
+    assert "no tidings store" in err
+    assert "tdk_" not in out
+    assert not (tmp_path / "typo").exists()
 
 
 def _run(*args: str) -> tuple[int, str, str]:
@@ -211,10 +260,10 @@ def _list(data_dir: Path) -> list[dict[str, object]]:
     return [json.loads(line) for line in out.splitlines()]
 
 
-def test_key_create_prints_a_key_that_authenticates_with_its_scopes(tmp_path: Path) -> None:
+def test_key_create_prints_a_key_that_authenticates_with_its_scopes(store_dir: Path) -> None:
     # Act
     code, out, err = _run(
-        "create", "readonly:orders:ev-*", "writeonly:*:news", "--description", "ci", "--data-dir", str(tmp_path)
+        "create", "readonly:orders:ev-*", "writeonly:*:news", "--description", "ci", "--data-dir", str(store_dir)
     )
 
     # Assert
@@ -224,7 +273,7 @@ def test_key_create_prints_a_key_that_authenticates_with_its_scopes(tmp_path: Pa
     assert "created" in err
 
     async def authenticate() -> object:
-        store = await SqliteStore.open(tmp_path)
+        store = await SqliteStore.open(store_dir)
         try:
             auth = Authenticator(TokenSigner(b"s" * 32), AuthPolicy(allow_anonymous=False))
             await auth.refresh(store)
@@ -239,14 +288,14 @@ def test_key_create_prints_a_key_that_authenticates_with_its_scopes(tmp_path: Pa
     )
 
 
-def test_key_list_shows_scopes_but_never_the_key(tmp_path: Path) -> None:
+def test_key_list_shows_scopes_but_never_the_key(store_dir: Path) -> None:
     # Arrange
-    _, created, _ = _run("create", "rw:orders", "--expires", "1h", "--description", "d", "--data-dir", str(tmp_path))
-    _, admin, _ = _run("create", "--super-user", "--data-dir", str(tmp_path))
+    _, created, _ = _run("create", "rw:orders", "--expires", "1h", "--description", "d", "--data-dir", str(store_dir))
+    _, admin, _ = _run("create", "--super-user", "--data-dir", str(store_dir))
 
     # Act
-    listed = _list(tmp_path)
-    code, table, _ = _run("list", "--data-dir", str(tmp_path))
+    listed = _list(store_dir)
+    code, table, _ = _run("list", "--data-dir", str(store_dir))
 
     # Assert
     assert [entry["scopes"] for entry in listed] == ["readwrite:orders:*", "super-user"]
@@ -260,20 +309,20 @@ def test_key_list_shows_scopes_but_never_the_key(tmp_path: Path) -> None:
         assert secret not in table
 
 
-def test_key_revoke_marks_the_key_revoked_once(tmp_path: Path) -> None:
+def test_key_revoke_marks_the_key_revoked_once(store_dir: Path) -> None:
     # Arrange
-    _run("create", "rw:orders", "--data-dir", str(tmp_path))
-    key_id = str(_list(tmp_path)[0]["id"])
+    _run("create", "rw:orders", "--data-dir", str(store_dir))
+    key_id = str(_list(store_dir)[0]["id"])
 
     # Act
-    first = _run("revoke", key_id, "--data-dir", str(tmp_path))
-    second = _run("revoke", key_id, "--data-dir", str(tmp_path))
+    first = _run("revoke", key_id, "--data-dir", str(store_dir))
+    second = _run("revoke", key_id, "--data-dir", str(store_dir))
 
     # Assert
     assert first[0] == 0
     assert second[0] != 0
     assert "no usable key" in second[2]
-    assert _list(tmp_path)[0]["revoked_at"] is not None
+    assert _list(store_dir)[0]["revoked_at"] is not None
 
 
 @pytest.mark.parametrize(
@@ -285,11 +334,11 @@ def test_key_revoke_marks_the_key_revoked_once(tmp_path: Path) -> None:
         pytest.param(["rw:orders", "--expires", "soon"], id="bad-duration"),
     ],
 )
-def test_key_create_refuses_bad_usage_and_creates_nothing(tmp_path: Path, args: list[str]) -> None:
+def test_key_create_refuses_bad_usage_and_creates_nothing(store_dir: Path, args: list[str]) -> None:
     # Act
-    code, out, _ = _run("create", *args, "--data-dir", str(tmp_path))
+    code, out, _ = _run("create", *args, "--data-dir", str(store_dir))
 
     # Assert
     assert code == 2
     assert "tdk_" not in out
-    assert _list(tmp_path) == []
+    assert _list(store_dir) == []

@@ -155,4 +155,19 @@ async def test_service_restart_on_sqlite_store_issues_greater_pages(
 
     # Assert
     assert after.sequence_page > before.sequence_page
-    assert floor > after.sequence_page
+    assert floor == after.sequence_page  # a clean close records exactly the last page issued
+
+
+async def test_clean_restarts_do_not_drift_pages_ahead_of_the_clock(
+    make_service: MakeService, wall_clock: FakeClock
+) -> None:
+    # Each clean close records the exact last page, so restarts keep pages at the wall clock's microseconds.
+    pages = []
+    for _ in range(4):
+        service = await make_service()
+        pages.append((await service.publish(CACHE, TOPIC, "x")).sequence_page)
+        await service.close()
+        wall_clock.advance(1.0)
+
+    assert pages == sorted(set(pages))
+    assert pages[-1] - pages[0] == pytest.approx(3_000_000, abs=10)

@@ -313,3 +313,17 @@ async def test_slow_subscription_does_not_affect_another(
     assert log.next_sequence_number - log.first_sequence_number == SMALL_RETENTION.retention_messages
     slow.close()
     fast.close()
+
+
+async def test_cancelled_next_events_leaves_no_waiting_entry(service: TopicsService) -> None:
+    subscription = await service.subscribe(CACHE, TOPIC)
+    waiting = asyncio.create_task(subscription.next_events())
+    await asyncio.sleep(0)  # let it start waiting
+    topic = subscription._topic
+
+    waiting.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await waiting
+
+    assert subscription not in topic.waiting
+    subscription.close()

@@ -19,9 +19,8 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from tidings.server.auth import ApiKey, ScopeSyntaxError, new_api_key, parse_scope
-from tidings.server.auth._grants import describe_grant
-from tidings.server.config import default_data_dir
+from tidings.cli._params import data_dir_option
+from tidings.server.auth import ApiKey, ScopeSyntaxError, describe_grant, new_api_key, parse_scope
 from tidings.server.store.sqlite import SqliteStore
 
 _DURATION = re.compile(r"^([0-9]+)([smhdw])$")
@@ -29,33 +28,33 @@ _SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 T = TypeVar("T")
 
 
+# Longer than any key should live; also keeps dates printable.
+MAX_KEY_LIFETIME = 10 * 365 * 86400
+
+
 def parse_duration(text: str) -> float:
-    """Seconds in ``30s``, ``15m``, ``12h``, ``30d`` or ``2w``."""
+    """Seconds in ``30s``, ``15m``, ``12h``, ``30d`` or ``2w`` (at most ten years)."""
     match = _DURATION.match(text.strip().lower())
     if match is None:
         raise click.BadParameter(f"{text!r} is not a duration (examples: 15m, 12h, 30d)")
-    return int(match.group(1)) * _SECONDS[match.group(2)]
+    seconds = int(match.group(1)) * _SECONDS[match.group(2)]
+    if not 0 < seconds <= MAX_KEY_LIFETIME:
+        raise click.BadParameter(f"{text!r} is out of range: more than 0 seconds, at most ten years")
+    return seconds
 
 
 def _with_store(data_dir: Path, action: Callable[[SqliteStore], Awaitable[T]]) -> T:
     async def run() -> T:
-        store = await SqliteStore.open(data_dir)
+        try:
+            store = await SqliteStore.open(data_dir, create=False)
+        except FileNotFoundError as error:
+            raise click.ClickException(str(error)) from None
         try:
             return await action(store)
         finally:
             await store.close()
 
     return asyncio.run(run())
-
-
-data_dir_option = click.option(
-    "--data-dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=default_data_dir,
-    show_default="$XDG_DATA_HOME/tidings or ~/.local/share/tidings",
-    envvar="TIDINGS_DATA_DIR",
-    help="The server's data directory.",
-)
 
 
 @click.group()

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import click
+
+from tidings.server.config import default_data_dir
 
 _UNITS = {"": 1, "b": 1, "k": 1000, "kb": 1000, "kib": 1024, "m": 1000**2, "mb": 1000**2, "mib": 1024**2}
 _SIZE = re.compile(r"^\s*(\d+)\s*([a-z]*)\s*$", re.IGNORECASE)
@@ -26,3 +29,13 @@ class ByteSize(click.ParamType):  # type: ignore[type-arg]
 
 
 BYTE_SIZE = ByteSize()
+
+
+data_dir_option = click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=default_data_dir,
+    show_default="$XDG_DATA_HOME/tidings or ~/.local/share/tidings",
+    envvar="TIDINGS_DATA_DIR",
+    help="The server's data directory (caches, keys, signing secret).",
+)

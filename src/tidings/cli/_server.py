@@ -7,19 +7,33 @@ from pathlib import Path
 
 import click
 
-from tidings.cli._params import BYTE_SIZE
-from tidings.server.config import Settings, default_data_dir
+from tidings.cli._params import BYTE_SIZE, data_dir_option
+from tidings.server.config import Settings
 from tidings.server.core import Limits
 
-_LIMITS = Limits()
+_DEFAULTS = Settings()
+_LIMITS = _DEFAULTS.limits
+# Below these, the housekeeping loop would spin.
+_MIN_INTERVAL = 0.1
+# What Limits' validation messages call the flags.
+_FLAG_OF_FIELD = {
+    "max_message_bytes": "--max-message-size",
+    "retention_bytes": "--retention-size",
+    "retention_messages": "--retention-messages",
+    "publish_rate_per_cache": "--publish-rate",
+    "topic_idle_ttl": "--topic-idle-ttl",
+    "max_topics_per_cache": "--max-topics-per-cache",
+    "max_subscriptions_per_cache": "--max-subscriptions-per-cache",
+    "max_caches": "--max-caches",
+}
 
 
 @click.command()
-@click.option("--host", default="127.0.0.1", show_default=True, envvar="TIDINGS_HOST", help="Address to listen on.")
+@click.option("--host", default=_DEFAULTS.host, show_default=True, envvar="TIDINGS_HOST", help="Address to listen on.")
 @click.option(
     "--port",
     type=click.IntRange(0, 65535),
-    default=8080,
+    default=_DEFAULTS.port,
     show_default=True,
     envvar="TIDINGS_PORT",
     help="gRPC port (8080 is what CredentialProvider.for_momento_local() uses; 0 picks a free one).",
@@ -27,19 +41,12 @@ _LIMITS = Limits()
 @click.option(
     "--http-port",
     type=click.IntRange(0, 65535),
-    default=8081,
+    default=_DEFAULTS.http_port,
     show_default=True,
     envvar="TIDINGS_HTTP_PORT",
     help="HTTP port (HTTP API, browser stream, console, /metrics; 0 disables it).",
 )
-@click.option(
-    "--data-dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=default_data_dir,
-    show_default="$XDG_DATA_HOME/tidings or ~/.local/share/tidings",
-    envvar="TIDINGS_DATA_DIR",
-    help="Where caches are stored.",
-)
+@data_dir_option
 @click.option(
     "--create-cache",
     "create_caches",
@@ -97,8 +104,16 @@ _LIMITS = Limits()
     help="Most caches the server holds.",
 )
 @click.option(
+    "--max-topics-per-cache",
+    type=click.IntRange(1),
+    default=_LIMITS.max_topics_per_cache,
+    show_default=True,
+    envvar="TIDINGS_MAX_TOPICS_PER_CACHE",
+    help="Live topic instances allowed per cache (each retains up to --retention-size).",
+)
+@click.option(
     "--topic-idle-ttl",
-    type=click.FloatRange(0, min_open=True),
+    type=click.FloatRange(_MIN_INTERVAL),
     default=_LIMITS.topic_idle_ttl,
     show_default=True,
     envvar="TIDINGS_TOPIC_IDLE_TTL",
@@ -106,16 +121,16 @@ _LIMITS = Limits()
 )
 @click.option(
     "--heartbeat-interval",
-    type=click.FloatRange(0, min_open=True),
-    default=10.0,
+    type=click.FloatRange(_MIN_INTERVAL),
+    default=_DEFAULTS.heartbeat_interval,
     show_default=True,
     envvar="TIDINGS_HEARTBEAT_INTERVAL",
     help="Seconds of silence after which a stream gets a heartbeat.",
 )
 @click.option(
     "--http-long-poll-timeout",
-    type=click.FloatRange(0, min_open=True),
-    default=30.0,
+    type=click.FloatRange(_MIN_INTERVAL),
+    default=_DEFAULTS.http_long_poll_timeout,
     show_default=True,
     envvar="TIDINGS_HTTP_LONG_POLL_TIMEOUT",
     help="Seconds an HTTP long-poll waits for messages before answering with none.",
@@ -169,6 +184,7 @@ def server(
     retention_messages: int,
     retention_size: int,
     max_caches: int,
+    max_topics_per_cache: int,
     topic_idle_ttl: float,
     heartbeat_interval: float,
     http_long_poll_timeout: float,
@@ -190,6 +206,7 @@ def server(
             retention_messages=retention_messages,
             retention_bytes=retention_size,
             max_caches=max_caches,
+            max_topics_per_cache=max_topics_per_cache,
             topic_idle_ttl=topic_idle_ttl,
         )
         settings = Settings(
@@ -201,7 +218,6 @@ def server(
             limits=limits,
             heartbeat_interval=heartbeat_interval,
             http_long_poll_timeout=http_long_poll_timeout,
-            log_level=log_level,
             require_auth=require_auth,
             allow_anonymous=allow_anonymous,
             public_endpoint=public_endpoint,
@@ -209,9 +225,12 @@ def server(
             tls_key=tls_key,
         )
     except ValueError as error:
-        raise click.UsageError(str(error)) from None
+        message = str(error)
+        for field_name, flag in _FLAG_OF_FIELD.items():
+            message = message.replace(field_name, flag)
+        raise click.UsageError(message) from None
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         run(settings)
-    except OSError as error:
+    except (OSError, ValueError) as error:
         raise click.ClickException(str(error)) from None

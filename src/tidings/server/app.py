@@ -7,21 +7,55 @@ import contextlib
 import logging
 import os
 import signal
+import ssl
+from collections.abc import Coroutine
+from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 import grpc
 import grpc.aio
 
-from tidings.server.auth import Authenticator, AuthPolicy, TokenSigner, load_or_create_admin_key, load_or_create_secret
-from tidings.server.auth._secrets import ADMIN_KEY_ENV
+from tidings.server.auth import (
+    ADMIN_KEY_ENV,
+    Authenticator,
+    AuthPolicy,
+    TokenSigner,
+    load_or_create_admin_key,
+    load_or_create_secret,
+)
 from tidings.server.config import Settings
-from tidings.server.core import CacheAlreadyExists, TopicsService
+from tidings.server.core import CacheAlreadyExists, TopicsError, TopicsService
 from tidings.server.engine.memory import MemoryEngine
 from tidings.server.grpc.server import build_grpc_server
 from tidings.server.http import HttpServer
 from tidings.server.store.sqlite import SqliteStore
 
 logger = logging.getLogger("tidings.server")
+
+
+_WILDCARD_HOSTS = frozenset({"0.0.0.0", "::", "[::]", ""})
+
+
+def _tls_key_pair(cert: Path, key: Path) -> tuple[bytes, bytes]:
+    """(key, certificate chain) PEM bytes, checked to be a matching pair so that a bad file is named."""
+    try:
+        ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(cert, key)
+    except (ssl.SSLError, OSError) as error:
+        raise OSError(f"cannot use --tls-cert {cert} with --tls-key {key}: {error}") from None
+    return key.read_bytes(), cert.read_bytes()
+
+
+def _background(coroutine: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]:
+    """A server-owned task whose unexpected death is logged at once (it is awaited in `Server.stop`)."""
+    task = asyncio.create_task(coroutine, name=name)
+
+    def report(done: asyncio.Task[None]) -> None:
+        if not done.cancelled() and done.exception() is not None:
+            logger.error("background task %s died", name, exc_info=done.exception())
+
+    task.add_done_callback(report)
+    return task
 
 
 def _host_port(host: str, port: int) -> str:
@@ -87,15 +121,17 @@ class Server:
             )
             await service.start()
             for cache_name in settings.create_caches:
-                with contextlib.suppress(CacheAlreadyExists):
+                try:
                     await service.create_cache(cache_name)
+                except CacheAlreadyExists:
+                    pass
+                except TopicsError as error:
+                    raise ValueError(f"--create-cache {cache_name!r}: {error.message}") from None
             self._grpc = build_grpc_server(service, self._authenticator, lambda: self.public_endpoint)
             address = _host_port(settings.host, settings.port)
             try:
                 if settings.tls_cert is not None and settings.tls_key is not None:
-                    credentials = grpc.ssl_server_credentials(
-                        [(settings.tls_key.read_bytes(), settings.tls_cert.read_bytes())]
-                    )
+                    credentials = grpc.ssl_server_credentials([_tls_key_pair(settings.tls_cert, settings.tls_key)])
                     self._port = self._grpc.add_secure_port(address, credentials)
                 else:
                     self._port = self._grpc.add_insecure_port(address)
@@ -104,8 +140,8 @@ class Server:
             if self._port == 0:
                 raise OSError(f"cannot listen on {address}")
             await self._grpc.start()
-            self._housekeeping = asyncio.create_task(service.run_housekeeping(), name="tidings-housekeeping")
-            self._key_watch = asyncio.create_task(self._watch_keys(), name="tidings-key-watch")
+            self._housekeeping = _background(service.run_housekeeping(), "tidings-housekeeping")
+            self._key_watch = _background(self._watch_keys(), "tidings-key-watch")
             if settings.http_port:
                 self._http = HttpServer(
                     service,
@@ -134,6 +170,13 @@ class Server:
             len(service.list_caches()),
             "anonymous callers allowed" if settings.anonymous_allowed else "every call needs a token",
         )
+        if settings.public_endpoint is None and settings.host in _WILDCARD_HOSTS:
+            logger.warning(
+                "listening on %s: minted tokens will name %s as their endpoint; set --public-endpoint to the "
+                "address clients use",
+                settings.host,
+                self.endpoint,
+            )
 
     @property
     def public_endpoint(self) -> str:
@@ -179,7 +222,8 @@ class Server:
         for task in (self._housekeeping, self._key_watch):
             if task is not None:
                 task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
+                # A task that died was already logged by its done callback; stopping goes on regardless.
+                with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
         if self._store is not None:
             await self._store.close()

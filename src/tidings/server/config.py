@@ -8,7 +8,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tidings.server.core import Limits
+from tidings.server.core import InvalidArgument, Limits, validate_name
 
 
 def default_data_dir() -> Path:
@@ -30,7 +30,6 @@ class Settings:
     heartbeat_interval: float = 10.0
     http_long_poll_timeout: float = 30.0
     shutdown_grace: float = 5.0
-    log_level: str = "info"
     require_auth: bool = False
     allow_anonymous: bool = False
     public_endpoint: str | None = None
@@ -53,6 +52,15 @@ class Settings:
             raise ValueError(
                 f"refusing to serve {self.host} without authentication: pass --require-auth (every call needs a "
                 "token) or, to accept anonymous callers from the network, --allow-anonymous"
+            )
+        for cache_name in self.create_caches:
+            try:
+                validate_name("cache_name", cache_name)
+            except InvalidArgument as error:
+                raise ValueError(f"--create-cache {cache_name!r}: {error.message}") from None
+        if len(set(self.create_caches)) > self.limits.max_caches:
+            raise ValueError(
+                f"{len(set(self.create_caches))} caches to create exceed --max-caches {self.limits.max_caches}"
             )
         if (self.tls_cert is None) != (self.tls_key is None):
             raise ValueError("--tls-cert and --tls-key go together")

@@ -1,12 +1,19 @@
 """Credentials: API keys, signed disposable tokens, and how a request's credential becomes a `Principal`."""
 
 from tidings.server.auth._authenticator import Authenticator, AuthPolicy
-from tidings.server.auth._grants import ScopeSyntaxError, grants_from_json, grants_to_json, parse_scope
+from tidings.server.auth._grants import (
+    ScopeSyntaxError,
+    describe_grant,
+    grants_from_json,
+    grants_to_json,
+    parse_scope,
+)
 from tidings.server.auth._keys import ApiKey, KeyStore, new_api_key
-from tidings.server.auth._secrets import load_or_create_admin_key, load_or_create_secret
+from tidings.server.auth._secrets import ADMIN_KEY_ENV, load_or_create_admin_key, load_or_create_secret
 from tidings.server.auth._tokens import MAX_TOKEN_LIFETIME, TokenSigner
 
 __all__ = [
+    "ADMIN_KEY_ENV",
     "MAX_TOKEN_LIFETIME",
     "ApiKey",
     "AuthPolicy",
@@ -14,6 +21,7 @@ __all__ = [
     "KeyStore",
     "ScopeSyntaxError",
     "TokenSigner",
+    "describe_grant",
     "grants_from_json",
     "grants_to_json",
     "load_or_create_admin_key",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import secrets
 import time
@@ -9,7 +10,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Final
 
-from tidings.server.auth._keys import ApiKey, KeyStore, new_api_key
+from tidings.server.auth._keys import ApiKey, KeyStore, new_api_key, split_api_key
+
+logger = logging.getLogger("tidings.server")
 
 SECRET_FILE: Final = "secret.key"
 ADMIN_KEY_FILE: Final = "admin.key"
@@ -46,17 +49,39 @@ async def load_or_create_admin_key(
 ) -> Path | None:
     """Make sure an admin (super-user) key exists.
 
-    With ``$TIDINGS_ADMIN_KEY`` set nothing is created (that key is accepted as given). Otherwise, on first
-    start, a key is generated, its hash stored and the key written to ``<data_dir>/admin.key`` (mode 0600);
-    returns that path (None when the environment provides the key).
+    With ``$TIDINGS_ADMIN_KEY`` set (at least 32 characters) nothing is created: that key is accepted as
+    given. Otherwise a key is generated when ``<data_dir>/admin.key`` is missing or holds a key that is no
+    longer usable (revoked, expired, unknown to the store): its hash is stored and the key written to the file
+    (mode 0600). Returns that path, or None when the environment provides the key.
     """
-    if environ.get(ADMIN_KEY_ENV):
+    configured = environ.get(ADMIN_KEY_ENV)
+    if configured:
+        if len(configured) < 32:
+            raise ValueError(f"{ADMIN_KEY_ENV} must be at least 32 characters")
         return None
     path = data_dir / ADMIN_KEY_FILE
-    if not path.exists():
-        key_id, key, secret_hash = new_api_key(f"admin{secrets.token_hex(3)}")
-        await store.add_api_key(
-            ApiKey(key_id, secret_hash, super_user=True, grants=(), description="admin key", created_at=time.time())
-        )
-        _write_private(path, key)
+    existed = path.exists()
+    if existed and await _is_usable(path.read_text().strip(), store):
+        return path
+    key_id, key, secret_hash = new_api_key(f"admin{secrets.token_hex(3)}")
+    await store.add_api_key(
+        ApiKey(key_id, secret_hash, super_user=True, grants=(), description="admin key", created_at=time.time())
+    )
+    pending = path.with_name(ADMIN_KEY_FILE + ".new")
+    pending.unlink(missing_ok=True)
+    _write_private(pending, key)
+    pending.replace(path)
+    if existed:
+        logger.warning("the admin key in %s was revoked or unknown; a new one was written there", path)
     return path
+
+
+async def _is_usable(key: str, store: KeyStore) -> bool:
+    parts = split_api_key(key)
+    if parts is None:
+        return False
+    for record in await store.list_api_keys():
+        if record.key_id == parts[0]:
+            expired = record.expires_at is not None and record.expires_at <= time.time()
+            return record.revoked_at is None and not expired and record.matches(parts[1])
+    return False

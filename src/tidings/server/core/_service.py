@@ -95,7 +95,8 @@ class TopicsService:
             topic.close(shutting_down)
         self._topics.clear()
         if self._started:
-            await self._save_page_floor()
+            # Nothing is issued any more: record the exact last page, so a clean restart does not drift ahead.
+            await self._store.save_page_floor(self._pages.last_issued)
 
     async def run_housekeeping(self) -> None:
         """Send idle heartbeats and retire idle topics until cancelled; one task serves every stream."""

@@ -10,23 +10,15 @@ from typing import Any, Final
 
 import grpc
 import grpc.aio
-from google.protobuf.message import DecodeError
 from momento_wire_types import controlclient_pb2 as pb
 
 from tidings.server.auth import Authenticator
-from tidings.server.core import InvalidArgument, TopicsService
+from tidings.server.core import TopicsService
 from tidings.server.grpc._auth import credential_of
-from tidings.server.grpc._status import guarded
+from tidings.server.grpc._status import guarded, parse_request
 
 SERVICE: Final = "control_client.ScsControl"
 PING_SERVICE: Final = "cache_client.Ping"
-
-
-def _cache_name(kind: type[pb._CreateCacheRequest] | type[pb._DeleteCacheRequest], data: bytes) -> str:
-    try:
-        return kind.FromString(data).cache_name
-    except DecodeError:
-        raise InvalidArgument(f"malformed {kind.__name__.lstrip('_')}") from None
 
 
 class ControlServicer:
@@ -41,14 +33,14 @@ class ControlServicer:
     async def create_cache(self, data: bytes, context: grpc.aio.ServicerContext[Any, Any]) -> bytes:
         """Create a cache; ALREADY_EXISTS if it exists."""
         principal = self._authenticate(credential_of(context))
-        await self._service.create_cache(_cache_name(pb._CreateCacheRequest, data), principal)
+        await self._service.create_cache(parse_request(pb._CreateCacheRequest, data).cache_name, principal)
         return b""
 
     @guarded
     async def delete_cache(self, data: bytes, context: grpc.aio.ServicerContext[Any, Any]) -> bytes:
         """Delete a cache; its subscriptions end with NOT_FOUND."""
         principal = self._authenticate(credential_of(context))
-        await self._service.delete_cache(_cache_name(pb._DeleteCacheRequest, data), principal)
+        await self._service.delete_cache(parse_request(pb._DeleteCacheRequest, data).cache_name, principal)
         return b""
 
     @guarded

@@ -8,17 +8,16 @@ written to every subscriber (ARCHITECTURE.md *Serialize once*).
 from __future__ import annotations
 
 from time import perf_counter
-from typing import Any, Final, TypeVar
+from typing import Any, Final
 
 import grpc
 import grpc.aio
-from google.protobuf.message import DecodeError
 from momento_wire_types import cachepubsub_pb2 as pb
 
 from tidings.server.auth import Authenticator
 from tidings.server.core import HEARTBEAT, Discontinuity, InvalidArgument, Message, TopicsService
 from tidings.server.grpc._auth import credential_of
-from tidings.server.grpc._status import guarded
+from tidings.server.grpc._status import guarded, parse_request
 
 SERVICE: Final = "cache_client.pubsub.Pubsub"
 EMPTY: Final = b""  # common._Empty
@@ -59,16 +58,6 @@ def encode_discontinuity(discontinuity: Discontinuity) -> bytes:
     ).SerializeToString()
 
 
-Request = TypeVar("Request", pb._PublishRequest, pb._SubscriptionRequest)
-
-
-def _parse(kind: type[Request], data: bytes) -> Request:
-    try:
-        return kind.FromString(data)
-    except DecodeError:
-        raise InvalidArgument(f"malformed {kind.__name__.lstrip('_')}") from None
-
-
 class PubsubServicer:
     """Links Publish and Subscribe to the topics service."""
 
@@ -82,7 +71,7 @@ class PubsubServicer:
         """Publish one value; answers ``_Empty``."""
         started = perf_counter()
         principal = self._authenticate(credential_of(context))
-        request = _parse(pb._PublishRequest, data)
+        request = parse_request(pb._PublishRequest, data)
         kind = request.value.WhichOneof("kind")
         if kind is None:
             raise InvalidArgument("value is required: text or binary")
@@ -97,7 +86,7 @@ class PubsubServicer:
     async def subscribe(self, data: bytes, context: grpc.aio.ServicerContext[Any, Any]) -> None:
         """Stream a heartbeat, then the topic's items, discontinuities and idle heartbeats."""
         principal = self._authenticate(credential_of(context))
-        request = _parse(pb._SubscriptionRequest, data)
+        request = parse_request(pb._SubscriptionRequest, data)
         subscription = await self._service.subscribe(
             request.cache_name,
             request.topic,

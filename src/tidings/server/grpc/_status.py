@@ -8,6 +8,7 @@ from typing import Any, Protocol, TypeVar
 
 import grpc
 import grpc.aio
+from google.protobuf.message import DecodeError, Message
 
 from tidings.server.core import (
     CacheAlreadyExists,
@@ -34,6 +35,16 @@ _STATUS_OF: dict[type[TopicsError], grpc.StatusCode] = {
 }
 
 INTERNAL_MESSAGE = "internal server error; the server log has the details"
+
+Request = TypeVar("Request", bound=Message)
+
+
+def parse_request(kind: type[Request], data: bytes) -> Request:
+    """Decode a request message; a malformed one is INVALID_ARGUMENT (not grpcio's generic failure)."""
+    try:
+        return kind.FromString(data)
+    except DecodeError:
+        raise InvalidArgument(f"malformed {kind.__name__.lstrip('_')}") from None
 
 
 def status_of(error: TopicsError) -> tuple[grpc.StatusCode, tuple[tuple[str, str], ...]]:

@@ -7,13 +7,12 @@ from typing import Any, Final
 
 import grpc
 import grpc.aio
-from google.protobuf.message import DecodeError
 from momento_wire_types import token_pb2 as pb
 
 from tidings.server.auth import Authenticator
-from tidings.server.core import InvalidArgument, PermissionDenied, TopicsService
+from tidings.server.core import PermissionDenied, TopicsService
 from tidings.server.grpc._auth import credential_of, grants_from_permissions
-from tidings.server.grpc._status import guarded
+from tidings.server.grpc._status import guarded, parse_request
 
 SERVICE: Final = "token.Token"
 
@@ -31,10 +30,7 @@ class TokenServicer:
     @guarded
     async def generate_disposable_token(self, data: bytes, context: grpc.aio.ServicerContext[Any, Any]) -> bytes:
         """Mint a token with the requested permissions, expiry (at most an hour) and token id."""
-        try:
-            request = pb._GenerateDisposableTokenRequest.FromString(data)
-        except DecodeError:
-            raise InvalidArgument("malformed GenerateDisposableTokenRequest") from None
+        request = parse_request(pb._GenerateDisposableTokenRequest, data)
         caller = self._authenticator.authenticate(credential_of(context) or request.auth_token or None)
         if not caller.super_user:
             raise PermissionDenied("minting tokens needs a super-user key")

@@ -1,7 +1,8 @@
 """The SQLite store: one file in the data directory, every write in a transaction.
 
-SQLite calls run on a worker thread (they are rare: cache management and a periodic page floor), so the
-event loop never waits on the disk.
+SQLite calls run on one dedicated worker thread (they are rare: cache management, API keys, a periodic page
+floor), so the event loop never waits on the disk, statements never overlap, and closing waits for any
+statement still running, even one whose caller was cancelled.
 """
 
 from __future__ import annotations
@@ -10,10 +11,14 @@ import asyncio
 import json
 import sqlite3
 import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import TypeVar
 
-from tidings.server.auth._grants import grants_from_json, grants_to_json
-from tidings.server.auth._keys import ApiKey
+from tidings.server.auth import ApiKey, grants_from_json, grants_to_json
+
+T = TypeVar("T")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS caches (
@@ -51,14 +56,16 @@ class SqliteStore:
     def __init__(self, data_dir: Path) -> None:
         self.path = data_dir / self.FILENAME
         self._connection: sqlite3.Connection | None = None
-        # One connection used from one worker thread at a time.
-        self._lock = asyncio.Lock()
+        self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tidings-store")
 
     @classmethod
-    async def open(cls, data_dir: Path) -> SqliteStore:
-        """Open (creating if needed) the store in ``data_dir``."""
+    async def open(cls, data_dir: Path, *, create: bool = True) -> SqliteStore:
+        """Open the store in ``data_dir``, creating it unless ``create`` is False (then FileNotFoundError)."""
         store = cls(data_dir)
-        await asyncio.to_thread(store._open)
+        if not create and not store.path.exists():
+            store._worker.shutdown()
+            raise FileNotFoundError(f"no tidings store in {data_dir} (start the server once, or check --data-dir)")
+        await store._run(store._open)
         return store
 
     def _open(self) -> None:
@@ -149,36 +156,35 @@ class SqliteStore:
         return int(str(rows[0][0])) if rows else 0
 
     async def close(self) -> None:
-        async with self._lock:
-            if self._connection is not None:
-                connection, self._connection = self._connection, None
-                await asyncio.to_thread(connection.close)
+        if self._connection is not None:
+            connection, self._connection = self._connection, None
+            await self._run(connection.close)
+        self._worker.shutdown()
+
+    async def _run(self, call: Callable[[], T]) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._worker, call)
 
     async def _query(self, query: str, parameters: tuple[object, ...] = ()) -> list[tuple[object, ...]]:
-        async with self._lock:
-            db = self._db()
-            return await asyncio.to_thread(lambda: db.execute(query, parameters).fetchall())
+        db = self._db()
+        return await self._run(lambda: db.execute(query, parameters).fetchall())
+
+    async def _execute(self, statement: str, parameters: tuple[object, ...]) -> int:
+        db = self._db()
+        # Autocommit: each statement is its own transaction.
+        return await self._run(lambda: db.execute(statement, parameters).rowcount)
 
     async def _transaction(self, *statements: tuple[str, tuple[object, ...]]) -> list[int]:
         """Run ``statements`` in one transaction; returns each one's changed row count."""
-        async with self._lock:
-            db = self._db()
+        db = self._db()
 
-            def run() -> list[int]:
-                db.execute("BEGIN IMMEDIATE")
-                try:
-                    counts = [db.execute(statement, parameters).rowcount for statement, parameters in statements]
-                except BaseException:
-                    db.execute("ROLLBACK")
-                    raise
-                db.execute("COMMIT")
-                return counts
+        def run() -> list[int]:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                counts = [db.execute(statement, parameters).rowcount for statement, parameters in statements]
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            db.execute("COMMIT")
+            return counts
 
-            return await asyncio.to_thread(run)
-
-    async def _execute(self, statement: str, parameters: tuple[object, ...]) -> int:
-        async with self._lock:
-            db = self._db()
-
-            # Autocommit: each statement is its own transaction.
-            return await asyncio.to_thread(lambda: db.execute(statement, parameters).rowcount)
+        return await self._run(run)
