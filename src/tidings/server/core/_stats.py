@@ -8,7 +8,10 @@ from __future__ import annotations
 
 from bisect import bisect_left
 from collections import Counter
+from collections.abc import Sequence
 from typing import Final
+
+from tidings.server.core._events import Discontinuity, Event, Message
 
 # Seconds; from 100 us to 10 s.
 LATENCY_BUCKETS: Final = (
@@ -65,3 +68,21 @@ class TransportStats:
         self.publish_latency = Histogram()
         # Publish-to-deliver, sampled once per delivered batch (its newest message).
         self.delivery_latency = Histogram()
+
+    def count_delivered(self, events: Sequence[Event], now: float) -> None:
+        """Count a batch a subscriber was sent (any mix of messages, discontinuities and heartbeats);
+        publish-to-deliver latency is sampled once per batch, from its newest message."""
+        newest: Message | None = None
+        messages = 0
+        for event in events:
+            kind = type(event)
+            if kind is Message:
+                messages += 1
+                newest = event  # type: ignore[assignment]
+            elif kind is Discontinuity:
+                self.discontinuities += 1
+            else:
+                self.heartbeats += 1
+        if newest is not None:
+            self.deliveries += messages
+            self.delivery_latency.observe(now - newest.published_at)

@@ -112,15 +112,9 @@ class PubsubServicer:
                         await write(encode_message(event))
                     elif event is HEARTBEAT:
                         await write(HEARTBEAT_BYTES)
-                        stats.heartbeats += 1
                     else:
                         await write(encode_discontinuity(event))  # type: ignore[arg-type]
-                        stats.discontinuities += 1
-                # A batch is [heartbeat], [discontinuity] or [discontinuity?, message, ...].
-                last = events[-1]
-                if type(last) is Message:
-                    stats.deliveries += len(events) - (type(events[0]) is Discontinuity)
-                    stats.delivery_latency.observe(clock() - last.published_at)
+                stats.count_delivered(events, clock())
 
     def handlers(self) -> dict[str, grpc.RpcMethodHandler[Any, Any]]:
         """The method handlers to register under `SERVICE`."""

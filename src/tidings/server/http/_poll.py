@@ -14,7 +14,7 @@ from typing import Final
 from starlette.requests import Request
 from starlette.responses import Response
 
-from tidings.server.core import HEARTBEAT, Discontinuity, Event, Message, Subscription, TopicsService, TransportStats
+from tidings.server.core import HEARTBEAT, Event, Subscription, TopicsService, TransportStats
 from tidings.server.http._auth import Authenticate, authorize
 from tidings.server.http._encoding import encode_poll
 from tidings.server.http._live import LiveRequests
@@ -46,18 +46,6 @@ async def first_events(subscription: Subscription, max_wait: float) -> list[Even
     return events
 
 
-def count_delivered(stats: TransportStats, events: list[Event], now: float) -> None:
-    """Count a delivered batch in ``stats``."""
-    if not events:
-        return
-    discontinuities = sum(type(event) is Discontinuity for event in events)
-    stats.discontinuities += discontinuities
-    last = events[-1]
-    if type(last) is Message:
-        stats.deliveries += len(events) - discontinuities
-        stats.delivery_latency.observe(now - last.published_at)
-
-
 async def poll(
     request: Request,
     service: TopicsService,
@@ -74,5 +62,5 @@ async def poll(
     sequence_page = query_uint64(request, "sequence_page")
     with await service.subscribe(cache, topic, resume_at, sequence_page, principal) as subscription:
         events = await live.run(request.receive, first_events(subscription, max_wait))
-    count_delivered(stats, events, service.clock())
+    stats.count_delivered(events, service.clock())
     return Response(encode_poll(events), media_type="application/json", headers={"cache-control": "no-store"})

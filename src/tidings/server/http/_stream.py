@@ -14,10 +14,7 @@ from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from tidings.server.core import (
-    HEARTBEAT,
-    Discontinuity,
     InvalidArgument,
-    Message,
     Subscription,
     TopicsError,
     TopicsService,
@@ -84,17 +81,7 @@ class EventStream(Response):
                 await wait()
                 continue
             await send({"type": "http.response.body", "body": encode_sse(events), "more_body": True})
-            # A batch is [heartbeat], [discontinuity] or [discontinuity?, message, ...].
-            last = events[-1]
-            if type(last) is Message:
-                discontinuity = type(events[0]) is Discontinuity
-                stats.discontinuities += discontinuity
-                stats.deliveries += len(events) - discontinuity
-                stats.delivery_latency.observe(clock() - last.published_at)
-            elif last is HEARTBEAT:
-                stats.heartbeats += 1
-            else:
-                stats.discontinuities += 1
+            stats.count_delivered(events, clock())
 
 
 async def stream(
