@@ -43,13 +43,12 @@ from typing import IO
 import grpc
 import grpc.aio
 import uvloop
+from _report import write_section
 from momento_wire_types import cachepubsub_pb2 as pb
 from momento_wire_types import cachepubsub_pb2_grpc
 
 from tidings import TopicClientAsync, TopicPublish, TopicSubscribe, TopicSubscriptionItem
 
-MARKER_START = "<!-- bench:sdk:start -->"
-MARKER_END = "<!-- bench:sdk:end -->"
 CACHE = "bench"
 PAYLOAD = b"x" * 64
 TARGET = 0.8
@@ -370,20 +369,6 @@ def render(comparisons: list[Comparison], plan: Plan, quick: bool, load: tuple[f
     )
 
 
-def write_section(path: Path, section: str) -> None:
-    """Replace the text between the markers in ``path`` (appending the markers if absent)."""
-    text = path.read_text() if path.exists() else "# Performance\n"
-    block = f"{MARKER_START}\n{section}\n{MARKER_END}"
-    if MARKER_START in text and MARKER_END in text:
-        before, rest = text.split(MARKER_START, 1)
-        _, after = rest.split(MARKER_END, 1)
-        text = before + block + after
-    else:
-        text = text.rstrip("\n") + "\n\n" + block + "\n"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text)
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("--quick", action="store_true", help="fewer messages and trials")
@@ -401,7 +386,7 @@ def main(argv: list[str] | None = None) -> int:
     section = render(comparisons, plan, options.quick, (load_at_start, load_average()))
     print(section)
     if options.write is not None:
-        write_section(options.write, section)
+        write_section(options.write, "sdk", section)
         log(f"wrote {options.write}")
     return 0 if all(comparison.ratio >= TARGET for comparison in comparisons) else 1
 
