@@ -180,27 +180,81 @@ def ceiling_server() -> Iterator[tuple[subprocess.Popen[str], int]]:
         yield process, port
 
 
-def serve_ceiling(port: int) -> None:
-    """Serve ``POST /topics/{cache}/{topic}`` that reads the body and answers 204, as tidings' server would."""
-    import uvicorn
-    import uvloop
+def ceiling_app() -> object:
+    """A Starlette app whose ``POST /topics/{cache}/{topic}`` reads the body and answers 204, nothing else."""
     from starlette.applications import Starlette
     from starlette.requests import Request
     from starlette.responses import Response
     from starlette.routing import Route
 
-    from tidings.server.http._server import bind
-
     async def publish(request: Request) -> Response:
         await request.body()
         return Response(status_code=204)
 
-    app = Starlette(routes=[Route("/topics/{path:path}", publish, methods=["POST"])])
-    # The settings tidings' HttpServer uses.
-    config = uvicorn.Config(app, lifespan="off", log_config=None, access_log=False, server_header=False)
+    return Starlette(routes=[Route("/topics/{path:path}", publish, methods=["POST"])])
+
+
+def serve_ceiling(port: int) -> None:
+    """Serve `ceiling_app` under uvicorn with the settings tidings' HttpServer uses."""
+    import uvicorn
+    import uvloop
+
+    from tidings.server.http._server import bind
+
+    config = uvicorn.Config(ceiling_app(), lifespan="off", log_config=None, access_log=False, server_header=False)
     sock = bind(HOST, port)
     print("ceiling listening", file=sys.stderr, flush=True)
     uvloop.run(uvicorn.Server(config).serve(sockets=[sock]))
+
+
+async def asgi_publish(requests: int = 20_000) -> tuple[float, float]:
+    """In-process, no sockets: microseconds per publish through tidings' app and through `ceiling_app`.
+
+    The same request is handed straight to each ASGI app (tidings' with a real topics service over the
+    memory engine), so what differs is only the application code; uvicorn and the kernel are left out.
+    """
+    from tidings.server.core import ANONYMOUS, TopicsService
+    from tidings.server.engine.memory import MemoryEngine
+    from tidings.server.http import build_app
+    from tidings.server.http._live import LiveRequests
+    from tidings.server.store.sqlite import SqliteStore
+
+    body = PAYLOAD.encode()
+    path = f"/topics/{CACHE}/asgi"
+    scope = {
+        "type": "http", "asgi": {"version": "3.0", "spec_version": "2.3"}, "http_version": "1.1",
+        "method": "POST", "scheme": "http", "path": path, "raw_path": path.encode(),
+        "query_string": b"", "root_path": "", "client": (HOST, 1), "server": (HOST, 2),
+        "headers": [(b"host", b"x"), (b"content-type", b"text/plain"), (b"content-length", str(len(body)).encode())],
+    }  # fmt: skip
+    statuses: list[int] = []
+
+    async def receive() -> dict[str, object]:
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    async def send(message: dict[str, object]) -> None:
+        if message["type"] == "http.response.start":
+            statuses.append(message["status"])
+
+    with tempfile.TemporaryDirectory() as data_dir:
+        store = await SqliteStore.open(Path(data_dir))
+        service = TopicsService(MemoryEngine(1000, 1 << 20), store)
+        await service.start()
+        await service.create_cache(CACHE)
+        apps = {"tidings": build_app(service, lambda _: ANONYMOUS, LiveRequests(), long_poll_timeout=30)}
+        apps["ceiling"] = ceiling_app()
+        timings: dict[str, list[float]] = {"tidings": [], "ceiling": []}
+        for _ in range(3):  # interleaved; the best of three for each
+            for name, app in apps.items():
+                started = time.perf_counter()
+                for _ in range(requests):
+                    await app(dict(scope), receive, send)
+                timings[name].append((time.perf_counter() - started) / requests * 1e6)
+        await service.close()
+        await store.close()
+    if set(statuses) != {204}:
+        raise RuntimeError(f"in-process publishes answered {set(statuses)}")
+    return min(timings["tidings"]), min(timings["ceiling"])
 
 
 # --- HTTP publish ----------------------------------------------------------------------------------------
@@ -376,7 +430,7 @@ def _median(results: list[Result]) -> Result:
     return sorted(results, key=lambda result: result.rate)[len(results) // 2]
 
 
-def report(results: list[Result], duration: float, rounds: int) -> str:
+def report(results: list[Result], duration: float, rounds: int, asgi: tuple[float, float]) -> str:
     """A markdown section with the figures (medians over rounds) and what they mean."""
     grouped: dict[tuple[str, str], list[Result]] = {}
     for result in results:
@@ -408,6 +462,11 @@ def report(results: list[Result], duration: float, rounds: int) -> str:
             f"| {ours.server_cpu_percent:.0f}% / {reference.server_cpu_percent:.0f}% "
             f"| {ours.client_cpu_percent:.0f}% / {reference.client_cpu_percent:.0f}% |"
         )
+    ours_us, reference_us = asgi
+    lines.append(
+        f"| HTTP publish in process (no sockets), requests/s | {1e6 / ours_us:,.0f} | {1e6 / reference_us:,.0f} "
+        f"| **{reference_us / ours_us:.2f}x** | the same endpoint | {ours_us:.1f} / {reference_us:.1f} | | |"
+    )
     others = sorted(100 * result.window.others_cpu / result.window.wall for result in results)
     median_others, max_others = others[len(others) // 2], others[-1]
     lines += [
@@ -424,8 +483,11 @@ def report(results: list[Result], duration: float, rounds: int) -> str:
         f"at most {WINDOW} messages ahead of the slowest subscriber. Every subscriber checks that sequence "
         "numbers arrive in order without gaps. The gRPC load generator decodes every protobuf item, which costs "
         "it more CPU per delivery than reading SSE frames.",
-        "- Server CPU per operation does not depend on the client and is the steadier comparison. A client CPU "
-        "near 100% means that figure is bound by the load generator, not the server.",
+        "- In process: the same request handed straight to each ASGI app on one core, best of three runs of "
+        "20,000; it leaves uvicorn, the kernel and the load generator out and shows what tidings' application "
+        "code costs per publish over the reference's (µs/op there is wall time per request).",
+        "- Server CPU per operation does not depend on the client and is steadier than throughput on a shared "
+        "machine. A client CPU near 100% means that figure is bound by the load generator, not the server.",
     ]
     return "\n".join(lines)
 
@@ -475,7 +537,8 @@ def main() -> None:
     duration = 1.0 if arguments.quick else arguments.duration
     rounds = 1 if arguments.quick else arguments.rounds
     results = uvloop.run(run(duration, arguments.subscribers, rounds))
-    section = report(results, duration, rounds)
+    asgi = uvloop.run(asgi_publish(5_000 if arguments.quick else 20_000))
+    section = report(results, duration, rounds, asgi)
     print(section)
     if arguments.write:
         write_section(arguments.write, section)

@@ -157,9 +157,10 @@ def build_app(
     api = HttpApi(service, authenticate, live, long_poll_timeout)
     metrics = MetricsEndpoint(service, live.__len__)
     routes = [
+        # The hot path first: Starlette tries routes in order.
+        Route("/topics/{path:path}", api.topics, methods=["GET", "POST"]),
         Route("/", api.console, methods=["GET"]),
         Mount("/console", StaticFiles(directory=STATIC), name="console"),
-        Route("/topics/{path:path}", api.topics, methods=["GET", "POST"]),
         Route("/caches", api.caches, methods=["GET"]),
         Route("/caches/{path:path}", api.cache, methods=["GET", "PUT", "DELETE"]),
         Route("/health", api.health, methods=["GET"]),
