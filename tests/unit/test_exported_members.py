@@ -13,15 +13,21 @@ import tidings.client
 import tidings.testing
 
 SDK_NAMES = [
+    "ALL_CACHES",
+    "ALL_TOPICS",
     "DEFAULT_ENDPOINT",
     "DEFAULT_TIMEOUT",
+    "AuthClient",
+    "AuthClientAsync",
     "CacheClient",
     "CacheClientAsync",
     "CacheInfo",
     "CreateCache",
     "DeleteCache",
+    "DisposableTokenScope",
     "ErrorCode",
     "ErrorResponse",
+    "GenerateDisposableToken",
     "ListCaches",
     "SubscriptionItem",
     "SubscriptionStatistics",
@@ -29,7 +35,10 @@ SDK_NAMES = [
     "TopicClientAsync",
     "TopicItem",
     "TopicLimits",
+    "TopicNamePrefix",
     "TopicPublish",
+    "TopicRole",
+    "TopicScope",
     "TopicSubscribe",
     "TopicSubscriptionItem",
 ]

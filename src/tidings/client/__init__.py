@@ -1,8 +1,9 @@
-"""The tidings SDK: topic and cache clients (asyncio and blocking) and their response objects.
+"""The tidings SDK: topic, cache and auth clients (asyncio and blocking), their response objects and token scopes.
 
 Everything here is re-exported by ``tidings``; import it from there.
 """
 
+from tidings.client._auth_client import AuthClientAsync
 from tidings.client._cache_client import CacheClientAsync
 from tidings.client._connection import DEFAULT_ENDPOINT, DEFAULT_TIMEOUT
 from tidings.client._errors import ErrorCode, ErrorResponse
@@ -11,25 +12,33 @@ from tidings.client._responses import (
     CacheInfo,
     CreateCache,
     DeleteCache,
+    GenerateDisposableToken,
     ListCaches,
     TopicLimits,
     TopicPublish,
     TopicSubscribe,
 )
+from tidings.client._scopes import ALL_CACHES, ALL_TOPICS, DisposableTokenScope, TopicNamePrefix, TopicRole, TopicScope
 from tidings.client._subscription import SubscriptionStatistics
-from tidings.client._sync import CacheClient, TopicClient
+from tidings.client._sync import AuthClient, CacheClient, TopicClient
 from tidings.client._topic_client import TopicClientAsync
 
 __all__ = [
+    "ALL_CACHES",
+    "ALL_TOPICS",
     "DEFAULT_ENDPOINT",
     "DEFAULT_TIMEOUT",
+    "AuthClient",
+    "AuthClientAsync",
     "CacheClient",
     "CacheClientAsync",
     "CacheInfo",
     "CreateCache",
     "DeleteCache",
+    "DisposableTokenScope",
     "ErrorCode",
     "ErrorResponse",
+    "GenerateDisposableToken",
     "ListCaches",
     "SubscriptionItem",
     "SubscriptionStatistics",
@@ -37,7 +46,10 @@ __all__ = [
     "TopicClientAsync",
     "TopicItem",
     "TopicLimits",
+    "TopicNamePrefix",
     "TopicPublish",
+    "TopicRole",
+    "TopicScope",
     "TopicSubscribe",
     "TopicSubscriptionItem",
 ]

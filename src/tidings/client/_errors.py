@@ -7,7 +7,8 @@ subclasses of `ErrorResponse`::
     ErrorResponse(error_code, message, inner_exception, limit)
     ├── TopicPublish.Error            ├── CreateCache.Error
     ├── TopicSubscribe.Error          ├── DeleteCache.Error
-    ├── TopicSubscriptionItem.Error   └── ListCaches.Error
+    ├── TopicSubscriptionItem.Error   ├── ListCaches.Error
+    │                                 └── GenerateDisposableToken.Error
 
 `error_from` is the only place where a gRPC status (or a timeout, or a cancellation) becomes an `ErrorCode`.
 """

@@ -1,4 +1,4 @@
-"""Response objects of the topic and cache clients: frozen dataclasses in namespace classes, for ``match``.
+"""Response objects of the topic, cache and auth clients: frozen dataclasses in namespace classes, for ``match``.
 
 Each call returns one of its namespace's classes, never raises for a failure::
 
@@ -11,7 +11,10 @@ Each call returns one of its namespace's classes, never raises for a failure::
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import base64
+import json
+from dataclasses import dataclass, field
+from datetime import datetime
 from typing import TypeAlias
 
 from tidings.client._errors import ErrorResponse
@@ -109,3 +112,31 @@ class ListCaches:
     @dataclass(frozen=True, slots=True)
     class Error(ErrorResponse):
         """The caches could not be listed."""
+
+
+class GenerateDisposableToken:
+    """Responses of ``generate_disposable_token``."""
+
+    @dataclass(frozen=True, slots=True)
+    class Success:
+        """A minted token: pass ``token`` as a client's ``api_key`` until ``expires_at``.
+
+        ``endpoint`` is where the server says clients reach it; ``token_id`` is the id subscribers see on
+        what the token publishes (None without one). `momento_token` is the same token as the official
+        Momento SDKs hand it out; tidings servers accept either.
+        """
+
+        token: str = field(repr=False)
+        endpoint: str
+        expires_at: datetime
+        token_id: str | None = None
+
+        @property
+        def momento_token(self) -> str:
+            """Momento's base64 ``{"endpoint", "api_key"}`` envelope of `token`, for official SDK clients."""
+            envelope = json.dumps({"endpoint": self.endpoint, "api_key": self.token})
+            return base64.b64encode(envelope.encode("utf-8")).decode("ascii")
+
+    @dataclass(frozen=True, slots=True)
+    class Error(ErrorResponse):
+        """No token was minted (``PERMISSION_DENIED`` unless the caller is a super-user)."""

@@ -1,4 +1,4 @@
-"""`TopicClient` and `CacheClient`: the blocking clients, each running its async twin on a private loop thread.
+"""`TopicClient`, `CacheClient`, `AuthClient`: the blocking clients, each running its async twin on a loop thread.
 
 Every method hands the async client's coroutine to the loop thread and waits for it, so the logic lives once,
 in the async clients. Clients are thread-safe: any number of threads may publish and subscribe at once.
@@ -7,15 +7,25 @@ in the async clients. Clients are thread-safe: any number of threads may publish
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterable
 from datetime import timedelta
 from types import TracebackType
 from typing import Self
 
+from tidings.client._auth_client import AuthClientAsync
 from tidings.client._cache_client import CacheClientAsync
 from tidings.client._callbacks import Callback, Callbacks
 from tidings.client._connection import DEFAULT_ENDPOINT, DEFAULT_TIMEOUT, arguments_from_env
 from tidings.client._loop import LoopThread
-from tidings.client._responses import CreateCache, DeleteCache, ListCaches, TopicPublish, TopicSubscribe
+from tidings.client._responses import (
+    CreateCache,
+    DeleteCache,
+    GenerateDisposableToken,
+    ListCaches,
+    TopicPublish,
+    TopicSubscribe,
+)
+from tidings.client._scopes import TopicScope
 from tidings.client._subscription_sync import Subscription
 from tidings.client._topic_client import TopicClientAsync
 
@@ -181,3 +191,46 @@ class CacheClient(_LoopOwner):
     def __repr__(self) -> str:
         state = "closed" if self._loop.is_closed else "open"
         return f"CacheClient(endpoint={self.endpoint!r}, state={state!r})"
+
+
+class AuthClient(_LoopOwner):
+    """Mints disposable tokens (blocking); the same arguments as `AuthClientAsync`. A context manager, or `close`."""
+
+    def __init__(
+        self,
+        endpoint: str = DEFAULT_ENDPOINT,
+        api_key: str | None = None,
+        *,
+        tls: bool = False,
+        root_certificates: bytes | None = None,
+        timeout: float | timedelta = DEFAULT_TIMEOUT,
+    ) -> None:
+        self._client = AuthClientAsync(endpoint, api_key, tls=tls, root_certificates=root_certificates, timeout=timeout)
+        super().__init__("tidings-auth-client")
+
+    @classmethod
+    def from_env(cls, **overrides: object) -> AuthClient:
+        """A client for ``TIDINGS_ENDPOINT`` (default ``localhost:8080``) with ``TIDINGS_API_KEY``;
+        keyword arguments override them."""
+        return cls(**arguments_from_env(overrides))
+
+    @property
+    def endpoint(self) -> str:
+        """The ``host:port`` the client connects to."""
+        return self._client.endpoint
+
+    def generate_disposable_token(
+        self,
+        scope: TopicScope | Iterable[TopicScope],
+        expires_in: int | timedelta,
+        token_id: str | None = None,
+    ) -> GenerateDisposableToken.Success | GenerateDisposableToken.Error:
+        """Mint a token allowing ``scope`` for ``expires_in``; see `AuthClientAsync.generate_disposable_token`."""
+        return self._loop.run(self._client.generate_disposable_token(scope, expires_in, token_id))
+
+    def _close_async(self) -> None:
+        self._loop.run(self._client.close())
+
+    def __repr__(self) -> str:
+        state = "closed" if self._loop.is_closed else "open"
+        return f"AuthClient(endpoint={self.endpoint!r}, state={state!r})"
