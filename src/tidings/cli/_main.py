@@ -10,6 +10,7 @@ from tidings.cli._keys import key
 from tidings.cli._publish import publish
 from tidings.cli._server import server
 from tidings.cli._subscribe import subscribe
+from tidings.cli._token import token
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -19,7 +20,7 @@ from tidings.cli._subscribe import subscribe
 def main(ctx: click.Context, endpoint: str | None, api_key: str | None) -> None:
     """tidings: a self-hosted, Momento-compatible Topics service.
 
-    --endpoint and --api-key here apply to the client commands (publish, subscribe, cache).
+    --endpoint and --api-key here apply to the client commands (publish, subscribe, cache, token).
     """
     ctx.obj = GroupConnection(endpoint, api_key)
 
@@ -29,3 +30,4 @@ main.add_command(publish)
 main.add_command(subscribe)
 main.add_command(cache)
 main.add_command(key)
+main.add_command(token)

@@ -1,0 +1,99 @@
+"""``tidings token create``: mint a disposable token on a running server, with a super-user ``--api-key``.
+
+Scopes are written as for ``tidings key create`` and read by the same parser (`parse_scope`); its grants
+become the SDK's `TopicScope` s here.
+"""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from tidings import (
+    ALL_CACHES,
+    ALL_TOPICS,
+    AuthClient,
+    GenerateDisposableToken,
+    TopicNamePrefix,
+    TopicScope,
+)
+from tidings.cli._client import client_arguments, client_command, connection_options, fail
+from tidings.cli._keys import parse_duration
+from tidings.server.auth import ScopeSyntaxError, parse_scope
+from tidings.server.core import TopicGrant, TopicRole
+
+_SCOPE_OF_ROLE = {
+    TopicRole.READ_WRITE: TopicScope.publish_subscribe,
+    TopicRole.READ_ONLY: TopicScope.subscribe_only,
+    TopicRole.WRITE_ONLY: TopicScope.publish_only,
+}
+
+
+def scope_of(grant: TopicGrant) -> TopicScope:
+    """The SDK scope allowing what ``grant`` allows."""
+    cache = ALL_CACHES if grant.cache_name is None else grant.cache_name
+    if grant.topic_name is not None:
+        return _SCOPE_OF_ROLE[grant.role](cache, grant.topic_name)
+    if grant.topic_prefix is not None:
+        return _SCOPE_OF_ROLE[grant.role](cache, TopicNamePrefix(grant.topic_prefix))
+    return _SCOPE_OF_ROLE[grant.role](cache, ALL_TOPICS)
+
+
+@click.group()
+def token() -> None:
+    """Mint disposable tokens: short-lived, limited to some topics, for browsers and untrusted services."""
+
+
+@token.command()
+@click.argument("scopes", nargs=-1, required=True, metavar="SCOPE...")
+@click.option(
+    "--expires",
+    metavar="DURATION",
+    default="15m",
+    show_default=True,
+    help="Valid for this long (30s, 15m, 1h; at most 1h).",
+)
+@click.option("--token-id", metavar="ID", help="Shown to subscribers on every value published with the token.")
+@click.option("--json", "as_json", is_flag=True, help="Print token, momento_token, endpoint, expires_at and token_id.")
+@connection_options
+@client_command
+def create(
+    scopes: tuple[str, ...],
+    expires: str,
+    token_id: str | None,
+    as_json: bool,
+    endpoint: str | None,
+    api_key: str | None,
+    timeout: float,
+) -> None:
+    """Mint a token for SCOPE... and print it; --api-key must be a super-user key.
+
+    Each SCOPE is ROLE:CACHE[:TOPIC] with ROLE readwrite, readonly or writeonly (or publish-subscribe,
+    subscribe-only, publish-only); CACHE a name or *; TOPIC a name, a prefix* or * (the default).
+    Example: `tidings token create readonly:orders:events-* --token-id browser-42`.
+    """
+    try:
+        topic_scopes = [scope_of(parse_scope(scope)) for scope in scopes]
+    except (ScopeSyntaxError, ValueError) as error:
+        raise click.BadParameter(str(error), param_hint="SCOPE") from None
+    lifetime = int(parse_duration(expires))
+    with AuthClient(**client_arguments(endpoint, api_key, timeout)) as client:
+        response = client.generate_disposable_token(topic_scopes, lifetime, token_id)
+    if isinstance(response, GenerateDisposableToken.Error):
+        fail(response, "token create failed")
+    if not as_json:
+        click.echo(response.token)
+        click.echo(f"valid until {response.expires_at:%Y-%m-%d %H:%M:%SZ}", err=True)
+        return
+    click.echo(
+        json.dumps(
+            {
+                "token": response.token,
+                "momento_token": response.momento_token,
+                "endpoint": response.endpoint,
+                "expires_at": int(response.expires_at.timestamp()),
+                "token_id": response.token_id,
+            }
+        )
+    )
