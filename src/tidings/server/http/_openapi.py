@@ -30,7 +30,9 @@ _BAD_REQUEST = _error("Malformed request: a bad name or parameter, or a token bo
 _UNAUTHENTICATED = _error("The token is missing (when required), malformed, badly signed, expired or revoked")
 _FORBIDDEN = _error("The token does not allow this operation")
 _CACHE_NOT_FOUND = _error("The cache does not exist")
-_TOO_MANY = _error("A limit was reached: subscriptions per cache, publish rate or cache count (see `Retry-After`)")
+_TOO_MANY = _error(
+    "A limit was reached: subscriptions per cache, publish rate, cache or topic count (see `Retry-After`)"
+)
 _INTERNAL = _error("An unexpected fault; details are in the server log")
 _UNAVAILABLE = _error("The server is shutting down; retry (see `Retry-After`)")
 _COMMON = {"400": _BAD_REQUEST, "401": _UNAUTHENTICATED, "403": _FORBIDDEN, "500": _INTERNAL, "503": _UNAVAILABLE}
@@ -85,7 +87,7 @@ _SCHEMAS: dict[str, Any] = {
                         "description": "invalid_argument, unauthenticated, permission_denied, not_found, "
                         "already_exists, method_not_allowed, unsupported_media_type, request_size_limit_exceeded, "
                         "topic_subscriptions_limit_exceeded, operations_rate_limit_exceeded, "
-                        "cache_count_limit_exceeded, unavailable or internal",
+                        "cache_count_limit_exceeded, topic_count_limit_exceeded, unavailable or internal",
                     },
                     "message": {"type": "string"},
                 },
