@@ -35,6 +35,7 @@ from momento_wire_types import (
 )
 
 from tests.integration._server import ServerProcess
+from tests.integration._tls import self_signed_certificate
 from tests.integration._wire import read_items
 from tidings.server.auth import TokenSigner
 from tidings.server.core import TopicGrant, TopicRole
@@ -389,22 +390,8 @@ def test_require_auth_and_allow_anonymous_contradict(tmp_path: Path) -> None:
     assert "contradict" in result.stderr
 
 
-def _self_signed_certificate(directory: Path) -> tuple[Path, Path]:
-    cert, key = directory / "cert.pem", directory / "key.pem"
-    subprocess.run(
-        [
-            "openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-            "-keyout", str(key), "-out", str(cert), "-subj", "/CN=localhost",
-            "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1",
-        ],
-        check=True,
-        capture_output=True,
-    )  # fmt: skip
-    return cert, key
-
-
 async def test_tls_serves_grpc_and_refuses_plaintext(start_server: StartServer, tmp_path: Path) -> None:
-    cert, key = _self_signed_certificate(tmp_path)
+    cert, key = self_signed_certificate(tmp_path)
     server = start_server("--tls-cert", str(cert), "--tls-key", str(key), "--create-cache", "c")
     credentials = grpc.ssl_channel_credentials(root_certificates=cert.read_bytes())
 
@@ -438,7 +425,7 @@ async def test_open_stream_ends_with_unauthenticated_when_its_token_expires(
 
 
 def test_tls_with_a_bad_key_fails_naming_the_files(tmp_path: Path) -> None:
-    cert, _ = _self_signed_certificate(tmp_path)
+    cert, _ = self_signed_certificate(tmp_path)
     bad_key = tmp_path / "bad.pem"
     bad_key.write_text("-----BEGIN PRIVATE KEY-----\nnot a key\n-----END PRIVATE KEY-----\n")
 

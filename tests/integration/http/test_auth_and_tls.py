@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import ssl
-import subprocess
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
@@ -11,6 +10,7 @@ import httpx
 import pytest
 
 from tests.integration._server import ServerProcess
+from tests.integration._tls import self_signed_certificate
 from tests.integration.http._sse import SseReader
 from tidings.server.auth import TokenSigner
 from tidings.server.core import TopicGrant, TopicRole
@@ -88,22 +88,8 @@ async def test_roles_and_super_user_are_enforced(auth_server: ServerProcess, cli
     assert created.status_code == 201
 
 
-def _self_signed_certificate(directory: Path) -> tuple[Path, Path]:
-    cert, key = directory / "cert.pem", directory / "key.pem"
-    subprocess.run(
-        [
-            "openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-            "-keyout", str(key), "-out", str(cert), "-subj", "/CN=localhost",
-            "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1",
-        ],
-        check=True,
-        capture_output=True,
-    )  # fmt: skip
-    return cert, key
-
-
 async def test_tls_serves_https(start_server: StartServer, tmp_path: Path) -> None:
-    cert, key = _self_signed_certificate(tmp_path)
+    cert, key = self_signed_certificate(tmp_path)
     server = start_server("--tls-cert", str(cert), "--tls-key", str(key), "--create-cache", "c")
     url = f"https://{server.host}:{server.http_port}"
 

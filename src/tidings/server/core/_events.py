@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Final, NamedTuple
 
 
@@ -38,7 +39,19 @@ class Message:
         self.size = size
         # The service clock's reading when it was published (for publish-to-deliver latency).
         self.published_at = published_at
-        self.encodings: dict[object, bytes] | None = None
+        self.encodings: dict[str, bytes] | None = None
+
+    def encoded(self, transport: str, encode: Callable[[Message], bytes]) -> bytes:
+        """This message's wire form for ``transport``, made by ``encode`` the first time it is asked for."""
+        encodings = self.encodings
+        if encodings is None:
+            encodings = self.encodings = {}
+        else:
+            cached = encodings.get(transport)
+            if cached is not None:
+                return cached
+        data = encodings[transport] = encode(self)
+        return data
 
     def __repr__(self) -> str:
         return f"Message(page={self.sequence_page}, seq={self.sequence_number}, value={self.value!r:.40})"

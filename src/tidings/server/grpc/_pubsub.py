@@ -27,16 +27,13 @@ _ENCODING: Final = "grpc"
 
 def encode_message(message: Message) -> bytes:
     """The wire bytes of ``message`` as a ``_SubscriptionItem``, encoded once per message."""
-    encodings = message.encodings
-    if encodings is None:
-        encodings = message.encodings = {}
-    else:
-        encoded = encodings.get(_ENCODING)
-        if encoded is not None:
-            return encoded
+    return message.encoded(_ENCODING, _encode_item)
+
+
+def _encode_item(message: Message) -> bytes:
     value = message.value
     topic_value = pb._TopicValue(text=value) if isinstance(value, str) else pb._TopicValue(binary=value)
-    encoded = encodings[_ENCODING] = pb._SubscriptionItem(
+    return pb._SubscriptionItem(
         item=pb._TopicItem(
             topic_sequence_number=message.sequence_number,
             value=topic_value,
@@ -44,7 +41,6 @@ def encode_message(message: Message) -> bytes:
             sequence_page=message.sequence_page,
         )
     ).SerializeToString()
-    return encoded
 
 
 def encode_discontinuity(discontinuity: Discontinuity) -> bytes:

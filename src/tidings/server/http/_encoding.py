@@ -37,15 +37,12 @@ def _dumps(document: object) -> bytes:
 
 def encode_item(message: Message) -> bytes:
     """The JSON item object of ``message`` (without the ``{"item": ...}`` wrapper), encoded once."""
-    encodings = message.encodings
-    if encodings is None:
-        encodings = message.encodings = {}
-    else:
-        encoded = encodings.get(_JSON)
-        if encoded is not None:
-            return encoded
+    return message.encoded(_JSON, _encode_item)
+
+
+def _encode_item(message: Message) -> bytes:
     value = message.value
-    encoded = encodings[_JSON] = _dumps(
+    return _dumps(
         {
             "topic_sequence_number": message.sequence_number,
             "sequence_page": message.sequence_page,
@@ -53,7 +50,6 @@ def encode_item(message: Message) -> bytes:
             "publisher_id": message.publisher_id,
         }
     )
-    return encoded
 
 
 def encode_discontinuity(discontinuity: Discontinuity) -> bytes:

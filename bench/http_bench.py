@@ -12,20 +12,12 @@ use is reported next to the server's, so a client-bound figure shows as such.
 
 Usage::
 
-    python bench/http.py                                 # 3 rounds, 5 s per scenario (~1 min)
-    python bench/http.py --quick                         # 1 round, 1 s per scenario
-    python bench/http.py --write docs/performance.md     # also replace the bench:http section
+    python bench/http_bench.py                                 # 3 rounds, 5 s per scenario (~1 min)
+    python bench/http_bench.py --quick                         # 1 round, 1 s per scenario
+    python bench/http_bench.py --write docs/performance.md     # also replace the bench:http section
 """
 
 from __future__ import annotations
-
-import sys
-from pathlib import Path
-
-# This file has the name of the standard library's ``http`` package, which Starlette imports: take this
-# script's directory off the import path before anything imports ``http``.
-if sys.path and Path(sys.path[0] or ".").resolve() == Path(__file__).resolve().parent:
-    del sys.path[0]
 
 import argparse
 import asyncio
@@ -37,21 +29,22 @@ import re
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Awaitable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
 import grpc.aio
+from _report import write_section
 from momento_wire_types import cachepubsub_pb2 as pb
 from momento_wire_types import cachepubsub_pb2_grpc
 
 HOST = "127.0.0.1"
 CACHE = "bench"
 PAYLOAD = "x" * 64
-MARKER_START = "<!-- bench:http:start -->"
-MARKER_END = "<!-- bench:http:end -->"
 PUBLISH_CONNECTIONS = 32
 SUBSCRIBERS = 100
 WINDOW = 32  # messages the fan-out publisher may run ahead of the slowest subscriber
@@ -446,7 +439,7 @@ def report(results: list[Result], duration: float, rounds: int, asgi: tuple[floa
     lines = [
         "## HTTP transport",
         "",
-        f"`python bench/http.py` on {platform.machine()} with {os.cpu_count()} cores, Python "
+        f"`python bench/http_bench.py` on {platform.machine()} with {os.cpu_count()} cores, Python "
         f"{platform.python_version()}, {datetime.date.today().isoformat()}: medians of {rounds} rounds, "
         f"{duration:g} s measured per scenario after 1 s of warm-up. Server and load generator (one process, "
         "uvloop, raw sockets for HTTP) share the machine; CPU is the share of one core used in the window.",
@@ -492,18 +485,6 @@ def report(results: list[Result], duration: float, rounds: int, asgi: tuple[floa
     return "\n".join(lines)
 
 
-def write_section(path: Path, section: str) -> None:
-    """Replace the text between the bench:http markers (appended if absent); other sections stay as they are."""
-    text = path.read_text() if path.exists() else "# Performance\n"
-    block = f"{MARKER_START}\n{section}\n{MARKER_END}"
-    if MARKER_START in text and MARKER_END in text:
-        start, end = text.index(MARKER_START), text.index(MARKER_END) + len(MARKER_END)
-        text = text[:start] + block + text[end:]
-    else:
-        text = text.rstrip("\n") + "\n\n" + block + "\n"
-    path.write_text(text)
-
-
 async def run(duration: float, subscribers: int, rounds: int) -> list[Result]:
     """Every scenario, ``rounds`` times; reference and tidings alternate so that drift hits both alike."""
     results: list[Result] = []
@@ -541,7 +522,7 @@ def main() -> None:
     section = report(results, duration, rounds, asgi)
     print(section)
     if arguments.write:
-        write_section(arguments.write, section)
+        write_section(arguments.write, "http", section)
 
 
 if __name__ == "__main__":
