@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 from datetime import timedelta
-from types import TracebackType
 from typing import Final
 
 import grpc.aio
@@ -12,10 +11,11 @@ from momento_wire_types import cachepubsub_pb2 as pb
 from momento_wire_types import common_pb2
 
 from tidings.client._callbacks import Callback, Callbacks
-from tidings.client._connection import DEFAULT_ENDPOINT, DEFAULT_TIMEOUT, ConnectionSettings, arguments_from_env
+from tidings.client._connection import DEFAULT_ENDPOINT, DEFAULT_TIMEOUT
 from tidings.client._errors import error_from, invalid_argument
 from tidings.client._responses import TopicPublish, TopicSubscribe
 from tidings.client._subscription import StreamCall, SubscriptionAsync
+from tidings.client._unary_client import UnaryClientAsync
 from tidings.client._validation import name_problem, sequence_problem, value_problem
 
 _PUBLISH: Final = "/cache_client.pubsub.Pubsub/Publish"
@@ -26,7 +26,7 @@ _TopicValue = pb._TopicValue
 _SubscriptionRequest = pb._SubscriptionRequest
 
 
-class TopicClientAsync:
+class TopicClientAsync(UnaryClientAsync):
     """Publishes to and subscribes to topics (asyncio).
 
     ``endpoint`` is the server's ``host:port``; ``api_key`` travels in the ``authorization`` header of every
@@ -44,27 +44,14 @@ class TopicClientAsync:
         root_certificates: bytes | None = None,
         timeout: float | timedelta = DEFAULT_TIMEOUT,
     ) -> None:
-        self._settings = ConnectionSettings.of(endpoint, api_key, tls, root_certificates, timeout)
+        super().__init__(endpoint, api_key, tls=tls, root_certificates=root_certificates, timeout=timeout)
         self._timeout = self._settings.timeout
         self._metadata = self._settings.metadata
-        self._channel: grpc.aio.Channel | None = None
         self._publish: grpc.aio.UnaryUnaryMultiCallable[pb._PublishRequest, common_pb2._Empty] | None = None
         self._subscribe: grpc.aio.UnaryStreamMultiCallable[pb._SubscriptionRequest, pb._SubscriptionItem] | None
         self._subscribe = None
         self._subscriptions: set[SubscriptionAsync] = set()
         self._delivering: set[asyncio.Task[None]] = set()
-        self._closed = False
-
-    @classmethod
-    def from_env(cls, **overrides: object) -> TopicClientAsync:
-        """A client for ``TIDINGS_ENDPOINT`` (default ``localhost:8080``) with ``TIDINGS_API_KEY``;
-        keyword arguments override them."""
-        return cls(**arguments_from_env(overrides))
-
-    @property
-    def endpoint(self) -> str:
-        """The ``host:port`` the client connects to."""
-        return self._settings.target
 
     async def publish(
         self, cache_name: str, topic_name: str, value: str | bytes
@@ -168,22 +155,8 @@ class TopicClientAsync:
         current = asyncio.current_task()
         deliveries = [delivery for delivery in self._delivering if delivery is not current]
         await asyncio.gather(*(asyncio.shield(delivery) for delivery in deliveries))
-        channel, self._channel = self._channel, None
         self._publish = self._subscribe = None
-        if channel is not None:
-            await channel.close(grace=None)
-
-    async def __aenter__(self) -> TopicClientAsync:
-        return self
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self.close()
-
-    def __repr__(self) -> str:
-        state = "closed" if self._closed else "open"
-        return f"TopicClientAsync(endpoint={self._settings.target!r}, state={state!r})"
+        await super().close()
 
     def _connect(
         self,

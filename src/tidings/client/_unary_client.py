@@ -20,7 +20,8 @@ Response = TypeVar("Response", bound=Message)
 
 
 class UnaryClientAsync:
-    """An asyncio client making unary calls on one channel; the constructor arguments of `TopicClientAsync`."""
+    """The base of the asyncio clients: connection settings, the channel (opened on first use), unary calls,
+    closing and the context-manager protocol."""
 
     def __init__(
         self,
