@@ -10,7 +10,7 @@ import threading
 from collections.abc import Iterable
 from datetime import timedelta
 from types import TracebackType
-from typing import Self
+from typing import Generic, Self, TypeVar
 
 from tidings.client._auth_client import AuthClientAsync
 from tidings.client._cache_client import CacheClientAsync
@@ -28,14 +28,29 @@ from tidings.client._responses import (
 from tidings.client._scopes import TopicScope
 from tidings.client._subscription_sync import Subscription
 from tidings.client._topic_client import TopicClientAsync
+from tidings.client._unary_client import UnaryClientAsync
+
+AsyncClient = TypeVar("AsyncClient", bound=UnaryClientAsync)
 
 
-class _LoopOwner:
-    """Owns the loop thread of a blocking client: started by the constructor, stopped by `close`."""
+class _BlockingClient(Generic[AsyncClient]):
+    """A blocking client: its async twin run on a loop thread it owns (started here, stopped by `close`)."""
 
-    def __init__(self, name: str) -> None:
-        self._loop = LoopThread(name)
+    def __init__(self, client: AsyncClient, thread_name: str) -> None:
+        self._client = client
+        self._loop = LoopThread(thread_name)
         self._close_lock = threading.Lock()
+
+    @classmethod
+    def from_env(cls, **overrides: object) -> Self:
+        """A client for ``TIDINGS_ENDPOINT`` (default ``localhost:8080``) with ``TIDINGS_API_KEY``;
+        keyword arguments override them."""
+        return cls(**arguments_from_env(overrides))
+
+    @property
+    def endpoint(self) -> str:
+        """The ``host:port`` the client connects to."""
+        return self._client.endpoint
 
     def close(self) -> None:
         """Close the client: end its subscriptions and connection, and stop its thread. Idempotent."""
@@ -48,7 +63,11 @@ class _LoopOwner:
                 self._loop.close()
 
     def _close_async(self) -> None:
-        raise NotImplementedError
+        self._loop.run(self._client.close())
+
+    def __repr__(self) -> str:
+        state = "closed" if self._loop.is_closed else "open"
+        return f"{type(self).__name__}(endpoint={self.endpoint!r}, state={state!r})"
 
     def __enter__(self) -> Self:
         return self
@@ -59,7 +78,7 @@ class _LoopOwner:
         self.close()
 
 
-class TopicClient(_LoopOwner):
+class TopicClient(_BlockingClient[TopicClientAsync]):
     """Publishes to and subscribes to topics (blocking); the same arguments as `TopicClientAsync`.
 
     Use it as a context manager, or call `close`; it owns one background thread (its event loop), plus one
@@ -75,22 +94,11 @@ class TopicClient(_LoopOwner):
         root_certificates: bytes | None = None,
         timeout: float | timedelta = DEFAULT_TIMEOUT,
     ) -> None:
-        self._client = TopicClientAsync(
-            endpoint, api_key, tls=tls, root_certificates=root_certificates, timeout=timeout
+        super().__init__(
+            TopicClientAsync(endpoint, api_key, tls=tls, root_certificates=root_certificates, timeout=timeout),
+            "tidings-topic-client",
         )
-        super().__init__("tidings-topic-client")
         self._delivering: list[Subscription] = []
-
-    @classmethod
-    def from_env(cls, **overrides: object) -> TopicClient:
-        """A client for ``TIDINGS_ENDPOINT`` (default ``localhost:8080``) with ``TIDINGS_API_KEY``;
-        keyword arguments override them."""
-        return cls(**arguments_from_env(overrides))
-
-    @property
-    def endpoint(self) -> str:
-        """The ``host:port`` the client connects to."""
-        return self._client.endpoint
 
     def publish(
         self, cache_name: str, topic_name: str, value: str | bytes
@@ -140,12 +148,8 @@ class TopicClient(_LoopOwner):
             subscription.join()
         self._delivering.clear()
 
-    def __repr__(self) -> str:
-        state = "closed" if self._loop.is_closed else "open"
-        return f"TopicClient(endpoint={self.endpoint!r}, state={state!r})"
 
-
-class CacheClient(_LoopOwner):
+class CacheClient(_BlockingClient[CacheClientAsync]):
     """Manages caches (blocking); the same arguments as `CacheClientAsync`. A context manager, or `close`."""
 
     def __init__(
@@ -157,21 +161,10 @@ class CacheClient(_LoopOwner):
         root_certificates: bytes | None = None,
         timeout: float | timedelta = DEFAULT_TIMEOUT,
     ) -> None:
-        self._client = CacheClientAsync(
-            endpoint, api_key, tls=tls, root_certificates=root_certificates, timeout=timeout
+        super().__init__(
+            CacheClientAsync(endpoint, api_key, tls=tls, root_certificates=root_certificates, timeout=timeout),
+            "tidings-cache-client",
         )
-        super().__init__("tidings-cache-client")
-
-    @classmethod
-    def from_env(cls, **overrides: object) -> CacheClient:
-        """A client for ``TIDINGS_ENDPOINT`` (default ``localhost:8080``) with ``TIDINGS_API_KEY``;
-        keyword arguments override them."""
-        return cls(**arguments_from_env(overrides))
-
-    @property
-    def endpoint(self) -> str:
-        """The ``host:port`` the client connects to."""
-        return self._client.endpoint
 
     def create_cache(self, cache_name: str) -> CreateCache.Success | CreateCache.CacheAlreadyExists | CreateCache.Error:
         """Create a cache; answers ``CacheAlreadyExists`` if there is one with that name."""
@@ -185,15 +178,8 @@ class CacheClient(_LoopOwner):
         """Every cache, sorted by name."""
         return self._loop.run(self._client.list_caches())
 
-    def _close_async(self) -> None:
-        self._loop.run(self._client.close())
 
-    def __repr__(self) -> str:
-        state = "closed" if self._loop.is_closed else "open"
-        return f"CacheClient(endpoint={self.endpoint!r}, state={state!r})"
-
-
-class AuthClient(_LoopOwner):
+class AuthClient(_BlockingClient[AuthClientAsync]):
     """Mints disposable tokens (blocking); the same arguments as `AuthClientAsync`. A context manager, or `close`."""
 
     def __init__(
@@ -205,19 +191,10 @@ class AuthClient(_LoopOwner):
         root_certificates: bytes | None = None,
         timeout: float | timedelta = DEFAULT_TIMEOUT,
     ) -> None:
-        self._client = AuthClientAsync(endpoint, api_key, tls=tls, root_certificates=root_certificates, timeout=timeout)
-        super().__init__("tidings-auth-client")
-
-    @classmethod
-    def from_env(cls, **overrides: object) -> AuthClient:
-        """A client for ``TIDINGS_ENDPOINT`` (default ``localhost:8080``) with ``TIDINGS_API_KEY``;
-        keyword arguments override them."""
-        return cls(**arguments_from_env(overrides))
-
-    @property
-    def endpoint(self) -> str:
-        """The ``host:port`` the client connects to."""
-        return self._client.endpoint
+        super().__init__(
+            AuthClientAsync(endpoint, api_key, tls=tls, root_certificates=root_certificates, timeout=timeout),
+            "tidings-auth-client",
+        )
 
     def generate_disposable_token(
         self,
@@ -227,10 +204,3 @@ class AuthClient(_LoopOwner):
     ) -> GenerateDisposableToken.Success | GenerateDisposableToken.Error:
         """Mint a token allowing ``scope`` for ``expires_in``; see `AuthClientAsync.generate_disposable_token`."""
         return self._loop.run(self._client.generate_disposable_token(scope, expires_in, token_id))
-
-    def _close_async(self) -> None:
-        self._loop.run(self._client.close())
-
-    def __repr__(self) -> str:
-        state = "closed" if self._loop.is_closed else "open"
-        return f"AuthClient(endpoint={self.endpoint!r}, state={state!r})"
