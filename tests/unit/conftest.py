@@ -51,6 +51,7 @@ async def make_service(
         limits: Limits | None = None,
         *,
         heartbeat_interval: float = 10.0,
+        subscribe_latest: int = 1,
         store: object = store,
         caches: tuple[str, ...] = (CACHE,),
     ) -> TopicsService:
@@ -61,6 +62,7 @@ async def make_service(
             store,  # type: ignore[arg-type]
             limits,
             heartbeat_interval=heartbeat_interval,
+            subscribe_latest=subscribe_latest,
             clock=clock,
             wall_clock=wall_clock,
         )

@@ -13,10 +13,10 @@ PAGE, FIRST, NEXT = 7, 4, 10
 STALE = 3
 
 CASES = {
-    # Rule 2: N = 0 is live only, whatever the page.
-    "rule2-live-only": (0, 0, NEXT, None),
-    "rule2-live-only-current-page": (0, PAGE, NEXT, None),
-    "rule2-live-only-stale-page": (0, STALE, NEXT, None),
+    # Rule 2: N = 0 starts with the newest retained message of the current page, whatever the page.
+    "rule2-latest": (0, 0, NEXT - 1, None),
+    "rule2-latest-current-page": (0, PAGE, NEXT - 1, None),
+    "rule2-latest-stale-page": (0, STALE, NEXT - 1, None),
     # Rule 3: N > 0 and P in (0, current): replay from N...
     "rule3-replay-unknown-page": (5, 0, 5, None),
     "rule3-replay-current-page": (5, PAGE, 5, None),
@@ -52,8 +52,26 @@ def test_resume_position_follows_subscribe_rules(
     assert result == (cursor, discontinuity)
 
 
+LATEST_CASES = {
+    "live-only": (0, NEXT),
+    "newest-one": (1, NEXT - 1),
+    "newest-three": (3, NEXT - 3),
+    "all-retained": (NEXT - FIRST, FIRST),
+    "more-than-retained": (1000, FIRST),
+}
+
+
+@pytest.mark.parametrize(("latest", "cursor"), LATEST_CASES.values(), ids=LATEST_CASES.keys())
+def test_resume_position_without_a_position_starts_with_the_newest_messages(latest: int, cursor: int) -> None:
+    # Act
+    result = resume_position(PAGE, FIRST, NEXT, 0, 0, latest)
+
+    # Assert: never older than the oldest retained message, and no discontinuity (nothing was asked for).
+    assert result == (cursor, None)
+
+
 EMPTY_CASES = {
-    "live-only": (0, 0, None),
+    "latest-of-nothing": (0, 0, None),
     "from-one": (1, 0, None),
     "from-one-current-page": (1, PAGE, None),
     "future": (5, 0, Discontinuity(4, 0, PAGE)),
@@ -74,28 +92,29 @@ def test_resume_position_on_a_topic_with_nothing_published(
 
 
 @st.composite
-def _positions(draw: st.DrawFn) -> tuple[int, int, int, int, int]:
+def _positions(draw: st.DrawFn) -> tuple[int, int, int, int, int, int]:
     page = draw(st.integers(1, 2**63))
     first = draw(st.integers(1, 1000))
     next_ = draw(st.integers(first, first + 1000))
     resume_at = draw(st.integers(0, next_ + 1000))
     resume_page = draw(st.one_of(st.just(0), st.just(page), st.integers(1, 2**64 - 1)))
-    return page, first, next_, resume_at, resume_page
+    latest = draw(st.integers(0, 2000))
+    return page, first, next_, resume_at, resume_page, latest
 
 
 @given(_positions())
-def test_resume_position_discontinuity_points_at_the_cursor(position: tuple[int, int, int, int, int]) -> None:
+def test_resume_position_discontinuity_points_at_the_cursor(position: tuple[int, int, int, int, int, int]) -> None:
     # Arrange
-    page, first, next_, resume_at, resume_page = position
+    page, first, next_, resume_at, resume_page, latest = position
     same_page = resume_page in (0, page)
 
     # Act
-    cursor, discontinuity = resume_position(page, first, next_, resume_at, resume_page)
+    cursor, discontinuity = resume_position(page, first, next_, resume_at, resume_page, latest)
 
     # Assert: the cursor is retained (or next); a discontinuity says exactly where items resume.
     assert first <= cursor <= next_
     if resume_at == 0:
-        assert (cursor, discontinuity) == (next_, None)
+        assert (cursor, discontinuity) == (max(first, next_ - latest), None)
     elif same_page and first <= resume_at <= next_:
         assert (cursor, discontinuity) == (resume_at, None)
     else:

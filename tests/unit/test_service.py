@@ -117,9 +117,9 @@ def test_service_rejects_invalid_heartbeat_interval(store: MemoryStore, interval
 # --- subscribe and resume -------------------------------------------------------------------------------
 
 
-async def test_subscribe_live_only_gets_only_later_messages(service: TopicsService) -> None:
+async def test_subscribe_without_position_starts_with_the_latest_message(service: TopicsService) -> None:
     # Arrange
-    await _publish(service, 2)
+    published = await _publish(service, 2)
     subscription = await service.subscribe(CACHE, TOPIC, 0, 0)
 
     # Act
@@ -127,11 +127,56 @@ async def test_subscribe_live_only_gets_only_later_messages(service: TopicsServi
     later = await service.publish(CACHE, TOPIC, "later")
     after = await ready_events(subscription)
 
-    # Assert
-    assert before == []
+    # Assert: the newest retained message (Momento's "begin with the latest messages"), then live.
+    assert before == [published[-1]]
     assert after == [later]
     assert later.sequence_number == 3
     subscription.close()
+
+
+@pytest.mark.parametrize(("subscribe_latest", "expected"), [(0, []), (2, [2, 3]), (5, [1, 2, 3])])
+async def test_subscribe_latest_sets_how_many_newest_messages_a_fresh_subscribe_gets(
+    make_service: MakeService, subscribe_latest: int, expected: list[int]
+) -> None:
+    # Arrange
+    service = await make_service(subscribe_latest=subscribe_latest)
+    await _publish(service, 3)
+
+    # Act
+    with await service.subscribe(CACHE, TOPIC) as subscription:
+        events = await ready_events(subscription)
+
+    # Assert
+    assert [event.sequence_number for event in events if isinstance(event, Message)] == expected
+
+
+async def test_subscribe_latest_zero_override_is_live_only(service: TopicsService) -> None:
+    # Arrange: what a webhook asks for, whatever the server's --subscribe-latest.
+    await _publish(service, 2)
+
+    # Act
+    with await service.subscribe(CACHE, TOPIC, latest=0) as subscription:
+        events = await ready_events(subscription)
+
+    # Assert
+    assert events == []
+
+
+async def test_subscribe_without_position_on_an_empty_topic_starts_live(service: TopicsService) -> None:
+    # Act
+    with await service.subscribe(CACHE, TOPIC) as subscription:
+        before = await ready_events(subscription)
+        later = await service.publish(CACHE, TOPIC, "first")
+        after = await ready_events(subscription)
+
+    # Assert
+    assert before == []
+    assert after == [later]
+
+
+def test_service_rejects_negative_subscribe_latest(store: MemoryStore) -> None:
+    with pytest.raises(ValueError, match="subscribe_latest"):
+        TopicsService(RecordingEngine(10, 1024), store, subscribe_latest=-1)
 
 
 async def test_subscribe_wakes_a_waiting_subscriber_on_publish(service: TopicsService) -> None:

@@ -25,6 +25,7 @@ _FLAG_OF_FIELD = {
     "max_topics_per_cache": "--max-topics-per-cache",
     "max_subscriptions_per_cache": "--max-subscriptions-per-cache",
     "max_caches": "--max-caches",
+    "subscribe_latest": "--subscribe-latest",
 }
 
 
@@ -128,6 +129,15 @@ _FLAG_OF_FIELD = {
     help="Seconds of silence after which a stream gets a heartbeat.",
 )
 @click.option(
+    "--subscribe-latest",
+    type=click.IntRange(0),
+    default=_DEFAULTS.subscribe_latest,
+    show_default=True,
+    envvar="TIDINGS_SUBSCRIBE_LATEST",
+    metavar="N",
+    help="A subscribe without a resume position starts with the newest N retained messages (0: live only).",
+)
+@click.option(
     "--http-long-poll-timeout",
     type=click.FloatRange(_MIN_INTERVAL),
     default=_DEFAULTS.http_long_poll_timeout,
@@ -166,6 +176,18 @@ _FLAG_OF_FIELD = {
     help="PEM private key of --tls-cert.",
 )
 @click.option(
+    "--fault-injection",
+    is_flag=True,
+    envvar="TIDINGS_FAULT_INJECTION",
+    help="Speak Momento Local's fault-injection metadata (return-error, delay-ms, stream-error...): for tests only.",
+)
+@click.option(
+    "--allow-fault-injection-with-auth",
+    is_flag=True,
+    envvar="TIDINGS_ALLOW_FAULT_INJECTION_WITH_AUTH",
+    help="Allow --fault-injection together with --require-auth.",
+)
+@click.option(
     "--log-level",
     type=click.Choice(["debug", "info", "warning", "error"]),
     default="info",
@@ -187,12 +209,15 @@ def server(
     max_topics_per_cache: int,
     topic_idle_ttl: float,
     heartbeat_interval: float,
+    subscribe_latest: int,
     http_long_poll_timeout: float,
     require_auth: bool,
     allow_anonymous: bool,
     public_endpoint: str | None,
     tls_cert: Path | None,
     tls_key: Path | None,
+    fault_injection: bool,
+    allow_fault_injection_with_auth: bool,
     log_level: str,
 ) -> None:
     """Run the tidings server (gRPC, Momento-compatible, and HTTP) until SIGINT or SIGTERM."""
@@ -217,12 +242,15 @@ def server(
             create_caches=create_caches,
             limits=limits,
             heartbeat_interval=heartbeat_interval,
+            subscribe_latest=subscribe_latest,
             http_long_poll_timeout=http_long_poll_timeout,
             require_auth=require_auth,
             allow_anonymous=allow_anonymous,
             public_endpoint=public_endpoint,
             tls_cert=tls_cert,
             tls_key=tls_key,
+            fault_injection=fault_injection,
+            allow_fault_injection_with_auth=allow_fault_injection_with_auth,
         )
     except ValueError as error:
         message = str(error)

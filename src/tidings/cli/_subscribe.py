@@ -24,7 +24,7 @@ from tidings.cli._client import client_arguments, client_command, connection_opt
     type=click.IntRange(0),
     default=0,
     metavar="SEQ",
-    help="Start at sequence number SEQ (replaying what the topic retained); 0 is live only.",
+    help="Start at sequence number SEQ (replaying what the topic retained); 0 starts with the newest message.",
 )
 @click.option("--page", type=click.IntRange(0), default=0, help="The sequence page SEQ belongs to (0: current).")
 @click.option("--count", type=click.IntRange(1), default=None, metavar="N", help="Exit after N items.")

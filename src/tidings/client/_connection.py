@@ -42,6 +42,7 @@ class ConnectionSettings:
     tls: bool
     root_certificates: bytes | None
     timeout: float
+    headers: tuple[tuple[str, str], ...] = ()
 
     @classmethod
     def of(
@@ -51,6 +52,7 @@ class ConnectionSettings:
         tls: bool,
         root_certificates: bytes | None,
         timeout: float | timedelta,
+        headers: Mapping[str, str] | None = None,
     ) -> ConnectionSettings:
         """Check and normalize constructor arguments; ``grpc://`` and ``grpcs://`` (TLS) prefixes are accepted."""
         if not isinstance(endpoint, str) or not endpoint.strip():
@@ -65,12 +67,12 @@ class ConnectionSettings:
             raise ValueError("timeout must be positive")
         if root_certificates is not None and not tls:
             raise ValueError("root_certificates needs tls=True")
-        return cls(target.rstrip("/"), api_key, tls, root_certificates, seconds)
+        return cls(target.rstrip("/"), api_key, tls, root_certificates, seconds, _checked_headers(headers or {}))
 
     @property
     def metadata(self) -> tuple[tuple[str, str], ...]:
-        """Sent with every call: the API key in ``authorization`` (empty means anonymous)."""
-        return (("authorization", self.api_key or ""),)
+        """Sent with every call: the API key in ``authorization`` (empty means anonymous), then ``headers``."""
+        return (("authorization", self.api_key or ""), *self.headers)
 
     def open_channel(self) -> grpc.aio.Channel:
         """A new channel to the endpoint, bound to the running event loop."""
@@ -78,6 +80,20 @@ class ConnectionSettings:
             credentials = grpc.ssl_channel_credentials(self.root_certificates)
             return grpc.aio.secure_channel(self.target, credentials, options=CHANNEL_OPTIONS)
         return grpc.aio.insecure_channel(self.target, options=CHANNEL_OPTIONS)
+
+
+def _checked_headers(headers: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
+    """Extra request metadata: lowercase ASCII names (gRPC's rule), text values, never ``authorization``."""
+    checked = []
+    for name, value in headers.items():
+        if not (isinstance(name, str) and name and name.isascii() and name == name.lower() and " " not in name):
+            raise ValueError(f"header names must be lowercase ASCII without spaces, got {name!r}")
+        if name == "authorization" or name.endswith("-bin") or name.startswith("grpc-"):
+            raise ValueError(f"header {name!r} cannot be set this way (use api_key for authorization)")
+        if not isinstance(value, str) or not value.isascii() or not value.isprintable():
+            raise ValueError(f"header {name!r} needs a printable ASCII value")
+        checked.append((name, value))
+    return tuple(checked)
 
 
 def arguments_from_env(overrides: Mapping[str, object], environ: Mapping[str, str] | None = None) -> dict[str, Any]:

@@ -7,7 +7,7 @@ in the async clients. Clients are thread-safe: any number of threads may publish
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import timedelta
 from types import TracebackType
 from typing import Generic, Self, TypeVar
@@ -93,9 +93,12 @@ class TopicClient(_BlockingClient[TopicClientAsync]):
         tls: bool = False,
         root_certificates: bytes | None = None,
         timeout: float | timedelta = DEFAULT_TIMEOUT,
+        headers: Mapping[str, str] | None = None,
     ) -> None:
         super().__init__(
-            TopicClientAsync(endpoint, api_key, tls=tls, root_certificates=root_certificates, timeout=timeout),
+            TopicClientAsync(
+                endpoint, api_key, tls=tls, root_certificates=root_certificates, timeout=timeout, headers=headers
+            ),
             "tidings-topic-client",
         )
         self._delivering: list[Subscription] = []
@@ -160,9 +163,12 @@ class CacheClient(_BlockingClient[CacheClientAsync]):
         tls: bool = False,
         root_certificates: bytes | None = None,
         timeout: float | timedelta = DEFAULT_TIMEOUT,
+        headers: Mapping[str, str] | None = None,
     ) -> None:
         super().__init__(
-            CacheClientAsync(endpoint, api_key, tls=tls, root_certificates=root_certificates, timeout=timeout),
+            CacheClientAsync(
+                endpoint, api_key, tls=tls, root_certificates=root_certificates, timeout=timeout, headers=headers
+            ),
             "tidings-cache-client",
         )
 
@@ -190,9 +196,12 @@ class AuthClient(_BlockingClient[AuthClientAsync]):
         tls: bool = False,
         root_certificates: bytes | None = None,
         timeout: float | timedelta = DEFAULT_TIMEOUT,
+        headers: Mapping[str, str] | None = None,
     ) -> None:
         super().__init__(
-            AuthClientAsync(endpoint, api_key, tls=tls, root_certificates=root_certificates, timeout=timeout),
+            AuthClientAsync(
+                endpoint, api_key, tls=tls, root_certificates=root_certificates, timeout=timeout, headers=headers
+            ),
             "tidings-auth-client",
         )
 

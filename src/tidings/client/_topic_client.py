@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Mapping
 from datetime import timedelta
 from typing import Final
 
@@ -32,7 +33,8 @@ class TopicClientAsync(UnaryClientAsync):
     ``endpoint`` is the server's ``host:port``; ``api_key`` travels in the ``authorization`` header of every
     call (None is anonymous). ``tls=True`` connects with TLS (``root_certificates`` in PEM, or the system's).
     ``timeout`` (seconds or a timedelta) bounds each publish and the start of each subscription; streams of
-    items have no deadline. Use it as an async context manager, or call `close`.
+    items have no deadline. ``headers`` are extra request metadata sent with every call (for example
+    Momento Local's fault-injection headers, docs/testing.md). Use it as an async context manager, or call `close`.
     """
 
     def __init__(
@@ -43,8 +45,11 @@ class TopicClientAsync(UnaryClientAsync):
         tls: bool = False,
         root_certificates: bytes | None = None,
         timeout: float | timedelta = DEFAULT_TIMEOUT,
+        headers: Mapping[str, str] | None = None,
     ) -> None:
-        super().__init__(endpoint, api_key, tls=tls, root_certificates=root_certificates, timeout=timeout)
+        super().__init__(
+            endpoint, api_key, tls=tls, root_certificates=root_certificates, timeout=timeout, headers=headers
+        )
         self._timeout = self._settings.timeout
         self._metadata = self._settings.metadata
         self._publish: grpc.aio.UnaryUnaryMultiCallable[pb._PublishRequest, common_pb2._Empty] | None = None

@@ -7,6 +7,7 @@ uses it), ``close`` and the async context manager, and `UnaryClientAsync._call` 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import timedelta
 from types import TracebackType
 from typing import Self, TypeVar
@@ -31,8 +32,9 @@ class UnaryClientAsync:
         tls: bool = False,
         root_certificates: bytes | None = None,
         timeout: float | timedelta = DEFAULT_TIMEOUT,
+        headers: Mapping[str, str] | None = None,
     ) -> None:
-        self._settings = ConnectionSettings.of(endpoint, api_key, tls, root_certificates, timeout)
+        self._settings = ConnectionSettings.of(endpoint, api_key, tls, root_certificates, timeout, headers)
         self._channel: grpc.aio.Channel | None = None
         self._closed = False
 

@@ -117,7 +117,11 @@ class Server:
             self._authenticator = await self._open_authenticator(self._store)
             engine = MemoryEngine(settings.limits.retention_messages, settings.limits.retention_bytes)
             service = self._service = TopicsService(
-                engine, self._store, settings.limits, heartbeat_interval=settings.heartbeat_interval
+                engine,
+                self._store,
+                settings.limits,
+                heartbeat_interval=settings.heartbeat_interval,
+                subscribe_latest=settings.subscribe_latest,
             )
             await service.start()
             for cache_name in settings.create_caches:
@@ -127,7 +131,12 @@ class Server:
                     pass
                 except TopicsError as error:
                     raise ValueError(f"--create-cache {cache_name!r}: {error.message}") from None
-            self._grpc = build_grpc_server(service, self._authenticator, lambda: self.public_endpoint)
+            self._grpc = build_grpc_server(
+                service,
+                self._authenticator,
+                lambda: self.public_endpoint,
+                fault_injection=settings.fault_injection,
+            )
             address = _host_port(settings.host, settings.port)
             try:
                 if settings.tls_cert is not None and settings.tls_key is not None:
@@ -170,6 +179,11 @@ class Server:
             len(service.list_caches()),
             "anonymous callers allowed" if settings.anonymous_allowed else "every call needs a token",
         )
+        if settings.fault_injection:
+            logger.warning(
+                "FAULT INJECTION IS ON (--fault-injection): any caller can make calls fail, wait or end their "
+                "streams with Momento Local's request metadata; never run this way in production"
+            )
         if settings.public_endpoint is None and settings.host in _WILDCARD_HOSTS:
             logger.warning(
                 "listening on %s: minted tokens will name %s as their endpoint; set --public-endpoint to the "

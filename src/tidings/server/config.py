@@ -28,6 +28,7 @@ class Settings:
     create_caches: tuple[str, ...] = ()
     limits: Limits = field(default_factory=Limits)
     heartbeat_interval: float = 10.0
+    subscribe_latest: int = 1
     http_long_poll_timeout: float = 30.0
     shutdown_grace: float = 5.0
     require_auth: bool = False
@@ -36,6 +37,8 @@ class Settings:
     tls_cert: Path | None = None
     tls_key: Path | None = None
     key_refresh_interval: float = 0.5
+    fault_injection: bool = False
+    allow_fault_injection_with_auth: bool = False
 
     def __post_init__(self) -> None:
         if not 0 <= self.port <= 65535:
@@ -44,6 +47,8 @@ class Settings:
             raise ValueError("http_port must be 0 to 65535")
         if not (0 < self.heartbeat_interval < math.inf):
             raise ValueError("heartbeat_interval must be positive and finite")
+        if self.subscribe_latest < 0:
+            raise ValueError("subscribe_latest must not be negative")
         if not (0 < self.http_long_poll_timeout < math.inf):
             raise ValueError("http_long_poll_timeout must be positive and finite")
         if self.require_auth and self.allow_anonymous:
@@ -61,6 +66,11 @@ class Settings:
         if len(set(self.create_caches)) > self.limits.max_caches:
             raise ValueError(
                 f"{len(set(self.create_caches))} caches to create exceed --max-caches {self.limits.max_caches}"
+            )
+        if self.fault_injection and self.require_auth and not self.allow_fault_injection_with_auth:
+            raise ValueError(
+                "--fault-injection lets any caller make calls fail; with --require-auth it also needs "
+                "--allow-fault-injection-with-auth"
             )
         if (self.tls_cert is None) != (self.tls_key is None):
             raise ValueError("--tls-cert and --tls-key go together")

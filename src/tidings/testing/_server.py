@@ -50,11 +50,13 @@ async def run_server_async(
     heartbeat_interval: float = 10.0,
     limits: Limits | None = None,
     shutdown_grace: float = 1.0,
+    subscribe_latest: int = 1,
 ) -> AsyncIterator[RunningServer]:
     """Run a server on the current event loop until the block ends.
 
     ``create_caches`` exist when it starts. ``data_dir`` None uses a fresh temporary directory (removed
-    afterwards); ``port`` 0 picks a free one. ``limits`` is a ``tidings.server.core.Limits``.
+    afterwards); ``port`` 0 picks a free one. ``limits`` is a ``tidings.server.core.Limits``;
+    ``subscribe_latest`` is ``tidings server --subscribe-latest``.
     """
     from tidings.server.app import Server
     from tidings.server.config import Settings
@@ -70,6 +72,7 @@ async def run_server_async(
             limits=limits or Limits(),
             heartbeat_interval=heartbeat_interval,
             shutdown_grace=shutdown_grace,
+            subscribe_latest=subscribe_latest,
         )
         async with Server(settings) as server:
             yield RunningServer(host, server.port, directory)
@@ -85,6 +88,7 @@ def run_server(
     heartbeat_interval: float = 10.0,
     limits: Limits | None = None,
     shutdown_grace: float = 1.0,
+    subscribe_latest: int = 1,
 ) -> Iterator[RunningServer]:
     """Run a server on a background thread (with its own event loop) until the block ends.
 
@@ -100,6 +104,7 @@ def run_server(
         heartbeat_interval=heartbeat_interval,
         limits=limits,
         shutdown_grace=shutdown_grace,
+        subscribe_latest=subscribe_latest,
     )
     loop = LoopThread("tidings-test-server")
     try:

@@ -35,11 +35,15 @@ async def test_cache_lifecycle(http: httpx.AsyncClient) -> None:
 
 async def test_bad_cache_names_are_400(http: httpx.AsyncClient) -> None:
     control = await http.put("/caches/a%00b")
+    newline = await http.put("/caches/a%0Ab")  # Starlette's path convertor alone would not route it
+    publish_newline = await http.post("/topics/a%0Ab/t", content="x", headers={"content-type": "text/plain"})
     too_long = await http.put("/caches/" + "n" * 256)
     nested = await http.put("/caches/a/b")
 
     assert control.status_code == 400
     assert "cache_name" in control.json()["error"]["message"]
+    assert (newline.status_code, publish_newline.status_code) == (400, 400)
+    assert "cache_name" in newline.json()["error"]["message"]
     assert too_long.status_code == 400
     assert nested.status_code == 404  # two segments: no such endpoint (a "/" in a name is %2F)
 

@@ -49,11 +49,15 @@ class TopicsService:
         limits: Limits | None = None,
         *,
         heartbeat_interval: float = 10.0,
+        subscribe_latest: int = 1,
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
     ) -> None:
         if not (0 < heartbeat_interval < math.inf):
             raise ValueError("heartbeat_interval must be positive and finite")
+        if subscribe_latest < 0:
+            raise ValueError("subscribe_latest must not be negative")
+        self.subscribe_latest = subscribe_latest
         self.limits = limits or Limits()
         self.heartbeat_interval = heartbeat_interval
         self.clock = clock
@@ -214,8 +218,14 @@ class TopicsService:
         resume_at_sequence_number: int = 0,
         resume_at_sequence_page: int = 0,
         principal: Principal = ANONYMOUS,
+        *,
+        latest: int | None = None,
     ) -> Subscription:
-        """Start a subscription following PROTOCOL.md *Subscribe* rules 2 to 5."""
+        """Start a subscription following PROTOCOL.md *Subscribe* rules 2 to 5.
+
+        Without a resume position it starts with the newest ``latest`` retained messages (default: the
+        service's ``subscribe_latest``; 0 is live only, as a webhook starts).
+        """
         topic = self._topics.get((cache_name, topic_name))
         if topic is None:
             cache = self._authorized_cache(cache_name, topic_name, principal, TopicRole.SUBSCRIBE)
@@ -237,6 +247,7 @@ class TopicsService:
             log.next_sequence_number,
             resume_at_sequence_number,
             resume_at_sequence_page,
+            self.subscribe_latest if latest is None else latest,
         )
         cache.subscriptions += 1
         topic.subscriber_count += 1
@@ -379,15 +390,16 @@ def _denied(action: TopicRole, cache_name: str, topic_name: str) -> PermissionDe
 
 
 def resume_position(
-    page: int, first: int, next_: int, resume_at: int, resume_page: int
+    page: int, first: int, next_: int, resume_at: int, resume_page: int, latest: int = 1
 ) -> tuple[int, Discontinuity | None]:
     """Where a new subscription starts reading, and the discontinuity it gets first (if any).
 
     ``page``, ``first`` and ``next_`` describe the topic instance (its page, oldest retained and next
-    sequence number); ``resume_at`` and ``resume_page`` are the request's N and P (PROTOCOL.md *Subscribe*).
+    sequence number); ``resume_at`` and ``resume_page`` are the request's N and P (PROTOCOL.md *Subscribe*);
+    ``latest`` is how many of the newest retained messages a subscription without a position starts with.
     """
-    if resume_at == 0:  # Rule 2: live only.
-        return next_, None
+    if resume_at == 0:  # Rule 2: the newest ``latest`` retained messages of the current page, then live.
+        return max(first, next_ - latest), None
     if resume_page not in (0, page):  # Rule 4: the topic was reset; replay the current page.
         return first, Discontinuity(resume_at - 1, first - 1, page)
     if resume_at > next_:  # Rule 5: from the future; jump to the current position.

@@ -11,6 +11,7 @@ from tidings.server.auth import Authenticator
 from tidings.server.core import TopicsService
 from tidings.server.grpc._control import PING_SERVICE, ControlServicer, ping_handlers
 from tidings.server.grpc._control import SERVICE as CONTROL_SERVICE
+from tidings.server.grpc._faults import FaultInjectionInterceptor
 from tidings.server.grpc._pubsub import SERVICE as PUBSUB_SERVICE
 from tidings.server.grpc._pubsub import PubsubServicer
 from tidings.server.grpc._token import SERVICE as TOKEN_SERVICE
@@ -42,13 +43,19 @@ def server_options(max_message_bytes: int) -> list[tuple[str, int]]:
 
 
 def build_grpc_server(
-    service: TopicsService, authenticator: Authenticator, public_endpoint: Callable[[], str]
+    service: TopicsService,
+    authenticator: Authenticator,
+    public_endpoint: Callable[[], str],
+    *,
+    fault_injection: bool = False,
 ) -> grpc.aio.Server:
     """A grpc.aio server with Pubsub, ScsControl, Token and Ping registered (no port bound yet).
 
-    ``public_endpoint()`` (host:port) is what minted disposable tokens tell clients to connect to.
+    ``public_endpoint()`` (host:port) is what minted disposable tokens tell clients to connect to;
+    ``fault_injection`` speaks Momento Local's fault-injection metadata (see ``_faults``).
     """
-    server = grpc.aio.server(options=server_options(service.limits.max_message_bytes))
+    interceptors = [FaultInjectionInterceptor()] if fault_injection else None
+    server = grpc.aio.server(options=server_options(service.limits.max_message_bytes), interceptors=interceptors)
     # Registered (not generic) handlers: grpcio routes them without a per-call lookup chain.
     register = server.add_registered_method_handlers  # type: ignore[attr-defined]  # missing from grpc-stubs
     register(PUBSUB_SERVICE, PubsubServicer(service, authenticator).handlers())

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Final
 
 from starlette.applications import Starlette
+from starlette.convertors import PathConvertor, register_url_convertor
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import FileResponse, Response
@@ -27,6 +28,16 @@ from tidings.server.http._publish import publish
 from tidings.server.http._stream import stream
 
 STATIC: Final = Path(__file__).with_name("static")
+
+
+class _AnyPathConvertor(PathConvertor):
+    """Starlette's ``path`` convertor is ``.*``, which stops at a newline: a name with a (percent-encoded)
+    control character would get a routing 404 instead of the 400 that names the bad field."""
+
+    regex = r"[\s\S]*"
+
+
+register_url_convertor("anypath", _AnyPathConvertor())
 # The console loads nothing from anywhere but this server.
 _CONSOLE_HEADERS: Final = {
     "content-security-policy": (
@@ -158,11 +169,11 @@ def build_app(
     metrics = MetricsEndpoint(service, live.__len__)
     routes = [
         # The hot path first: Starlette tries routes in order.
-        Route("/topics/{path:path}", api.topics, methods=["GET", "POST"]),
+        Route("/topics/{path:anypath}", api.topics, methods=["GET", "POST"]),
         Route("/", api.console, methods=["GET"]),
         Mount("/console", StaticFiles(directory=STATIC), name="console"),
         Route("/caches", api.caches, methods=["GET"]),
-        Route("/caches/{path:path}", api.cache, methods=["GET", "PUT", "DELETE"]),
+        Route("/caches/{path:anypath}", api.cache, methods=["GET", "PUT", "DELETE"]),
         Route("/health", api.health, methods=["GET"]),
         Route("/ready", api.ready, methods=["GET"]),
         Route("/metrics", metrics.endpoint, methods=["GET"]),

@@ -4,7 +4,8 @@ Events: ``heartbeat`` (first, and on idle streams, from the core's ticker), ``it
 each with a JSON ``data`` line; items and discontinuities have the id ``PAGE:SEQ``. A reconnecting
 EventSource sends the last id as ``Last-Event-ID`` and resumes after it, without loss or repeats while the
 topic's retention covers the gap. A first connection can resume with ``?last_event_id=PAGE:SEQ`` or
-``?sequence_number=N&sequence_page=P``; with none of them it is live only.
+``?sequence_number=N&sequence_page=P``; with none of them it starts with the newest retained messages
+(``--subscribe-latest``), as every subscribe without a position does.
 """
 
 from __future__ import annotations
