@@ -76,14 +76,15 @@ async def test_subscribers_see_same_page_and_sequence_in_same_order(pubsub: Stub
         call.cancel()
 
 
-async def test_subscribe_live_only_skips_earlier_messages(pubsub: Stub, cache: str) -> None:
+async def test_subscribe_without_position_starts_with_the_latest_message(pubsub: Stub, cache: str) -> None:
+    await publish(pubsub, cache, "t", "older")
     await publish(pubsub, cache, "t", "before")
     call = await open_subscription(pubsub, cache, "t", resume_at=0)
 
     await publish(pubsub, cache, "t", "after")
-    [item] = await read_items(call, 1)
+    items = await read_items(call, 2)
 
-    assert (item.value.text, item.topic_sequence_number) == ("after", 2)
+    assert [(i.value.text, i.topic_sequence_number) for i in items] == [("before", 2), ("after", 3)]
     call.cancel()
 
 

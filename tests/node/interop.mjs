@@ -4,7 +4,7 @@
 // Usage:
 //   node tests/node/interop.mjs <scenario> --host 127.0.0.1 --port P --cache NAME
 //        [--topic T] [--count N] [--seconds S] [--heartbeats] [--trace]
-//        [--binary] [--interval-ms MS] [--verbose]
+//        [--binary] [--interval-ms MS] [--verbose] [--fault JSON]
 //
 // Scenarios (one JSON object per line on stdout):
 //   publish       publish --count (default 1) messages "msg-<i>" (i from 1; --binary sends
@@ -20,6 +20,11 @@
 //   create-cache  create --cache; prints {"create_cache": "success"|"already_exists"}.
 //   delete-cache  delete --cache; prints {"delete_cache": "success"}.
 //
+// --fault JSON adds the SDK's own ExperimentalMomentoLocalTestConfigMiddleware (what Momento's tests use against
+// Momento Local) with that metadata object, e.g. '{"requestId":"r1","returnError":"SERVER_UNAVAILABLE",
+// "errorRpcs":["_PublishRequest"],"errorCount":2}' (MomentoErrorCode and MomentoRPCMethod values).
+// publish then continues after a failed publish with --keep-going, printing {"publish_error": {...}}.
+//
 // Exit codes: 0 ok, 1 an SDK error response ({"error": {...}} on stdout), 2 usage error or
 // crash, 3 subscribe timed out.
 import { createRequire } from 'node:module';
@@ -27,6 +32,10 @@ import { parseArgs } from 'node:util';
 
 const require = createRequire(import.meta.url);
 const sdk = require('@gomomento/sdk');
+// Not exported from the package index; Momento's own tests import it from here.
+const {
+  ExperimentalMomentoLocalTestConfigMiddleware,
+} = require('@gomomento/sdk/dist/src/config/middleware/experimental-momento-local-test-config-middleware');
 const {
   CacheClient,
   Configurations,
@@ -46,7 +55,7 @@ const {
 const USAGE =
   'usage: node interop.mjs <publish|subscribe|cache|create-cache|delete-cache> ' +
   '--host H --port P --cache NAME [--topic T] [--count N] [--seconds S] [--heartbeats] ' +
-  '[--trace] [--binary] [--interval-ms MS] [--verbose]';
+  '[--trace] [--binary] [--interval-ms MS] [--verbose] [--fault JSON] [--keep-going]';
 
 function usage(msg) {
   process.stderr.write(`${msg ? msg + '\n' : ''}${USAGE}\n`);
@@ -69,6 +78,8 @@ try {
       trace: { type: 'boolean', default: false },
       binary: { type: 'boolean', default: false },
       verbose: { type: 'boolean', default: false },
+      fault: { type: 'string' },
+      'keep-going': { type: 'boolean', default: false },
     },
   });
 } catch (e) {
@@ -115,18 +126,25 @@ const loggerFactory = new DefaultMomentoLoggerFactory(
 );
 const credentialProvider = CredentialProvider.forMomentoLocal({ hostname: opts.host, port });
 
+function topicConfiguration(extraMiddlewares = []) {
+  const middlewares = [...extraMiddlewares];
+  if (opts.fault) middlewares.push(new ExperimentalMomentoLocalTestConfigMiddleware(JSON.parse(opts.fault)));
+  const configuration = TopicConfigurations.Default.latest(loggerFactory);
+  return middlewares.length ? configuration.withMiddlewares(middlewares) : configuration;
+}
+
 // ---------------------------------------------------------------- publish
 async function runPublish() {
   const n = count ?? 1;
-  const client = new TopicClient({
-    configuration: TopicConfigurations.Default.latest(loggerFactory),
-    credentialProvider,
-  });
+  const client = new TopicClient({ configuration: topicConfiguration(), credentialProvider });
   const enc = new TextEncoder();
   for (let i = 1; i <= n; i++) {
     const text = `msg-${i}`;
     const resp = await client.publish(opts.cache, opts.topic, opts.binary ? enc.encode(text) : text);
-    if (!(resp instanceof TopicPublish.Success)) failWith('publish', resp);
+    if (!(resp instanceof TopicPublish.Success)) {
+      if (!opts['keep-going']) failWith('publish', resp);
+      emit({ publish_error: errorInfo('publish', resp) });
+    }
     if (intervalMs > 0 && i < n) await new Promise(r => setTimeout(r, intervalMs));
   }
   emit({ published: n });
@@ -193,8 +211,7 @@ function traceMiddleware() {
 
 async function runSubscribe() {
   const pageState = hookSequencePage();
-  let configuration = TopicConfigurations.Default.latest(loggerFactory);
-  if (opts.trace) configuration = configuration.withMiddlewares([traceMiddleware()]);
+  const configuration = topicConfiguration(opts.trace ? [traceMiddleware()] : []);
   const client = new TopicClient({ configuration, credentialProvider });
 
   let ready = false;

@@ -165,6 +165,11 @@ class Server:
         except BaseException:
             await self.stop()
             raise
+        if settings.fault_injection:
+            logger.warning(
+                "FAULT INJECTION IS ON (--fault-injection): any caller can make calls fail, wait or end their "
+                "streams with Momento Local's request metadata; never run this way in production"
+            )
         if self._http is not None:
             logger.info(
                 "tidings listening on %s://%s (HTTP API, browser stream, console, /metrics)",
@@ -179,11 +184,6 @@ class Server:
             len(service.list_caches()),
             "anonymous callers allowed" if settings.anonymous_allowed else "every call needs a token",
         )
-        if settings.fault_injection:
-            logger.warning(
-                "FAULT INJECTION IS ON (--fault-injection): any caller can make calls fail, wait or end their "
-                "streams with Momento Local's request metadata; never run this way in production"
-            )
         if settings.public_endpoint is None and settings.host in _WILDCARD_HOSTS:
             logger.warning(
                 "listening on %s: minted tokens will name %s as their endpoint; set --public-endpoint to the "

@@ -51,12 +51,14 @@ async def run_server_async(
     limits: Limits | None = None,
     shutdown_grace: float = 1.0,
     subscribe_latest: int = 1,
+    fault_injection: bool = False,
 ) -> AsyncIterator[RunningServer]:
     """Run a server on the current event loop until the block ends.
 
     ``create_caches`` exist when it starts. ``data_dir`` None uses a fresh temporary directory (removed
     afterwards); ``port`` 0 picks a free one. ``limits`` is a ``tidings.server.core.Limits``;
-    ``subscribe_latest`` is ``tidings server --subscribe-latest``.
+    ``subscribe_latest`` and ``fault_injection`` are ``tidings server --subscribe-latest`` and
+    ``--fault-injection`` (Momento Local's fault headers, docs/testing.md).
     """
     from tidings.server.app import Server
     from tidings.server.config import Settings
@@ -73,6 +75,7 @@ async def run_server_async(
             heartbeat_interval=heartbeat_interval,
             shutdown_grace=shutdown_grace,
             subscribe_latest=subscribe_latest,
+            fault_injection=fault_injection,
         )
         async with Server(settings) as server:
             yield RunningServer(host, server.port, directory)
@@ -89,6 +92,7 @@ def run_server(
     limits: Limits | None = None,
     shutdown_grace: float = 1.0,
     subscribe_latest: int = 1,
+    fault_injection: bool = False,
 ) -> Iterator[RunningServer]:
     """Run a server on a background thread (with its own event loop) until the block ends.
 
@@ -105,6 +109,7 @@ def run_server(
         limits=limits,
         shutdown_grace=shutdown_grace,
         subscribe_latest=subscribe_latest,
+        fault_injection=fault_injection,
     )
     loop = LoopThread("tidings-test-server")
     try:
