@@ -39,13 +39,14 @@ import re
 import signal
 import subprocess
 import sys
+import tomllib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from tests.integration._docs import NOT_CODE, PYTHON, SHELL, DocBlock, doc_files, extract_blocks
+from tests.integration._docs import NOT_CODE, PYTHON, ROOT, SHELL, DocBlock, doc_files, extract_blocks
 from tests.integration._server import ServerProcess
 
 BLOCKS = [block for path in doc_files() for block in extract_blocks(path)]
@@ -215,3 +216,36 @@ def test_unused_functions_finds_an_uncalled_main() -> None:
     """The check behind "an async example that defines main() must call it"."""
     assert unused_functions("async def main():\n    pass\n") == ["main"]
     assert unused_functions("import asyncio\nasync def main():\n    pass\nasyncio.run(main())\n") == []
+
+
+def test_no_doc_tells_users_to_install_tidings_from_pypi() -> None:
+    """tidings is not on PyPI: ``pip install tidings`` would fail (or install a stranger's package)."""
+    commands = [
+        f"{block.where}: {line.strip()}"
+        for block in BLOCKS
+        if block.language in SHELL
+        for line in block.code.splitlines()
+        if re.match(r"\s*pip install (-U |--upgrade )?tidings\b", line)
+    ]
+    sdk_guide_opening = (ROOT / "docs" / "sdk.md").read_text(encoding="utf-8").split("\n\n")[1]
+
+    assert commands == []
+    assert not sdk_guide_opening.startswith("`pip install tidings`")
+
+
+def test_readme_says_how_to_get_tidings_on_path_after_make_run() -> None:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+
+    assert "source .venv/bin/activate" in readme
+    assert "pip install ." in readme
+
+
+def test_license_is_the_apache_2_0_text_that_pyproject_names() -> None:
+    license_text = (ROOT / "LICENSE").read_text(encoding="utf-8")
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+
+    assert license_text.split()[:4] == ["Apache", "License", "Version", "2.0,"]
+    assert "TERMS AND CONDITIONS FOR USE, REPRODUCTION, AND DISTRIBUTION" in license_text
+    assert "END OF TERMS AND CONDITIONS" in license_text
+    assert project["license"] == "Apache-2.0"
+    assert project["license-files"] == ["LICENSE"]
