@@ -10,11 +10,13 @@ from collections.abc import Callable
 
 import grpc
 import grpc.aio
+import httpx
 from momento_wire_types import cachepubsub_pb2_grpc
 
 from tests.integration._server import ServerProcess
 from tests.integration._wire import open_subscription, publish, read, status_of
 from tests.integration.conftest import create_cache
+from tests.integration.http._sse import SseReader
 
 StartServer = Callable[..., ServerProcess]
 HEARTBEAT = "0.2"
@@ -90,3 +92,26 @@ async def test_a_second_signal_cuts_the_drain_short(start_server: StartServer) -
         assert server.process.wait(30) == 0
     except subprocess.TimeoutExpired:
         raise AssertionError("".join(server.log)) from None
+
+
+async def test_draining_server_keeps_sse_streams_and_refuses_new_http_publishes(start_server: StartServer) -> None:
+    server = start_server("--drain-timeout", "60", "--heartbeat-interval", HEARTBEAT)
+    cache = create_cache(server)
+    async with (
+        httpx.AsyncClient(base_url=server.http_url, timeout=10) as http,
+        http.stream("GET", f"/topics/{cache}/t/events") as response,
+    ):
+        events = SseReader(response)
+        assert (await events.next()).event == "heartbeat"
+
+        await _signal_and_wait_for_drain(server)
+        ready = (await http.get("/ready")).status_code
+        publish = await http.post(f"/topics/{cache}/t", content="too late", headers={"Content-Type": "text/plain"})
+        delivered_while_draining = [(await events.next()).event for _ in range(3)]
+
+    assert ready == 503
+    assert publish.status_code == 503
+    assert delivered_while_draining == ["heartbeat"] * 3
+    assert server.process is not None
+    assert server.process.wait(30) == 0, "".join(server.log)
+    assert server.wait_for_log("drained: every subscription ended by its client", 10)
