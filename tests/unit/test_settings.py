@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
+
+import pytest
 
 from tidings.server.config import Settings
 
@@ -17,3 +20,9 @@ def test_settings_accept_str_paths() -> None:
 
 def test_settings_keep_path_paths() -> None:
     assert Settings(data_dir=Path("a")).data_dir == Path("a")
+
+
+@pytest.mark.parametrize("drain_timeout", [-1.0, math.inf, math.nan], ids=["negative", "infinite", "nan"])
+def test_settings_refuse_a_drain_timeout_that_is_not_finite_and_positive(drain_timeout: float) -> None:
+    with pytest.raises(ValueError, match="drain_timeout"):
+        Settings(drain_timeout=drain_timeout)
