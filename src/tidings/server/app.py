@@ -255,7 +255,8 @@ class Server:
         With ``drain_timeout``, new calls are refused first and open streams go on until they end or the drain
         timeout passes.
         """
-        if self.settings.drain_timeout > 0 and self._service is not None and self._grpc is not None:
+        draining_possible = self._service is not None and self._grpc is not None and self._grpc_stopping is None
+        if self.settings.drain_timeout > 0 and draining_possible:
             try:
                 await self._drain()
             except Exception:
