@@ -34,6 +34,7 @@ class ServerProcess:
     log: list[str] = field(default_factory=list)
     _drain: threading.Thread | None = None
     _listening: bool = False
+    _logged: threading.Condition = field(default_factory=threading.Condition)
 
     @property
     def endpoint(self) -> str:
@@ -75,7 +76,9 @@ class ServerProcess:
         self._listening = False
         http_port = 0
         for line in process.stderr:
-            self.log.append(line)
+            with self._logged:
+                self.log.append(line)
+                self._logged.notify_all()
             if listening.is_set():
                 continue
             http_match = _LISTENING_HTTP.search(line)
@@ -88,6 +91,11 @@ class ServerProcess:
                 self._listening = True
                 listening.set()
         listening.set()  # the server exited
+
+    def wait_for_log(self, text: str, timeout: float = START_TIMEOUT) -> bool:
+        """Whether a log line containing ``text`` arrives (or arrived) within ``timeout`` seconds."""
+        with self._logged:
+            return self._logged.wait_for(lambda: any(text in line for line in self.log), timeout)
 
     def stop(self, signum: int = signal.SIGTERM, timeout: float = 20.0) -> int:
         """Signal the server and wait for it to exit; returns its exit code."""

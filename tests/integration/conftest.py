@@ -117,3 +117,22 @@ async def channel(server: ServerProcess) -> AsyncIterator[grpc.aio.Channel]:
 def pubsub(channel: grpc.aio.Channel) -> cachepubsub_pb2_grpc.PubsubStub:
     """A raw Pubsub stub, for what the official SDK hides (heartbeats, discontinuities, pages)."""
     return cachepubsub_pb2_grpc.PubsubStub(channel)
+
+
+_DOCS_COLLECTED = pytest.StashKey[bool]()
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    config.stash[_DOCS_COLLECTED] = any(item.nodeid.startswith("tests/integration/test_docs.py") for item in items)
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: pytest.Config) -> None:
+    """After the docs tests: which doc blocks were not run, and why (test_docs.py's `docs-test: skip`)."""
+    if not config.stash.get(_DOCS_COLLECTED, False):
+        return
+    from tests.integration._docs import doc_files, extract_blocks
+
+    skipped = [block for path in doc_files() for block in extract_blocks(path) if block.directive == "skip"]
+    terminalreporter.section("doc blocks not run (docs-test: skip)")
+    for block in skipped:
+        terminalreporter.write_line(f"{block.where}: {block.argument or '(no reason given)'}")

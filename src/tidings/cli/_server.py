@@ -146,6 +146,15 @@ _FLAG_OF_FIELD = {
     help="Seconds an HTTP long-poll waits for messages before answering with none.",
 )
 @click.option(
+    "--drain-timeout",
+    type=click.FloatRange(0),
+    default=_DEFAULTS.drain_timeout,
+    show_default=True,
+    envvar="TIDINGS_DRAIN_TIMEOUT",
+    help="On SIGTERM/SIGINT, refuse new calls but keep serving open streams for up to this many seconds "
+    "(until their clients finish); 0 ends them at once. A second signal ends the wait.",
+)
+@click.option(
     "--require-auth",
     is_flag=True,
     envvar="TIDINGS_REQUIRE_AUTH",
@@ -211,6 +220,7 @@ def server(
     heartbeat_interval: float,
     subscribe_latest: int,
     http_long_poll_timeout: float,
+    drain_timeout: float,
     require_auth: bool,
     allow_anonymous: bool,
     public_endpoint: str | None,
@@ -244,6 +254,7 @@ def server(
             heartbeat_interval=heartbeat_interval,
             subscribe_latest=subscribe_latest,
             http_long_poll_timeout=http_long_poll_timeout,
+            drain_timeout=drain_timeout,
             require_auth=require_auth,
             allow_anonymous=allow_anonymous,
             public_endpoint=public_endpoint,

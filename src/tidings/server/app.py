@@ -80,6 +80,8 @@ class Server:
         self._authenticator: Authenticator | None = None
         self._port = 0
         self._stopped = asyncio.Event()
+        self._drain_cut = asyncio.Event()
+        self._grpc_stopping: asyncio.Task[None] | None = None
 
     @property
     def port(self) -> int:
@@ -225,13 +227,61 @@ class Server:
             except Exception:
                 logger.exception("could not refresh API keys; will retry")
 
+    def end_drain(self) -> None:
+        """Stop waiting for open subscriptions (a second SIGTERM): `stop` goes on to end them now."""
+        self._drain_cut.set()
+
+    async def _drain(self) -> None:
+        """Refuse new calls and streams; keep serving open ones up to ``drain_timeout`` or until they end."""
+        assert self._service is not None
+        assert self._grpc is not None
+        service = self._service
+        service.start_draining()
+        # grpc.aio refuses new calls from now on; the open ones get the drain plus the usual grace.
+        self._grpc_stopping = asyncio.create_task(
+            self._grpc.stop(self.settings.drain_timeout + self.settings.shutdown_grace)
+        )
+        open_subscriptions = service.subscription_total()
+        if not open_subscriptions:
+            return
+        logger.info(
+            "draining: %d subscriptions open; serving them for up to %g s",
+            open_subscriptions,
+            self.settings.drain_timeout,
+        )
+        ended = asyncio.create_task(service.wait_subscriptions_ended())
+        cut = asyncio.create_task(self._drain_cut.wait())
+        try:
+            await asyncio.wait((ended, cut), timeout=self.settings.drain_timeout, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (ended, cut):
+                task.cancel()
+            await asyncio.gather(ended, cut, return_exceptions=True)
+        remaining = service.subscription_total()
+        if remaining:
+            logger.info("drain over: ending %d subscriptions with UNAVAILABLE", remaining)
+        else:
+            logger.info("drained: every subscription ended by its client")
+
     async def stop(self) -> None:
-        """End HTTP streams and requests, end subscriptions with UNAVAILABLE, drain calls, close the store."""
+        """End HTTP streams and requests, end subscriptions with UNAVAILABLE, drain calls, close the store.
+
+        With ``drain_timeout``, new calls are refused first and open streams go on until they end or the drain
+        timeout passes.
+        """
+        draining_possible = self._service is not None and self._grpc is not None and self._grpc_stopping is None
+        if self.settings.drain_timeout > 0 and draining_possible:
+            try:
+                await self._drain()
+            except Exception:
+                logger.exception("draining failed; shutting down now")
         if self._http is not None:
             await self._http.stop()
         if self._service is not None:
             await self._service.close()
-        if self._grpc is not None:
+        if self._grpc_stopping is not None:
+            await self._grpc_stopping
+        elif self._grpc is not None:
             await self._grpc.stop(self.settings.shutdown_grace)
         for task in (self._housekeeping, self._key_watch):
             if task is not None:
@@ -264,9 +314,11 @@ async def serve(settings: Settings) -> None:
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop_requested.set)
     try:
-        async with Server(settings):
+        async with Server(settings) as server:
             await stop_requested.wait()
             logger.info("tidings shutting down")
+            for signum in (signal.SIGINT, signal.SIGTERM):  # a second signal cuts a drain short
+                loop.add_signal_handler(signum, server.end_drain)
     finally:
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(signum)

@@ -19,7 +19,11 @@ def default_data_dir() -> Path:
 
 @dataclass(frozen=True, slots=True)
 class Settings:
-    """Everything the composition root needs to build a server."""
+    """Everything the composition root needs to build a server.
+
+    ``data_dir``, ``tls_cert`` and ``tls_key`` may be given as ``str`` or ``Path``; they are ``Path`` after.
+    ``http_port`` 0 turns HTTP off (its default is 8081, also when ``port`` is 0).
+    """
 
     host: str = "127.0.0.1"
     port: int = 8080
@@ -31,6 +35,7 @@ class Settings:
     subscribe_latest: int = 1
     http_long_poll_timeout: float = 30.0
     shutdown_grace: float = 5.0
+    drain_timeout: float = 0.0
     require_auth: bool = False
     allow_anonymous: bool = False
     public_endpoint: str | None = None
@@ -41,6 +46,11 @@ class Settings:
     allow_fault_injection_with_auth: bool = False
 
     def __post_init__(self) -> None:
+        # Accept str paths too (``Settings(data_dir="/tmp/x")``); the fields are Paths from here on.
+        object.__setattr__(self, "data_dir", Path(self.data_dir))
+        for name in ("tls_cert", "tls_key"):
+            if getattr(self, name) is not None:
+                object.__setattr__(self, name, Path(getattr(self, name)))
         if not 0 <= self.port <= 65535:
             raise ValueError("port must be 0 to 65535")
         if not 0 <= self.http_port <= 65535:
@@ -51,6 +61,8 @@ class Settings:
             raise ValueError("subscribe_latest must not be negative")
         if not (0 < self.http_long_poll_timeout < math.inf):
             raise ValueError("http_long_poll_timeout must be positive and finite")
+        if not (0 <= self.drain_timeout < math.inf):
+            raise ValueError("drain_timeout must be 0 or more, and finite")
         if self.require_auth and self.allow_anonymous:
             raise ValueError("--require-auth and --allow-anonymous contradict each other")
         if not self.require_auth and not self.allow_anonymous and not is_loopback(self.host):

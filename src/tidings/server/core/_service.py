@@ -73,6 +73,8 @@ class TopicsService:
         # Subscriptions whose credentials can expire or be revoked.
         self._revocable: dict[Subscription, None] = {}
         self._closing = False
+        self._draining = False
+        self._subscription_released = asyncio.Event()
         self._started = False
         self.loop: asyncio.AbstractEventLoop  # set by start()
 
@@ -88,6 +90,21 @@ class TopicsService:
         self._saved_page_floor = floor
         await self._save_page_floor()
         self._started = True
+
+    @property
+    def draining(self) -> bool:
+        """Whether `start_draining` was called: new publishes and subscriptions are refused."""
+        return self._draining
+
+    def start_draining(self) -> None:
+        """Refuse new publishes and subscriptions (UNAVAILABLE) while the open subscriptions go on."""
+        self._draining = True
+
+    async def wait_subscriptions_ended(self) -> None:
+        """Return once no subscription is open (while draining: the clients have finished)."""
+        while self.subscription_total():
+            self._subscription_released.clear()
+            await self._subscription_released.wait()
 
     async def close(self) -> None:
         """End every subscription with UNAVAILABLE and record the page floor; idempotent."""
@@ -192,6 +209,8 @@ class TopicsService:
         The message carries the principal's ``token_id`` as its publisher id. Checks run in PROTOCOL.md's
         order: the request itself (names, value), then permission, then the cache's existence, then limits.
         """
+        if self._draining:
+            raise Unavailable("server is restarting: publish again shortly")
         size = self._measure(value)
         topic = self._topics.get((cache_name, topic_name))
         if topic is None:
@@ -226,6 +245,8 @@ class TopicsService:
         Without a resume position it starts with the newest ``latest`` retained messages (default: the
         service's ``subscribe_latest``; 0 is live only, as a webhook starts).
         """
+        if self._draining:
+            raise Unavailable("server is restarting: subscribe again shortly")
         topic = self._topics.get((cache_name, topic_name))
         if topic is None:
             cache = self._authorized_cache(cache_name, topic_name, principal, TopicRole.SUBSCRIBE)
@@ -369,6 +390,8 @@ class TopicsService:
         topic.subscriber_count -= 1
         topic.cache.subscriptions -= 1
         topic.last_active = self.clock()
+        if self._draining:
+            self._subscription_released.set()
 
     async def _save_page_floor(self) -> None:
         """Keep the stored floor at least half the reserve ahead of the clock and of every issued page."""

@@ -135,8 +135,8 @@ class HttpApi:
         return _json({"status": "ok"})
 
     async def ready(self, request: Request) -> Response:
-        """Readiness: 200 while serving, 503 once shutting down."""
-        if self.live.closing:
+        """Readiness: 200 while serving, 503 once shutting down (also while draining open streams)."""
+        if self.live.closing or self.service.draining:
             return _json({"error": {"code": "unavailable", "message": "server is shutting down"}}, 503)
         return _json({"status": "ready"})
 

@@ -70,7 +70,7 @@ async function loadCaches() {
       pick.type = "button";
       pick.className = "pick";
       pick.textContent = name;
-      pick.title = "Use this cache";
+      pick.title = name; // shown whole on hover; the button cuts it with an ellipsis
       pick.addEventListener("click", () => {
         $("cache").value = name;
         markSelected();
