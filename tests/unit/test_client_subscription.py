@@ -164,6 +164,7 @@ async def test_client_subscription_reports_the_publisher_token_id() -> None:
         grpc.StatusCode.INTERNAL,
         grpc.StatusCode.UNKNOWN,
         grpc.StatusCode.DEADLINE_EXCEEDED,
+        grpc.StatusCode.CANCELLED,  # reset by the server or a proxy: the subscription did not cancel it
     ],
     ids=lambda code: code.name,
 )
@@ -264,7 +265,6 @@ async def test_client_subscription_reports_a_skip_the_server_did_not_announce(
         (grpc.StatusCode.UNAUTHENTICATED, ErrorCode.AUTHENTICATION),
         (grpc.StatusCode.INVALID_ARGUMENT, ErrorCode.INVALID_ARGUMENT),
         (grpc.StatusCode.RESOURCE_EXHAUSTED, ErrorCode.LIMIT_EXCEEDED),
-        (grpc.StatusCode.CANCELLED, ErrorCode.CANCELLED),
     ],
     ids=lambda value: value.name,
 )
@@ -378,6 +378,39 @@ async def test_client_subscription_start_raises_the_first_failure() -> None:
 
     with pytest.raises(grpc.aio.AioRpcError):
         await start(server)
+
+
+@pytest.mark.parametrize("code", [grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED], ids=lambda c: c.name)
+async def test_client_subscription_start_retries_a_busy_or_restarting_server(code: grpc.StatusCode) -> None:
+    server = FakeServer([rpc_error(code)], [rpc_error(code)], [heartbeat(), item(1)])
+
+    subscription = await start(server)
+    first = await anext(subscription)
+
+    assert first == Text(1)
+    assert len(server.streams) == 3
+    assert server.streams[0].cancelled and server.streams[1].cancelled
+
+
+async def test_client_subscription_start_gives_up_with_the_last_error_at_its_timeout() -> None:
+    server = FakeServer(*[[rpc_error(grpc.StatusCode.UNAVAILABLE, "busy")] for _ in range(1000)])
+    subscription = SubscriptionAsync(
+        server.open,
+        "cache",
+        "topic",
+        resume_at_sequence_number=0,
+        resume_at_sequence_page=0,
+        include_heartbeats=False,
+        include_discontinuities=False,
+        backoff=lambda attempt: 0.01,
+    )
+
+    with pytest.raises(grpc.aio.AioRpcError) as failed:
+        await subscription.start(0.2)
+
+    assert failed.value.code() == grpc.StatusCode.UNAVAILABLE
+    assert len(server.streams) > 1
+    assert subscription.is_closed
 
 
 async def test_client_subscription_cannot_be_iterated_while_delivering_to_callbacks() -> None:

@@ -26,6 +26,7 @@ _FLAG_OF_FIELD = {
     "max_subscriptions_per_cache": "--max-subscriptions-per-cache",
     "max_caches": "--max-caches",
     "subscribe_latest": "--subscribe-latest",
+    "max_pending_calls": "--max-pending-calls",
 }
 
 
@@ -185,6 +186,15 @@ _FLAG_OF_FIELD = {
     help="PEM private key of --tls-cert.",
 )
 @click.option(
+    "--max-pending-calls",
+    type=click.IntRange(1),
+    default=_DEFAULTS.max_pending_calls,
+    show_default=True,
+    envvar="TIDINGS_MAX_PENDING_CALLS",
+    metavar="N",
+    help="gRPC calls that may wait to be taken by the server; beyond it new calls are reset (CANCELLED).",
+)
+@click.option(
     "--fault-injection",
     is_flag=True,
     envvar="TIDINGS_FAULT_INJECTION",
@@ -226,6 +236,7 @@ def server(
     public_endpoint: str | None,
     tls_cert: Path | None,
     tls_key: Path | None,
+    max_pending_calls: int,
     fault_injection: bool,
     allow_fault_injection_with_auth: bool,
     log_level: str,
@@ -260,6 +271,7 @@ def server(
             public_endpoint=public_endpoint,
             tls_cert=tls_cert,
             tls_key=tls_key,
+            max_pending_calls=max_pending_calls,
             fault_injection=fault_injection,
             allow_fault_injection_with_auth=allow_fault_injection_with_auth,
         )

@@ -45,9 +45,16 @@ RETRYABLE: Final = frozenset(
         grpc.StatusCode.INTERNAL,
         grpc.StatusCode.UNKNOWN,
         grpc.StatusCode.DEADLINE_EXCEEDED,  # a proxy's stream deadline; ours have none
+        # Not ours: unsubscribe() ends the subscription before it cancels the call, so a CANCELLED stream of
+        # an open subscription was reset by the server (an overloaded gRPC server resets calls it cannot take
+        # in time) or by a proxy.
+        grpc.StatusCode.CANCELLED,
     }
 )
 """Stream failures a subscription resubscribes after; any other status ends it."""
+
+START_RETRYABLE: Final = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED})
+"""Failures of the first stream that `subscribe` retries, with the same backoff, until its timeout."""
 
 _Text = TopicSubscriptionItem.Text
 _Binary = TopicSubscriptionItem.Binary
@@ -285,24 +292,47 @@ class SubscriptionAsync:
 
     async def start(self, heartbeat_within: float) -> None:
         """Open the first stream and wait (up to ``heartbeat_within`` seconds) for its heartbeat, so that the
-        subscription is live when ``subscribe`` returns. Raises what failed (the client maps it to an Error)."""
+        subscription is live when ``subscribe`` returns. A server that is restarting or too busy to take the
+        call (UNAVAILABLE, or a stream it reset) is asked again, with backoff, within that time. Raises what
+        failed (the client maps it to an Error)."""
+        last_error: grpc.aio.AioRpcError | None = None
+        try:
+            async with asyncio.timeout(heartbeat_within):
+                attempt = 0
+                while True:
+                    try:
+                        await self._open_first_stream()
+                        break
+                    except grpc.aio.AioRpcError as error:
+                        if error.code() not in START_RETRYABLE:
+                            raise
+                        last_error = error
+                    await asyncio.sleep(self._backoff(attempt))
+                    attempt += 1
+        except TimeoutError:
+            self._state = _State.DONE
+            if last_error is not None:
+                raise last_error from None
+            raise
+        except BaseException:
+            self._state = _State.DONE
+            raise
+        if self._include_heartbeats:
+            self._pending = HEARTBEAT
+
+    async def _open_first_stream(self) -> None:
         call = self._call = self._open_stream(self._next_sequence_number, self._sequence_page)
         self._opened_at = self._loop.time()
         try:
-            async with asyncio.timeout(heartbeat_within):
-                first = await call.read()
+            first = await call.read()
         except BaseException:
             self._call = None
             call.cancel()
-            self._state = _State.DONE
             raise
         if first is _EOF or first.WhichOneof("kind") != "heartbeat":
             self._call = None
             call.cancel()
-            self._state = _State.DONE
             raise ConnectionError("the Subscribe stream did not start with a heartbeat")
-        if self._include_heartbeats:
-            self._pending = HEARTBEAT
 
     def deliver_to(self, callbacks: Callbacks) -> asyncio.Task[None]:
         """Start (and return) the task that delivers every item to ``callbacks``; it ends after the final Error."""

@@ -97,11 +97,13 @@ class TopicClientAsync(UnaryClientAsync):
     ) -> TopicSubscribe.SubscriptionAsync | TopicSubscribe.Error:
         """Subscribe to a topic; the subscription is live (the server acknowledged it) when this returns.
 
-        ``resume_at_sequence_number`` 0 delivers what is published from now on; N > 0 replays the retained
-        items from N (in page ``resume_at_sequence_page``, 0 for the current one) first. Heartbeats and
-        discontinuities are delivered only when asked for. With any ``on_*`` callback (plain or async), a
-        task delivers the items to the callbacks instead of the iterator; passing ``on_heartbeat`` or
-        ``on_discontinuity`` asks for those items.
+        ``resume_at_sequence_number`` 0 starts with the topic's newest retained item (the server's
+        ``--subscribe-latest``), then what is published from now on; N > 0 replays the retained items from N
+        (in page ``resume_at_sequence_page``, 0 for the current one) first. Heartbeats and discontinuities are
+        delivered only when asked for. With any ``on_*`` callback (plain or async), a task delivers the items
+        to the callbacks instead of the iterator; passing ``on_heartbeat`` or ``on_discontinuity`` asks for
+        those items. A server that is restarting or too busy to take the call is asked again within the
+        client's timeout.
         """
         problem = (
             name_problem("cache_name", cache_name)

@@ -138,6 +138,7 @@ class Server:
                 self._authenticator,
                 lambda: self.public_endpoint,
                 fault_injection=settings.fault_injection,
+                max_pending_calls=settings.max_pending_calls,
             )
             address = _host_port(settings.host, settings.port)
             try:
@@ -167,6 +168,9 @@ class Server:
         except BaseException:
             await self.stop()
             raise
+        logger.info(
+            "gRPC: up to %d calls may wait to be taken during a burst (--max-pending-calls)", settings.max_pending_calls
+        )
         if settings.fault_injection:
             logger.warning(
                 "FAULT INJECTION IS ON (--fault-injection): any caller can make calls fail, wait or end their "

@@ -43,6 +43,7 @@ class Settings:
     tls_key: Path | None = None
     key_refresh_interval: float = 0.5
     fault_injection: bool = False
+    max_pending_calls: int = 10_000
     allow_fault_injection_with_auth: bool = False
 
     def __post_init__(self) -> None:
@@ -79,6 +80,8 @@ class Settings:
             raise ValueError(
                 f"{len(set(self.create_caches))} caches to create exceed --max-caches {self.limits.max_caches}"
             )
+        if self.max_pending_calls < 1:
+            raise ValueError("max_pending_calls must be at least 1")
         if self.fault_injection and self.require_auth and not self.allow_fault_injection_with_auth:
             raise ValueError(
                 "--fault-injection lets any caller make calls fail; with --require-auth it also needs "

@@ -22,7 +22,10 @@ from tidings.server.grpc._token import TokenServicer
 _MIN_MESSAGE_LENGTH: Final = 8 * 1024 * 1024
 
 
-def server_options(max_message_bytes: int) -> list[tuple[str, int]]:
+DEFAULT_MAX_PENDING_CALLS: Final = 10_000
+
+
+def server_options(max_message_bytes: int, max_pending_calls: int = DEFAULT_MAX_PENDING_CALLS) -> list[tuple[str, int]]:
     """Channel arguments for the server (PROTOCOL.md *Transport details official clients rely on*)."""
     max_length = max(_MIN_MESSAGE_LENGTH, max_message_bytes + 64 * 1024)
     return [
@@ -39,6 +42,10 @@ def server_options(max_message_bytes: int) -> list[tuple[str, int]]:
         ("grpc.max_metadata_size", 2 * 1024 * 1024),
         # A second server on a busy port must fail to start, not share the port.
         ("grpc.so_reuseport", 0),
+        # Calls that arrived but Python has not taken yet. grpc-core's defaults (1,000, hard limit 3,000) reset
+        # a burst of new streams with CANCELLED, silently; this makes the limit the operator's, and explicit.
+        ("grpc.server.max_pending_requests", max_pending_calls),
+        ("grpc.server.max_pending_requests_hard_limit", max_pending_calls),
     ]
 
 
@@ -48,6 +55,7 @@ def build_grpc_server(
     public_endpoint: Callable[[], str],
     *,
     fault_injection: bool = False,
+    max_pending_calls: int = DEFAULT_MAX_PENDING_CALLS,
 ) -> grpc.aio.Server:
     """A grpc.aio server with Pubsub, ScsControl, Token and Ping registered (no port bound yet).
 
@@ -55,7 +63,8 @@ def build_grpc_server(
     ``fault_injection`` speaks Momento Local's fault-injection metadata (see ``_faults``).
     """
     interceptors = [FaultInjectionInterceptor()] if fault_injection else None
-    server = grpc.aio.server(options=server_options(service.limits.max_message_bytes), interceptors=interceptors)
+    options = server_options(service.limits.max_message_bytes, max_pending_calls)
+    server = grpc.aio.server(options=options, interceptors=interceptors)
     # Registered (not generic) handlers: grpcio routes them without a per-call lookup chain.
     register = server.add_registered_method_handlers  # type: ignore[attr-defined]  # missing from grpc-stubs
     register(PUBSUB_SERVICE, PubsubServicer(service, authenticator).handlers())
