@@ -134,9 +134,7 @@ class TopicsService:
     def retire_idle_topics(self, now: float) -> int:
         """Retire topic instances with no subscribers and no publishes for the idle TTL."""
         ttl = self.limits.topic_idle_ttl
-        idle = [
-            key for key, topic in self._topics.items() if topic.subscriber_count == 0 and now - topic.last_active >= ttl
-        ]
+        idle = [key for key, topic in self._topics.items() if not topic.in_use and now - topic.last_active >= ttl]
         for key in idle:
             self._drop_topic(key)
         return len(idle)
@@ -202,10 +200,10 @@ class TopicsService:
                 Limit.OPERATIONS_RATE,
                 f"publish rate limit exceeded: {self.limits.publish_rate_per_cache:g} per second per cache",
             )
-        message = topic.log.append(value, principal.token_id, size, now)
         topic.last_active = now
-        topic.wake_all()
-        return message
+        published = topic.log.publish(value, principal.token_id, size, now)
+        # A local engine numbers the message at once (no suspension); a shared one answers later.
+        return published if isinstance(published, Message) else await published
 
     async def subscribe(
         self,
@@ -231,6 +229,19 @@ class TopicsService:
         if topic is None:
             topic = self._create_topic(cache, topic_name)
         log = topic.log
+        following = log.follow()
+        if following is not None:
+            # Reserve the subscription while the engine catches up, so the topic is neither retired nor over
+            # the limit meanwhile.
+            cache.subscriptions += 1
+            topic.joining += 1
+            try:
+                await following
+            finally:
+                cache.subscriptions -= 1
+                topic.joining -= 1
+            if topic.closed_by is not None:
+                raise topic.closed_by
         cursor, pending = resume_position(
             log.sequence_page,
             log.first_sequence_number,
@@ -239,8 +250,8 @@ class TopicsService:
             resume_at_sequence_page,
         )
         cache.subscriptions += 1
-        topic.subscriber_count += 1
         subscription = Subscription(self, topic, cursor, pending, self.clock(), principal)
+        topic.subscriptions[subscription] = None
         if principal.is_revocable:
             self._revocable[subscription] = None
         return subscription
@@ -339,8 +350,8 @@ class TopicsService:
                 Limit.TOPIC_COUNT,
                 f"topic limit exceeded: at most {self.limits.max_topics_per_cache} live topics per cache",
             )
-        log = self._engine.open_topic(cache.name, topic_name, self._pages.next_page())
-        topic = TopicInstance(cache, topic_name, log, self.clock())
+        topic = TopicInstance(cache, topic_name, self.clock())
+        topic.log = self._engine.open_topic(cache.name, topic_name, self._pages, topic)
         self._topics[cache.name, topic_name] = topic
         cache.topics.add(topic_name)
         return topic
@@ -355,7 +366,7 @@ class TopicsService:
     def _release(self, subscription: Subscription, topic: TopicInstance) -> None:
         """``subscription`` of ``topic`` closed."""
         self._revocable.pop(subscription, None)
-        topic.subscriber_count -= 1
+        del topic.subscriptions[subscription]
         topic.cache.subscriptions -= 1
         topic.last_active = self.clock()
 
