@@ -166,6 +166,12 @@ _FLAG_OF_FIELD = {
     help="PEM private key of --tls-cert.",
 )
 @click.option(
+    "--redis-url",
+    metavar="URL",
+    envvar="TIDINGS_REDIS_URL",
+    help="Keep topics, caches and keys in this Redis (redis://host:port/db), shared by every server using it.",
+)
+@click.option(
     "--log-level",
     type=click.Choice(["debug", "info", "warning", "error"]),
     default="info",
@@ -193,6 +199,7 @@ def server(
     public_endpoint: str | None,
     tls_cert: Path | None,
     tls_key: Path | None,
+    redis_url: str | None,
     log_level: str,
 ) -> None:
     """Run the tidings server (gRPC, Momento-compatible, and HTTP) until SIGINT or SIGTERM."""
@@ -223,6 +230,7 @@ def server(
             public_endpoint=public_endpoint,
             tls_cert=tls_cert,
             tls_key=tls_key,
+            redis_url=redis_url,
         )
     except ValueError as error:
         message = str(error)

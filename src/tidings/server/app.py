@@ -11,7 +11,7 @@ import ssl
 from collections.abc import Coroutine
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import grpc
 import grpc.aio
@@ -25,11 +25,14 @@ from tidings.server.auth import (
     load_or_create_secret,
 )
 from tidings.server.config import Settings
-from tidings.server.core import CacheAlreadyExists, TopicsError, TopicsService
+from tidings.server.core import CacheAlreadyExists, Engine, TopicsError, TopicsService, Unavailable
 from tidings.server.engine.memory import MemoryEngine
 from tidings.server.grpc.server import build_grpc_server
 from tidings.server.http import HttpServer
 from tidings.server.store.sqlite import SqliteStore
+
+if TYPE_CHECKING:
+    from tidings.server.engine.redis import RedisEngine
 
 logger = logging.getLogger("tidings.server")
 
@@ -73,6 +76,7 @@ class Server:
         self.settings = settings
         self._service: TopicsService | None = None
         self._store: SqliteStore | None = None
+        self._redis_engine: RedisEngine | None = None
         self._grpc: grpc.aio.Server | None = None
         self._http: HttpServer | None = None
         self._housekeeping: asyncio.Task[None] | None = None
@@ -115,7 +119,7 @@ class Server:
         try:
             self._store = await SqliteStore.open(settings.data_dir)
             self._authenticator = await self._open_authenticator(self._store)
-            engine = MemoryEngine(settings.limits.retention_messages, settings.limits.retention_bytes)
+            engine = await self._open_engine()
             service = self._service = TopicsService(
                 engine, self._store, settings.limits, heartbeat_interval=settings.heartbeat_interval
             )
@@ -163,9 +167,10 @@ class Server:
                 _host_port(settings.host, self._http.port),
             )
         logger.info(
-            "tidings listening on %s://%s (data dir %s, %d caches, %s)",
+            "tidings listening on %s://%s (%s engine, data dir %s, %d caches, %s)",
             "grpcs" if settings.tls_cert else "grpc",
             self.endpoint,
+            self.engine_name,
             settings.data_dir,
             len(service.list_caches()),
             "anonymous callers allowed" if settings.anonymous_allowed else "every call needs a token",
@@ -177,6 +182,28 @@ class Server:
                 settings.host,
                 self.endpoint,
             )
+
+    async def _open_engine(self) -> Engine:
+        """The memory engine, or with ``--redis-url`` the Redis engine, connected."""
+        limits = self.settings.limits
+        if self.settings.redis_url is None:
+            return MemoryEngine(limits.retention_messages, limits.retention_bytes)
+        from tidings.server.engine.redis import RedisEngine
+
+        engine = RedisEngine(
+            self.settings.redis_url, limits.retention_messages, limits.retention_bytes, limits.topic_idle_ttl
+        )
+        try:
+            await engine.start()
+        except Unavailable as error:
+            raise OSError(f"cannot use --redis-url: {error.message}") from None
+        self._redis_engine = engine
+        return engine
+
+    @property
+    def engine_name(self) -> str:
+        """What holds the topics: ``memory`` or ``redis at host:port``."""
+        return "memory" if self._redis_engine is None else self._redis_engine.name
 
     @property
     def public_endpoint(self) -> str:
@@ -225,8 +252,12 @@ class Server:
                 # A task that died was already logged by its done callback; stopping goes on regardless.
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
-        if self._store is not None:
-            await self._store.close()
+        try:
+            if self._redis_engine is not None:
+                await self._redis_engine.close()
+        finally:
+            if self._store is not None:
+                await self._store.close()
         self._stopped.set()
 
     async def wait_stopped(self) -> None:

@@ -36,6 +36,8 @@ class Settings:
     tls_cert: Path | None = None
     tls_key: Path | None = None
     key_refresh_interval: float = 0.5
+    # The Redis engine and store (None: the memory engine and the SQLite store in data_dir).
+    redis_url: str | None = None
 
     def __post_init__(self) -> None:
         if not 0 <= self.port <= 65535:
@@ -62,6 +64,8 @@ class Settings:
             raise ValueError(
                 f"{len(set(self.create_caches))} caches to create exceed --max-caches {self.limits.max_caches}"
             )
+        if self.redis_url is not None and not self.redis_url.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("--redis-url must start with redis://, rediss:// or unix://")
         if (self.tls_cert is None) != (self.tls_key is None):
             raise ValueError("--tls-cert and --tls-key go together")
 
