@@ -32,6 +32,7 @@ class ServerProcess:
     http_port: int = 0
     process: subprocess.Popen[str] | None = None
     log: list[str] = field(default_factory=list)
+    env: dict[str, str] = field(default_factory=dict)  # extra environment variables
     _drain: threading.Thread | None = None
     _listening: bool = False
 
@@ -54,7 +55,7 @@ class ServerProcess:
         ]  # fmt: skip
         self.log = []
         process = self.process = subprocess.Popen(
-            command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env={**os.environ}
+            command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env={**os.environ, **self.env}
         )
         # One thread reads the log from the start: a select() on the pipe would miss lines that arrived in the
         # same read as an earlier one and sit in the reader's buffer.

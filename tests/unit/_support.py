@@ -27,6 +27,8 @@ class FakeClock:
 class MemoryStore:
     """An in-memory implementation of the core's `Store` protocol."""
 
+    shared = False
+
     def __init__(self) -> None:
         self.caches: set[str] = set()
         self.page_floor = 0

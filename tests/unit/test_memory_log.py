@@ -151,7 +151,7 @@ def test_memory_engine_opens_independent_logs_with_its_retention() -> None:
     assert (first.sequence_page, second.sequence_page) == (7, 8)
     assert [m.sequence_number for m in published] == [1, 2, 3]
     assert listener.arrivals == 3
-    assert first.follow() is None
+    assert first.follow(1) is None
     assert (first.first_sequence_number, first.next_sequence_number) == (2, 4)
     assert (second.first_sequence_number, second.next_sequence_number) == (1, 1)
 

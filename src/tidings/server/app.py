@@ -18,6 +18,7 @@ import grpc.aio
 
 from tidings.server.auth import (
     ADMIN_KEY_ENV,
+    SECRET_ENV,
     Authenticator,
     AuthPolicy,
     TokenSigner,
@@ -33,6 +34,7 @@ from tidings.server.store.sqlite import SqliteStore
 
 if TYPE_CHECKING:
     from tidings.server.engine.redis import RedisEngine
+    from tidings.server.store.redis import RedisStore
 
 logger = logging.getLogger("tidings.server")
 
@@ -75,7 +77,7 @@ class Server:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self._service: TopicsService | None = None
-        self._store: SqliteStore | None = None
+        self._store: SqliteStore | RedisStore | None = None
         self._redis_engine: RedisEngine | None = None
         self._grpc: grpc.aio.Server | None = None
         self._http: HttpServer | None = None
@@ -117,7 +119,7 @@ class Server:
             raise RuntimeError("server already started")
         settings = self.settings
         try:
-            self._store = await SqliteStore.open(settings.data_dir)
+            self._store = await self._open_store()
             self._authenticator = await self._open_authenticator(self._store)
             engine = await self._open_engine()
             service = self._service = TopicsService(
@@ -191,7 +193,12 @@ class Server:
         from tidings.server.engine.redis import RedisEngine
 
         engine = RedisEngine(
-            self.settings.redis_url, limits.retention_messages, limits.retention_bytes, limits.topic_idle_ttl
+            self.settings.redis_url,
+            limits.retention_messages,
+            limits.retention_bytes,
+            limits.topic_idle_ttl,
+            # Test hook (race tests): seconds between a channel subscription and the stream read.
+            follow_delay=float(os.environ.get("TIDINGS_TEST_FOLLOW_DELAY", "0")),
         )
         try:
             await engine.start()
@@ -210,9 +217,26 @@ class Server:
         """host:port that minted tokens tell clients to use (``--public-endpoint``, else the listener)."""
         return self.settings.public_endpoint or self.endpoint
 
-    async def _open_authenticator(self, store: SqliteStore) -> Authenticator:
+    async def _open_store(self) -> SqliteStore | RedisStore:
+        """The SQLite store in the data directory, or with ``--redis-url`` the store in Redis."""
+        if self.settings.redis_url is None:
+            return await SqliteStore.open(self.settings.data_dir)
+        from tidings.server.store.redis import RedisStore
+
+        # Still holds this node's admin key file (and the signing secret when set by file).
+        self.settings.data_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            return await RedisStore.open(self.settings.redis_url)
+        except Unavailable as error:
+            raise OSError(f"cannot use --redis-url: {error.message}") from None
+
+    async def _open_authenticator(self, store: SqliteStore | RedisStore) -> Authenticator:
         data_dir = self.settings.data_dir
-        signer = TokenSigner(load_or_create_secret(data_dir))
+        if isinstance(store, SqliteStore) or os.environ.get(SECRET_ENV):
+            secret = load_or_create_secret(data_dir)
+        else:  # every node signs and verifies tokens with the secret in Redis
+            secret = await store.load_or_create_secret()
+        signer = TokenSigner(secret)
         admin_key_path = await load_or_create_admin_key(data_dir, store)
         if admin_key_path is not None:
             logger.info("admin key (super-user) is in %s", admin_key_path)

@@ -60,12 +60,14 @@ class EngineTopic(TopicLog, Protocol):
         """
         ...
 
-    def follow(self) -> Awaitable[None] | None:
-        """Make the log current and keep it current, before a subscription reads it.
+    def follow(self, resume_at: int) -> Awaitable[None] | None:
+        """Make the log current and keep it current, before a subscription that resumes at ``resume_at`` (0: no
+        position) reads it.
 
         None when it already is (a local engine); otherwise an awaitable that resolves once this process
-        receives every new message of the topic and holds all it retained. Raises `Unavailable` when the
-        engine cannot be reached.
+        receives every new message of the topic, holds all it retained and, when ``resume_at`` is ahead of the
+        log (the subscriber saw newer messages through another process), all that was published before it.
+        Raises `Unavailable` when the engine cannot be reached.
         """
         ...
 
@@ -84,6 +86,11 @@ class Engine(Protocol):
 
 class Store(Protocol):
     """Durable state: the caches, and the highest sequence page handed out (pages only grow)."""
+
+    @property
+    def shared(self) -> bool:
+        """Whether other servers change this store too (then a cache this one does not know is looked up)."""
+        ...
 
     async def list_caches(self) -> list[str]:
         """All cache names, sorted."""

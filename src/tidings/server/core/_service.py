@@ -189,8 +189,8 @@ class TopicsService:
         size = self._measure(value)
         topic = self._topics.get((cache_name, topic_name))
         if topic is None:
-            cache = self._authorized_cache(cache_name, topic_name, principal, TopicRole.PUBLISH)
-            topic = self._create_topic(cache, topic_name)
+            cache = await self._authorized_cache(cache_name, topic_name, principal, TopicRole.PUBLISH)
+            topic = self._topics.get((cache_name, topic_name)) or self._create_topic(cache, topic_name)
         elif not principal.may(TopicRole.PUBLISH, cache_name, topic_name):
             raise _denied(TopicRole.PUBLISH, cache_name, topic_name)
         now = self.clock()
@@ -216,7 +216,8 @@ class TopicsService:
         """Start a subscription following PROTOCOL.md *Subscribe* rules 2 to 5."""
         topic = self._topics.get((cache_name, topic_name))
         if topic is None:
-            cache = self._authorized_cache(cache_name, topic_name, principal, TopicRole.SUBSCRIBE)
+            cache = await self._authorized_cache(cache_name, topic_name, principal, TopicRole.SUBSCRIBE)
+            topic = self._topics.get((cache_name, topic_name))
         elif not principal.may(TopicRole.SUBSCRIBE, cache_name, topic_name):
             raise _denied(TopicRole.SUBSCRIBE, cache_name, topic_name)
         else:
@@ -229,7 +230,7 @@ class TopicsService:
         if topic is None:
             topic = self._create_topic(cache, topic_name)
         log = topic.log
-        following = log.follow()
+        following = log.follow(resume_at_sequence_number)
         if following is not None:
             # Reserve the subscription while the engine catches up, so the topic is neither retired nor over
             # the limit meanwhile.
@@ -326,7 +327,7 @@ class TopicsService:
             )
         return size
 
-    def _authorized_cache(
+    async def _authorized_cache(
         self, cache_name: str, topic_name: str, principal: Principal, action: TopicRole
     ) -> CacheState:
         """The cache of a topic not live yet: names valid, then permission, then existence."""
@@ -340,9 +341,24 @@ class TopicsService:
         if not principal.may(action, cache_name, topic_name):
             raise _denied(action, cache_name, topic_name)
         cache = self._caches.get(cache_name)
+        if cache is None and self._store.shared:
+            cache = await self._find_cache(cache_name)
         if cache is None:
             raise CacheNotFound(cache_name)
         return cache
+
+    async def _find_cache(self, cache_name: str) -> CacheState | None:
+        """A cache another server created (a shared store), if it exists now."""
+        try:
+            names = await self._store.list_caches()
+        except TopicsError:
+            raise
+        except Exception:
+            logger.exception("could not read the caches from the store")
+            raise Unavailable("the store is unreachable") from None
+        if cache_name not in names:
+            return None
+        return self._caches.get(cache_name) or self._caches.setdefault(cache_name, self._new_cache_state(cache_name))
 
     def _create_topic(self, cache: CacheState, topic_name: str) -> TopicInstance:
         if len(cache.topics) >= self.limits.max_topics_per_cache:

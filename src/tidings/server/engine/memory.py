@@ -94,7 +94,7 @@ class MemoryTopic(MemoryTopicLog):
         self._listener.messages_arrived()
         return message
 
-    def follow(self) -> None:
+    def follow(self, resume_at: int) -> None:
         """Nothing to wait for: this process is the only publisher."""
 
 

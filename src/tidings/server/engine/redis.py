@@ -77,11 +77,15 @@ class RedisTopic(MemoryTopicLog):
     ) -> Coroutine[Any, Any, Message]:
         return self._engine.publish(self, value, publisher_id, size, published_at)
 
-    def follow(self) -> asyncio.Future[None] | None:
+    def follow(self, resume_at: int) -> asyncio.Future[None] | None:
         if not self._engine.subscriber.connected:
             raise Unavailable("Redis is unreachable")
         if self._current:
-            return None
+            if resume_at <= self._next:
+                return None
+            # The subscriber saw messages this node has not received yet (they are on their way from Redis, or
+            # lost): read them, so that rule 5's "from the future" is judged on what Redis has.
+            return asyncio.shield(self.resync())
         following = self._following
         if following is None:
             following = self._following = self._engine.spawn(self._attach(), "tidings-redis-follow")
@@ -92,6 +96,8 @@ class RedisTopic(MemoryTopicLog):
         self._buffer = []
         try:
             await self._engine.subscriber.subscribe(self.keys.channel)
+            if self._engine.follow_delay:
+                await asyncio.sleep(self._engine.follow_delay)
             await self._catch_up()
             self._current = True
         finally:
@@ -128,13 +134,14 @@ class RedisTopic(MemoryTopicLog):
         self._buffer = [live]
         self.resync()
 
-    def resync(self) -> None:
+    def resync(self) -> asyncio.Task[None]:
         """Read the stream again from where the mirror is (after a gap or a reconnect), once at a time."""
         if self._following is not None:
-            return
+            return self._following
         if self._buffer is None:
             self._buffer = []
         self._following = self._engine.spawn(self._resync(), "tidings-redis-backfill")
+        return self._following
 
     async def _resync(self) -> None:
         try:
@@ -202,6 +209,7 @@ class RedisEngine:
         timeout: float = 2.0,
         clock: Callable[[], float] = time.monotonic,
         connect: Callable[[], AbstractConnection] | None = None,
+        follow_delay: float = 0.0,
     ) -> None:
         self._retention_messages = retention_messages
         self._retention_bytes = retention_bytes
@@ -209,6 +217,8 @@ class RedisEngine:
         self._keep_alive_every = min(topic_idle_ttl / 4, 30.0)
         self._prefix = prefix
         self.clock = clock
+        # A test hook: widens the window between the channel subscription and the stream read (race tests).
+        self.follow_delay = follow_delay
         connect = connect or connection_factory(url, timeout)
         self.link = RedisLink(connect, timeout=timeout, name="redis-commands")
         self.subscriber = ChannelSubscriber(connect, self._deliver, self._resubscribed, timeout=timeout)
