@@ -33,6 +33,7 @@ class ServerProcess:
     process: subprocess.Popen[str] | None = None
     log: list[str] = field(default_factory=list)
     env: dict[str, str] = field(default_factory=dict)  # extra environment variables
+    _logged: threading.Condition = field(default_factory=threading.Condition)
     _drain: threading.Thread | None = None
     _listening: bool = False
 
@@ -76,7 +77,9 @@ class ServerProcess:
         self._listening = False
         http_port = 0
         for line in process.stderr:
-            self.log.append(line)
+            with self._logged:
+                self.log.append(line)
+                self._logged.notify_all()
             if listening.is_set():
                 continue
             http_match = _LISTENING_HTTP.search(line)
@@ -89,6 +92,19 @@ class ServerProcess:
                 self._listening = True
                 listening.set()
         listening.set()  # the server exited
+
+    def wait_for_log(self, pattern: str, count: int = 1, timeout: float = START_TIMEOUT) -> list[re.Match[str]]:
+        """The first ``count`` matches of ``pattern`` in the log, waiting for them to be logged."""
+        compiled = re.compile(pattern)
+
+        def matches() -> list[re.Match[str]]:
+            found = [m for m in map(compiled.search, list(self.log)) if m]
+            return found if len(found) >= count else []
+
+        with self._logged:
+            if not self._logged.wait_for(matches, timeout):
+                raise TimeoutError(f"{count} x {pattern!r} not logged: {''.join(self.log)}")
+        return matches()[:count]
 
     def stop(self, signum: int = signal.SIGTERM, timeout: float = 20.0) -> int:
         """Signal the server and wait for it to exit; returns its exit code."""

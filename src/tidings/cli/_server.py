@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 
 import click
@@ -26,6 +27,19 @@ _FLAG_OF_FIELD = {
     "max_subscriptions_per_cache": "--max-subscriptions-per-cache",
     "max_caches": "--max-caches",
 }
+
+
+def _worker_count(value: str) -> int:
+    """``--workers``: a positive number, or ``auto`` for the cores this process may run on."""
+    if value == "auto":
+        return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    try:
+        count = int(value)
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not a number or 'auto'") from None
+    if count < 1:
+        raise click.BadParameter("must be at least 1")
+    return count
 
 
 @click.command()
@@ -172,6 +186,16 @@ _FLAG_OF_FIELD = {
     help="Keep topics, caches and keys in this Redis (redis://host:port/db), shared by every server using it.",
 )
 @click.option(
+    "--workers",
+    metavar="N|auto",
+    default="1",
+    show_default=True,
+    envvar="TIDINGS_WORKERS",
+    callback=lambda _ctx, _param, value: _worker_count(value),
+    help="Server processes sharing the ports (SO_REUSEPORT), restarted if they die; auto = one per core. "
+    "Above 1 needs --redis-url.",
+)
+@click.option(
     "--log-level",
     type=click.Choice(["debug", "info", "warning", "error"]),
     default="info",
@@ -200,6 +224,7 @@ def server(
     tls_cert: Path | None,
     tls_key: Path | None,
     redis_url: str | None,
+    workers: int,
     log_level: str,
 ) -> None:
     """Run the tidings server (gRPC, Momento-compatible, and HTTP) until SIGINT or SIGTERM."""
@@ -231,6 +256,7 @@ def server(
             tls_cert=tls_cert,
             tls_key=tls_key,
             redis_url=redis_url,
+            workers=workers,
         )
     except ValueError as error:
         message = str(error)

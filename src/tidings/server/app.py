@@ -133,7 +133,9 @@ class Server:
                     pass
                 except TopicsError as error:
                     raise ValueError(f"--create-cache {cache_name!r}: {error.message}") from None
-            self._grpc = build_grpc_server(service, self._authenticator, lambda: self.public_endpoint)
+            self._grpc = build_grpc_server(
+                service, self._authenticator, lambda: self.public_endpoint, reuse_port=settings.workers > 1
+            )
             address = _host_port(settings.host, settings.port)
             try:
                 if settings.tls_cert is not None and settings.tls_key is not None:
@@ -157,6 +159,7 @@ class Server:
                     long_poll_timeout=settings.http_long_poll_timeout,
                     shutdown_grace=settings.shutdown_grace,
                     tls=(settings.tls_cert, settings.tls_key) if settings.tls_cert and settings.tls_key else None,
+                    reuse_port=settings.workers > 1,
                 )
                 await self._http.start()
         except BaseException:
@@ -315,7 +318,13 @@ async def serve(settings: Settings) -> None:
 
 
 def run(settings: Settings) -> None:
-    """Run `serve` on uvloop (the blocking entry point of ``tidings server``)."""
+    """Run `serve` on uvloop (the blocking entry point of ``tidings server``); with ``workers`` > 1, start and
+    supervise that many server processes instead."""
+    if settings.workers > 1:
+        from tidings.server._workers import supervise
+
+        supervise(settings)
+        return
     import uvloop
 
     uvloop.run(serve(settings))

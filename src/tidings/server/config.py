@@ -38,6 +38,8 @@ class Settings:
     key_refresh_interval: float = 0.5
     # The Redis engine and store (None: the memory engine and the SQLite store in data_dir).
     redis_url: str | None = None
+    # Server processes sharing the ports (SO_REUSEPORT), supervised by the one started; more than 1 needs Redis.
+    workers: int = 1
 
     def __post_init__(self) -> None:
         if not 0 <= self.port <= 65535:
@@ -66,6 +68,10 @@ class Settings:
             )
         if self.redis_url is not None and not self.redis_url.startswith(("redis://", "rediss://", "unix://")):
             raise ValueError("--redis-url must start with redis://, rediss:// or unix://")
+        if self.workers < 1:
+            raise ValueError("--workers must be at least 1")
+        if self.workers > 1 and self.redis_url is None:
+            raise ValueError("--workers above 1 needs --redis-url (the workers share topics through Redis)")
         if (self.tls_cert is None) != (self.tls_key is None):
             raise ValueError("--tls-cert and --tls-key go together")
 

@@ -21,7 +21,7 @@ from tidings.server.grpc._token import TokenServicer
 _MIN_MESSAGE_LENGTH: Final = 8 * 1024 * 1024
 
 
-def server_options(max_message_bytes: int) -> list[tuple[str, int]]:
+def server_options(max_message_bytes: int, reuse_port: bool = False) -> list[tuple[str, int]]:
     """Channel arguments for the server (PROTOCOL.md *Transport details official clients rely on*)."""
     max_length = max(_MIN_MESSAGE_LENGTH, max_message_bytes + 64 * 1024)
     return [
@@ -36,19 +36,23 @@ def server_options(max_message_bytes: int) -> list[tuple[str, int]]:
         ("grpc.max_send_message_length", max_length),
         # Room for an over-long authorization header, so it is refused as UNAUTHENTICATED, not a broken stream.
         ("grpc.max_metadata_size", 2 * 1024 * 1024),
-        # A second server on a busy port must fail to start, not share the port.
-        ("grpc.so_reuseport", 0),
+        # A second server on a busy port must fail to start, not share the port (unless it is a worker of one).
+        ("grpc.so_reuseport", int(reuse_port)),
     ]
 
 
 def build_grpc_server(
-    service: TopicsService, authenticator: Authenticator, public_endpoint: Callable[[], str]
+    service: TopicsService,
+    authenticator: Authenticator,
+    public_endpoint: Callable[[], str],
+    *,
+    reuse_port: bool = False,
 ) -> grpc.aio.Server:
     """A grpc.aio server with Pubsub, ScsControl, Token and Ping registered (no port bound yet).
 
     ``public_endpoint()`` (host:port) is what minted disposable tokens tell clients to connect to.
     """
-    server = grpc.aio.server(options=server_options(service.limits.max_message_bytes))
+    server = grpc.aio.server(options=server_options(service.limits.max_message_bytes, reuse_port))
     # Registered (not generic) handlers: grpcio routes them without a per-call lookup chain.
     register = server.add_registered_method_handlers  # type: ignore[attr-defined]  # missing from grpc-stubs
     register(PUBSUB_SERVICE, PubsubServicer(service, authenticator).handlers())
