@@ -75,6 +75,11 @@ class EngineTopic(TopicLog, Protocol):
 class Engine(Protocol):
     """Where messages live and how they are numbered: topic instances, opened and retired by the core."""
 
+    @property
+    def healthy(self) -> bool:
+        """Whether the engine can serve now (a shared engine reaches its backing service)."""
+        ...
+
     def open_topic(self, cache_name: str, topic_name: str, pages: PageClock, listener: TopicListener) -> EngineTopic:
         """Open the topic's current instance; ``pages`` issues the page of a new instance."""
         ...

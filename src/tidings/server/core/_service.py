@@ -289,6 +289,11 @@ class TopicsService:
         """Counters of every transport, by name."""
         return dict(self._transport_stats)
 
+    @property
+    def engine_healthy(self) -> bool:
+        """Whether the engine can serve now (false while a shared engine's Redis is unreachable)."""
+        return self._engine.healthy
+
     def subscription_total(self) -> int:
         """Open subscriptions over all caches."""
         return sum(cache.subscriptions for cache in self._caches.values())

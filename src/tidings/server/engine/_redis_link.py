@@ -3,8 +3,8 @@
 Redis answers in order, so a FIFO of futures matches replies to commands and one reader task resolves them; a
 publisher with many calls in flight costs one write and one read per loop turn instead of a round trip each
 (the Redis engine's publish target depends on it). When the connection breaks, every waiting call fails with
-`Unavailable` and the next call reconnects (at most once per ``retry_interval``: while Redis is down, calls fail
-fast instead of each waiting for a connect timeout).
+`Unavailable` and the next call reconnects (after a failed connect, not again for ``retry_interval``: while
+Redis is down, calls fail fast instead of each waiting for a connect timeout).
 """
 
 from __future__ import annotations
@@ -164,7 +164,6 @@ class RedisLink:
         if connection is not self._connection:
             return
         self._connection = None
-        self._last_failure = time.monotonic()
         self.errors += 1
         if not self._closed:
             logger.warning("%s: Redis connection lost: %s", self._name, error)

@@ -105,6 +105,11 @@ class MemoryEngine:
         self._retention_messages = retention_messages
         self._retention_bytes = retention_bytes
 
+    @property
+    def healthy(self) -> bool:
+        """Always: nothing outside this process."""
+        return True
+
     def open_topic(self, cache_name: str, topic_name: str, pages: PageClock, listener: TopicListener) -> MemoryTopic:
         return MemoryTopic(pages.next_page(), self._retention_messages, self._retention_bytes, listener)
 

@@ -248,8 +248,9 @@ class RedisEngine:
 
     @property
     def healthy(self) -> bool:
-        """Whether both connections to Redis are up."""
-        return self.link.connected and self.subscriber.connected
+        """Whether the pub/sub connection to Redis is up (its supervisor keeps reconnecting it; the command
+        connection reconnects on demand)."""
+        return self.subscriber.connected
 
     def open_topic(self, cache_name: str, topic_name: str, pages: PageClock, listener: TopicListener) -> RedisTopic:
         topic = RedisTopic(
@@ -276,6 +277,9 @@ class RedisEngine:
         self, topic: RedisTopic, value: str | bytes, publisher_id: str, size: int, published_at: float
     ) -> Message:
         """Run the publish script; the message reaches this node's mirror through the channel like any other."""
+        if not self.subscriber.connected:
+            # Redis is unreachable (or the pub/sub connection is being repaired): fail now, not at a deadline.
+            raise Unavailable("Redis is unreachable")
         keys = topic.keys
         reply = as_list(
             await self._run(

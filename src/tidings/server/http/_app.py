@@ -124,9 +124,11 @@ class HttpApi:
         return _json({"status": "ok"})
 
     async def ready(self, request: Request) -> Response:
-        """Readiness: 200 while serving, 503 once shutting down."""
+        """Readiness: 200 while serving, 503 once shutting down or while the engine's Redis is unreachable."""
         if self.live.closing:
             return _json({"error": {"code": "unavailable", "message": "server is shutting down"}}, 503)
+        if not self.service.engine_healthy:
+            return _json({"error": {"code": "unavailable", "message": "Redis is unreachable"}}, 503)
         return _json({"status": "ready"})
 
     async def openapi(self, request: Request) -> Response:
