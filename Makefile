@@ -4,6 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 NODE_DIR := tests/node
 CHROMIUM := /usr/bin/chromium
+REDIS_SERVER := /usr/bin/redis-server
 
 .PHONY: run test lint typecheck bench clean
 
@@ -34,6 +35,16 @@ $(CHROMIUM):
 		exit 1; \
 	fi
 
+# The Redis engine's tests start their own redis-server processes on free ports (Debian's redis-server package).
+$(REDIS_SERVER):
+	@if [ "$$(id -u)" = 0 ]; then \
+		echo "installing Debian's redis-server for the Redis engine tests"; \
+		apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y redis-server; \
+	else \
+		echo "The Redis engine tests need redis-server. Run: sudo apt-get update && sudo apt-get install -y redis-server"; \
+		exit 1; \
+	fi
+
 run: $(VENV)/.installed-run
 	$(BIN)/tidings server --create-cache default-cache
 
@@ -44,7 +55,7 @@ lint: $(VENV)/.installed-test
 typecheck: $(VENV)/.installed-test
 	$(BIN)/mypy
 
-test: $(VENV)/.installed-test $(NODE_DIR)/node_modules/.package-lock.json $(CHROMIUM) lint typecheck
+test: $(VENV)/.installed-test $(NODE_DIR)/node_modules/.package-lock.json $(CHROMIUM) $(REDIS_SERVER) lint typecheck
 	$(BIN)/python -m pytest --cov --cov-report=term:skip-covered
 
 # Each benchmark rewrites its own section of docs/performance.md; run them on an otherwise idle machine.

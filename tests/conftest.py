@@ -1,1 +1,15 @@
 """Shared test configuration."""
+
+from collections.abc import Iterator
+
+import pytest
+
+from tests._redis import RedisServer
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """One real redis-server for the session (tests keep apart by key prefix or flush it themselves)."""
+    server = RedisServer(tmp_path_factory.mktemp("redis")).start()
+    yield server
+    server.stop()

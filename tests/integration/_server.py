@@ -32,9 +32,10 @@ class ServerProcess:
     http_port: int = 0
     process: subprocess.Popen[str] | None = None
     log: list[str] = field(default_factory=list)
+    env: dict[str, str] = field(default_factory=dict)  # extra environment variables
+    _logged: threading.Condition = field(default_factory=threading.Condition)
     _drain: threading.Thread | None = None
     _listening: bool = False
-    _logged: threading.Condition = field(default_factory=threading.Condition)
 
     @property
     def endpoint(self) -> str:
@@ -55,7 +56,7 @@ class ServerProcess:
         ]  # fmt: skip
         self.log = []
         process = self.process = subprocess.Popen(
-            command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env={**os.environ}
+            command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env={**os.environ, **self.env}
         )
         # One thread reads the log from the start: a select() on the pipe would miss lines that arrived in the
         # same read as an earlier one and sit in the reader's buffer.
@@ -92,10 +93,18 @@ class ServerProcess:
                 listening.set()
         listening.set()  # the server exited
 
-    def wait_for_log(self, text: str, timeout: float = START_TIMEOUT) -> bool:
-        """Whether a log line containing ``text`` arrives (or arrived) within ``timeout`` seconds."""
+    def wait_for_log(self, pattern: str, count: int = 1, timeout: float = START_TIMEOUT) -> list[re.Match[str]]:
+        """The first ``count`` matches of ``pattern`` in the log, waiting for them to be logged."""
+        compiled = re.compile(pattern)
+
+        def matches() -> list[re.Match[str]]:
+            found = [m for m in map(compiled.search, list(self.log)) if m]
+            return found if len(found) >= count else []
+
         with self._logged:
-            return self._logged.wait_for(lambda: any(text in line for line in self.log), timeout)
+            if not self._logged.wait_for(matches, timeout):
+                raise TimeoutError(f"{count} x {pattern!r} not logged: {''.join(self.log)}")
+        return matches()[:count]
 
     def stop(self, signum: int = signal.SIGTERM, timeout: float = 20.0) -> int:
         """Signal the server and wait for it to exit; returns its exit code."""

@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 
-from tidings.server.core import Discontinuity, Event, Message, Subscription
-from tidings.server.engine.memory import MemoryEngine, MemoryTopicLog
+from tidings.server.core import Discontinuity, Event, Message, PageClock, Subscription, TopicListener
+from tidings.server.engine.memory import MemoryEngine, MemoryTopic
 
 
 class FakeClock:
@@ -26,6 +26,8 @@ class FakeClock:
 
 class MemoryStore:
     """An in-memory implementation of the core's `Store` protocol."""
+
+    shared = False
 
     def __init__(self) -> None:
         self.caches: set[str] = set()
@@ -62,11 +64,11 @@ class RecordingEngine(MemoryEngine):
 
     def __init__(self, retention_messages: int, retention_bytes: int) -> None:
         super().__init__(retention_messages, retention_bytes)
-        self.logs: dict[tuple[str, str], MemoryTopicLog] = {}
+        self.logs: dict[tuple[str, str], MemoryTopic] = {}
         self.retired: list[tuple[str, str]] = []
 
-    def open_topic(self, cache_name: str, topic_name: str, sequence_page: int) -> MemoryTopicLog:
-        log = super().open_topic(cache_name, topic_name, sequence_page)
+    def open_topic(self, cache_name: str, topic_name: str, pages: PageClock, listener: TopicListener) -> MemoryTopic:
+        log = super().open_topic(cache_name, topic_name, pages, listener)
         self.logs[cache_name, topic_name] = log
         return log
 

@@ -389,7 +389,8 @@ async def test_client_subscription_start_retries_a_busy_or_restarting_server(cod
 
     assert first == Text(1)
     assert len(server.streams) == 3
-    assert server.streams[0].cancelled and server.streams[1].cancelled
+    assert server.streams[0].cancelled
+    assert server.streams[1].cancelled
 
 
 async def test_client_subscription_start_gives_up_with_the_last_error_at_its_timeout() -> None:

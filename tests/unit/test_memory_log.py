@@ -8,6 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tidings.server.core import PageClock
 from tidings.server.engine.memory import MemoryEngine, MemoryTopicLog
 
 PAGE = 42
@@ -123,21 +124,51 @@ def test_memory_log_reads_stay_correct_across_compaction() -> None:
     assert [m.value for m in log.read_from(999, 10)] == ["999", "1000"]
 
 
+class _Listener:
+    def __init__(self) -> None:
+        self.arrivals = 0
+
+    def messages_arrived(self) -> None:
+        self.arrivals += 1
+
+    def page_changed(self) -> None:
+        raise AssertionError("the memory engine never changes a page")
+
+
 def test_memory_engine_opens_independent_logs_with_its_retention() -> None:
     # Arrange
     engine = MemoryEngine(retention_messages=2, retention_bytes=100)
+    pages = PageClock(6, wall_clock=lambda: 0.0)
+    listener = _Listener()
 
     # Act
-    first = engine.open_topic("c", "t", 7)
-    second = engine.open_topic("c", "t", 8)
-    for _ in range(3):
-        first.append(b"x", "", 1)
+    first = engine.open_topic("c", "t", pages, listener)
+    second = engine.open_topic("c", "t", pages, _Listener())
+    published = [first.publish(b"x", "", 1, 0.0) for _ in range(3)]
     engine.retire_topic("c", "t")
 
     # Assert
     assert (first.sequence_page, second.sequence_page) == (7, 8)
+    assert [m.sequence_number for m in published] == [1, 2, 3]
+    assert listener.arrivals == 3
+    assert first.follow(1) is None
     assert (first.first_sequence_number, first.next_sequence_number) == (2, 4)
     assert (second.first_sequence_number, second.next_sequence_number) == (1, 1)
+
+
+def test_memory_log_restart_continues_empty_in_a_new_page() -> None:
+    # Arrange
+    log = MemoryTopicLog(PAGE, max_count=10, max_bytes=1000)
+    for _ in range(3):
+        _append(log, 5)
+
+    # Act
+    log.restart(PAGE + 1, 7)
+    seq = _append(log, 5)
+
+    # Assert
+    assert seq == 7
+    assert (log.sequence_page, log.first_sequence_number, log.retained_bytes) == (PAGE + 1, 7, 5)
 
 
 # --- model-based property ----------------------------------------------------------------------

@@ -1,7 +1,8 @@
-"""The durable store: the Store contract (run over the SQLite store and the test fake) and persistence."""
+"""The durable store: the Store contract (run over the SQLite and Redis stores and the test fake), persistence."""
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -9,15 +10,24 @@ import pytest
 
 from tidings.server.core import InvalidArgument, Store, TopicsService
 from tidings.server.engine.memory import MemoryEngine
+from tidings.server.store.redis import RedisStore
 from tidings.server.store.sqlite import SqliteStore
 
 from ._support import MemoryStore
 
+_prefixes = itertools.count(1)
 
-@pytest.fixture(params=["sqlite", "fake"])
+
+@pytest.fixture(params=["sqlite", "redis", "fake"])
 async def any_store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
-    """Every Store implementation the unit tests use, so the fake cannot drift from the real one."""
-    store: Store = await SqliteStore.open(tmp_path) if request.param == "sqlite" else MemoryStore()
+    """Every Store implementation (the Redis one on a real redis-server), so the fake cannot drift from them."""
+    store: Store
+    if request.param == "sqlite":
+        store = await SqliteStore.open(tmp_path)
+    elif request.param == "redis":
+        store = await RedisStore.open(request.getfixturevalue("redis_server").url, prefix=f"s{next(_prefixes)}:")
+    else:
+        store = MemoryStore()
     yield store
     await store.close()
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 
 import click
@@ -28,6 +29,19 @@ _FLAG_OF_FIELD = {
     "subscribe_latest": "--subscribe-latest",
     "max_pending_calls": "--max-pending-calls",
 }
+
+
+def _worker_count(value: str) -> int:
+    """``--workers``: a positive number, or ``auto`` for the cores this process may run on."""
+    if value == "auto":
+        return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    try:
+        count = int(value)
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not a number or 'auto'") from None
+    if count < 1:
+        raise click.BadParameter("must be at least 1")
+    return count
 
 
 @click.command()
@@ -207,6 +221,22 @@ _FLAG_OF_FIELD = {
     help="Allow --fault-injection together with --require-auth.",
 )
 @click.option(
+    "--redis-url",
+    metavar="URL",
+    envvar="TIDINGS_REDIS_URL",
+    help="Keep topics, caches and keys in this Redis (redis://host:port/db), shared by every server using it.",
+)
+@click.option(
+    "--workers",
+    metavar="N|auto",
+    default="1",
+    show_default=True,
+    envvar="TIDINGS_WORKERS",
+    callback=lambda _ctx, _param, value: _worker_count(value),
+    help="Server processes sharing the ports (SO_REUSEPORT), restarted if they die; auto = one per core. "
+    "Above 1 needs --redis-url.",
+)
+@click.option(
     "--log-level",
     type=click.Choice(["debug", "info", "warning", "error"]),
     default="info",
@@ -239,6 +269,8 @@ def server(
     max_pending_calls: int,
     fault_injection: bool,
     allow_fault_injection_with_auth: bool,
+    redis_url: str | None,
+    workers: int,
     log_level: str,
 ) -> None:
     """Run the tidings server (gRPC, Momento-compatible, and HTTP) until SIGINT or SIGTERM."""
@@ -274,6 +306,8 @@ def server(
             max_pending_calls=max_pending_calls,
             fault_injection=fault_injection,
             allow_fault_injection_with_auth=allow_fault_injection_with_auth,
+            redis_url=redis_url,
+            workers=workers,
         )
     except ValueError as error:
         message = str(error)

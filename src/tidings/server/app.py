@@ -11,13 +11,14 @@ import ssl
 from collections.abc import Coroutine
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import grpc
 import grpc.aio
 
 from tidings.server.auth import (
     ADMIN_KEY_ENV,
+    SECRET_ENV,
     Authenticator,
     AuthPolicy,
     TokenSigner,
@@ -25,11 +26,15 @@ from tidings.server.auth import (
     load_or_create_secret,
 )
 from tidings.server.config import Settings
-from tidings.server.core import CacheAlreadyExists, TopicsError, TopicsService
+from tidings.server.core import CacheAlreadyExists, Engine, TopicsError, TopicsService, Unavailable
 from tidings.server.engine.memory import MemoryEngine
 from tidings.server.grpc.server import build_grpc_server
 from tidings.server.http import HttpServer
 from tidings.server.store.sqlite import SqliteStore
+
+if TYPE_CHECKING:
+    from tidings.server.engine.redis import RedisEngine
+    from tidings.server.store.redis import RedisStore
 
 logger = logging.getLogger("tidings.server")
 
@@ -72,7 +77,8 @@ class Server:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self._service: TopicsService | None = None
-        self._store: SqliteStore | None = None
+        self._store: SqliteStore | RedisStore | None = None
+        self._redis_engine: RedisEngine | None = None
         self._grpc: grpc.aio.Server | None = None
         self._http: HttpServer | None = None
         self._housekeeping: asyncio.Task[None] | None = None
@@ -115,9 +121,9 @@ class Server:
             raise RuntimeError("server already started")
         settings = self.settings
         try:
-            self._store = await SqliteStore.open(settings.data_dir)
+            self._store = await self._open_store()
             self._authenticator = await self._open_authenticator(self._store)
-            engine = MemoryEngine(settings.limits.retention_messages, settings.limits.retention_bytes)
+            engine = await self._open_engine()
             service = self._service = TopicsService(
                 engine,
                 self._store,
@@ -139,6 +145,7 @@ class Server:
                 lambda: self.public_endpoint,
                 fault_injection=settings.fault_injection,
                 max_pending_calls=settings.max_pending_calls,
+                reuse_port=settings.workers > 1,
             )
             address = _host_port(settings.host, settings.port)
             try:
@@ -163,6 +170,7 @@ class Server:
                     long_poll_timeout=settings.http_long_poll_timeout,
                     shutdown_grace=settings.shutdown_grace,
                     tls=(settings.tls_cert, settings.tls_key) if settings.tls_cert and settings.tls_key else None,
+                    reuse_port=settings.workers > 1,
                 )
                 await self._http.start()
         except BaseException:
@@ -183,9 +191,10 @@ class Server:
                 _host_port(settings.host, self._http.port),
             )
         logger.info(
-            "tidings listening on %s://%s (data dir %s, %d caches, %s)",
+            "tidings listening on %s://%s (%s engine, data dir %s, %d caches, %s)",
             "grpcs" if settings.tls_cert else "grpc",
             self.endpoint,
+            self.engine_name,
             settings.data_dir,
             len(service.list_caches()),
             "anonymous callers allowed" if settings.anonymous_allowed else "every call needs a token",
@@ -198,14 +207,58 @@ class Server:
                 self.endpoint,
             )
 
+    async def _open_engine(self) -> Engine:
+        """The memory engine, or with ``--redis-url`` the Redis engine, connected."""
+        limits = self.settings.limits
+        if self.settings.redis_url is None:
+            return MemoryEngine(limits.retention_messages, limits.retention_bytes)
+        from tidings.server.engine.redis import RedisEngine
+
+        engine = RedisEngine(
+            self.settings.redis_url,
+            limits.retention_messages,
+            limits.retention_bytes,
+            limits.topic_idle_ttl,
+            # Test hook (race tests): seconds between a channel subscription and the stream read.
+            follow_delay=float(os.environ.get("TIDINGS_TEST_FOLLOW_DELAY", "0")),
+        )
+        try:
+            await engine.start()
+        except Unavailable as error:
+            raise OSError(f"cannot use --redis-url: {error.message}") from None
+        self._redis_engine = engine
+        return engine
+
+    @property
+    def engine_name(self) -> str:
+        """What holds the topics: ``memory`` or ``redis at host:port``."""
+        return "memory" if self._redis_engine is None else self._redis_engine.name
+
     @property
     def public_endpoint(self) -> str:
         """host:port that minted tokens tell clients to use (``--public-endpoint``, else the listener)."""
         return self.settings.public_endpoint or self.endpoint
 
-    async def _open_authenticator(self, store: SqliteStore) -> Authenticator:
+    async def _open_store(self) -> SqliteStore | RedisStore:
+        """The SQLite store in the data directory, or with ``--redis-url`` the store in Redis."""
+        if self.settings.redis_url is None:
+            return await SqliteStore.open(self.settings.data_dir)
+        from tidings.server.store.redis import RedisStore
+
+        # Still holds this node's admin key file (and the signing secret when set by file).
+        self.settings.data_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            return await RedisStore.open(self.settings.redis_url)
+        except Unavailable as error:
+            raise OSError(f"cannot use --redis-url: {error.message}") from None
+
+    async def _open_authenticator(self, store: SqliteStore | RedisStore) -> Authenticator:
         data_dir = self.settings.data_dir
-        signer = TokenSigner(load_or_create_secret(data_dir))
+        if isinstance(store, SqliteStore) or os.environ.get(SECRET_ENV):
+            secret = load_or_create_secret(data_dir)
+        else:  # every node signs and verifies tokens with the secret in Redis
+            secret = await store.load_or_create_secret()
+        signer = TokenSigner(secret)
         admin_key_path = await load_or_create_admin_key(data_dir, store)
         if admin_key_path is not None:
             logger.info("admin key (super-user) is in %s", admin_key_path)
@@ -293,8 +346,12 @@ class Server:
                 # A task that died was already logged by its done callback; stopping goes on regardless.
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
-        if self._store is not None:
-            await self._store.close()
+        try:
+            if self._redis_engine is not None:
+                await self._redis_engine.close()
+        finally:
+            if self._store is not None:
+                await self._store.close()
         self._stopped.set()
 
     async def wait_stopped(self) -> None:
@@ -330,7 +387,13 @@ async def serve(settings: Settings) -> None:
 
 
 def run(settings: Settings) -> None:
-    """Run `serve` on uvloop (the blocking entry point of ``tidings server``)."""
+    """Run `serve` on uvloop (the blocking entry point of ``tidings server``); with ``workers`` > 1, start and
+    supervise that many server processes instead."""
+    if settings.workers > 1:
+        from tidings.server._workers import supervise
+
+        supervise(settings)
+        return
     import uvloop
 
     uvloop.run(serve(settings))

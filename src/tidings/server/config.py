@@ -45,6 +45,10 @@ class Settings:
     fault_injection: bool = False
     max_pending_calls: int = 10_000
     allow_fault_injection_with_auth: bool = False
+    # The Redis engine and store (None: the memory engine and the SQLite store in data_dir).
+    redis_url: str | None = None
+    # Server processes sharing the ports (SO_REUSEPORT), supervised by the one started; more than 1 needs Redis.
+    workers: int = 1
 
     def __post_init__(self) -> None:
         # Accept str paths too (``Settings(data_dir="/tmp/x")``); the fields are Paths from here on.
@@ -87,6 +91,12 @@ class Settings:
                 "--fault-injection lets any caller make calls fail; with --require-auth it also needs "
                 "--allow-fault-injection-with-auth"
             )
+        if self.redis_url is not None and not self.redis_url.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("--redis-url must start with redis://, rediss:// or unix://")
+        if self.workers < 1:
+            raise ValueError("--workers must be at least 1")
+        if self.workers > 1 and self.redis_url is None:
+            raise ValueError("--workers above 1 needs --redis-url (the workers share topics through Redis)")
         if (self.tls_cert is None) != (self.tls_key is None):
             raise ValueError("--tls-cert and --tls-key go together")
 

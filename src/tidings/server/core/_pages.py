@@ -24,6 +24,11 @@ class PageClock:
         """The highest page issued (or the floor when none was issued yet)."""
         return self._last
 
+    def observe(self, sequence_page: int) -> None:
+        """Never issue ``sequence_page`` or a smaller one (a page another process issued, seen in a shared engine)."""
+        if sequence_page > self._last:
+            self._last = sequence_page
+
     def next_page(self) -> int:
         """A page strictly greater than every page issued before."""
         page = max(int(self._wall_clock() * 1_000_000), self._last + 1)

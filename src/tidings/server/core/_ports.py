@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from typing import Protocol
 
 from tidings.server.core._events import Message
+from tidings.server.core._pages import PageClock
 
 
 class TopicLog(Protocol):
-    """The retained messages of one topic instance, in sequence order, bounded by count and bytes."""
+    """The retained messages of one topic instance as this process holds them, in sequence order, bounded by
+    count and bytes: what subscriptions read with their cursors (fan-out is the core's, whatever the engine)."""
 
     @property
     def sequence_page(self) -> int:
@@ -18,7 +20,7 @@ class TopicLog(Protocol):
 
     @property
     def next_sequence_number(self) -> int:
-        """The sequence number the next appended message gets (1 for a new instance)."""
+        """The sequence number after the newest one this log holds (1 for a new instance)."""
         ...
 
     @property
@@ -26,32 +28,74 @@ class TopicLog(Protocol):
         """The oldest retained sequence number; equals ``next_sequence_number`` when nothing is retained."""
         ...
 
-    def append(self, value: str | bytes, publisher_id: str, size: int, published_at: float = 0.0) -> Message:
-        """Append a message, evicting the oldest ones beyond the retention bounds, and return it.
-
-        ``published_at`` is the service clock's reading, kept on the message for latency metrics.
-        """
-        ...
-
     def read_from(self, sequence_number: int, limit: int) -> Sequence[Message]:
         """Up to ``limit`` retained messages from ``sequence_number`` on (which must be retained)."""
         ...
 
 
-class Engine(Protocol):
-    """Holds topic logs: where messages live and how they are numbered."""
+class TopicListener(Protocol):
+    """What an engine tells the core about one topic instance (the core's topic implements it)."""
 
-    def open_topic(self, cache_name: str, topic_name: str, sequence_page: int) -> TopicLog:
-        """Start a new topic instance with the given page."""
+    def messages_arrived(self) -> None:
+        """The log holds newer messages (published by this process or, with a shared engine, by any)."""
+        ...
+
+    def page_changed(self) -> None:
+        """The log moved to a new, greater page (a shared engine lost the topic): every reader restarts there."""
+        ...
+
+
+class EngineTopic(TopicLog, Protocol):
+    """A topic instance in an engine: its log, and publishing to it."""
+
+    def publish(
+        self, value: str | bytes, publisher_id: str, size: int, published_at: float
+    ) -> Message | Awaitable[Message]:
+        """Number and retain a message.
+
+        An engine local to this process appends at once, calls `TopicListener.messages_arrived` and returns the
+        message: no suspension on the publish path. A shared engine returns an awaitable of the numbered message
+        and calls the listener when the message (like any other process's) reaches this process's log.
+        ``published_at`` is the service clock's reading, kept on the message for latency metrics.
+        """
+        ...
+
+    def follow(self, resume_at: int) -> Awaitable[None] | None:
+        """Make the log current and keep it current, before a subscription that resumes at ``resume_at`` (0: no
+        position) reads it.
+
+        None when it already is (a local engine); otherwise an awaitable that resolves once this process
+        receives every new message of the topic, holds all it retained and, when ``resume_at`` is ahead of the
+        log (the subscriber saw newer messages through another process), all that was published before it.
+        Raises `Unavailable` when the engine cannot be reached.
+        """
+        ...
+
+
+class Engine(Protocol):
+    """Where messages live and how they are numbered: topic instances, opened and retired by the core."""
+
+    @property
+    def healthy(self) -> bool:
+        """Whether the engine can serve now (a shared engine reaches its backing service)."""
+        ...
+
+    def open_topic(self, cache_name: str, topic_name: str, pages: PageClock, listener: TopicListener) -> EngineTopic:
+        """Open the topic's current instance; ``pages`` issues the page of a new instance."""
         ...
 
     def retire_topic(self, cache_name: str, topic_name: str) -> None:
-        """Forget a topic instance and its retained messages."""
+        """This process no longer uses the topic (no subscribers, idle): drop what it holds for it."""
         ...
 
 
 class Store(Protocol):
     """Durable state: the caches, and the highest sequence page handed out (pages only grow)."""
+
+    @property
+    def shared(self) -> bool:
+        """Whether other servers change this store too (then a cache this one does not know is looked up)."""
+        ...
 
     async def list_caches(self) -> list[str]:
         """All cache names, sorted."""

@@ -155,9 +155,7 @@ class TopicsService:
     def retire_idle_topics(self, now: float) -> int:
         """Retire topic instances with no subscribers and no publishes for the idle TTL."""
         ttl = self.limits.topic_idle_ttl
-        idle = [
-            key for key, topic in self._topics.items() if topic.subscriber_count == 0 and now - topic.last_active >= ttl
-        ]
+        idle = [key for key, topic in self._topics.items() if not topic.in_use and now - topic.last_active >= ttl]
         for key in idle:
             self._drop_topic(key)
         return len(idle)
@@ -214,8 +212,8 @@ class TopicsService:
         size = self._measure(value)
         topic = self._topics.get((cache_name, topic_name))
         if topic is None:
-            cache = self._authorized_cache(cache_name, topic_name, principal, TopicRole.PUBLISH)
-            topic = self._create_topic(cache, topic_name)
+            cache = await self._authorized_cache(cache_name, topic_name, principal, TopicRole.PUBLISH)
+            topic = self._topics.get((cache_name, topic_name)) or self._create_topic(cache, topic_name)
         elif not principal.may(TopicRole.PUBLISH, cache_name, topic_name):
             raise _denied(TopicRole.PUBLISH, cache_name, topic_name)
         now = self.clock()
@@ -225,10 +223,10 @@ class TopicsService:
                 Limit.OPERATIONS_RATE,
                 f"publish rate limit exceeded: {self.limits.publish_rate_per_cache:g} per second per cache",
             )
-        message = topic.log.append(value, principal.token_id, size, now)
         topic.last_active = now
-        topic.wake_all()
-        return message
+        published = topic.log.publish(value, principal.token_id, size, now)
+        # A local engine numbers the message at once (no suspension); a shared one answers later.
+        return published if isinstance(published, Message) else await published
 
     async def subscribe(
         self,
@@ -249,7 +247,8 @@ class TopicsService:
             raise Unavailable("server is restarting: subscribe again shortly")
         topic = self._topics.get((cache_name, topic_name))
         if topic is None:
-            cache = self._authorized_cache(cache_name, topic_name, principal, TopicRole.SUBSCRIBE)
+            cache = await self._authorized_cache(cache_name, topic_name, principal, TopicRole.SUBSCRIBE)
+            topic = self._topics.get((cache_name, topic_name))
         elif not principal.may(TopicRole.SUBSCRIBE, cache_name, topic_name):
             raise _denied(TopicRole.SUBSCRIBE, cache_name, topic_name)
         else:
@@ -262,6 +261,19 @@ class TopicsService:
         if topic is None:
             topic = self._create_topic(cache, topic_name)
         log = topic.log
+        following = log.follow(resume_at_sequence_number)
+        if following is not None:
+            # Reserve the subscription while the engine catches up, so the topic is neither retired nor over
+            # the limit meanwhile.
+            cache.subscriptions += 1
+            topic.joining += 1
+            try:
+                await following
+            finally:
+                cache.subscriptions -= 1
+                topic.joining -= 1
+            if topic.closed_by is not None:
+                raise topic.closed_by
         cursor, pending = resume_position(
             log.sequence_page,
             log.first_sequence_number,
@@ -271,8 +283,8 @@ class TopicsService:
             self.subscribe_latest if latest is None else latest,
         )
         cache.subscriptions += 1
-        topic.subscriber_count += 1
         subscription = Subscription(self, topic, cursor, pending, self.clock(), principal)
+        topic.subscriptions[subscription] = None
         if principal.is_revocable:
             self._revocable[subscription] = None
         return subscription
@@ -308,6 +320,11 @@ class TopicsService:
     def transport_stats(self) -> dict[str, TransportStats]:
         """Counters of every transport, by name."""
         return dict(self._transport_stats)
+
+    @property
+    def engine_healthy(self) -> bool:
+        """Whether the engine can serve now (false while a shared engine's Redis is unreachable)."""
+        return self._engine.healthy
 
     def subscription_total(self) -> int:
         """Open subscriptions over all caches."""
@@ -347,7 +364,7 @@ class TopicsService:
             )
         return size
 
-    def _authorized_cache(
+    async def _authorized_cache(
         self, cache_name: str, topic_name: str, principal: Principal, action: TopicRole
     ) -> CacheState:
         """The cache of a topic not live yet: names valid, then permission, then existence."""
@@ -361,9 +378,24 @@ class TopicsService:
         if not principal.may(action, cache_name, topic_name):
             raise _denied(action, cache_name, topic_name)
         cache = self._caches.get(cache_name)
+        if cache is None and self._store.shared:
+            cache = await self._find_cache(cache_name)
         if cache is None:
             raise CacheNotFound(cache_name)
         return cache
+
+    async def _find_cache(self, cache_name: str) -> CacheState | None:
+        """A cache another server created (a shared store), if it exists now."""
+        try:
+            names = await self._store.list_caches()
+        except TopicsError:
+            raise
+        except Exception:
+            logger.exception("could not read the caches from the store")
+            raise Unavailable("the store is unreachable") from None
+        if cache_name not in names:
+            return None
+        return self._caches.get(cache_name) or self._caches.setdefault(cache_name, self._new_cache_state(cache_name))
 
     def _create_topic(self, cache: CacheState, topic_name: str) -> TopicInstance:
         if len(cache.topics) >= self.limits.max_topics_per_cache:
@@ -371,8 +403,8 @@ class TopicsService:
                 Limit.TOPIC_COUNT,
                 f"topic limit exceeded: at most {self.limits.max_topics_per_cache} live topics per cache",
             )
-        log = self._engine.open_topic(cache.name, topic_name, self._pages.next_page())
-        topic = TopicInstance(cache, topic_name, log, self.clock())
+        topic = TopicInstance(cache, topic_name, self.clock())
+        topic.log = self._engine.open_topic(cache.name, topic_name, self._pages, topic)
         self._topics[cache.name, topic_name] = topic
         cache.topics.add(topic_name)
         return topic
@@ -387,7 +419,7 @@ class TopicsService:
     def _release(self, subscription: Subscription, topic: TopicInstance) -> None:
         """``subscription`` of ``topic`` closed."""
         self._revocable.pop(subscription, None)
-        topic.subscriber_count -= 1
+        del topic.subscriptions[subscription]
         topic.cache.subscriptions -= 1
         topic.last_active = self.clock()
         if self._draining:

@@ -14,7 +14,7 @@ from tidings.server.core._auth import Principal
 from tidings.server.core._errors import TopicsError
 from tidings.server.core._events import HEARTBEAT, Discontinuity, Event
 from tidings.server.core._limits import TokenBucket
-from tidings.server.core._ports import TopicLog
+from tidings.server.core._ports import EngineTopic
 
 if TYPE_CHECKING:
     from tidings.server.core._service import TopicsService
@@ -36,16 +36,20 @@ class CacheState:
 
 
 class TopicInstance:
-    """A topic's current instance: its log, its waiting subscribers and what retires it."""
+    """A topic's current instance: its log, its subscriptions and what retires it.
 
-    __slots__ = ("cache", "closed_by", "last_active", "log", "name", "subscriber_count", "waiting")
+    It is the engine's `TopicListener` for the instance: the engine calls `messages_arrived` when the log grows.
+    """
 
-    def __init__(self, cache: CacheState, name: str, log: TopicLog, now: float) -> None:
+    __slots__ = ("cache", "closed_by", "joining", "last_active", "log", "name", "subscriptions", "waiting")
+
+    def __init__(self, cache: CacheState, name: str, now: float) -> None:
         self.cache = cache
         self.name = name
-        self.log = log
+        self.log: EngineTopic  # set by the service once the engine opened the topic
         self.waiting: dict[Subscription, None] = {}
-        self.subscriber_count = 0
+        self.subscriptions: dict[Subscription, None] = {}  # every open one
+        self.joining = 0  # subscriptions being set up (waiting for the engine to follow the topic)
         self.last_active = now
         self.closed_by: TopicsError | None = None
 
@@ -58,6 +62,22 @@ class TopicInstance:
                 waiter = subscription._waiter
                 if waiter is not None and not waiter.done():
                     waiter.set_result(None)
+
+    messages_arrived = wake_all
+
+    @property
+    def in_use(self) -> bool:
+        """Whether subscriptions hold or are joining this instance (then it is not retired)."""
+        return bool(self.subscriptions) or self.joining > 0
+
+    def page_changed(self) -> None:
+        """The engine moved the log to a new page: every subscription gets a discontinuity into it, then
+        everything the new page retains (as after a reset, PROTOCOL.md *Subscribe* rule 4)."""
+        log = self.log
+        first = log.first_sequence_number
+        for subscription in self.subscriptions:
+            subscription.restart_at(first, log.sequence_page)
+        self.wake_all()
 
     def close(self, error: TopicsError) -> None:
         """End every subscription of this instance with ``error``."""
@@ -162,6 +182,13 @@ class Subscription:
             self.last_sent = self._service.clock()
             return [HEARTBEAT]
         return None
+
+    def restart_at(self, first: int, sequence_page: int) -> None:
+        """Continue at ``first`` in a new page, with a discontinuity from what this subscription delivered."""
+        pending = self._pending
+        last = self._cursor - 1 if pending is None else pending.last_topic_sequence
+        self._pending = Discontinuity(last, first - 1, sequence_page)
+        self._cursor = first
 
     def wait(self) -> asyncio.Future[None]:
         """A future that resolves when `poll` may have something new (a message, a heartbeat, the end)."""

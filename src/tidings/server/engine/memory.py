@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tidings.server.core import Message
+from tidings.server.core import Message, PageClock, TopicListener
 
 
 class MemoryTopicLog:
@@ -41,8 +41,15 @@ class MemoryTopicLog:
         return self._bytes
 
     def append(self, value: str | bytes, publisher_id: str, size: int, published_at: float = 0.0) -> Message:
+        """Number a new message in this log's page, retain it and return it."""
         message = Message(self._page, self._next, value, publisher_id, size, published_at)
-        self._next += 1
+        self.push(message)
+        return message
+
+    def push(self, message: Message) -> None:
+        """Retain an already numbered message, which must carry this page and ``next_sequence_number``."""
+        size = message.size
+        self._next = message.sequence_number + 1
         messages = self._messages
         messages.append(message)
         self._bytes += size
@@ -58,11 +65,37 @@ class MemoryTopicLog:
         if self._head >= 64 and self._head * 2 >= len(messages):
             del messages[: self._head]
             self._head = 0
-        return message
+
+    def restart(self, sequence_page: int, next_sequence_number: int) -> None:
+        """Forget every retained message and continue empty in ``sequence_page`` at ``next_sequence_number``."""
+        self._page = sequence_page
+        self._next = next_sequence_number
+        self._messages = []
+        self._head = 0
+        self._bytes = 0
 
     def read_from(self, sequence_number: int, limit: int) -> list[Message]:
         start = self._head + sequence_number - self.first_sequence_number
         return self._messages[start : start + limit]  # type: ignore[return-value]
+
+
+class MemoryTopic(MemoryTopicLog):
+    """A topic instance of the memory engine: publishing appends to the log at once and wakes the core."""
+
+    __slots__ = ("_listener",)
+
+    def __init__(self, sequence_page: int, max_count: int, max_bytes: int, listener: TopicListener) -> None:
+        super().__init__(sequence_page, max_count, max_bytes)
+        self._listener = listener
+
+    def publish(self, value: str | bytes, publisher_id: str, size: int, published_at: float) -> Message:
+        message = Message(self._page, self._next, value, publisher_id, size, published_at)
+        self.push(message)
+        self._listener.messages_arrived()
+        return message
+
+    def follow(self, resume_at: int) -> None:
+        """Nothing to wait for: this process is the only publisher."""
 
 
 class MemoryEngine:
@@ -72,8 +105,13 @@ class MemoryEngine:
         self._retention_messages = retention_messages
         self._retention_bytes = retention_bytes
 
-    def open_topic(self, cache_name: str, topic_name: str, sequence_page: int) -> MemoryTopicLog:
-        return MemoryTopicLog(sequence_page, self._retention_messages, self._retention_bytes)
+    @property
+    def healthy(self) -> bool:
+        """Always: nothing outside this process."""
+        return True
+
+    def open_topic(self, cache_name: str, topic_name: str, pages: PageClock, listener: TopicListener) -> MemoryTopic:
+        return MemoryTopic(pages.next_page(), self._retention_messages, self._retention_bytes, listener)
 
     def retire_topic(self, cache_name: str, topic_name: str) -> None:
         """Nothing to do: the log is garbage once the core lets go of it."""

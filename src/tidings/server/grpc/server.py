@@ -25,7 +25,9 @@ _MIN_MESSAGE_LENGTH: Final = 8 * 1024 * 1024
 DEFAULT_MAX_PENDING_CALLS: Final = 10_000
 
 
-def server_options(max_message_bytes: int, max_pending_calls: int = DEFAULT_MAX_PENDING_CALLS) -> list[tuple[str, int]]:
+def server_options(
+    max_message_bytes: int, max_pending_calls: int = DEFAULT_MAX_PENDING_CALLS, reuse_port: bool = False
+) -> list[tuple[str, int]]:
     """Channel arguments for the server (PROTOCOL.md *Transport details official clients rely on*)."""
     max_length = max(_MIN_MESSAGE_LENGTH, max_message_bytes + 64 * 1024)
     return [
@@ -40,8 +42,8 @@ def server_options(max_message_bytes: int, max_pending_calls: int = DEFAULT_MAX_
         ("grpc.max_send_message_length", max_length),
         # Room for an over-long authorization header, so it is refused as UNAUTHENTICATED, not a broken stream.
         ("grpc.max_metadata_size", 2 * 1024 * 1024),
-        # A second server on a busy port must fail to start, not share the port.
-        ("grpc.so_reuseport", 0),
+        # A second server on a busy port must fail to start, not share the port (unless it is a worker of one).
+        ("grpc.so_reuseport", int(reuse_port)),
         # Calls that arrived but Python has not taken yet. grpc-core's defaults (1,000, hard limit 3,000) reset
         # a burst of new streams with CANCELLED, silently; this makes the limit the operator's, and explicit.
         ("grpc.server.max_pending_requests", max_pending_calls),
@@ -56,6 +58,7 @@ def build_grpc_server(
     *,
     fault_injection: bool = False,
     max_pending_calls: int = DEFAULT_MAX_PENDING_CALLS,
+    reuse_port: bool = False,
 ) -> grpc.aio.Server:
     """A grpc.aio server with Pubsub, ScsControl, Token and Ping registered (no port bound yet).
 
@@ -63,7 +66,7 @@ def build_grpc_server(
     ``fault_injection`` speaks Momento Local's fault-injection metadata (see ``_faults``).
     """
     interceptors = [FaultInjectionInterceptor()] if fault_injection else None
-    options = server_options(service.limits.max_message_bytes, max_pending_calls)
+    options = server_options(service.limits.max_message_bytes, max_pending_calls, reuse_port)
     server = grpc.aio.server(options=options, interceptors=interceptors)
     # Registered (not generic) handlers: grpcio routes them without a per-call lookup chain.
     register = server.add_registered_method_handlers  # type: ignore[attr-defined]  # missing from grpc-stubs

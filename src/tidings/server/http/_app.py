@@ -135,9 +135,12 @@ class HttpApi:
         return _json({"status": "ok"})
 
     async def ready(self, request: Request) -> Response:
-        """Readiness: 200 while serving, 503 once shutting down (also while draining open streams)."""
+        """Readiness: 200 while serving; 503 once shutting down, while draining open streams, or while the
+        engine's Redis is unreachable."""
         if self.live.closing or self.service.draining:
             return _json({"error": {"code": "unavailable", "message": "server is shutting down"}}, 503)
+        if not self.service.engine_healthy:
+            return _json({"error": {"code": "unavailable", "message": "Redis is unreachable"}}, 503)
         return _json({"status": "ready"})
 
     async def openapi(self, request: Request) -> Response:

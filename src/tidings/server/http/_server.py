@@ -46,14 +46,17 @@ class _Uvicorn(uvicorn.Server):
         await super().shutdown(sockets)
 
 
-def bind(host: str, port: int, backlog: int = 2048) -> socket.socket:
-    """A listening TCP socket on ``host:port`` (the first address ``host`` resolves to)."""
+def bind(host: str, port: int, backlog: int = 2048, *, reuse_port: bool = False) -> socket.socket:
+    """A listening TCP socket on ``host:port`` (the first address ``host`` resolves to); ``reuse_port`` lets
+    the workers of one server share it (SO_REUSEPORT: the kernel spreads connections over them)."""
     family, kind, protocol, _, address = socket.getaddrinfo(
         host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
     )[0]
     sock = socket.socket(family, kind, protocol)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if reuse_port:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         sock.bind(address)
         sock.listen(backlog)
         sock.setblocking(False)
@@ -81,8 +84,10 @@ class HttpServer:
         long_poll_timeout: float,
         shutdown_grace: float,
         tls: tuple[Path, Path] | None = None,
+        reuse_port: bool = False,
     ) -> None:
         self._live = LiveRequests()
+        self._reuse_port = reuse_port
         self._tls = tls
         self.app = build_app(service, authenticate, self._live, long_poll_timeout=long_poll_timeout)
         self._host = host
@@ -102,7 +107,7 @@ class HttpServer:
         if self._serving is not None:
             raise RuntimeError("HTTP server already started")
         try:
-            sock = bind(self._host, self._port)
+            sock = bind(self._host, self._port, reuse_port=self._reuse_port)
         except OSError as error:
             raise OSError(f"cannot listen on http://{self._host}:{self._port}: {error.strerror or error}") from None
         self.port = sock.getsockname()[1]

@@ -52,6 +52,7 @@ class SqliteStore:
     """Caches and server metadata in ``<data_dir>/tidings.sqlite3`` (WAL mode)."""
 
     FILENAME = "tidings.sqlite3"
+    shared = False  # one server per data directory
 
     def __init__(self, data_dir: Path) -> None:
         self.path = data_dir / self.FILENAME

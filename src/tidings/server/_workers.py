@@ -1,0 +1,144 @@
+"""``tidings server --workers N``: N server processes on the same ports, supervised by the one started.
+
+Each worker is a whole server (its own event loop, Redis connections and subscriptions) bound with SO_REUSEPORT,
+so the kernel spreads new connections over them; they share topics through Redis. The supervisor prepares what
+must be created once (the admin key file), starts the workers, restarts one that dies (logged, with a backoff
+when it dies young), and on SIGTERM or SIGINT asks every worker to drain and waits for them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+import multiprocessing
+import multiprocessing.connection
+import os
+import signal
+import socket
+import time
+from multiprocessing.process import BaseProcess
+from types import FrameType
+
+from tidings.server.config import Settings
+
+logger = logging.getLogger("tidings.server")
+
+_YOUNG = 5.0  # a worker that dies within this many seconds of starting is restarted after a backoff
+_MAX_BACKOFF = 30.0
+
+
+def supervise(settings: Settings) -> None:
+    """Run ``settings.workers`` workers until SIGTERM or SIGINT (blocking)."""
+    settings = _with_fixed_port(settings)
+    _prepare(settings)
+    context = multiprocessing.get_context("spawn")
+    level = logging.getLogger().level
+    workers: dict[int, tuple[BaseProcess, float]] = {}
+    failures: dict[int, int] = {}
+    restart_at: dict[int, float] = {}
+    wake_read, wake_write = socket.socketpair()
+    wake_write.setblocking(False)
+    stopping = False
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        nonlocal stopping
+        stopping = True
+
+    previous = {signum: signal.signal(signum, on_signal) for signum in (signal.SIGTERM, signal.SIGINT)}
+    previous_fd = signal.set_wakeup_fd(wake_write.fileno())
+
+    def start(index: int) -> None:
+        process = context.Process(target=_worker, args=(settings, index, level), name=f"tidings-worker-{index}")
+        process.start()
+        workers[index] = (process, time.monotonic())
+        logger.info("worker %d started (pid %s)", index, process.pid)
+
+    try:
+        logger.info("tidings supervising %d workers (pid %d)", settings.workers, os.getpid())
+        for index in range(settings.workers):
+            start(index)
+        while not stopping:
+            now = time.monotonic()
+            timeout = max(0.0, min(restart_at.values()) - now) if restart_at else None
+            multiprocessing.connection.wait([p.sentinel for p, _ in workers.values()] + [wake_read], timeout)
+            with contextlib.suppress(BlockingIOError):
+                wake_read.setblocking(False)
+                wake_read.recv(4096)
+            if stopping:
+                break
+            now = time.monotonic()
+            for index, (process, started) in list(workers.items()):
+                if process.is_alive():
+                    continue
+                process.join()
+                del workers[index]
+                young = now - started < _YOUNG
+                failures[index] = failures.get(index, 0) + 1 if young else 0
+                delay = min(_MAX_BACKOFF, 2.0 ** failures[index] - 1) if young else 0.0
+                logger.error(
+                    "worker %d (pid %s) exited with %s; restarting it in %.0f s", index, process.pid, process.exitcode,
+                    delay,
+                )  # fmt: skip
+                restart_at[index] = now + delay
+            for index, when in list(restart_at.items()):
+                if when <= now:
+                    del restart_at[index]
+                    start(index)
+    finally:
+        for process, _ in workers.values():
+            if process.is_alive():
+                process.terminate()  # SIGTERM: the worker drains gracefully
+        for process, _ in workers.values():
+            process.join(settings.shutdown_grace + 10)
+            if process.is_alive():
+                process.kill()
+                process.join()
+        signal.set_wakeup_fd(previous_fd)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        wake_read.close()
+        wake_write.close()
+    logger.info("tidings workers stopped")
+
+
+def _with_fixed_port(settings: Settings) -> Settings:
+    """Workers must agree on the port: pick a free one for ``--port 0``."""
+    if settings.port:
+        return settings
+    with socket.socket(socket.AF_INET6 if ":" in settings.host else socket.AF_INET) as probe:
+        probe.bind((settings.host.strip("[]"), 0))
+        return dataclasses.replace(settings, port=probe.getsockname()[1])
+
+
+def _prepare(settings: Settings) -> None:
+    """Create once what each worker would otherwise race to create: the admin key file."""
+    from tidings.server.auth import load_or_create_admin_key
+    from tidings.server.store.redis import RedisStore
+
+    async def prepare() -> None:
+        assert settings.redis_url is not None
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        store = await RedisStore.open(settings.redis_url)
+        try:
+            await load_or_create_admin_key(settings.data_dir, store)
+        finally:
+            await store.close()
+
+    from tidings.server.core import Unavailable
+
+    try:
+        asyncio.run(prepare())
+    except Unavailable as error:
+        raise OSError(f"cannot use --redis-url: {error.message}") from None
+
+
+def _worker(settings: Settings, index: int, level: int) -> None:
+    """A worker process: one server on its own loop (it handles SIGTERM and SIGINT by draining)."""
+    logging.basicConfig(level=level, format=f"%(asctime)s %(levelname)s %(name)s[worker {index}]: %(message)s")
+    import uvloop
+
+    from tidings.server.app import serve
+
+    uvloop.run(serve(settings))

@@ -1,0 +1,212 @@
+"""One pipelined connection to Redis for commands: every command of a loop turn goes out in one write.
+
+Redis answers in order, so a FIFO of futures matches replies to commands and one reader task resolves them; a
+publisher with many calls in flight costs one write and one read per loop turn instead of a round trip each
+(the Redis engine's publish target depends on it). When the connection breaks, every waiting call fails with
+`Unavailable` and the next call reconnects (after a failed connect, not again for ``retry_interval``: while
+Redis is down, calls fail fast instead of each waiting for a connect timeout).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+
+from redis.asyncio.connection import AbstractConnection
+from redis.exceptions import RedisError, ResponseError
+
+from tidings.server.core import Unavailable
+
+logger = logging.getLogger("tidings.server.redis")
+
+Arg = bytes | str | int | float
+Reply = object
+
+
+class RedisLink:
+    """A pipelined command connection; `call` sends a command and awaits its reply.
+
+    ``connect`` makes a new (not yet connected) redis-py connection. ``on_state`` is told True/False whenever the
+    link connects or breaks (for readiness and metrics).
+    """
+
+    def __init__(
+        self,
+        connect: Callable[[], AbstractConnection],
+        *,
+        timeout: float = 2.0,
+        retry_interval: float = 0.5,
+        on_state: Callable[[bool], None] | None = None,
+        name: str = "redis",
+    ) -> None:
+        self._make_connection = connect
+        self._timeout = timeout
+        self._retry_interval = retry_interval
+        self._on_state = on_state
+        self._name = name
+        self._connection: AbstractConnection | None = None
+        self._connecting: asyncio.Future[AbstractConnection] | None = None
+        self._waiting: deque[asyncio.Future[Reply]] = deque()
+        self._outgoing: list[bytes | memoryview] = []
+        self._flush_scheduled = False
+        self._reader: asyncio.Task[None] | None = None
+        self._watchdog: asyncio.Task[None] | None = None
+        self._disconnecting: set[asyncio.Task[None]] = set()
+        self._last_failure = -float("inf")
+        self._closed = False
+        self.round_trips = 0  # commands answered
+        self.errors = 0  # connection failures
+
+    @property
+    def connected(self) -> bool:
+        """Whether the connection is up now."""
+        return self._connection is not None
+
+    async def call(self, *args: Arg) -> Reply:
+        """Send one command and return its reply; a Redis error reply raises `ResponseError`.
+
+        Raises `Unavailable` when Redis cannot be reached or the connection breaks before the reply.
+        """
+        connection = self._connection
+        if connection is None:
+            connection = await self._connect()
+        reply: asyncio.Future[Reply] = asyncio.get_running_loop().create_future()
+        self._waiting.append(reply)
+        self._outgoing.extend(connection.pack_command(*args))
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            asyncio.get_running_loop().call_soon(self._flush, connection)
+        return await reply
+
+    def _flush(self, connection: AbstractConnection) -> None:
+        self._flush_scheduled = False
+        outgoing, self._outgoing = self._outgoing, []
+        if connection is not self._connection:
+            return  # broke meanwhile: its waiters were failed already
+        writer = connection._writer
+        if writer is None:
+            self._broken(connection, ConnectionError("not connected"))
+            return
+        try:
+            writer.writelines(outgoing)
+        except Exception as error:
+            self._broken(connection, error)
+
+    async def _connect(self) -> AbstractConnection:
+        if self._closed:
+            raise RuntimeError("the Redis link is closed")
+        if self._connecting is None:
+            if time.monotonic() - self._last_failure < self._retry_interval:
+                raise Unavailable("Redis is unreachable")
+            self._connecting = asyncio.get_running_loop().create_future()
+            connecting = self._connecting
+            try:
+                connection = self._make_connection()
+                await asyncio.wait_for(connection.connect(), self._timeout)  # type: ignore[no-untyped-call]
+            except (OSError, RedisError, TimeoutError) as error:
+                self._last_failure = time.monotonic()
+                self.errors += 1
+                logger.warning("%s: cannot connect to Redis: %s", self._name, error)
+                connecting.set_exception(Unavailable("Redis is unreachable"))
+                # Only the waiters who joined this attempt see it; nobody may be awaiting it.
+                connecting.exception()
+                raise Unavailable("Redis is unreachable") from None
+            finally:
+                self._connecting = None
+            self._connection = connection
+            self._reader = asyncio.create_task(self._read(connection), name=f"tidings-{self._name}-reader")
+            self._watchdog = asyncio.create_task(self._watch(connection), name=f"tidings-{self._name}-watchdog")
+            if self._on_state is not None:
+                self._on_state(True)
+            connecting.set_result(connection)
+            return connection
+        return await asyncio.shield(self._connecting)
+
+    async def _read(self, connection: AbstractConnection) -> None:
+        waiting = self._waiting
+        try:
+            while True:
+                try:
+                    reply: Reply = await connection.read_response(disable_decoding=True)
+                except ResponseError as error:
+                    reply = error
+                if not waiting:
+                    raise ConnectionError("Redis sent a reply nobody asked for")
+                future = waiting.popleft()
+                self.round_trips += 1
+                if future.done():
+                    continue
+                if isinstance(reply, ResponseError):
+                    future.set_exception(reply)
+                else:
+                    future.set_result(reply)
+        except asyncio.CancelledError:
+            raise
+        except Exception as error:
+            self._broken(connection, error)
+
+    async def _watch(self, connection: AbstractConnection) -> None:
+        """Break a connection that leaves calls unanswered for the timeout (Redis hung, or the network)."""
+        answered = self.round_trips
+        while connection is self._connection:
+            await asyncio.sleep(self._timeout)
+            if self._waiting and self.round_trips == answered:
+                self._broken(connection, TimeoutError(f"no reply for {self._timeout:g} s"))
+                return
+            answered = self.round_trips
+
+    def _broken(self, connection: AbstractConnection, error: BaseException) -> None:
+        """The connection failed: fail every waiting call and let the next call reconnect."""
+        if connection is not self._connection:
+            return
+        self._connection = None
+        self.errors += 1
+        if not self._closed:
+            logger.warning("%s: Redis connection lost: %s", self._name, error)
+        waiting, self._waiting = self._waiting, deque()
+        for future in waiting:
+            if not future.done():
+                future.set_exception(Unavailable("the connection to Redis was lost"))
+        for task in (self._reader, self._watchdog):
+            if task is not None and task is not asyncio.current_task():
+                task.cancel()
+        self._reader = self._watchdog = None
+        closing = asyncio.get_running_loop().create_task(_disconnect(connection))
+        self._disconnecting.add(closing)
+        closing.add_done_callback(self._disconnecting.discard)
+        if self._on_state is not None:
+            self._on_state(False)
+
+    async def close(self) -> None:
+        """Fail what is waiting and close the connection; idempotent."""
+        self._closed = True
+        connection = self._connection
+        tasks = [task for task in (self._reader, self._watchdog) if task is not None]
+        if connection is not None:
+            self._broken(connection, ConnectionError("closed"))
+        for task in [*tasks, *self._disconnecting]:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+
+async def _disconnect(connection: AbstractConnection) -> None:
+    with contextlib.suppress(Exception):
+        await connection.disconnect()
+
+
+def as_text(reply: Reply) -> str:
+    """A bulk-string reply as text."""
+    if isinstance(reply, bytes):
+        return reply.decode()
+    return str(reply)
+
+
+def as_list(reply: Reply) -> Sequence[Reply]:
+    """An array reply."""
+    if not isinstance(reply, list):
+        raise TypeError(f"Redis replied {reply!r}, not an array")
+    return reply

@@ -1,0 +1,354 @@
+"""The Redis engine: sequence numbers, pages and retention in Redis, shared by every node; fan-out stays local.
+
+Publishing runs one Lua script (`_redis_scripts.PUBLISH`) that numbers the message, retains it in the topic's
+stream, trims by count and bytes, refreshes the TTLs and announces it on the topic's channel, atomically. Each
+node keeps, for the topics its subscribers follow, a mirror of the stream (a `MemoryTopicLog`) fed by its one
+pub/sub connection; subscriptions read the mirror with the core's cursors exactly as with the memory engine.
+
+Following a topic (the first subscriber on a node): subscribe the channel and wait for Redis's confirmation
+(live messages are buffered from then on), read the stream, then merge: history, then buffered messages not
+already in it. A live message that skips sequence numbers, or carries another page, makes the mirror read the
+stream again (once per node, whoever subscribes); what the stream no longer has becomes a discontinuity.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable, Coroutine
+from typing import Any
+from urllib.parse import urlsplit
+
+from redis.asyncio.connection import AbstractConnection, ConnectionPool
+from redis.exceptions import NoScriptError, ResponseError
+
+from tidings.server.core import Message, PageClock, TopicListener, Unavailable
+from tidings.server.engine._redis_link import Arg, RedisLink, as_list
+from tidings.server.engine._redis_pubsub import ChannelSubscriber
+from tidings.server.engine._redis_scripts import (
+    PUBLISH,
+    READ,
+    TopicKeys,
+    decode_entry,
+    decode_live,
+    entry_sequence_number,
+    script_sha,
+)
+from tidings.server.engine.memory import MemoryTopicLog
+
+logger = logging.getLogger("tidings.server.redis")
+
+_Live = tuple[int, int, str | bytes, str, int]  # page, seq, value, publisher id, size
+
+
+def connection_factory(url: str, timeout: float = 2.0) -> Callable[[], AbstractConnection]:
+    """Makes new, unconnected redis-py connections to ``url`` (``redis://``, ``rediss://``, ``unix://``).
+
+    RESP2 (pub/sub replies are plain arrays), and no read timeout: the readers wait for replies and pushes as
+    long as the connection lives; hung connections are found by the link's watchdog and the pub/sub probe.
+    """
+    pool = ConnectionPool.from_url(url, protocol=2, socket_timeout=None, socket_connect_timeout=timeout)
+    return pool.make_connection
+
+
+class RedisTopic(MemoryTopicLog):
+    """A topic of the Redis engine: publishes go to Redis; the log is this node's mirror of the topic's stream."""
+
+    __slots__ = ("_buffer", "_current", "_engine", "_following", "_listener", "_pages", "keys")
+
+    def __init__(
+        self, engine: RedisEngine, keys: TopicKeys, pages: PageClock, listener: TopicListener, max_count: int,
+        max_bytes: int,
+    ) -> None:  # fmt: skip
+        super().__init__(0, max_count, max_bytes)  # page 0 until followed
+        self._engine = engine
+        self.keys = keys
+        self._pages = pages
+        self._listener = listener
+        self._current = False  # the mirror follows the stream
+        self._following: asyncio.Task[None] | None = None
+        # Live messages that arrived while the mirror reads the stream; None when not reading.
+        self._buffer: list[_Live] | None = None
+
+    def publish(
+        self, value: str | bytes, publisher_id: str, size: int, published_at: float
+    ) -> Coroutine[Any, Any, Message]:
+        return self._engine.publish(self, value, publisher_id, size, published_at)
+
+    def follow(self, resume_at: int) -> asyncio.Future[None] | None:
+        if not self._engine.subscriber.connected:
+            raise Unavailable("Redis is unreachable")
+        if self._current:
+            if resume_at <= self._next:
+                return None
+            # The subscriber saw messages this node has not received yet (they are on their way from Redis, or
+            # lost): read them, so that rule 5's "from the future" is judged on what Redis has.
+            return asyncio.shield(self.resync())
+        following = self._following
+        if following is None:
+            following = self._following = self._engine.spawn(self._attach(), "tidings-redis-follow")
+        # One subscriber giving up must not cancel the attach the others wait for.
+        return asyncio.shield(following)
+
+    async def _attach(self) -> None:
+        self._buffer = []
+        try:
+            await self._engine.subscriber.subscribe(self.keys.channel)
+            if self._engine.follow_delay:
+                await asyncio.sleep(self._engine.follow_delay)
+            await self._catch_up()
+            self._current = True
+        finally:
+            self._following = None
+            if not self._current:
+                self._buffer = None
+
+    @property
+    def following(self) -> bool:
+        """Whether this node's mirror follows the topic's stream (some subscriber here needed it)."""
+        return self._current
+
+    def receive(self, data: bytes) -> None:
+        """A message from the topic's channel (the pub/sub reader calls this; it must not block)."""
+        page, seq, value, publisher_id, size = decode_live(data)
+        self._receive((page, seq, value, publisher_id, size))
+
+    def _receive(self, live: _Live) -> None:
+        buffer = self._buffer
+        if buffer is not None:
+            buffer.append(live)
+            return
+        page, seq = live[0], live[1]
+        if page == self._page:
+            if seq < self._next:
+                return  # already had it
+            if seq == self._next:
+                self.push(Message(page, seq, live[2], live[3], live[4], self._engine.clock()))
+                self._listener.messages_arrived()
+                return
+        elif page < self._page:
+            return  # a straggler of an older instance
+        # Sequence numbers skipped, or a new page: read the stream (the buffer collects what arrives meanwhile).
+        self._buffer = [live]
+        self.resync()
+
+    def resync(self) -> asyncio.Task[None]:
+        """Read the stream again from where the mirror is (after a gap or a reconnect), once at a time."""
+        if self._following is not None:
+            return self._following
+        if self._buffer is None:
+            self._buffer = []
+        self._following = self._engine.spawn(self._resync(), "tidings-redis-backfill")
+        return self._following
+
+    async def _resync(self) -> None:
+        try:
+            await self._catch_up()
+        except Unavailable:
+            # Redis is away: the pub/sub supervisor calls resync again once it has resubscribed.
+            self._buffer = None
+            self._current = False
+        finally:
+            self._following = None
+
+    async def _catch_up(self) -> None:
+        """Read what the stream retains after the mirror and merge it with the buffered live messages."""
+        start = self._next if self._page else 1
+        page, last, entries = await self._engine.read(self, start)
+        if page != self._page and start > 1:
+            # A new instance: everything it retains, not just from our old position on.
+            page, last, entries = await self._engine.read(self, 1)
+        self._pages.observe(page)
+        now = self._engine.clock()
+        first = entry_sequence_number(entries[0][0]) if entries else last + 1
+        if page != self._page:
+            had_page = self._page != 0
+            self.restart(page, first)
+            self._push_entries(entries, now)
+            if had_page:
+                self._listener.page_changed()
+        else:
+            if first > self._next:  # the stream no longer has what we missed: the mirror jumps (a discontinuity)
+                self.restart(page, first)
+            self._push_entries(entries, now)
+        buffered, self._buffer = self._buffer or [], None
+        self._listener.messages_arrived()
+        for live in buffered:
+            self._receive(live)
+
+    def _push_entries(self, entries: list[Any], now: float) -> None:
+        for entry_id, fields in entries:
+            seq = entry_sequence_number(entry_id)
+            if seq < self._next:
+                continue
+            value, publisher_id = decode_entry(fields)
+            self.push(Message(self._page, seq, value, publisher_id, len(fields[1]), now))
+
+    def forget(self) -> None:
+        """The core retired the topic: stop following it."""
+        following, self._following = self._following, None
+        if following is not None:
+            following.cancel()
+        self._current = False
+        self._buffer = None
+
+
+class RedisEngine:
+    """Topics in Redis (``url``), shared by every tidings process that uses the same Redis."""
+
+    def __init__(
+        self,
+        url: str,
+        retention_messages: int,
+        retention_bytes: int,
+        topic_idle_ttl: float,
+        *,
+        prefix: str = "tidings:",
+        timeout: float = 2.0,
+        clock: Callable[[], float] = time.monotonic,
+        connect: Callable[[], AbstractConnection] | None = None,
+        follow_delay: float = 0.0,
+    ) -> None:
+        self._retention_messages = retention_messages
+        self._retention_bytes = retention_bytes
+        self._ttl_ms = max(1, int(topic_idle_ttl * 1000))
+        self._keep_alive_every = min(topic_idle_ttl / 4, 30.0)
+        self._prefix = prefix
+        self.clock = clock
+        # A test hook: widens the window between the channel subscription and the stream read (race tests).
+        self.follow_delay = follow_delay
+        connect = connect or connection_factory(url, timeout)
+        self.link = RedisLink(connect, timeout=timeout, name="redis-commands")
+        self.subscriber = ChannelSubscriber(connect, self._deliver, self._resubscribed, timeout=timeout)
+        self._topics: dict[tuple[str, str], RedisTopic] = {}
+        self._by_channel: dict[bytes, RedisTopic] = {}
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._keep_alive: asyncio.Task[None] | None = None
+        self._shas = {PUBLISH: script_sha(PUBLISH), READ: script_sha(READ)}
+        where = urlsplit(url)
+        self.name = f"redis at {where.hostname or where.path}" + (f":{where.port}" if where.port else "")
+
+    async def start(self) -> None:
+        """Connect; raises `Unavailable` if Redis cannot be reached."""
+        await self.link.call("PING")
+        await self.subscriber.start()
+        self._keep_alive = asyncio.create_task(self._keep_topics_alive(), name="tidings-redis-keep-alive")
+
+    async def close(self) -> None:
+        """Stop following topics and close the connections."""
+        for task in [*self._tasks, *([self._keep_alive] if self._keep_alive else [])]:
+            task.cancel()
+        for task in [*self._tasks, *([self._keep_alive] if self._keep_alive else [])]:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        await self.subscriber.close()
+        await self.link.close()
+
+    @property
+    def healthy(self) -> bool:
+        """Whether the pub/sub connection to Redis is up (its supervisor keeps reconnecting it; the command
+        connection reconnects on demand)."""
+        return self.subscriber.connected
+
+    def open_topic(self, cache_name: str, topic_name: str, pages: PageClock, listener: TopicListener) -> RedisTopic:
+        topic = RedisTopic(
+            self,
+            TopicKeys.of(self._prefix, cache_name, topic_name),
+            pages,
+            listener,
+            self._retention_messages,
+            self._retention_bytes,
+        )
+        self._topics[cache_name, topic_name] = topic
+        self._by_channel[topic.keys.channel] = topic
+        return topic
+
+    def retire_topic(self, cache_name: str, topic_name: str) -> None:
+        topic = self._topics.pop((cache_name, topic_name), None)
+        if topic is None:
+            return
+        del self._by_channel[topic.keys.channel]
+        topic.forget()
+        self.subscriber.unsubscribe(topic.keys.channel)
+
+    async def publish(
+        self, topic: RedisTopic, value: str | bytes, publisher_id: str, size: int, published_at: float
+    ) -> Message:
+        """Run the publish script; the message reaches this node's mirror through the channel like any other."""
+        if not self.subscriber.connected:
+            # Redis is unreachable (or the pub/sub connection is being repaired): fail now, not at a deadline.
+            raise Unavailable("Redis is unreachable")
+        keys = topic.keys
+        reply = as_list(
+            await self._run(
+                PUBLISH, keys.meta, keys.stream, keys.last_page, topic._pages.next_page(), self._ttl_ms, value,
+                b"b" if isinstance(value, bytes) else b"t", publisher_id, self._retention_messages,
+                self._retention_bytes, keys.channel, b"PUBLISH",
+            )
+        )  # fmt: skip
+        page = int(reply[0])  # type: ignore[call-overload]
+        topic._pages.observe(page)
+        return Message(page, int(reply[1]), value, publisher_id, size, published_at)  # type: ignore[call-overload]
+
+    async def read(self, topic: RedisTopic, first: int) -> tuple[int, int, list[Any]]:
+        """(page, last seq, stream entries from ``first``) of the topic, opening an instance if it has none."""
+        keys = topic.keys
+        reply = as_list(
+            await self._run(READ, keys.meta, keys.stream, keys.last_page, topic._pages.next_page(), self._ttl_ms, first)
+        )
+        return int(reply[0]), int(reply[1]), list(reply[2])  # type: ignore[call-overload]
+
+    async def _run(self, script: str, *args: Arg) -> object:
+        """EVALSHA with three keys, loading the script when Redis does not have it (after a restart)."""
+        try:
+            return await self.link.call(b"EVALSHA", self._shas[script], 3, *args)
+        except NoScriptError:
+            pass
+        except ResponseError as error:
+            raise Unavailable(f"Redis refused the operation: {error}") from None
+        await self.link.call(b"SCRIPT", b"LOAD", script)
+        try:
+            return await self.link.call(b"EVALSHA", self._shas[script], 3, *args)
+        except ResponseError as error:
+            raise Unavailable(f"Redis refused the operation: {error}") from None
+
+    def spawn(self, coroutine: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]:
+        """A task the engine owns (awaited on close); its failure is logged."""
+        task = asyncio.get_running_loop().create_task(coroutine, name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._finished)
+        return task
+
+    def _finished(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            error = task.exception()
+            if not isinstance(error, Unavailable):
+                logger.error("Redis engine task %s failed", task.get_name(), exc_info=error)
+
+    def _deliver(self, channel: bytes, data: bytes) -> None:
+        topic = self._by_channel.get(channel)
+        if topic is not None:
+            topic.receive(data)
+
+    def _resubscribed(self) -> None:
+        """The pub/sub connection came back: every followed topic reads what it missed."""
+        for topic in self._topics.values():
+            if topic._current or topic._buffer is not None:
+                topic.resync()
+
+    async def _keep_topics_alive(self) -> None:
+        """Refresh the TTLs of topics this node's subscribers follow (Redis retires idle topics by TTL)."""
+        while True:
+            await asyncio.sleep(self._keep_alive_every)
+            followed = [topic for topic in self._topics.values() if topic._current]
+            with contextlib.suppress(Unavailable, ResponseError):
+                await asyncio.gather(
+                    *(
+                        self.link.call(b"PEXPIRE", key, self._ttl_ms)
+                        for t in followed
+                        for key in (t.keys.meta, t.keys.stream)
+                    )
+                )

@@ -1,0 +1,78 @@
+"""Real ``redis-server`` processes for the tests, on free loopback ports (never one assumed to be running)."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import redis
+
+START_TIMEOUT = 20.0
+REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@dataclass
+class RedisServer:
+    """A ``redis-server`` without persistence (a restart loses every key) in ``directory``."""
+
+    directory: Path
+    extra_args: tuple[str, ...] = ()
+    port: int = 0
+    process: subprocess.Popen[str] | None = None
+    log: list[str] = field(default_factory=list)
+    _drain: threading.Thread = field(default_factory=threading.Thread)
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}"
+
+    def start(self) -> RedisServer:
+        """Start (again, on the same port after `stop`) and return once it accepts connections."""
+        if not self.port:
+            self.port = free_port()
+        self.directory.mkdir(parents=True, exist_ok=True)
+        command = [
+            REDIS_SERVER, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+            "--dir", str(self.directory), "--logfile", "", *self.extra_args,
+        ]  # fmt: skip
+        process = self.process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        ready = threading.Event()
+
+        def drain() -> None:
+            assert process.stdout is not None
+            for line in process.stdout:
+                self.log.append(line)
+                if "Ready to accept connections" in line:
+                    ready.set()
+
+        self._drain = threading.Thread(target=drain, daemon=True)
+        self._drain.start()
+        if not ready.wait(START_TIMEOUT):
+            self.stop()
+            raise RuntimeError(f"redis-server did not start: {''.join(self.log)}")
+        return self
+
+    def client(self) -> redis.Redis:
+        """A plain client, for arranging and inspecting what tests need."""
+        return redis.Redis(host="127.0.0.1", port=self.port, protocol=2)
+
+    def stop(self) -> None:
+        """Stop the server (its data is lost: there is no persistence)."""
+        process, self.process = self.process, None
+        if process is not None:
+            if process.poll() is None:
+                process.kill()
+            process.wait(10)
+            self._drain.join(10)
+            if process.stdout is not None:
+                process.stdout.close()

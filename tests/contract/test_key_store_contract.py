@@ -1,0 +1,108 @@
+"""The API key store contract (auth's `KeyStore`), over the SQLite and the Redis store."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from tidings.server.auth import ApiKey, parse_scope
+from tidings.server.store.redis import RedisStore
+from tidings.server.store.sqlite import SqliteStore
+
+_prefixes = itertools.count(1)
+
+
+@pytest.fixture(params=["sqlite", "redis"])
+async def key_store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[SqliteStore | RedisStore]:
+    store: SqliteStore | RedisStore
+    if request.param == "sqlite":
+        store = await SqliteStore.open(tmp_path)
+    else:
+        store = await RedisStore.open(request.getfixturevalue("redis_server").url, prefix=f"k{next(_prefixes)}:")
+    yield store
+    await store.close()
+
+
+def _key(key_id: str, created_at: float, **fields: object) -> ApiKey:
+    return ApiKey(key_id, f"hash-{key_id}", created_at=created_at, **fields)  # type: ignore[arg-type]
+
+
+async def test_key_store_lists_added_keys_in_creation_order_with_every_field(
+    key_store: SqliteStore | RedisStore,
+) -> None:
+    # Arrange
+    grants = (parse_scope("rw:cache:topic"), parse_scope("ro:other"))
+    restricted = _key("b", 2.0, super_user=False, grants=grants, description="sensors", expires_at=99.5)
+    admin = _key("a", 1.0, super_user=True, grants=())
+
+    # Act
+    await key_store.add_api_key(restricted)
+    await key_store.add_api_key(admin)
+
+    # Assert
+    assert await key_store.list_api_keys() == [admin, restricted]
+
+
+async def test_key_store_revokes_once_and_only_known_keys(key_store: SqliteStore | RedisStore) -> None:
+    # Arrange
+    await key_store.add_api_key(_key("a", 1.0, super_user=True, grants=()))
+
+    # Act
+    first = await key_store.revoke_api_key("a", 50.0)
+    again = await key_store.revoke_api_key("a", 60.0)
+    unknown = await key_store.revoke_api_key("nope", 60.0)
+
+    # Assert
+    assert (first, again, unknown) == (True, False, False)
+    assert [key.revoked_at for key in await key_store.list_api_keys()] == [50.0]
+
+
+async def test_key_store_version_changes_on_add_and_revoke(key_store: SqliteStore | RedisStore) -> None:
+    # Arrange
+    initial = await key_store.api_keys_version()
+
+    # Act
+    await key_store.add_api_key(_key("a", 1.0, super_user=True, grants=()))
+    added = await key_store.api_keys_version()
+    await key_store.revoke_api_key("a", 2.0)
+    revoked = await key_store.api_keys_version()
+
+    # Assert
+    assert initial < added < revoked
+
+
+async def test_redis_store_shares_one_signing_secret_between_nodes(redis_server: object) -> None:
+    # Arrange
+    url = redis_server.url  # type: ignore[attr-defined]
+    prefix = f"k{next(_prefixes)}:"
+    first, second = await RedisStore.open(url, prefix=prefix), await RedisStore.open(url, prefix=prefix)
+
+    # Act
+    try:
+        secrets = [await first.load_or_create_secret(), await second.load_or_create_secret()]
+    finally:
+        await first.close()
+        await second.close()
+
+    # Assert
+    assert secrets[0] == secrets[1]
+    assert len(secrets[0]) >= 32
+
+
+async def test_redis_store_keeps_the_greatest_page_floor_any_node_saved(redis_server: object) -> None:
+    # Arrange
+    store = await RedisStore.open(redis_server.url, prefix=f"k{next(_prefixes)}:")  # type: ignore[attr-defined]
+
+    # Act
+    try:
+        await store.save_page_floor(1_800_000_000_000_000)
+        await store.save_page_floor(1_700_000_000_000_000)  # another node, behind
+        floor = await store.load_page_floor()
+    finally:
+        await store.close()
+
+    # Assert
+    assert floor == 1_800_000_000_000_000

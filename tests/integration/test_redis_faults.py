@@ -1,0 +1,183 @@
+"""Redis faults with real processes: data lost, Redis unreachable, the pub/sub connection killed, a node killed.
+
+Each test has its own redis-server, since it stops, freezes or restarts it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import grpc
+import grpc.aio
+import httpx
+import pytest
+from momento_wire_types import cachepubsub_pb2 as pb
+from momento_wire_types import cachepubsub_pb2_grpc
+
+from tests._redis import RedisServer
+from tests.integration._server import ServerProcess
+from tests.integration._wire import open_subscription, publish, read_items, read_non_heartbeat
+
+from .conftest import create_cache
+from .test_redis_nodes import start_node
+
+_RECONNECTED = r"Redis pub/sub reconnected"
+
+
+@pytest.fixture
+def redis(tmp_path: Path) -> Iterator[RedisServer]:
+    server = RedisServer(tmp_path / "redis").start()
+    yield server
+    if server.process is not None and server.process.poll() is None:
+        os.kill(server.process.pid, signal.SIGCONT)  # in case a test left it frozen
+    server.stop()
+
+
+@pytest.fixture
+def node(tmp_path: Path, redis: RedisServer) -> Iterator[ServerProcess]:
+    process = start_node(tmp_path / "node", redis)
+    yield process
+    process.stop()
+
+
+@pytest.fixture
+async def stub(node: ServerProcess) -> AsyncIterator[cachepubsub_pb2_grpc.PubsubStub]:
+    async with grpc.aio.insecure_channel(node.endpoint) as channel:
+        yield cachepubsub_pb2_grpc.PubsubStub(channel)
+
+
+async def test_redis_restarted_without_data_moves_subscribers_to_a_greater_page(
+    redis: RedisServer, node: ServerProcess, stub: cachepubsub_pb2_grpc.PubsubStub
+) -> None:
+    # Arrange
+    cache = create_cache(node)
+    live = await open_subscription(stub, cache, "t", resume_at=1)
+    for value in ("a", "b"):
+        await publish(stub, cache, "t", value)
+    before = await read_items(live, 2)
+    old_page = before[0].sequence_page
+
+    # Act: every key is gone
+    redis.stop()
+    redis.start()
+    node.wait_for_log(_RECONNECTED)
+    started = time.monotonic()
+    await publish(stub, cache, "t", "after")
+    recovered_in = time.monotonic() - started
+    jump = await read_non_heartbeat(live)
+    after = await read_items(live, 1)
+    resumed = await open_subscription(stub, cache, "t", resume_at=3, page=old_page)
+    resumed_first = await read_non_heartbeat(resumed)
+    live.cancel()
+    resumed.cancel()
+
+    # Assert
+    assert recovered_in < 2.0
+    assert jump.WhichOneof("kind") == "discontinuity", jump
+    new_page = jump.discontinuity.new_sequence_page
+    assert new_page > old_page
+    assert jump.discontinuity.last_topic_sequence == 2
+    assert (after[0].value.text, after[0].topic_sequence_number, after[0].sequence_page) == ("after", 1, new_page)
+    assert resumed_first.WhichOneof("kind") == "discontinuity", resumed_first
+    assert resumed_first.discontinuity.new_sequence_page == new_page
+
+
+async def test_redis_unreachable_fails_fast_keeps_streams_and_recovers(
+    redis: RedisServer, node: ServerProcess, stub: cachepubsub_pb2_grpc.PubsubStub
+) -> None:
+    # Arrange
+    cache = create_cache(node)
+    live = await open_subscription(stub, cache, "t", resume_at=1)
+    await publish(stub, cache, "t", "before")
+    assert [i.value.text for i in await read_items(live, 1)] == ["before"]
+    assert redis.process is not None
+    ready_url = f"{node.http_url}/ready"
+
+    # Act: Redis freezes (connections hang, data kept)
+    os.kill(redis.process.pid, signal.SIGSTOP)
+    node.wait_for_log(r"did not answer a PING")
+    with pytest.raises(grpc.aio.AioRpcError) as publishing:
+        await stub.Publish(pb._PublishRequest(cache_name=cache, topic="t", value=pb._TopicValue(text="x")), timeout=5)
+    with pytest.raises(grpc.aio.AioRpcError) as subscribing:
+        await open_subscription(stub, cache, "other")
+    async with httpx.AsyncClient() as http:
+        not_ready = (await http.get(ready_url)).status_code
+    os.kill(redis.process.pid, signal.SIGCONT)
+    node.wait_for_log(_RECONNECTED)
+    await publish(stub, cache, "t", "after")
+    after = await read_non_heartbeat(live)
+    async with httpx.AsyncClient() as http:
+        ready = (await http.get(ready_url)).status_code
+    live.cancel()
+
+    # Assert
+    assert publishing.value.code() == grpc.StatusCode.UNAVAILABLE
+    assert subscribing.value.code() == grpc.StatusCode.UNAVAILABLE
+    assert (not_ready, ready) == (503, 200)
+    assert after.WhichOneof("kind") == "item", after
+    assert after.item.value.text == "after"
+    assert after.item.topic_sequence_number == 2
+
+
+async def test_killed_pubsub_connection_is_repaired_and_backfilled(
+    tmp_path: Path, redis: RedisServer, node: ServerProcess, stub: cachepubsub_pb2_grpc.PubsubStub
+) -> None:
+    # Arrange: subscriber on this node, publisher on another node (its connections are not pub/sub ones)
+    other = start_node(tmp_path / "other", redis)
+    cache = create_cache(node)
+    try:
+        async with grpc.aio.insecure_channel(other.endpoint) as channel:
+            publisher = cachepubsub_pb2_grpc.PubsubStub(channel)
+            live = await open_subscription(stub, cache, "t", resume_at=1)
+            await publish(publisher, cache, "t", "m1")
+            assert [i.value.text for i in await read_items(live, 1)] == ["m1"]
+
+            # Act: the pub/sub connections are killed; publishes go on meanwhile
+            with redis.client() as client:
+                killed = client.execute_command("CLIENT", "KILL", "TYPE", "pubsub")
+            for i in range(2, 7):
+                await publish(publisher, cache, "t", f"m{i}")
+            rest = await read_items(live, 5)  # read_items fails on a discontinuity
+            live.cancel()
+    finally:
+        other.stop()
+
+    # Assert
+    assert killed >= 1
+    assert [i.value.text for i in rest] == [f"m{i}" for i in range(2, 7)]
+    assert [i.topic_sequence_number for i in rest] == [2, 3, 4, 5, 6]
+    assert len(node.wait_for_log(_RECONNECTED)) == 1
+
+
+async def test_subscribers_of_a_killed_node_resume_on_another_without_loss_or_repeat(
+    tmp_path: Path, redis: RedisServer, node: ServerProcess
+) -> None:
+    # Arrange
+    doomed = start_node(tmp_path / "doomed", redis)
+    cache = create_cache(node)
+    async with grpc.aio.insecure_channel(node.endpoint) as a, grpc.aio.insecure_channel(doomed.endpoint) as b:
+        stub_a, stub_b = cachepubsub_pb2_grpc.PubsubStub(a), cachepubsub_pb2_grpc.PubsubStub(b)
+        call = await open_subscription(stub_b, cache, "t", resume_at=1)
+        for i in range(1, 4):
+            await publish(stub_a, cache, "t", f"m{i}")
+        first = await read_items(call, 3)
+
+        # Act
+        doomed.kill()
+        for i in range(4, 7):
+            await publish(stub_a, cache, "t", f"m{i}")
+        last = first[-1]
+        resumed = await open_subscription(stub_a, cache, "t", last.topic_sequence_number + 1, last.sequence_page)
+        rest = await read_items(resumed, 3)
+        resumed.cancel()
+        with pytest.raises(grpc.aio.AioRpcError):
+            await asyncio.wait_for(call.read(), 10)
+
+    # Assert
+    assert [i.value.text for i in first + rest] == [f"m{i}" for i in range(1, 7)]
+    assert [i.topic_sequence_number for i in first + rest] == list(range(1, 7))

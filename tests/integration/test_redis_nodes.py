@@ -1,0 +1,178 @@
+"""Two tidings nodes on one real redis-server: one topic, the same numbers on both, resume from either."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import grpc
+import grpc.aio
+import pytest
+from momento import TopicClientAsync, TopicConfigurations
+from momento.responses import TopicPublish, TopicSubscribe, TopicSubscriptionItem
+from momento_wire_types import cachepubsub_pb2_grpc
+
+from tests._redis import RedisServer
+from tests.integration._server import ServerProcess
+from tests.integration._wire import open_subscription, publish, read_items, read_non_heartbeat
+
+from .conftest import SDK_TIMEOUT, create_cache, credentials
+
+Nodes = tuple[ServerProcess, ServerProcess]
+
+
+def start_node(directory: Path, redis: RedisServer, *args: str, env: dict[str, str] | None = None) -> ServerProcess:
+    process = ServerProcess(directory, ("--redis-url", redis.url, "--heartbeat-interval", "1", *args))
+    process.env = env or {}
+    return process.start()
+
+
+@pytest.fixture
+def nodes(tmp_path: Path, redis_server: RedisServer) -> Iterator[Nodes]:
+    """Node A and node B, sharing the session's redis-server."""
+    started = [start_node(tmp_path / "a", redis_server), start_node(tmp_path / "b", redis_server)]
+    yield started[0], started[1]
+    for node in started:
+        node.stop()
+
+
+@pytest.fixture
+async def stubs(nodes: Nodes) -> AsyncIterator[tuple[cachepubsub_pb2_grpc.PubsubStub, cachepubsub_pb2_grpc.PubsubStub]]:
+    async with grpc.aio.insecure_channel(nodes[0].endpoint) as a, grpc.aio.insecure_channel(nodes[1].endpoint) as b:
+        yield cachepubsub_pb2_grpc.PubsubStub(a), cachepubsub_pb2_grpc.PubsubStub(b)
+
+
+def _sdk(node: ServerProcess) -> TopicClientAsync:
+    return TopicClientAsync(TopicConfigurations.Default.v1().with_client_timeout(SDK_TIMEOUT), credentials(node))
+
+
+async def test_official_sdk_publish_on_one_node_reaches_subscribers_of_both_with_the_same_numbers(
+    nodes: Nodes,
+) -> None:
+    # Arrange: the cache is created on A; B knows it from Redis.
+    node_a, node_b = nodes
+    cache = create_cache(node_a)
+    async with _sdk(node_a) as client_a, _sdk(node_b) as client_b:
+        on_a = await client_a.subscribe(cache, "orders")
+        on_b = await client_b.subscribe(cache, "orders")
+        assert isinstance(on_a, TopicSubscribe.SubscriptionAsync), on_a
+        assert isinstance(on_b, TopicSubscribe.SubscriptionAsync), on_b
+
+        # Act
+        for value in ("one", "two", "three"):
+            assert isinstance(await client_a.publish(cache, "orders", value), TopicPublish.Success)
+        received = [[await asyncio.wait_for(s.__anext__(), 10) for _ in range(3)] for s in (on_a, on_b)]
+        on_a.unsubscribe()
+        on_b.unsubscribe()
+
+    # Assert
+    views = [[(i.value, i.sequence_number, i.sequence_page) for i in items] for items in received]  # type: ignore[attr-defined]
+    assert all(isinstance(i, TopicSubscriptionItem.Text) for items in received for i in items)
+    assert views[0] == views[1]
+    assert [(v, n) for v, n, _ in views[1]] == [("one", 1), ("two", 2), ("three", 3)]
+    assert len({page for _, _, page in views[1]}) == 1
+
+
+async def test_subscriber_resumes_on_the_other_node_without_loss_or_repeat(
+    nodes: Nodes, stubs: tuple[cachepubsub_pb2_grpc.PubsubStub, cachepubsub_pb2_grpc.PubsubStub]
+) -> None:
+    # Arrange
+    cache = create_cache(nodes[0])
+    stub_a, stub_b = stubs
+    call = await open_subscription(stub_b, cache, "t", resume_at=1)
+    for i in range(1, 4):
+        await publish(stub_a, cache, "t", f"m{i}")
+    first = await read_items(call, 3)
+    call.cancel()
+    for i in range(4, 7):
+        await publish(stub_b, cache, "t", f"m{i}")
+
+    # Act: resume on A where B left off
+    last = first[-1]
+    resumed = await open_subscription(stub_a, cache, "t", last.topic_sequence_number + 1, last.sequence_page)
+    rest = await read_items(resumed, 3)
+    resumed.cancel()
+
+    # Assert
+    items = first + rest
+    assert [i.value.text for i in items] == [f"m{i}" for i in range(1, 7)]
+    assert [i.topic_sequence_number for i in items] == list(range(1, 7))
+    assert {i.sequence_page for i in items} == {last.sequence_page}
+
+
+async def test_cache_created_on_one_node_is_known_on_the_other(nodes: Nodes) -> None:
+    # Arrange
+    cache = create_cache(nodes[0])
+
+    # Act
+    async with _sdk(nodes[1]) as client:
+        published = await client.publish(cache, "t", "hello")
+
+    # Assert
+    assert isinstance(published, TopicPublish.Success), published
+
+
+async def _expect_exactly(
+    stub: cachepubsub_pb2_grpc.PubsubStub, cache: str, topic: str, resume_at: int, last: int
+) -> list[int]:
+    call = await open_subscription(stub, cache, topic, resume_at)
+    seen: list[int] = []
+    try:
+        while not seen or seen[-1] < last:
+            message = await read_non_heartbeat(call)
+            assert message.WhichOneof("kind") == "item", message
+            assert message.item.value.text == str(message.item.topic_sequence_number)
+            seen.append(message.item.topic_sequence_number)
+    finally:
+        call.cancel()
+    return seen
+
+
+async def test_resumes_racing_a_hammering_publisher_see_every_number_exactly_once(
+    tmp_path: Path, redis_server: RedisServer
+) -> None:
+    # Arrange: node B waits between its channel subscription and the stream read (the window the merge covers).
+    node_a = start_node(tmp_path / "a", redis_server)
+    node_b = start_node(tmp_path / "b", redis_server, env={"TIDINGS_TEST_FOLLOW_DELAY": "0.1"})
+    cache = create_cache(node_a)
+    topics, last, subscribers = 6, 300, 4
+    rng = random.Random(8)
+    try:
+        async with grpc.aio.insecure_channel(node_a.endpoint) as a, grpc.aio.insecure_channel(node_b.endpoint) as b:
+            stub_a, stub_b = cachepubsub_pb2_grpc.PubsubStub(a), cachepubsub_pb2_grpc.PubsubStub(b)
+
+            # Act: per topic, a publisher on A; meanwhile subscribers on B resume from random positions up to what
+            # A has acknowledged (a client that saw those messages on A), some racing B's first stream read.
+            async def topic_run(name: str) -> list[tuple[int, list[int]]]:
+                acknowledged = 0
+                progress = asyncio.Event()
+
+                async def hammer() -> None:
+                    nonlocal acknowledged
+                    for i in range(1, last + 1):
+                        await publish(stub_a, cache, name, str(i))
+                        acknowledged = i
+                        progress.set()
+
+                publisher = asyncio.create_task(hammer())
+                runs = []
+                for j in range(subscribers):
+                    while acknowledged < 1 + j * last // subscribers:
+                        progress.clear()
+                        await progress.wait()
+                    start = rng.randint(1, acknowledged + 1)
+                    runs.append((start, asyncio.create_task(_expect_exactly(stub_b, cache, name, start, last))))
+                await publisher
+                return [(start, await reader) for start, reader in runs]
+
+            results = await asyncio.wait_for(asyncio.gather(*(topic_run(f"t{t}") for t in range(topics))), 90)
+    finally:
+        node_a.stop()
+        node_b.stop()
+
+    # Assert
+    for runs in results:
+        for start, seen in runs:
+            assert seen == list(range(start, last + 1))

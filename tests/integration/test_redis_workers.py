@@ -1,0 +1,106 @@
+"""``tidings server --workers N`` with Redis: workers share the ports and topics, die and come back, drain."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+from collections.abc import Iterator
+from pathlib import Path
+
+import grpc.aio
+import pytest
+from momento_wire_types import cachepubsub_pb2_grpc
+
+from tests._redis import RedisServer
+from tests.integration._server import ServerProcess
+from tests.integration._wire import open_subscription, publish, read_items
+
+from .conftest import create_cache
+
+_WORKER_STARTED = r"worker (\d+) started \(pid (\d+)\)"
+_WORKER_LISTENING = r"\[worker (\d+)\]: tidings listening on grpc://"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+@pytest.fixture
+def workers(tmp_path: Path, redis_server: RedisServer) -> Iterator[ServerProcess]:
+    server = ServerProcess(tmp_path, ("--redis-url", redis_server.url, "--workers", "2")).start()
+    server.wait_for_log(_WORKER_LISTENING, count=2)
+    yield server
+    server.stop()
+
+
+async def _fan_out(server: ServerProcess, cache: str, topic: str, connections: int) -> list[list[str]]:
+    """Subscribe over ``connections`` connections (spread over the workers), publish over another one."""
+    channels = [grpc.aio.insecure_channel(server.endpoint) for _ in range(connections + 1)]
+    try:
+        stubs = [cachepubsub_pb2_grpc.PubsubStub(channel) for channel in channels]
+        calls = [await open_subscription(stub, cache, topic) for stub in stubs[1:]]
+        for value in ("a", "b"):
+            await publish(stubs[0], cache, topic, value)
+        received = [[item.value.text for item in await read_items(call, 2)] for call in calls]
+        for call in calls:
+            call.cancel()
+        return received
+    finally:
+        await asyncio.gather(*(channel.close(None) for channel in channels))
+
+
+async def test_workers_share_the_port_and_every_subscriber_gets_every_message(workers: ServerProcess) -> None:
+    # Arrange
+    pids = {int(m.group(2)) for m in workers.wait_for_log(_WORKER_STARTED, count=2)}
+    cache = create_cache(workers)
+
+    # Act
+    received = await _fan_out(workers, cache, "t", connections=8)
+
+    # Assert
+    assert len(pids) == 2
+    assert received == [["a", "b"]] * 8
+
+
+async def test_a_killed_worker_is_restarted_and_serving_goes_on(workers: ServerProcess) -> None:
+    # Arrange
+    first = workers.wait_for_log(_WORKER_STARTED, count=2)
+    victim = int(first[0].group(2))
+    cache = create_cache(workers)
+
+    # Act
+    os.kill(victim, signal.SIGKILL)
+    workers.wait_for_log(r"worker 0 \(pid \d+\) exited with -9; restarting it", count=1)
+    restarted = workers.wait_for_log(_WORKER_STARTED, count=3)[2]
+    workers.wait_for_log(_WORKER_LISTENING, count=3)
+    received = await _fan_out(workers, cache, "t", connections=6)
+
+    # Assert
+    assert int(restarted.group(1)) == 0
+    assert int(restarted.group(2)) != victim
+    assert received == [["a", "b"]] * 6
+
+
+def test_sigterm_to_the_supervisor_drains_every_worker(workers: ServerProcess) -> None:
+    # Arrange
+    pids = [int(m.group(2)) for m in workers.wait_for_log(_WORKER_STARTED, count=2)]
+
+    # Act
+    code = workers.stop()
+
+    # Assert
+    assert code == 0
+    assert len(workers.wait_for_log(r"\]: tidings stopped", count=2)) == 2
+    assert not any(_alive(pid) for pid in pids)
+
+
+def test_workers_without_redis_are_refused(tmp_path: Path) -> None:
+    # Act
+    server = ServerProcess(tmp_path, ("--workers", "2"))
+    with pytest.raises(RuntimeError, match="needs --redis-url"):
+        server.start()
