@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tidings.server.core import PageClock
+from tidings.server.core import Limits, Message, PageClock
 from tidings.server.engine.memory import MemoryEngine, MemoryTopicLog
 
 PAGE = 42
@@ -230,3 +230,97 @@ def test_memory_log_matches_a_plain_list_model(max_count: int, max_bytes: int, o
         assert log.first_sequence_number == start + 1
         assert log.next_sequence_number == len(model) + 1
         assert log.retained_bytes == retained_bytes == sum(size for _, size in model[start:])
+
+
+# --- retention counts what messages hold; the process-wide budget ----------------------------------------
+
+
+def _encode_twice(message: Message) -> bytes:
+    return bytes(2 * message.size)
+
+
+def test_memory_log_counts_cached_encodings_and_evicts_for_them() -> None:
+    # Arrange: room for three 100-byte values, as long as nothing is encoded.
+    log = MemoryTopicLog(PAGE, max_count=100, max_bytes=300)
+    messages = [log.append(b"x" * 100, "", 100) for _ in range(3)]
+    assert (log.first_sequence_number, log.retained_bytes) == (1, 300)
+
+    # Act: a transport caches a 200-byte encoding of the newest message.
+    messages[-1].encoded("wire", _encode_twice)
+
+    # Assert: the log now holds 300 bytes for the newest alone, so the others went.
+    assert messages[-1].footprint == 300
+    assert (log.first_sequence_number, log.retained_bytes) == (3, 300)
+    assert messages[0].retainer is None  # evicted: its later encodings are not counted
+
+
+def test_memory_log_does_not_count_encodings_of_evicted_messages() -> None:
+    log = MemoryTopicLog(PAGE, max_count=1, max_bytes=1000)
+    old = log.append(b"a", "", 1)
+    log.append(b"b", "", 1)
+
+    old.encoded("wire", _encode_twice)  # a subscriber still sending it
+
+    assert log.retained_bytes == 1
+
+
+def _budget_engine(max_retained_bytes: int) -> tuple[MemoryEngine, PageClock]:
+    return MemoryEngine(100, 1000, max_retained_bytes), PageClock(6, wall_clock=lambda: 0.0)
+
+
+def test_retention_budget_empties_the_least_recently_published_topics_first() -> None:
+    # Arrange
+    engine, pages = _budget_engine(max_retained_bytes=1000)
+    topics = {name: engine.open_topic("c", name, pages, _Listener()) for name in ("old", "mid", "new")}
+    for name in ("old", "mid", "new"):
+        topics[name].publish(b"x" * 300, "", 300, 0.0)
+
+    # Act: 300 more bytes for "mid" make 1,200.
+    topics["mid"].publish(b"y" * 300, "", 300, 0.0)
+
+    # Assert
+    assert engine.budget is not None
+    assert [topics[name].retained_bytes for name in ("old", "mid", "new")] == [0, 600, 300]
+    assert (engine.budget.used_bytes, engine.budget.trimmed_bytes) == (900, 300)
+    assert topics["old"].first_sequence_number == topics["old"].next_sequence_number == 2
+
+
+def test_retention_budget_counts_encodings_too() -> None:
+    engine, pages = _budget_engine(max_retained_bytes=1000)
+    first = engine.open_topic("c", "a", pages, _Listener())
+    second = engine.open_topic("c", "b", pages, _Listener())
+    first.publish(b"x" * 400, "", 400, 0.0)
+    message = second.publish(b"y" * 400, "", 400, 0.0)
+
+    message.encoded("wire", _encode_twice)  # 800 more for "b": "a" (least recent) goes
+
+    # The newest message of a topic stays even when it alone is over a bound: only by its own footprint.
+    assert engine.budget is not None
+    assert (first.retained_bytes, second.retained_bytes, engine.budget.used_bytes) == (0, 1200, 1200)
+
+
+def test_retention_budget_keeps_the_newest_message_of_the_topic_being_published() -> None:
+    engine, pages = _budget_engine(max_retained_bytes=500)
+    topic = engine.open_topic("c", "a", pages, _Listener())
+    for _ in range(3):
+        topic.publish(b"x" * 200, "", 200, 0.0)
+
+    assert (topic.first_sequence_number, topic.next_sequence_number) == (3, 4)
+    assert engine.budget is not None
+    assert engine.budget.used_bytes == topic.retained_bytes == 200
+
+
+def test_retired_topics_give_their_bytes_back_to_the_budget() -> None:
+    engine, pages = _budget_engine(max_retained_bytes=10_000)
+    topic = engine.open_topic("c", "a", pages, _Listener())
+    topic.publish(b"x" * 300, "", 300, 0.0)
+
+    engine.retire_topic("c", "a")
+
+    assert engine.budget is not None
+    assert (engine.budget.used_bytes, len(engine.budget)) == (0, 0)
+
+
+def test_retention_budget_refuses_a_limit_below_one_topic() -> None:
+    with pytest.raises(ValueError, match="max_retained_bytes"):
+        Limits(retention_bytes=2048, max_message_bytes=1024, max_retained_bytes=1024)

@@ -9,12 +9,24 @@ import click
 
 from tidings.server.config import default_data_dir
 
-_UNITS = {"": 1, "b": 1, "k": 1000, "kb": 1000, "kib": 1024, "m": 1000**2, "mb": 1000**2, "mib": 1024**2}
+_UNITS = {
+    "": 1,
+    "b": 1,
+    "k": 1000,
+    "kb": 1000,
+    "kib": 1024,
+    "m": 1000**2,
+    "mb": 1000**2,
+    "mib": 1024**2,
+    "g": 1000**3,
+    "gb": 1000**3,
+    "gib": 1024**3,
+}
 _SIZE = re.compile(r"^\s*(\d+)\s*([a-z]*)\s*$", re.IGNORECASE)
 
 
 class ByteSize(click.ParamType):  # type: ignore[type-arg]
-    """A byte count: ``4096``, ``4KiB``, ``1MiB``, ``64kb``."""
+    """A byte count: ``4096``, ``4KiB``, ``1MiB``, ``64kb``, ``2GiB``."""
 
     name = "size"
 
@@ -24,7 +36,7 @@ class ByteSize(click.ParamType):  # type: ignore[type-arg]
         match = _SIZE.match(str(value))
         unit = match.group(2).lower() if match else ""
         if match is None or unit not in _UNITS:
-            self.fail(f"{value!r} is not a size (examples: 4096, 4KiB, 1MiB)", param, ctx)
+            self.fail(f"{value!r} is not a size (examples: 4096, 4KiB, 1MiB, 2GiB)", param, ctx)
         return int(match.group(1)) * _UNITS[unit]
 
 

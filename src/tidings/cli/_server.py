@@ -26,6 +26,7 @@ _FLAG_OF_FIELD = {
     "max_topics_per_cache": "--max-topics-per-cache",
     "max_subscriptions_per_cache": "--max-subscriptions-per-cache",
     "max_caches": "--max-caches",
+    "max_retained_bytes": "--max-retained-bytes",
     "subscribe_latest": "--subscribe-latest",
     "max_pending_calls": "--max-pending-calls",
 }
@@ -109,7 +110,15 @@ def _worker_count(value: str) -> int:
     default=_LIMITS.retention_bytes,
     show_default=True,
     envvar="TIDINGS_RETENTION_SIZE",
-    help="Bytes retained per topic for resume.",
+    help="Memory each topic's retained messages may hold (their values and cached encodings), for resume.",
+)
+@click.option(
+    "--max-retained-bytes",
+    type=BYTE_SIZE,
+    default=_LIMITS.max_retained_bytes,
+    show_default=True,
+    envvar="TIDINGS_MAX_RETAINED_BYTES",
+    help="Bytes all topics' retention buffers hold together; beyond it the least recently published are emptied.",
 )
 @click.option(
     "--max-caches",
@@ -254,6 +263,7 @@ def server(
     publish_rate: float | None,
     retention_messages: int,
     retention_size: int,
+    max_retained_bytes: int,
     max_caches: int,
     max_topics_per_cache: int,
     topic_idle_ttl: float,
@@ -283,6 +293,7 @@ def server(
             publish_rate_per_cache=publish_rate,
             retention_messages=retention_messages,
             retention_bytes=retention_size,
+            max_retained_bytes=max_retained_bytes,
             max_caches=max_caches,
             max_topics_per_cache=max_topics_per_cache,
             topic_idle_ttl=topic_idle_ttl,

@@ -211,7 +211,7 @@ class Server:
         """The memory engine, or with ``--redis-url`` the Redis engine, connected."""
         limits = self.settings.limits
         if self.settings.redis_url is None:
-            return MemoryEngine(limits.retention_messages, limits.retention_bytes)
+            return MemoryEngine(limits.retention_messages, limits.retention_bytes, limits.max_retained_bytes)
         from tidings.server.engine.redis import RedisEngine
 
         engine = RedisEngine(

@@ -16,7 +16,7 @@ from tidings.server.core._events import HEARTBEAT, Discontinuity, Event, Heartbe
 from tidings.server.core._limits import Limits, TokenBucket
 from tidings.server.core._names import MAX_NAME_BYTES, validate_name
 from tidings.server.core._pages import PageClock
-from tidings.server.core._ports import Engine, EngineTopic, Store, TopicListener, TopicLog
+from tidings.server.core._ports import Engine, EngineTopic, RetentionUsage, Store, TopicListener, TopicLog
 from tidings.server.core._service import TopicsService, resume_position
 from tidings.server.core._stats import LATENCY_BUCKETS, Histogram, TransportStats
 from tidings.server.core._topics import READ_BATCH, Subscription
@@ -43,6 +43,7 @@ __all__ = [
     "PageClock",
     "PermissionDenied",
     "Principal",
+    "RetentionUsage",
     "Store",
     "Subscription",
     "TokenBucket",

@@ -18,6 +18,8 @@ class Limits:
     max_caches: int = 1_000
     max_topics_per_cache: int = 10_000
     topic_idle_ttl: float = 600.0
+    # What every topic's retention buffer may hold together (values and their cached encodings).
+    max_retained_bytes: int = 256 * 1024 * 1024
 
     def __post_init__(self) -> None:
         for name in (
@@ -31,6 +33,8 @@ class Limits:
                 raise ValueError(f"{name} must be at least 1")
         if self.retention_bytes < self.max_message_bytes:
             raise ValueError("retention_bytes must be at least max_message_bytes")
+        if self.max_retained_bytes < self.retention_bytes:
+            raise ValueError("max_retained_bytes must be at least retention_bytes")
         rate = self.publish_rate_per_cache
         if rate is not None and not (0 < rate < math.inf):
             raise ValueError("publish_rate_per_cache must be positive and finite")

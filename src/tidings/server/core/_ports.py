@@ -72,8 +72,28 @@ class EngineTopic(TopicLog, Protocol):
         ...
 
 
+class RetentionUsage(Protocol):
+    """What the retention buffers of this process hold together, against ``--max-retained-bytes``."""
+
+    @property
+    def used_bytes(self) -> int: ...
+
+    @property
+    def max_bytes(self) -> int: ...
+
+    @property
+    def trimmed_bytes(self) -> int:
+        """Retained bytes dropped so far to stay within ``max_bytes``."""
+        ...
+
+
 class Engine(Protocol):
     """Where messages live and how they are numbered: topic instances, opened and retired by the core."""
+
+    @property
+    def budget(self) -> RetentionUsage | None:
+        """The process-wide retention budget, if this engine keeps one."""
+        ...
 
     @property
     def healthy(self) -> bool:

@@ -24,7 +24,7 @@ from tidings.server.core._events import Discontinuity, Message
 from tidings.server.core._limits import Limits, TokenBucket
 from tidings.server.core._names import validate_name
 from tidings.server.core._pages import PageClock
-from tidings.server.core._ports import Engine, Store
+from tidings.server.core._ports import Engine, RetentionUsage, Store
 from tidings.server.core._stats import TransportStats
 from tidings.server.core._topics import CacheState, Subscription, TopicInstance
 
@@ -320,6 +320,11 @@ class TopicsService:
     def transport_stats(self) -> dict[str, TransportStats]:
         """Counters of every transport, by name."""
         return dict(self._transport_stats)
+
+    @property
+    def retention_usage(self) -> RetentionUsage | None:
+        """What all retention buffers of this process hold, against ``--max-retained-bytes`` (None: unbounded)."""
+        return self._engine.budget
 
     @property
     def engine_healthy(self) -> bool:

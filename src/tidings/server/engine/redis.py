@@ -24,7 +24,7 @@ from urllib.parse import urlsplit
 from redis.asyncio.connection import AbstractConnection, ConnectionPool
 from redis.exceptions import NoScriptError, ResponseError
 
-from tidings.server.core import Message, PageClock, TopicListener, Unavailable
+from tidings.server.core import Message, PageClock, RetentionUsage, TopicListener, Unavailable
 from tidings.server.engine._redis_link import Arg, RedisLink, as_list
 from tidings.server.engine._redis_pubsub import ChannelSubscriber
 from tidings.server.engine._redis_scripts import (
@@ -213,6 +213,8 @@ class RedisEngine:
     ) -> None:
         self._retention_messages = retention_messages
         self._retention_bytes = retention_bytes
+        # Mirrors are bounded per topic; the stream in Redis, not this process, holds what they trim.
+        self.budget: RetentionUsage | None = None
         self._ttl_ms = max(1, int(topic_idle_ttl * 1000))
         self._keep_alive_every = min(topic_idle_ttl / 4, 30.0)
         self._prefix = prefix

@@ -72,6 +72,17 @@ class TopicsCollector:
         yield GaugeMetricFamily("tidings_subscriptions", "Open subscriptions", service.subscription_total())
         yield GaugeMetricFamily("tidings_topics", "Live topic instances", service.topic_count())
         yield GaugeMetricFamily("tidings_caches", "Caches", len(service.list_caches()))
+        usage = service.retention_usage
+        if usage is not None:
+            yield GaugeMetricFamily(
+                "tidings_retained_bytes", "Bytes all retention buffers hold (values and encodings)", usage.used_bytes
+            )
+            yield GaugeMetricFamily("tidings_retained_bytes_limit", "--max-retained-bytes", usage.max_bytes)
+            yield CounterMetricFamily(
+                "tidings_retained_bytes_trimmed",
+                "Retained bytes dropped to stay within --max-retained-bytes",
+                usage.trimmed_bytes,
+            )
         yield GaugeMetricFamily(
             "tidings_http_live_requests", "Open SSE streams and waiting long polls", self._live_requests()
         )
