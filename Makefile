@@ -6,7 +6,7 @@ NODE_DIR := tests/node
 CHROMIUM := /usr/bin/chromium
 REDIS_SERVER := /usr/bin/redis-server
 
-.PHONY: run test lint typecheck bench clean
+.PHONY: run test lint typecheck bench soak clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -64,6 +64,15 @@ bench: $(VENV)/.installed-test
 	$(BIN)/python bench/auth.py --write docs/performance.md
 	$(BIN)/python bench/sdk.py --write docs/performance.md
 	$(BIN)/python bench/http_bench.py --write docs/performance.md
+
+$(VENV)/.installed-bench: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e ".[test,bench]"
+	touch $@ $(VENV)/.installed-test $(VENV)/.installed-run
+
+# Not part of `make test`: 10 minutes of mixed load, asserting flat RSS and descriptors and no gaps; writes its
+# section of docs/performance.md and docs/soak.png.
+soak: $(VENV)/.installed-bench
+	$(BIN)/python bench/soak.py --minutes 10 --write docs/performance.md
 
 clean:
 	rm -rf $(VENV) $(NODE_DIR)/node_modules .coverage .coverage.* .pytest_cache .mypy_cache .ruff_cache
