@@ -88,8 +88,9 @@ def _free_port() -> int:
 
 def start_server(data_dir: str) -> tuple[subprocess.Popen[str], int, int]:
     http_port = str(_free_port())  # --http-port 0 would disable HTTP
-    command = [sys.executable, "-m", "tidings", "server", "--port", "0", "--http-port", http_port, "--data-dir", data_dir]
-    command += ["--create-cache", CACHE, "--heartbeat-interval", "2", "--http-long-poll-timeout", "5"]
+    command = [sys.executable, "-m", "tidings", "server", "--port", "0", "--http-port", http_port]
+    command += ["--data-dir", data_dir, "--create-cache", CACHE]
+    command += ["--heartbeat-interval", "2", "--http-long-poll-timeout", "5"]
     process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
     assert process.stderr is not None
     ports: dict[str, int] = {}
@@ -341,6 +342,8 @@ def _plot(samples: list[tuple[float, int, int, float]], path: Path) -> None:
 def _section(report: dict[str, object], args: argparse.Namespace, load: str) -> str:
     delivered = report["delivered"]
     assert isinstance(delivered, dict)
+    grpc_count, sse_count, poll_count = (f"{delivered.get(name, 0):,}" for name in ("grpc", "sse", "long-poll"))
+    rss = f"{report['rss_mib_after_warmup']} / {report['rss_mib_max']} / {report['rss_mib_last']}"
     verdict = "passed" if not report["failures"] else f"FAILED: {'; '.join(map(str, report['failures']))}"
     return f"""## Soak (`make soak`)
 
@@ -352,11 +355,11 @@ average at the start: {load}. Result: **{verdict}**.
 | figure | value |
 | --- | --- |
 | messages published | {report["published"]:,} |
-| deliveries checked (gRPC SDK / SSE / long-poll) | {delivered.get("grpc", 0):,} / {delivered.get("sse", 0):,} / {delivered.get("long-poll", 0):,} |
+| deliveries checked (gRPC SDK / SSE / long-poll) | {grpc_count} / {sse_count} / {poll_count} |
 | gaps or repeats seen by fast readers | {report["gaps"]} |
 | discontinuities to slow readers (expected) | {report["discontinuities_to_slow_readers"]} |
 | churned subscriptions + SSE streams | {report["churned"]:,} |
-| server RSS after warm-up / max / at the end (MiB) | {report["rss_mib_after_warmup"]} / {report["rss_mib_max"]} / {report["rss_mib_last"]} |
+| server RSS after warm-up / max / at the end (MiB) | {rss} |
 | open descriptors after warm-up / min..max | {report["fds_after_warmup"]} / {report["fds_min_max"]} |
 | server CPU (% of one core) | {report["server_cpu_percent"]} |
 

@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -151,12 +154,18 @@ async def test_fault_headers_are_ignored_without_the_flag(server: ServerProcess,
     assert [i.topic_sequence_number for i in items] == [1, 2]
 
 
-def test_fault_injection_is_refused_with_require_auth_unless_allowed(start_server: StartServer) -> None:
-    with pytest.raises(RuntimeError, match="--allow-fault-injection-with-auth"):
-        start_server("--fault-injection", "--require-auth")
+def test_fault_injection_is_refused_with_require_auth_unless_allowed(start_server: StartServer, tmp_path: Path) -> None:
+    refused = subprocess.run(
+        [sys.executable, "-m", "tidings", "server", "--data-dir", str(tmp_path), "--fault-injection", "--require-auth"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
     allowed = start_server("--fault-injection", "--require-auth", "--allow-fault-injection-with-auth")
 
+    assert refused.returncode == 2
+    assert "--allow-fault-injection-with-auth" in refused.stderr
     assert any("FAULT INJECTION IS ON" in line for line in allowed.log)
 
 
