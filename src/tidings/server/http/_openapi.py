@@ -61,7 +61,10 @@ _RESUME = [
         "name": "sequence_number",
         "in": "query",
         "required": False,
-        "description": "The next sequence number expected (last received + 1); 0 or absent: only new messages.",
+        "description": (
+            "The next sequence number expected (last received + 1); 0 or absent: the newest retained message "
+            "(the server's --subscribe-latest), then new ones."
+        ),
         "schema": _UINT64,
     },
     {
