@@ -186,6 +186,12 @@ def _worker_count(value: str) -> int:
     help="Keep topics, caches and keys in this Redis (redis://host:port/db), shared by every server using it.",
 )
 @click.option(
+    "--redis-cluster",
+    metavar="URL",
+    envvar="TIDINGS_REDIS_CLUSTER",
+    help="Like --redis-url, with a Redis Cluster (7+): the URL of any of its nodes.",
+)
+@click.option(
     "--workers",
     metavar="N|auto",
     default="1",
@@ -224,12 +230,15 @@ def server(
     tls_cert: Path | None,
     tls_key: Path | None,
     redis_url: str | None,
+    redis_cluster: str | None,
     workers: int,
     log_level: str,
 ) -> None:
     """Run the tidings server (gRPC, Momento-compatible, and HTTP) until SIGINT or SIGTERM."""
     from tidings.server.app import run
 
+    if redis_url and redis_cluster:
+        raise click.UsageError("--redis-url and --redis-cluster exclude each other")
     try:
         limits = Limits(
             max_message_bytes=max_message_size,
@@ -255,7 +264,8 @@ def server(
             public_endpoint=public_endpoint,
             tls_cert=tls_cert,
             tls_key=tls_key,
-            redis_url=redis_url,
+            redis_url=redis_cluster or redis_url,
+            redis_cluster=redis_cluster is not None,
             workers=workers,
         )
     except ValueError as error:

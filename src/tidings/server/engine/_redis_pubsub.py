@@ -69,7 +69,10 @@ class ChannelSubscriber:
         return self._connection is not None
 
     async def start(self) -> None:
-        """Connect (raises `Unavailable` if Redis cannot be reached) and keep the connection up until `close`."""
+        """Connect (raises `Unavailable` if Redis cannot be reached) and keep the connection up until `close`;
+        does nothing if started already."""
+        if self._supervisor is not None:
+            return
         self._first_connection = asyncio.get_running_loop().create_future()
         self._supervisor = asyncio.create_task(self._supervise(), name="tidings-redis-pubsub")
         try:
