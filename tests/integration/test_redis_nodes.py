@@ -9,6 +9,7 @@ from pathlib import Path
 
 import grpc
 import grpc.aio
+import httpx
 import pytest
 from momento import TopicClientAsync, TopicConfigurations
 from momento.responses import TopicPublish, TopicSubscribe, TopicSubscriptionItem
@@ -176,3 +177,22 @@ async def test_resumes_racing_a_hammering_publisher_see_every_number_exactly_onc
     for runs in results:
         for start, seen in runs:
             assert seen == list(range(start, last + 1))
+
+
+async def test_metrics_show_redis_round_trips_and_health(
+    nodes: Nodes, stubs: tuple[cachepubsub_pb2_grpc.PubsubStub, cachepubsub_pb2_grpc.PubsubStub]
+) -> None:
+    # Arrange
+    cache = create_cache(nodes[0])
+    await publish(stubs[0], cache, "t", "counted")
+
+    # Act
+    async with httpx.AsyncClient() as http:
+        text = (await http.get(f"{nodes[0].http_url}/metrics")).text
+    samples = {line.split(" ")[0]: float(line.split(" ")[1]) for line in text.splitlines() if line and line[0] != "#"}
+
+    # Assert
+    assert samples["tidings_redis_up"] == 1
+    assert samples["tidings_redis_round_trip_seconds_count"] >= 1
+    assert samples["tidings_redis_errors_total"] == 0
+    assert "tidings_redis_backfills_total" in samples

@@ -7,6 +7,7 @@ from typing import Protocol
 
 from tidings.server.core._events import Message
 from tidings.server.core._pages import PageClock
+from tidings.server.core._stats import EngineStats
 
 
 class TopicLog(Protocol):
@@ -78,6 +79,11 @@ class Engine(Protocol):
     @property
     def healthy(self) -> bool:
         """Whether the engine can serve now (a shared engine reaches its backing service)."""
+        ...
+
+    @property
+    def stats(self) -> EngineStats | None:
+        """A shared engine's counters (for ``/metrics``); None for a local one."""
         ...
 
     def open_topic(self, cache_name: str, topic_name: str, pages: PageClock, listener: TopicListener) -> EngineTopic:

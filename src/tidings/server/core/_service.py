@@ -25,7 +25,7 @@ from tidings.server.core._limits import Limits, TokenBucket
 from tidings.server.core._names import validate_name
 from tidings.server.core._pages import PageClock
 from tidings.server.core._ports import Engine, Store
-from tidings.server.core._stats import TransportStats
+from tidings.server.core._stats import EngineStats, TransportStats
 from tidings.server.core._topics import CacheState, Subscription, TopicInstance
 
 logger = logging.getLogger("tidings.server")
@@ -293,6 +293,11 @@ class TopicsService:
     def engine_healthy(self) -> bool:
         """Whether the engine can serve now (false while a shared engine's Redis is unreachable)."""
         return self._engine.healthy
+
+    @property
+    def engine_stats(self) -> EngineStats | None:
+        """The engine's counters, if it is shared (Redis)."""
+        return self._engine.stats
 
     def subscription_total(self) -> int:
         """Open subscriptions over all caches."""

@@ -18,7 +18,7 @@ from redis.asyncio.connection import AbstractConnection, ConnectionPool
 from redis.crc import key_slot
 from redis.exceptions import MovedError, ResponseError
 
-from tidings.server.core import Unavailable
+from tidings.server.core import EngineStats, Unavailable
 from tidings.server.engine._redis_link import Arg, RedisLink, as_list, as_text
 from tidings.server.engine._redis_pubsub import ChannelSubscriber
 
@@ -48,8 +48,10 @@ class Shards:
         timeout: float = 2.0,
         deliver: Callable[[bytes, bytes], None] | None = None,
         resubscribed: Callable[[], None] | None = None,
+        stats: EngineStats | None = None,
     ) -> None:
         self._url = url
+        self.stats = stats or EngineStats()
         self.cluster = cluster
         self._timeout = timeout
         self._deliver = deliver
@@ -117,7 +119,10 @@ class Shards:
         link = self._links.get(address)
         if link is None:
             link = self._links[address] = RedisLink(
-                connection_factory(address, self._timeout), timeout=self._timeout, name=f"redis {address}"
+                connection_factory(address, self._timeout),
+                timeout=self._timeout,
+                name=f"redis {address}",
+                stats=self.stats,
             )
         return link
 
@@ -132,6 +137,7 @@ class Shards:
                 self._resubscribed,
                 sharded=self.cluster,
                 timeout=self._timeout,
+                stats=self.stats,
             )
         return subscriber
 

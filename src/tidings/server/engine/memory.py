@@ -110,6 +110,11 @@ class MemoryEngine:
         """Always: nothing outside this process."""
         return True
 
+    @property
+    def stats(self) -> None:
+        """Nothing to count beyond the core's own counters."""
+        return None
+
     def open_topic(self, cache_name: str, topic_name: str, pages: PageClock, listener: TopicListener) -> MemoryTopic:
         return MemoryTopic(pages.next_page(), self._retention_messages, self._retention_bytes, listener)
 

@@ -23,7 +23,7 @@ from urllib.parse import urlsplit
 
 from redis.exceptions import NoScriptError, ResponseError
 
-from tidings.server.core import Message, PageClock, TopicListener, Unavailable
+from tidings.server.core import EngineStats, Message, PageClock, TopicListener, Unavailable
 from tidings.server.engine._redis_link import Arg, as_list
 from tidings.server.engine._redis_scripts import (
     PUBLISH,
@@ -130,6 +130,7 @@ class RedisTopic(MemoryTopicLog):
         if self._buffer is None:
             self._buffer = []
         self._following = self._engine.spawn(self._resync(), "tidings-redis-backfill")
+        self._engine.stats.backfills += 1
         return self._following
 
     async def _resync(self) -> None:
@@ -244,6 +245,11 @@ class RedisEngine:
         """Whether the pub/sub connections to Redis are up (their supervisors keep reconnecting them; command
         connections reconnect on demand)."""
         return self.shards.connected
+
+    @property
+    def stats(self) -> EngineStats:
+        """Round trips, connection failures, reconnects and backfills (for ``/metrics``)."""
+        return self.shards.stats
 
     def open_topic(self, cache_name: str, topic_name: str, pages: PageClock, listener: TopicListener) -> RedisTopic:
         topic = RedisTopic(
