@@ -20,6 +20,7 @@ from tests.integration._server import ServerProcess
 from tests.integration._wire import open_subscription, publish, read_items, read_non_heartbeat
 
 from .conftest import SDK_TIMEOUT, create_cache, credentials
+from .test_official_node_sdk import node_subscriber, run_node
 
 Nodes = tuple[ServerProcess, ServerProcess]
 
@@ -196,3 +197,21 @@ async def test_metrics_show_redis_round_trips_and_health(
     assert samples["tidings_redis_round_trip_seconds_count"] >= 1
     assert samples["tidings_redis_errors_total"] == 0
     assert "tidings_redis_backfills_total" in samples
+
+
+async def test_official_node_sdk_publishes_on_one_node_and_subscribes_on_the_other(nodes: Nodes) -> None:
+    # Arrange
+    node_a, node_b = nodes
+    cache = create_cache(node_a)
+
+    # Act: the Node subscriber on B runs past its SDK's 5 s first-stream deadline, so it resubscribes (on B)
+    async with node_subscriber(node_b, cache, "--count", "5", "--seconds", "60") as subscriber:
+        await asyncio.to_thread(run_node, node_a, "publish", "--cache", cache, "--topic", "t", "--count", "5")
+        exit_code = await subscriber.finish()
+
+    # Assert
+    items = subscriber.of_kind("item")
+    assert exit_code == 0
+    assert [(i["sequence_number"], i["value"]) for i in items] == [(n, f"msg-{n}") for n in range(1, 6)]
+    assert len({i["sequence_page"] for i in items}) == 1
+    assert subscriber.of_kind("discontinuity") == []
