@@ -52,7 +52,7 @@ class RedisLink:
         self._connection: AbstractConnection | None = None
         self._connecting: asyncio.Future[AbstractConnection] | None = None
         self._waiting: deque[asyncio.Future[Reply]] = deque()
-        self._outgoing: list[bytes | memoryview] = []
+        self._outgoing: list[bytes] = []
         self._flush_scheduled = False
         self._reader: asyncio.Task[None] | None = None
         self._watchdog: asyncio.Task[None] | None = None
@@ -78,7 +78,7 @@ class RedisLink:
         loop = asyncio.get_running_loop()
         reply: asyncio.Future[Reply] = loop.create_future()
         self._waiting.append(reply)
-        self._outgoing.extend(connection.pack_command(*args))
+        self._outgoing.append(pack_command(args))
         if not self._flush_scheduled:
             self._flush_scheduled = True
             loop.call_soon(self._flush, connection)
@@ -98,7 +98,8 @@ class RedisLink:
             self._broken(connection, ConnectionError("not connected"))
             return
         try:
-            writer.writelines(outgoing)
+            # One buffer: transports handle one large write far better than hundreds of small ones.
+            writer.write(b"".join(outgoing))
         except Exception as error:
             self._broken(connection, error)
 
@@ -202,6 +203,20 @@ class RedisLink:
 async def _disconnect(connection: AbstractConnection) -> None:
     with contextlib.suppress(Exception):
         await connection.disconnect()
+
+
+def pack_command(args: tuple[Arg, ...]) -> bytes:
+    """``args`` in RESP (an array of bulk strings); text is UTF-8, numbers in decimal."""
+    parts = [b"*%d\r\n" % len(args)]
+    for arg in args:
+        if isinstance(arg, str):
+            arg = arg.encode()
+        elif isinstance(arg, int):
+            arg = b"%d" % arg
+        elif isinstance(arg, float):
+            arg = repr(arg).encode()
+        parts.append(b"$%d\r\n%s\r\n" % (len(arg), arg))
+    return b"".join(parts)
 
 
 def as_text(reply: Reply) -> str:
