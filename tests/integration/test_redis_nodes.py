@@ -13,11 +13,11 @@ import httpx
 import pytest
 from momento import TopicClientAsync, TopicConfigurations
 from momento.responses import TopicPublish, TopicSubscribe, TopicSubscriptionItem
-from momento_wire_types import cachepubsub_pb2_grpc
+from momento_wire_types import cachepubsub_pb2_grpc, controlclient_pb2, controlclient_pb2_grpc
 
 from tests._redis import RedisServer
 from tests.integration._server import ServerProcess
-from tests.integration._wire import open_subscription, publish, read_items, read_non_heartbeat
+from tests.integration._wire import open_subscription, publish, read_items, read_non_heartbeat, status_of
 
 from .conftest import SDK_TIMEOUT, create_cache, credentials
 from .test_official_node_sdk import node_subscriber, run_node
@@ -215,3 +215,26 @@ async def test_official_node_sdk_publishes_on_one_node_and_subscribes_on_the_oth
     assert [(i["sequence_number"], i["value"]) for i in items] == [(n, f"msg-{n}") for n in range(1, 6)]
     assert len({i["sequence_page"] for i in items}) == 1
     assert subscriber.of_kind("discontinuity") == []
+
+
+async def test_cache_deleted_on_one_node_ends_its_subscriptions_on_the_other(
+    nodes: Nodes, stubs: tuple[cachepubsub_pb2_grpc.PubsubStub, cachepubsub_pb2_grpc.PubsubStub]
+) -> None:
+    # Arrange
+    node_a, _ = nodes
+    cache = create_cache(node_a)
+    _, stub_b = stubs
+    call = await open_subscription(stub_b, cache, "t", resume_at=1)
+
+    # Act
+    async with grpc.aio.insecure_channel(node_a.endpoint) as channel:
+        await controlclient_pb2_grpc.ScsControlStub(channel).DeleteCache(
+            controlclient_pb2._DeleteCacheRequest(cache_name=cache), timeout=10
+        )
+    ended = await status_of(call)
+    with pytest.raises(grpc.aio.AioRpcError) as publishing:
+        await publish(stub_b, cache, "t", "too late")
+
+    # Assert
+    assert ended.code() == grpc.StatusCode.NOT_FOUND
+    assert publishing.value.code() == grpc.StatusCode.NOT_FOUND

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Protocol
 
 from tidings.server.core._events import Message
@@ -92,6 +92,14 @@ class Engine(Protocol):
 
     def retire_topic(self, cache_name: str, topic_name: str) -> None:
         """This process no longer uses the topic (no subscribers, idle): drop what it holds for it."""
+        ...
+
+    def watch_caches(self, deleted: Callable[[str], None]) -> None:
+        """Call ``deleted`` with the name of each cache another process deletes (a shared engine only)."""
+        ...
+
+    async def cache_deleted(self, cache_name: str) -> None:
+        """Tell the other processes that this one deleted ``cache_name`` (nothing to do for a local engine)."""
         ...
 
 

@@ -83,6 +83,7 @@ class TopicsService:
         self._pages = PageClock(floor, self._wall_clock)
         self._saved_page_floor = floor
         await self._save_page_floor()
+        self._engine.watch_caches(self._cache_deleted_elsewhere)
         self._started = True
 
     async def close(self) -> None:
@@ -172,9 +173,19 @@ class TopicsService:
             if cache is None:
                 raise CacheNotFound(cache_name)
             await self._store.delete_cache(cache_name)
-            del self._caches[cache_name]
-            for topic_name in list(cache.topics):
-                self._drop_topic((cache_name, topic_name), CacheNotFound(cache_name))
+            self._forget_cache(cache)
+        await self._engine.cache_deleted(cache_name)
+
+    def _cache_deleted_elsewhere(self, cache_name: str) -> None:
+        """Another process sharing the store deleted ``cache_name``."""
+        cache = self._caches.get(cache_name)
+        if cache is not None:
+            self._forget_cache(cache)
+
+    def _forget_cache(self, cache: CacheState) -> None:
+        del self._caches[cache.name]
+        for topic_name in list(cache.topics):
+            self._drop_topic((cache.name, topic_name), CacheNotFound(cache.name))
 
     # --- topics ----------------------------------------------------------------------------------
 

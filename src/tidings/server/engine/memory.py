@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from tidings.server.core import Message, PageClock, TopicListener
 
 
@@ -120,3 +122,9 @@ class MemoryEngine:
 
     def retire_topic(self, cache_name: str, topic_name: str) -> None:
         """Nothing to do: the log is garbage once the core lets go of it."""
+
+    def watch_caches(self, deleted: Callable[[str], None]) -> None:
+        """Nothing to watch: no other process shares these caches."""
+
+    async def cache_deleted(self, cache_name: str) -> None:
+        """Nobody else to tell."""

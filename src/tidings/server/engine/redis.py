@@ -21,6 +21,7 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 from urllib.parse import urlsplit
 
+from redis.crc import key_slot
 from redis.exceptions import NoScriptError, ResponseError
 
 from tidings.server.core import EngineStats, Message, PageClock, TopicListener, Unavailable
@@ -218,6 +219,10 @@ class RedisEngine:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._keep_alive: asyncio.Task[None] | None = None
         self._shas = {PUBLISH: script_sha(PUBLISH), READ: script_sha(READ)}
+        # Cache deletions are announced on one channel, in the store's slot.
+        self._events = prefix.encode() + b"{store}:events"
+        self._events_slot = key_slot(self._events)
+        self._cache_deleted: Callable[[str], None] | None = None
         where = urlsplit(url)
         self.name = (
             ("redis cluster at " if cluster else "redis at ")
@@ -228,6 +233,7 @@ class RedisEngine:
     async def start(self) -> None:
         """Connect; raises `Unavailable` if Redis cannot be reached."""
         await self.shards.start()
+        await self.shards.subscriber_at(self._events_slot).subscribe(self._events)
         self._keep_alive = asyncio.create_task(self._keep_topics_alive(), name="tidings-redis-keep-alive")
 
     async def close(self) -> None:
@@ -329,10 +335,19 @@ class RedisEngine:
             if not isinstance(error, Unavailable):
                 logger.error("Redis engine task %s failed", task.get_name(), exc_info=error)
 
+    def watch_caches(self, deleted: Callable[[str], None]) -> None:
+        self._cache_deleted = deleted
+
+    async def cache_deleted(self, cache_name: str) -> None:
+        publish = b"SPUBLISH" if self.shards.cluster else b"PUBLISH"
+        await self.shards.call_at(self._events_slot, publish, self._events, cache_name)
+
     def _deliver(self, channel: bytes, data: bytes) -> None:
         topic = self._by_channel.get(channel)
         if topic is not None:
             topic.receive(data)
+        elif channel == self._events and self._cache_deleted is not None:
+            self._cache_deleted(data.decode())
 
     def _resubscribed(self) -> None:
         """The pub/sub connection came back: every followed topic reads what it missed."""
