@@ -4,7 +4,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests._redis import RedisServer
+from tests._redis import RedisCluster, RedisServer
 
 
 @pytest.fixture(scope="session")
@@ -13,3 +13,11 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServ
     server = RedisServer(tmp_path_factory.mktemp("redis")).start()
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisCluster]:
+    """A real 3-master Redis Cluster for the session."""
+    cluster = RedisCluster(tmp_path_factory.mktemp("redis-cluster")).start()
+    yield cluster
+    cluster.stop()

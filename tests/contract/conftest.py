@@ -14,8 +14,9 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 import pytest
+from redis.cluster import RedisCluster as ClusterClient
 
-from tests._redis import RedisServer
+from tests._redis import RedisCluster, RedisServer
 from tidings.server.core import Limits, Message, PageClock, TopicListener, TopicsService
 from tidings.server.engine._redis_scripts import TopicKeys
 from tidings.server.engine.memory import MemoryEngine
@@ -26,7 +27,7 @@ from ..unit._support import FakeClock, MemoryStore
 CACHE = "cache"
 TOPIC = "topic"
 WALL_START = 1_700_000_000.0
-ENGINES = ["memory", "redis"]
+ENGINES = ["memory", "redis", "redis-cluster"]
 _prefixes = itertools.count(1)
 
 
@@ -62,7 +63,7 @@ class Engines:
     """Builds topics services over one kind of engine; services made with one ``prefix`` share their topics."""
 
     kind: str
-    redis: RedisServer | None
+    redis: RedisServer | RedisCluster | None
     clock: FakeClock = field(default_factory=lambda: FakeClock(1_000.0))
     wall_clock: FakeClock = field(default_factory=lambda: FakeClock(WALL_START))
     services: list[TopicsService] = field(default_factory=list)
@@ -84,7 +85,7 @@ class Engines:
             assert self.redis is not None
             engine = SignallingRedisEngine(
                 self.redis.url, limits.retention_messages, limits.retention_bytes, limits.topic_idle_ttl,
-                prefix=self.prefix,
+                prefix=self.prefix, cluster=self.kind == "redis-cluster",
             )  # fmt: skip
             await engine.start()
             self.engines.append(engine)
@@ -108,9 +109,12 @@ class Engines:
     def expire(self, service: TopicsService, topic_name: str = TOPIC) -> int:
         """Retire the topic as its idle TTL does: in the service and, for Redis, in Redis too."""
         retired = service.retire_idle_topics(self.clock.advance(service.limits.topic_idle_ttl))
-        if self.redis is not None and self.kind == "redis":
-            keys = TopicKeys.of(self.prefix, CACHE, topic_name)
+        keys = TopicKeys.of(self.prefix, CACHE, topic_name)
+        if isinstance(self.redis, RedisServer):
             with self.redis.client() as client:
+                client.delete(keys.meta, keys.stream)
+        elif isinstance(self.redis, RedisCluster):
+            with ClusterClient.from_url(self.redis.url, protocol=2) as client:
                 client.delete(keys.meta, keys.stream)
         return retired
 
@@ -124,7 +128,8 @@ class Engines:
 @pytest.fixture(params=ENGINES)
 async def engines(request: pytest.FixtureRequest) -> AsyncIterator[Engines]:
     """Services over each engine in turn."""
-    redis = request.getfixturevalue("redis_server") if request.param == "redis" else None
+    fixture = {"redis": "redis_server", "redis-cluster": "redis_cluster"}.get(request.param)
+    redis = request.getfixturevalue(fixture) if fixture else None
     built = Engines(request.param, redis)
     yield built
     await built.close()

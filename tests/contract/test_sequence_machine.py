@@ -19,7 +19,7 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule, run_state_machine_as_test
 
-from tests._redis import RedisServer
+from tests._redis import RedisCluster, RedisServer
 from tidings.server.core import Discontinuity, Event, Limits, Message, Subscription
 
 from ..unit._support import ready_events
@@ -50,7 +50,7 @@ def _view(event: Event) -> object:
 
 class SequenceMachine(RuleBasedStateMachine):
     engine_kind = "memory"
-    redis: RedisServer | None = None
+    redis: RedisServer | RedisCluster | None = None
 
     def __init__(self) -> None:
         super().__init__()
@@ -224,13 +224,15 @@ def test_engine_sequences_follow_protocol_over_random_interleavings(
         (SequenceMachine,),
         {
             "engine_kind": engine_kind,
-            "redis": request.getfixturevalue("redis_server") if engine_kind == "redis" else None,
+            "redis": request.getfixturevalue({"redis": "redis_server", "redis-cluster": "redis_cluster"}[engine_kind])
+            if engine_kind != "memory"
+            else None,
         },
     )
     run_state_machine_as_test(
         machine,
         settings=settings(
-            max_examples=150 if engine_kind == "memory" else 60,
+            max_examples=150 if engine_kind == "memory" else 40,
             stateful_step_count=40,
             deadline=None,
             suppress_health_check=[HealthCheck.too_slow],

@@ -9,16 +9,18 @@ from pathlib import Path
 
 import grpc
 import grpc.aio
+import httpx
 import pytest
 from momento import TopicClientAsync, TopicConfigurations
 from momento.responses import TopicPublish, TopicSubscribe, TopicSubscriptionItem
-from momento_wire_types import cachepubsub_pb2_grpc
+from momento_wire_types import cachepubsub_pb2_grpc, controlclient_pb2, controlclient_pb2_grpc
 
 from tests._redis import RedisServer
 from tests.integration._server import ServerProcess
-from tests.integration._wire import open_subscription, publish, read_items, read_non_heartbeat
+from tests.integration._wire import open_subscription, publish, read_items, read_non_heartbeat, status_of
 
 from .conftest import SDK_TIMEOUT, create_cache, credentials
+from .test_official_node_sdk import node_subscriber, run_node
 
 Nodes = tuple[ServerProcess, ServerProcess]
 
@@ -176,3 +178,63 @@ async def test_resumes_racing_a_hammering_publisher_see_every_number_exactly_onc
     for runs in results:
         for start, seen in runs:
             assert seen == list(range(start, last + 1))
+
+
+async def test_metrics_show_redis_round_trips_and_health(
+    nodes: Nodes, stubs: tuple[cachepubsub_pb2_grpc.PubsubStub, cachepubsub_pb2_grpc.PubsubStub]
+) -> None:
+    # Arrange
+    cache = create_cache(nodes[0])
+    await publish(stubs[0], cache, "t", "counted")
+
+    # Act
+    async with httpx.AsyncClient() as http:
+        text = (await http.get(f"{nodes[0].http_url}/metrics")).text
+    samples = {line.split(" ")[0]: float(line.split(" ")[1]) for line in text.splitlines() if line and line[0] != "#"}
+
+    # Assert
+    assert samples["tidings_redis_up"] == 1
+    assert samples["tidings_redis_round_trip_seconds_count"] >= 1
+    assert samples["tidings_redis_errors_total"] == 0
+    assert "tidings_redis_backfills_total" in samples
+
+
+async def test_official_node_sdk_publishes_on_one_node_and_subscribes_on_the_other(nodes: Nodes) -> None:
+    # Arrange
+    node_a, node_b = nodes
+    cache = create_cache(node_a)
+
+    # Act: the Node subscriber on B runs past its SDK's 5 s first-stream deadline, so it resubscribes (on B)
+    async with node_subscriber(node_b, cache, "--count", "5", "--seconds", "60") as subscriber:
+        await asyncio.to_thread(run_node, node_a, "publish", "--cache", cache, "--topic", "t", "--count", "5")
+        exit_code = await subscriber.finish()
+
+    # Assert
+    items = subscriber.of_kind("item")
+    assert exit_code == 0
+    assert [(i["sequence_number"], i["value"]) for i in items] == [(n, f"msg-{n}") for n in range(1, 6)]
+    assert len({i["sequence_page"] for i in items}) == 1
+    assert subscriber.of_kind("discontinuity") == []
+
+
+async def test_cache_deleted_on_one_node_ends_its_subscriptions_on_the_other(
+    nodes: Nodes, stubs: tuple[cachepubsub_pb2_grpc.PubsubStub, cachepubsub_pb2_grpc.PubsubStub]
+) -> None:
+    # Arrange
+    node_a, _ = nodes
+    cache = create_cache(node_a)
+    _, stub_b = stubs
+    call = await open_subscription(stub_b, cache, "t", resume_at=1)
+
+    # Act
+    async with grpc.aio.insecure_channel(node_a.endpoint) as channel:
+        await controlclient_pb2_grpc.ScsControlStub(channel).DeleteCache(
+            controlclient_pb2._DeleteCacheRequest(cache_name=cache), timeout=10
+        )
+    ended = await status_of(call)
+    with pytest.raises(grpc.aio.AioRpcError) as publishing:
+        await publish(stub_b, cache, "t", "too late")
+
+    # Assert
+    assert ended.code() == grpc.StatusCode.NOT_FOUND
+    assert publishing.value.code() == grpc.StatusCode.NOT_FOUND

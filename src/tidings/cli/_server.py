@@ -236,6 +236,12 @@ def _worker_count(value: str) -> int:
     help="Keep topics, caches and keys in this Redis (redis://host:port/db), shared by every server using it.",
 )
 @click.option(
+    "--redis-cluster",
+    metavar="URL",
+    envvar="TIDINGS_REDIS_CLUSTER",
+    help="Like --redis-url, with a Redis Cluster (7+): the URL of any of its nodes.",
+)
+@click.option(
     "--workers",
     metavar="N|auto",
     default="1",
@@ -280,12 +286,15 @@ def server(
     fault_injection: bool,
     allow_fault_injection_with_auth: bool,
     redis_url: str | None,
+    redis_cluster: str | None,
     workers: int,
     log_level: str,
 ) -> None:
     """Run the tidings server (gRPC, Momento-compatible, and HTTP) until SIGINT or SIGTERM."""
     from tidings.server.app import run
 
+    if redis_url and redis_cluster:
+        raise click.UsageError("--redis-url and --redis-cluster exclude each other")
     try:
         limits = Limits(
             max_message_bytes=max_message_size,
@@ -317,7 +326,8 @@ def server(
             max_pending_calls=max_pending_calls,
             fault_injection=fault_injection,
             allow_fault_injection_with_auth=allow_fault_injection_with_auth,
-            redis_url=redis_url,
+            redis_url=redis_cluster or redis_url,
+            redis_cluster=redis_cluster is not None,
             workers=workers,
         )
     except ValueError as error:

@@ -120,7 +120,7 @@ def _prepare(settings: Settings) -> None:
     async def prepare() -> None:
         assert settings.redis_url is not None
         settings.data_dir.mkdir(parents=True, exist_ok=True)
-        store = await RedisStore.open(settings.redis_url)
+        store = await RedisStore.open(settings.redis_url, cluster=settings.redis_cluster)
         try:
             await load_or_create_admin_key(settings.data_dir, store)
         finally:

@@ -219,6 +219,7 @@ class Server:
             limits.retention_messages,
             limits.retention_bytes,
             limits.topic_idle_ttl,
+            cluster=self.settings.redis_cluster,
             # Test hook (race tests): seconds between a channel subscription and the stream read.
             follow_delay=float(os.environ.get("TIDINGS_TEST_FOLLOW_DELAY", "0")),
         )
@@ -248,7 +249,7 @@ class Server:
         # Still holds this node's admin key file (and the signing secret when set by file).
         self.settings.data_dir.mkdir(parents=True, exist_ok=True)
         try:
-            return await RedisStore.open(self.settings.redis_url)
+            return await RedisStore.open(self.settings.redis_url, cluster=self.settings.redis_cluster)
         except Unavailable as error:
             raise OSError(f"cannot use --redis-url: {error.message}") from None
 

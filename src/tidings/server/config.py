@@ -47,6 +47,8 @@ class Settings:
     allow_fault_injection_with_auth: bool = False
     # The Redis engine and store (None: the memory engine and the SQLite store in data_dir).
     redis_url: str | None = None
+    # The same with a Redis Cluster: any node's URL (keys and channel of a topic share a slot; sharded pub/sub).
+    redis_cluster: bool = False
     # Server processes sharing the ports (SO_REUSEPORT), supervised by the one started; more than 1 needs Redis.
     workers: int = 1
 
@@ -93,10 +95,14 @@ class Settings:
             )
         if self.redis_url is not None and not self.redis_url.startswith(("redis://", "rediss://", "unix://")):
             raise ValueError("--redis-url must start with redis://, rediss:// or unix://")
+        if self.redis_cluster and self.redis_url is None:
+            raise ValueError("redis_cluster needs a node's URL")
         if self.workers < 1:
             raise ValueError("--workers must be at least 1")
         if self.workers > 1 and self.redis_url is None:
-            raise ValueError("--workers above 1 needs --redis-url (the workers share topics through Redis)")
+            raise ValueError(
+                "--workers above 1 needs --redis-url or --redis-cluster (the workers share topics through Redis)"
+            )
         if (self.tls_cert is None) != (self.tls_key is None):
             raise ValueError("--tls-cert and --tls-key go together")
 

@@ -18,7 +18,7 @@ from tidings.server.core._names import MAX_NAME_BYTES, validate_name
 from tidings.server.core._pages import PageClock
 from tidings.server.core._ports import Engine, EngineTopic, RetentionUsage, Store, TopicListener, TopicLog
 from tidings.server.core._service import TopicsService, resume_position
-from tidings.server.core._stats import LATENCY_BUCKETS, Histogram, TransportStats
+from tidings.server.core._stats import LATENCY_BUCKETS, EngineStats, Histogram, TransportStats
 from tidings.server.core._topics import READ_BATCH, Subscription
 
 __all__ = [
@@ -31,6 +31,7 @@ __all__ = [
     "CacheNotFound",
     "Discontinuity",
     "Engine",
+    "EngineStats",
     "EngineTopic",
     "Event",
     "Heartbeat",

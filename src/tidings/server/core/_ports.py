@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Protocol
 
 from tidings.server.core._events import Message
 from tidings.server.core._pages import PageClock
+from tidings.server.core._stats import EngineStats
 
 
 class TopicLog(Protocol):
@@ -100,12 +101,25 @@ class Engine(Protocol):
         """Whether the engine can serve now (a shared engine reaches its backing service)."""
         ...
 
+    @property
+    def stats(self) -> EngineStats | None:
+        """A shared engine's counters (for ``/metrics``); None for a local one."""
+        ...
+
     def open_topic(self, cache_name: str, topic_name: str, pages: PageClock, listener: TopicListener) -> EngineTopic:
         """Open the topic's current instance; ``pages`` issues the page of a new instance."""
         ...
 
     def retire_topic(self, cache_name: str, topic_name: str) -> None:
         """This process no longer uses the topic (no subscribers, idle): drop what it holds for it."""
+        ...
+
+    def watch_caches(self, deleted: Callable[[str], None]) -> None:
+        """Call ``deleted`` with the name of each cache another process deletes (a shared engine only)."""
+        ...
+
+    async def cache_deleted(self, cache_name: str) -> None:
+        """Tell the other processes that this one deleted ``cache_name`` (nothing to do for a local engine)."""
         ...
 
 

@@ -25,7 +25,7 @@ from tidings.server.core._limits import Limits, TokenBucket
 from tidings.server.core._names import validate_name
 from tidings.server.core._pages import PageClock
 from tidings.server.core._ports import Engine, RetentionUsage, Store
-from tidings.server.core._stats import TransportStats
+from tidings.server.core._stats import EngineStats, TransportStats
 from tidings.server.core._topics import CacheState, Subscription, TopicInstance
 
 logger = logging.getLogger("tidings.server")
@@ -89,6 +89,7 @@ class TopicsService:
         self._pages = PageClock(floor, self._wall_clock)
         self._saved_page_floor = floor
         await self._save_page_floor()
+        self._engine.watch_caches(self._cache_deleted_elsewhere)
         self._started = True
 
     @property
@@ -193,9 +194,19 @@ class TopicsService:
             if cache is None:
                 raise CacheNotFound(cache_name)
             await self._store.delete_cache(cache_name)
-            del self._caches[cache_name]
-            for topic_name in list(cache.topics):
-                self._drop_topic((cache_name, topic_name), CacheNotFound(cache_name))
+            self._forget_cache(cache)
+        await self._engine.cache_deleted(cache_name)
+
+    def _cache_deleted_elsewhere(self, cache_name: str) -> None:
+        """Another process sharing the store deleted ``cache_name``."""
+        cache = self._caches.get(cache_name)
+        if cache is not None:
+            self._forget_cache(cache)
+
+    def _forget_cache(self, cache: CacheState) -> None:
+        del self._caches[cache.name]
+        for topic_name in list(cache.topics):
+            self._drop_topic((cache.name, topic_name), CacheNotFound(cache.name))
 
     # --- topics ----------------------------------------------------------------------------------
 
@@ -330,6 +341,11 @@ class TopicsService:
     def engine_healthy(self) -> bool:
         """Whether the engine can serve now (false while a shared engine's Redis is unreachable)."""
         return self._engine.healthy
+
+    @property
+    def engine_stats(self) -> EngineStats | None:
+        """The engine's counters, if it is shared (Redis)."""
+        return self._engine.stats
 
     def subscription_total(self) -> int:
         """Open subscriptions over all caches."""

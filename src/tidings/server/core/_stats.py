@@ -86,3 +86,16 @@ class TransportStats:
         if newest is not None:
             self.deliveries += messages
             self.delivery_latency.observe(now - newest.published_at)
+
+
+class EngineStats:
+    """What a shared engine (Redis) did since start: command round trips, connection failures, pub/sub
+    reconnects and backfills (stream reads after a gap). The memory engine has none."""
+
+    __slots__ = ("backfills", "errors", "reconnects", "round_trip")
+
+    def __init__(self) -> None:
+        self.round_trip = Histogram()
+        self.errors = 0
+        self.reconnects = 0
+        self.backfills = 0

@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 from redis.asyncio.connection import AbstractConnection
 from redis.exceptions import RedisError, ResponseError
 
-from tidings.server.core import Unavailable
+from tidings.server.core import EngineStats, Unavailable
 
 logger = logging.getLogger("tidings.server.redis")
 
@@ -42,6 +42,7 @@ class RedisLink:
         retry_interval: float = 0.5,
         on_state: Callable[[bool], None] | None = None,
         name: str = "redis",
+        stats: EngineStats | None = None,
     ) -> None:
         self._make_connection = connect
         self._timeout = timeout
@@ -51,7 +52,7 @@ class RedisLink:
         self._connection: AbstractConnection | None = None
         self._connecting: asyncio.Future[AbstractConnection] | None = None
         self._waiting: deque[asyncio.Future[Reply]] = deque()
-        self._outgoing: list[bytes | memoryview] = []
+        self._outgoing: list[bytes] = []
         self._flush_scheduled = False
         self._reader: asyncio.Task[None] | None = None
         self._watchdog: asyncio.Task[None] | None = None
@@ -59,7 +60,7 @@ class RedisLink:
         self._last_failure = -float("inf")
         self._closed = False
         self.round_trips = 0  # commands answered
-        self.errors = 0  # connection failures
+        self.stats = stats or EngineStats()
 
     @property
     def connected(self) -> bool:
@@ -74,13 +75,18 @@ class RedisLink:
         connection = self._connection
         if connection is None:
             connection = await self._connect()
-        reply: asyncio.Future[Reply] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        reply: asyncio.Future[Reply] = loop.create_future()
         self._waiting.append(reply)
-        self._outgoing.extend(connection.pack_command(*args))
+        self._outgoing.append(pack_command(args))
         if not self._flush_scheduled:
             self._flush_scheduled = True
-            asyncio.get_running_loop().call_soon(self._flush, connection)
-        return await reply
+            loop.call_soon(self._flush, connection)
+        sent = loop.time()
+        try:
+            return await reply
+        finally:
+            self.stats.round_trip.observe(loop.time() - sent)
 
     def _flush(self, connection: AbstractConnection) -> None:
         self._flush_scheduled = False
@@ -92,7 +98,8 @@ class RedisLink:
             self._broken(connection, ConnectionError("not connected"))
             return
         try:
-            writer.writelines(outgoing)
+            # One buffer: transports handle one large write far better than hundreds of small ones.
+            writer.write(b"".join(outgoing))
         except Exception as error:
             self._broken(connection, error)
 
@@ -109,7 +116,7 @@ class RedisLink:
                 await asyncio.wait_for(connection.connect(), self._timeout)  # type: ignore[no-untyped-call]
             except (OSError, RedisError, TimeoutError) as error:
                 self._last_failure = time.monotonic()
-                self.errors += 1
+                self.stats.errors += 1
                 logger.warning("%s: cannot connect to Redis: %s", self._name, error)
                 connecting.set_exception(Unavailable("Redis is unreachable"))
                 # Only the waiters who joined this attempt see it; nobody may be awaiting it.
@@ -164,7 +171,7 @@ class RedisLink:
         if connection is not self._connection:
             return
         self._connection = None
-        self.errors += 1
+        self.stats.errors += 1
         if not self._closed:
             logger.warning("%s: Redis connection lost: %s", self._name, error)
         waiting, self._waiting = self._waiting, deque()
@@ -196,6 +203,20 @@ class RedisLink:
 async def _disconnect(connection: AbstractConnection) -> None:
     with contextlib.suppress(Exception):
         await connection.disconnect()
+
+
+def pack_command(args: tuple[Arg, ...]) -> bytes:
+    """``args`` in RESP (an array of bulk strings); text is UTF-8, numbers in decimal."""
+    parts = [b"*%d\r\n" % len(args)]
+    for arg in args:
+        if isinstance(arg, str):
+            arg = arg.encode()
+        elif isinstance(arg, int):
+            arg = b"%d" % arg
+        elif isinstance(arg, float):
+            arg = repr(arg).encode()
+        parts.append(b"$%d\r\n%s\r\n" % (len(arg), arg))
+    return b"".join(parts)
 
 
 def as_text(reply: Reply) -> str:

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from redis.asyncio.connection import AbstractConnection
 from redis.exceptions import RedisError
 
-from tidings.server.core import Unavailable
+from tidings.server.core import EngineStats, Unavailable
 
 logger = logging.getLogger("tidings.server.redis")
 
@@ -41,6 +41,7 @@ class ChannelSubscriber:
         probe_interval: float = 1.0,
         retry_interval: float = 0.5,
         on_state: Callable[[bool], None] | None = None,
+        stats: EngineStats | None = None,
     ) -> None:
         self._make_connection = connect
         self._deliver = deliver
@@ -61,7 +62,7 @@ class ChannelSubscriber:
         self._supervisor: asyncio.Task[None] | None = None
         self._first_connection: asyncio.Future[None] | None = None
         self.messages = 0
-        self.reconnects = 0
+        self.stats = stats or EngineStats()
 
     @property
     def connected(self) -> bool:
@@ -69,7 +70,10 @@ class ChannelSubscriber:
         return self._connection is not None
 
     async def start(self) -> None:
-        """Connect (raises `Unavailable` if Redis cannot be reached) and keep the connection up until `close`."""
+        """Connect (raises `Unavailable` if Redis cannot be reached) and keep the connection up until `close`;
+        does nothing if started already."""
+        if self._supervisor is not None:
+            return
         self._first_connection = asyncio.get_running_loop().create_future()
         self._supervisor = asyncio.create_task(self._supervise(), name="tidings-redis-pubsub")
         try:
@@ -146,7 +150,7 @@ class ChannelSubscriber:
                 self._first_connection.set_exception(Unavailable("the connection to Redis failed at once"))
                 return
             first = False
-            self.reconnects += 1
+            self.stats.reconnects += 1
             await asyncio.sleep(self._retry_interval)
 
     async def _serve(self, connection: AbstractConnection, first: bool) -> None:

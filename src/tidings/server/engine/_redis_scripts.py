@@ -20,6 +20,8 @@ import hashlib
 from dataclasses import dataclass
 from typing import Final
 
+from redis.crc import key_slot
+
 PAGE_MEMORY_MS: Final = 30 * 24 * 3600 * 1000
 
 # KEYS: meta, stream, last page. ARGV: offered page, idle TTL ms.
@@ -98,13 +100,14 @@ class TopicKeys:
     stream: bytes
     last_page: bytes
     channel: bytes
+    slot: int  # the cluster slot of every one of them
 
     @classmethod
     def of(cls, prefix: str, cache_name: str, topic_name: str) -> TopicKeys:
         """The keys of ``topic_name`` in ``cache_name``; the length prefix keeps (a:b, c) apart from (a, b:c)."""
         cache = cache_name.encode()
         base = prefix.encode() + b"{%d:" % len(cache) + cache + b":" + topic_name.encode() + b"}:"
-        return cls(base + b"m", base + b"s", base + b"p", base + b"c")
+        return cls(base + b"m", base + b"s", base + b"p", base + b"c", key_slot(base))
 
 
 def decode_live(data: bytes) -> tuple[int, int, str | bytes, str, int]:

@@ -8,6 +8,8 @@ emptying the buffers of the topics published to least recently first.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from tidings.server.core import Message, PageClock, TopicListener
 
 
@@ -224,6 +226,11 @@ class MemoryEngine:
         """Always: nothing outside this process."""
         return True
 
+    @property
+    def stats(self) -> None:
+        """Nothing to count beyond the core's own counters."""
+        return None
+
     def open_topic(self, cache_name: str, topic_name: str, pages: PageClock, listener: TopicListener) -> MemoryTopic:
         topic = MemoryTopic(pages.next_page(), self._retention_messages, self._retention_bytes, listener, self.budget)
         self._topics[cache_name, topic_name] = topic
@@ -234,3 +241,9 @@ class MemoryEngine:
         topic = self._topics.pop((cache_name, topic_name), None)
         if topic is not None:
             topic.forget()
+
+    def watch_caches(self, deleted: Callable[[str], None]) -> None:
+        """Nothing to watch: no other process shares these caches."""
+
+    async def cache_deleted(self, cache_name: str) -> None:
+        """Nobody else to tell."""

@@ -21,12 +21,11 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 from urllib.parse import urlsplit
 
-from redis.asyncio.connection import AbstractConnection, ConnectionPool
+from redis.crc import key_slot
 from redis.exceptions import NoScriptError, ResponseError
 
-from tidings.server.core import Message, PageClock, RetentionUsage, TopicListener, Unavailable
-from tidings.server.engine._redis_link import Arg, RedisLink, as_list
-from tidings.server.engine._redis_pubsub import ChannelSubscriber
+from tidings.server.core import EngineStats, Message, PageClock, RetentionUsage, TopicListener, Unavailable
+from tidings.server.engine._redis_link import Arg, as_list
 from tidings.server.engine._redis_scripts import (
     PUBLISH,
     READ,
@@ -36,21 +35,12 @@ from tidings.server.engine._redis_scripts import (
     entry_sequence_number,
     script_sha,
 )
+from tidings.server.engine._redis_shards import Shards
 from tidings.server.engine.memory import MemoryTopicLog
 
 logger = logging.getLogger("tidings.server.redis")
 
 _Live = tuple[int, int, str | bytes, str, int]  # page, seq, value, publisher id, size
-
-
-def connection_factory(url: str, timeout: float = 2.0) -> Callable[[], AbstractConnection]:
-    """Makes new, unconnected redis-py connections to ``url`` (``redis://``, ``rediss://``, ``unix://``).
-
-    RESP2 (pub/sub replies are plain arrays), and no read timeout: the readers wait for replies and pushes as
-    long as the connection lives; hung connections are found by the link's watchdog and the pub/sub probe.
-    """
-    pool = ConnectionPool.from_url(url, protocol=2, socket_timeout=None, socket_connect_timeout=timeout)
-    return pool.make_connection
 
 
 class RedisTopic(MemoryTopicLog):
@@ -78,7 +68,7 @@ class RedisTopic(MemoryTopicLog):
         return self._engine.publish(self, value, publisher_id, size, published_at)
 
     def follow(self, resume_at: int) -> asyncio.Future[None] | None:
-        if not self._engine.subscriber.connected:
+        if not self._engine.shards.subscriber_at(self.keys.slot).connected:
             raise Unavailable("Redis is unreachable")
         if self._current:
             if resume_at <= self._next:
@@ -95,7 +85,7 @@ class RedisTopic(MemoryTopicLog):
     async def _attach(self) -> None:
         self._buffer = []
         try:
-            await self._engine.subscriber.subscribe(self.keys.channel)
+            await self._engine.shards.subscriber_at(self.keys.slot).subscribe(self.keys.channel)
             if self._engine.follow_delay:
                 await asyncio.sleep(self._engine.follow_delay)
             await self._catch_up()
@@ -141,6 +131,7 @@ class RedisTopic(MemoryTopicLog):
         if self._buffer is None:
             self._buffer = []
         self._following = self._engine.spawn(self._resync(), "tidings-redis-backfill")
+        self._engine.stats.backfills += 1
         return self._following
 
     async def _resync(self) -> None:
@@ -205,10 +196,10 @@ class RedisEngine:
         retention_bytes: int,
         topic_idle_ttl: float,
         *,
+        cluster: bool = False,
         prefix: str = "tidings:",
         timeout: float = 2.0,
         clock: Callable[[], float] = time.monotonic,
-        connect: Callable[[], AbstractConnection] | None = None,
         follow_delay: float = 0.0,
     ) -> None:
         self._retention_messages = retention_messages
@@ -218,41 +209,55 @@ class RedisEngine:
         self._ttl_ms = max(1, int(topic_idle_ttl * 1000))
         self._keep_alive_every = min(topic_idle_ttl / 4, 30.0)
         self._prefix = prefix
+        self._publish_command = b"SPUBLISH" if cluster else b"PUBLISH"
         self.clock = clock
         # A test hook: widens the window between the channel subscription and the stream read (race tests).
         self.follow_delay = follow_delay
-        connect = connect or connection_factory(url, timeout)
-        self.link = RedisLink(connect, timeout=timeout, name="redis-commands")
-        self.subscriber = ChannelSubscriber(connect, self._deliver, self._resubscribed, timeout=timeout)
+        self.shards = Shards(
+            url, cluster=cluster, timeout=timeout, deliver=self._deliver, resubscribed=self._resubscribed
+        )
         self._topics: dict[tuple[str, str], RedisTopic] = {}
         self._by_channel: dict[bytes, RedisTopic] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._keep_alive: asyncio.Task[None] | None = None
         self._shas = {PUBLISH: script_sha(PUBLISH), READ: script_sha(READ)}
+        # Cache deletions are announced on one channel, in the store's slot.
+        self._events = prefix.encode() + b"{store}:events"
+        self._events_slot = key_slot(self._events)
+        self._cache_deleted: Callable[[str], None] | None = None
         where = urlsplit(url)
-        self.name = f"redis at {where.hostname or where.path}" + (f":{where.port}" if where.port else "")
+        self.name = (
+            ("redis cluster at " if cluster else "redis at ")
+            + f"{where.hostname or where.path}"
+            + (f":{where.port}" if where.port else "")
+        )
 
     async def start(self) -> None:
         """Connect; raises `Unavailable` if Redis cannot be reached."""
-        await self.link.call("PING")
-        await self.subscriber.start()
+        await self.shards.start()
+        await self.shards.subscriber_at(self._events_slot).subscribe(self._events)
         self._keep_alive = asyncio.create_task(self._keep_topics_alive(), name="tidings-redis-keep-alive")
 
     async def close(self) -> None:
         """Stop following topics and close the connections."""
-        for task in [*self._tasks, *([self._keep_alive] if self._keep_alive else [])]:
+        tasks = [*self._tasks, *([self._keep_alive] if self._keep_alive else [])]
+        for task in tasks:
             task.cancel()
-        for task in [*self._tasks, *([self._keep_alive] if self._keep_alive else [])]:
+        for task in tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
-        await self.subscriber.close()
-        await self.link.close()
+        await self.shards.close()
 
     @property
     def healthy(self) -> bool:
-        """Whether the pub/sub connection to Redis is up (its supervisor keeps reconnecting it; the command
-        connection reconnects on demand)."""
-        return self.subscriber.connected
+        """Whether the pub/sub connections to Redis are up (their supervisors keep reconnecting them; command
+        connections reconnect on demand)."""
+        return self.shards.connected
+
+    @property
+    def stats(self) -> EngineStats:
+        """Round trips, connection failures, reconnects and backfills (for ``/metrics``)."""
+        return self.shards.stats
 
     def open_topic(self, cache_name: str, topic_name: str, pages: PageClock, listener: TopicListener) -> RedisTopic:
         topic = RedisTopic(
@@ -273,21 +278,21 @@ class RedisEngine:
             return
         del self._by_channel[topic.keys.channel]
         topic.forget()
-        self.subscriber.unsubscribe(topic.keys.channel)
+        self.shards.subscriber_at(topic.keys.slot).unsubscribe(topic.keys.channel)
 
     async def publish(
         self, topic: RedisTopic, value: str | bytes, publisher_id: str, size: int, published_at: float
     ) -> Message:
         """Run the publish script; the message reaches this node's mirror through the channel like any other."""
-        if not self.subscriber.connected:
+        if not self.shards.subscriber_at(topic.keys.slot).connected:
             # Redis is unreachable (or the pub/sub connection is being repaired): fail now, not at a deadline.
             raise Unavailable("Redis is unreachable")
         keys = topic.keys
         reply = as_list(
             await self._run(
-                PUBLISH, keys.meta, keys.stream, keys.last_page, topic._pages.next_page(), self._ttl_ms, value,
-                b"b" if isinstance(value, bytes) else b"t", publisher_id, self._retention_messages,
-                self._retention_bytes, keys.channel, b"PUBLISH",
+                keys.slot, PUBLISH, keys.meta, keys.stream, keys.last_page, topic._pages.next_page(), self._ttl_ms,
+                value, b"b" if isinstance(value, bytes) else b"t", publisher_id, self._retention_messages,
+                self._retention_bytes, keys.channel, self._publish_command,
             )
         )  # fmt: skip
         page = int(reply[0])  # type: ignore[call-overload]
@@ -298,21 +303,23 @@ class RedisEngine:
         """(page, last seq, stream entries from ``first``) of the topic, opening an instance if it has none."""
         keys = topic.keys
         reply = as_list(
-            await self._run(READ, keys.meta, keys.stream, keys.last_page, topic._pages.next_page(), self._ttl_ms, first)
+            await self._run(
+                keys.slot, READ, keys.meta, keys.stream, keys.last_page, topic._pages.next_page(), self._ttl_ms, first
+            )
         )
         return int(reply[0]), int(reply[1]), list(reply[2])  # type: ignore[call-overload]
 
-    async def _run(self, script: str, *args: Arg) -> object:
-        """EVALSHA with three keys, loading the script when Redis does not have it (after a restart)."""
+    async def _run(self, slot: int, script: str, *args: Arg) -> object:
+        """EVALSHA with three keys in ``slot``, loading the script when Redis does not have it (after a restart)."""
         try:
-            return await self.link.call(b"EVALSHA", self._shas[script], 3, *args)
+            return await self.shards.call_at(slot, b"EVALSHA", self._shas[script], 3, *args)
         except NoScriptError:
             pass
         except ResponseError as error:
             raise Unavailable(f"Redis refused the operation: {error}") from None
-        await self.link.call(b"SCRIPT", b"LOAD", script)
+        await self.shards.call_at(slot, b"SCRIPT", b"LOAD", script)
         try:
-            return await self.link.call(b"EVALSHA", self._shas[script], 3, *args)
+            return await self.shards.call_at(slot, b"EVALSHA", self._shas[script], 3, *args)
         except ResponseError as error:
             raise Unavailable(f"Redis refused the operation: {error}") from None
 
@@ -330,10 +337,19 @@ class RedisEngine:
             if not isinstance(error, Unavailable):
                 logger.error("Redis engine task %s failed", task.get_name(), exc_info=error)
 
+    def watch_caches(self, deleted: Callable[[str], None]) -> None:
+        self._cache_deleted = deleted
+
+    async def cache_deleted(self, cache_name: str) -> None:
+        publish = b"SPUBLISH" if self.shards.cluster else b"PUBLISH"
+        await self.shards.call_at(self._events_slot, publish, self._events, cache_name)
+
     def _deliver(self, channel: bytes, data: bytes) -> None:
         topic = self._by_channel.get(channel)
         if topic is not None:
             topic.receive(data)
+        elif channel == self._events and self._cache_deleted is not None:
+            self._cache_deleted(data.decode())
 
     def _resubscribed(self) -> None:
         """The pub/sub connection came back: every followed topic reads what it missed."""
@@ -349,7 +365,7 @@ class RedisEngine:
             with contextlib.suppress(Unavailable, ResponseError):
                 await asyncio.gather(
                     *(
-                        self.link.call(b"PEXPIRE", key, self._ttl_ms)
+                        self.shards.call_at(t.keys.slot, b"PEXPIRE", key, self._ttl_ms)
                         for t in followed
                         for key in (t.keys.meta, t.keys.stream)
                     )

@@ -15,7 +15,7 @@ from prometheus_client.registry import CollectorRegistry
 from starlette.requests import Request
 from starlette.responses import Response
 
-from tidings.server.core import Histogram, TopicsService
+from tidings.server.core import EngineStats, Histogram, TopicsService
 
 # The classic text format, which every Prometheus version scrapes.
 EXPOSITION_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -86,6 +86,22 @@ class TopicsCollector:
         yield GaugeMetricFamily(
             "tidings_http_live_requests", "Open SSE streams and waiting long polls", self._live_requests()
         )
+        engine = service.engine_stats
+        if engine is not None:
+            yield from _redis_metrics(engine, service.engine_healthy)
+
+
+def _redis_metrics(stats: EngineStats, healthy: bool) -> Iterator[Metric]:
+    """The Redis engine's families (only with ``--redis-url`` or ``--redis-cluster``)."""
+    round_trip = HistogramMetricFamily("tidings_redis_round_trip_seconds", "Redis command round trips")
+    round_trip.add_metric([], _buckets(stats.round_trip), stats.round_trip.sum)
+    yield round_trip
+    yield CounterMetricFamily("tidings_redis_errors", "Redis connection failures", stats.errors)
+    yield CounterMetricFamily("tidings_redis_reconnects", "Redis pub/sub connections re-established", stats.reconnects)
+    yield CounterMetricFamily(
+        "tidings_redis_backfills", "Topic streams read again after a gap or a reconnect", stats.backfills
+    )
+    yield GaugeMetricFamily("tidings_redis_up", "1 while the Redis pub/sub connections are up", int(healthy))
 
 
 class MetricsEndpoint:

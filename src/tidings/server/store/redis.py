@@ -10,14 +10,13 @@ from __future__ import annotations
 import json
 import secrets
 import time
-from collections.abc import Callable
 
-from redis.asyncio.connection import AbstractConnection
 from redis.exceptions import ResponseError
 
 from tidings.server.auth import ApiKey, grants_from_json, grants_to_json
 from tidings.server.core import Unavailable
-from tidings.server.engine._redis_link import Arg, RedisLink, as_list, as_text
+from tidings.server.engine._redis_link import Arg, as_list, as_text
+from tidings.server.engine._redis_shards import Shards
 
 # KEYS: keys, revoked, version. ARGV: id, at.
 _REVOKE = """
@@ -46,26 +45,26 @@ class RedisStore:
 
     shared = True
 
-    def __init__(self, connect: Callable[[], AbstractConnection], *, prefix: str = "tidings:") -> None:
-        self._link = RedisLink(connect, name="redis-store")
+    def __init__(self, shards: Shards, *, prefix: str = "tidings:") -> None:
+        self._shards = shards
         self._prefix = prefix.encode()
 
     @classmethod
-    async def open(cls, url: str, *, prefix: str = "tidings:") -> RedisStore:
-        """Connect to ``url``; raises `Unavailable` when Redis cannot be reached."""
-        from tidings.server.engine.redis import connection_factory
-
-        store = cls(connection_factory(url), prefix=prefix)
-        await store._call(b"PING")
-        return store
+    async def open(cls, url: str, *, cluster: bool = False, prefix: str = "tidings:") -> RedisStore:
+        """Connect to ``url`` (any node of a Redis Cluster with ``cluster``); raises `Unavailable` when Redis
+        cannot be reached."""
+        shards = Shards(url, cluster=cluster)
+        await shards.start()
+        return cls(shards, prefix=prefix)
 
     def _key(self, name: bytes) -> bytes:
         # One hash tag: in a Redis Cluster every store key is in one slot, so the scripts may touch several.
         return self._prefix + b"{store}:" + name
 
     async def _call(self, *args: Arg) -> object:
+        """A command whose first key is ``args[1]`` (every store key is in one slot)."""
         try:
-            return await self._link.call(*args)
+            return await self._shards.call(self._key(b""), *args)
         except ResponseError as error:
             raise Unavailable(f"Redis refused the operation: {error}") from None
 
@@ -136,4 +135,4 @@ class RedisStore:
         return as_text(await self._call(b"GET", self._key(b"secret"))).encode()
 
     async def close(self) -> None:
-        await self._link.close()
+        await self._shards.close()

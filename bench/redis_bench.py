@@ -1,0 +1,202 @@
+"""The Redis engine against the memory engine, one tidings process each, same scenarios, interleaved rounds.
+
+Starts its own redis-server (no persistence) on a free port; for each round runs the publish scenario (32 in
+flight) and fan-out to 100 subscribers against tidings with the memory engine and with ``--redis-url``, and reads
+Redis's own CPU (``INFO cpu``) around the Redis run's publish scenario. Prints a markdown table of medians and
+the ratios Redis/memory; ``--write docs/performance.md`` replaces the ``bench:redis`` section.
+
+Usage::
+
+    python bench/redis_bench.py                   # 2 rounds, 10 s per scenario
+    python bench/redis_bench.py --quick           # smoke run
+    python bench/redis_bench.py --write docs/performance.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+from pathlib import Path
+from typing import Any
+
+import redis
+from _report import write_section
+from run import HOST, TARGETS, Scenario, log, machine, run_loadgen, running_server, tidings_command
+
+REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind((HOST, 0))
+        return int(probe.getsockname()[1])
+
+
+def start_redis(directory: Path) -> tuple[subprocess.Popen[str], int]:
+    """A redis-server without persistence; returns once it logged that it accepts connections."""
+    port = free_port()
+    process = subprocess.Popen(
+        [REDIS_SERVER, "--port", str(port), "--bind", HOST, "--save", "", "--appendonly", "no", "--dir",
+         str(directory), "--logfile", ""],
+        stdout=subprocess.PIPE,
+        text=True,
+    )  # fmt: skip
+    assert process.stdout is not None
+    for line in process.stdout:
+        if "Ready to accept connections" in line:
+            break
+    else:
+        raise RuntimeError(f"redis-server exited with {process.wait()}")
+    # Keep reading its log, so that a full pipe never blocks it.
+    threading.Thread(target=process.stdout.read, daemon=True).start()
+    return process, port
+
+
+def redis_cpu_seconds(port: int) -> float:
+    """user + sys CPU seconds Redis used since it started."""
+    with redis.Redis(host=HOST, port=port) as client:
+        info = client.info("cpu")
+    return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
+
+
+def scenarios(options: argparse.Namespace) -> list[Scenario]:
+    timing = ("--duration", str(options.duration), "--warmup", str(options.warmup))
+    return [
+        Scenario("publish", ("publish", "--concurrency", "32", "--channels", "2", *timing)),
+        Scenario("fanout100", ("fanout", "--subscribers", "100", *timing)),
+    ]
+
+
+def run_engine(name: str, options: argparse.Namespace, redis_port: int, results: dict[str, list[float]]) -> None:
+    with running_server(name, options.payload_size, 60.0) as (port, pid):
+        for scenario in scenarios(options):
+            before = redis_cpu_seconds(redis_port)
+            report = run_loadgen(scenario, port, pid, options)
+            redis_used = redis_cpu_seconds(redis_port) - before
+            if "error" in report:
+                raise RuntimeError(f"{name} {scenario.name}: {report['error']}")
+            log(f"  {name} {scenario.name}: {_short(report)}")
+            if scenario.name == "publish":
+                results.setdefault("publish_per_s", []).append(report["publishes_per_s"])
+                results.setdefault("cpu_ms_per_1k_publishes", []).append(report["server_cpu_ms_per_1k_publishes"])
+                if name == "tidings-redis":
+                    published = report["publishes_per_s"] * (options.duration + options.warmup)
+                    results.setdefault("redis_cpu_ms_per_1k_publishes", []).append(redis_used / published * 1e6)
+            else:
+                results.setdefault("fanout100_per_s", []).append(report["deliveries_per_s"])
+                results.setdefault("cpu_ms_per_1k_deliveries", []).append(report["server_cpu_ms_per_1k_deliveries"])
+            results.setdefault("other_cores", []).append(float(report.get("other_cores") or 0.0))
+            results.setdefault("anomalies", []).append(
+                float(sum(int(report.get(k) or 0) for k in ("gaps", "out_of_order", "discontinuities", "missing")))
+            )
+
+
+def _short(report: dict[str, Any]) -> str:
+    keys = ("publishes_per_s", "deliveries_per_s", "server_cores", "client_cores", "other_cores")
+    return " ".join(f"{k}={report[k]:.4g}" for k in keys if isinstance(report.get(k), int | float))
+
+
+ROWS = [
+    ("publish_per_s", "publish throughput, 32 in flight (publishes/s)", 0, ""),
+    ("cpu_ms_per_1k_publishes", "server CPU per 1,000 publishes (ms)", 1, "≤ 1.3x"),
+    ("fanout100_per_s", "fan-out, 100 subscribers (deliveries/s)", 0, ""),
+    ("cpu_ms_per_1k_deliveries", "server CPU per 1,000 deliveries, fan-out@100 (ms)", 1, "≤ 1.15x"),
+    ("redis_cpu_ms_per_1k_publishes", "Redis CPU per 1,000 publishes (ms, approximate)", 1, ""),
+    ("anomalies", "gaps, reorders, discontinuities (total)", 0, ""),
+]
+
+
+def table(results: dict[str, dict[str, list[float]]]) -> str:
+    lines = ["| metric | redis engine | memory engine | ratio | target |", "| --- | ---: | ---: | ---: | --- |"]
+    for key, label, digits, goal in ROWS:
+        summed = key == "anomalies"
+        values = {
+            engine: (sum(v) if summed else statistics.median(v)) if (v := results[engine].get(key)) else None
+            for engine in ("tidings-redis", "tidings")
+        }
+        red, mem = values["tidings-redis"], values["tidings"]
+        ratio = red / mem if red is not None and mem and not summed else None
+        verdict = goal
+        if goal and ratio is not None:
+            bound = float(goal.removeprefix("≤ ").removesuffix("x"))
+            verdict += " — pass" if ratio <= bound else " — **FAIL**"
+        cells = [
+            label,
+            "—" if red is None else f"{red:,.{digits}f}",
+            "—" if mem is None else f"{mem:,.{digits}f}",
+            "" if ratio is None else f"{ratio:.2f}x",
+            verdict,
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description="The Redis engine against the memory engine.")
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--payload-size", type=int, default=64)
+    parser.add_argument("--write", type=Path, metavar="FILE")
+    options = parser.parse_args()
+    options.duration = 1.0 if options.quick else 10.0
+    options.warmup = 0.3 if options.quick else 1.0
+    results: dict[str, dict[str, list[float]]] = {"tidings": {}, "tidings-redis": {}}
+    with tempfile.TemporaryDirectory(prefix="bench-redis-") as directory:
+        redis_process, redis_port = start_redis(Path(directory))
+        url = f"redis://{HOST}:{redis_port}"
+        TARGETS["tidings-redis"] = lambda port, data_dir, size: [
+            *tidings_command(port, data_dir, size),
+            "--redis-url",
+            url,
+        ]
+        try:
+            for round_number in range(1, options.rounds + 1):
+                for name in ("tidings", "tidings-redis"):
+                    log(f"[round {round_number}/{options.rounds}] {name}")
+                    run_engine(name, options, redis_port, results[name])
+        finally:
+            redis_process.terminate()
+            redis_process.wait(10)
+    rendered = table(results)
+    busy = max(v for r in results.values() for v in r.get("other_cores", [0.0]))
+    notes = (
+        f"Other processes used up to {busy:.2f} cores during the measured windows; figures may be noisy."
+        if busy > 0.1
+        else ""
+    )
+    print(rendered + ("\n\n" + notes if notes else ""))
+    if options.write:
+        kind = "quick smoke run, not representative" if options.quick else f"{options.duration:g} s per scenario"
+        body = "\n".join(
+            [
+                "## Redis engine against the memory engine",
+                "",
+                f"Measured {datetime.date.today().isoformat()} on {machine()}, redis-server "
+                f"{_redis_version()}; {options.rounds} interleaved round(s), medians; {kind}; "
+                f"payload {options.payload_size} bytes. One tidings process each; Redis on the same machine.",
+                "",
+                f"Command: `python bench/redis_bench.py{' --quick' if options.quick else ''} --write {options.write}`",
+                "",
+                rendered,
+                "",
+                notes,
+            ]
+        )
+        write_section(options.write, "redis", body)
+    return 0
+
+
+def _redis_version() -> str:
+    output = subprocess.run([REDIS_SERVER, "--version"], capture_output=True, text=True, check=False).stdout
+    return output.split("v=")[1].split()[0] if "v=" in output else "?"
+
+
+if __name__ == "__main__":
+    sys.exit(main())
