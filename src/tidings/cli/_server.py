@@ -136,6 +136,30 @@ _FLAG_OF_FIELD = {
     help="Seconds an HTTP long-poll waits for messages before answering with none.",
 )
 @click.option(
+    "--max-connections",
+    type=click.IntRange(1),
+    default=None,
+    show_default="10000, within the open-files limit",
+    envvar="TIDINGS_MAX_CONNECTIONS",
+    help="Open connections allowed per transport (gRPC, HTTP); past it new ones are refused.",
+)
+@click.option(
+    "--http-idle-timeout",
+    type=click.IntRange(1),
+    default=_DEFAULTS.http_idle_timeout,
+    show_default=True,
+    envvar="TIDINGS_HTTP_IDLE_TIMEOUT",
+    help="Seconds an HTTP connection may stay open with no request before it is closed.",
+)
+@click.option(
+    "--request-timeout",
+    type=click.FloatRange(_MIN_INTERVAL),
+    default=_DEFAULTS.request_timeout,
+    show_default=True,
+    envvar="TIDINGS_REQUEST_TIMEOUT",
+    help="Seconds a connection has to send a whole HTTP request, or its gRPC (HTTP/2) preface and settings.",
+)
+@click.option(
     "--require-auth",
     is_flag=True,
     envvar="TIDINGS_REQUIRE_AUTH",
@@ -188,6 +212,9 @@ def server(
     topic_idle_ttl: float,
     heartbeat_interval: float,
     http_long_poll_timeout: float,
+    max_connections: int | None,
+    http_idle_timeout: int,
+    request_timeout: float,
     require_auth: bool,
     allow_anonymous: bool,
     public_endpoint: str | None,
@@ -218,6 +245,9 @@ def server(
             limits=limits,
             heartbeat_interval=heartbeat_interval,
             http_long_poll_timeout=http_long_poll_timeout,
+            max_connections=max_connections,
+            http_idle_timeout=http_idle_timeout,
+            request_timeout=request_timeout,
             require_auth=require_auth,
             allow_anonymous=allow_anonymous,
             public_endpoint=public_endpoint,

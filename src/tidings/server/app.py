@@ -16,6 +16,12 @@ from typing import Any
 import grpc
 import grpc.aio
 
+from tidings.server._open_files import (
+    DEFAULT_MAX_CONNECTIONS,
+    max_connections_for,
+    open_files_limit,
+    raise_open_files_limit,
+)
 from tidings.server.auth import (
     ADMIN_KEY_ENV,
     Authenticator,
@@ -28,7 +34,7 @@ from tidings.server.config import Settings
 from tidings.server.core import CacheAlreadyExists, TopicsError, TopicsService
 from tidings.server.engine.memory import MemoryEngine
 from tidings.server.grpc.server import build_grpc_server
-from tidings.server.http import HttpServer
+from tidings.server.http import ConnectionLimits, HttpServer
 from tidings.server.store.sqlite import SqliteStore
 
 logger = logging.getLogger("tidings.server")
@@ -127,7 +133,14 @@ class Server:
                     pass
                 except TopicsError as error:
                     raise ValueError(f"--create-cache {cache_name!r}: {error.message}") from None
-            self._grpc = build_grpc_server(service, self._authenticator, lambda: self.public_endpoint)
+            max_connections = self._max_connections()
+            self._grpc = build_grpc_server(
+                service,
+                self._authenticator,
+                lambda: self.public_endpoint,
+                max_connections=max_connections,
+                handshake_timeout=settings.request_timeout,
+            )
             address = _host_port(settings.host, settings.port)
             try:
                 if settings.tls_cert is not None and settings.tls_key is not None:
@@ -150,6 +163,7 @@ class Server:
                     settings.http_port,
                     long_poll_timeout=settings.http_long_poll_timeout,
                     shutdown_grace=settings.shutdown_grace,
+                    connections=ConnectionLimits(max_connections, settings.http_idle_timeout, settings.request_timeout),
                     tls=(settings.tls_cert, settings.tls_key) if settings.tls_cert and settings.tls_key else None,
                 )
                 await self._http.start()
@@ -177,6 +191,22 @@ class Server:
                 settings.host,
                 self.endpoint,
             )
+
+    def _max_connections(self) -> int:
+        """Connections allowed per transport: ``--max-connections``, within what the open-files limit allows."""
+        limit = open_files_limit()
+        allowed = max_connections_for(limit)
+        requested = self.settings.max_connections
+        if requested is not None and requested > allowed:
+            logger.warning(
+                "--max-connections %d does not fit the open-files limit of %d; using %d per transport",
+                requested,
+                limit,
+                allowed,
+            )
+        max_connections = min(requested or DEFAULT_MAX_CONNECTIONS, allowed)
+        logger.info("at most %d connections per transport (open-files limit %d)", max_connections, limit)
+        return max_connections
 
     @property
     def public_endpoint(self) -> str:
@@ -245,6 +275,9 @@ class Server:
 
 async def serve(settings: Settings) -> None:
     """Run a server until SIGINT or SIGTERM, then shut it down gracefully."""
+    before, after = raise_open_files_limit()
+    if after != before:
+        logger.info("raised the open-files limit (RLIMIT_NOFILE) from %d to %d, the hard limit", before, after)
     loop = asyncio.get_running_loop()
     stop_requested = asyncio.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):

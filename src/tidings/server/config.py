@@ -36,6 +36,9 @@ class Settings:
     tls_cert: Path | None = None
     tls_key: Path | None = None
     key_refresh_interval: float = 0.5
+    max_connections: int | None = None
+    http_idle_timeout: int = 5
+    request_timeout: float = 10.0
 
     def __post_init__(self) -> None:
         if not 0 <= self.port <= 65535:
@@ -46,6 +49,12 @@ class Settings:
             raise ValueError("heartbeat_interval must be positive and finite")
         if not (0 < self.http_long_poll_timeout < math.inf):
             raise ValueError("http_long_poll_timeout must be positive and finite")
+        if self.max_connections is not None and self.max_connections < 1:
+            raise ValueError("max_connections must be at least 1")
+        if self.http_idle_timeout < 1:
+            raise ValueError("http_idle_timeout must be at least 1")
+        if not (0 < self.request_timeout < math.inf):
+            raise ValueError("request_timeout must be positive and finite")
         if self.require_auth and self.allow_anonymous:
             raise ValueError("--require-auth and --allow-anonymous contradict each other")
         if not self.require_auth and not self.allow_anonymous and not is_loopback(self.host):

@@ -21,8 +21,12 @@ from tidings.server.grpc._token import TokenServicer
 _MIN_MESSAGE_LENGTH: Final = 8 * 1024 * 1024
 
 
-def server_options(max_message_bytes: int) -> list[tuple[str, int]]:
-    """Channel arguments for the server (PROTOCOL.md *Transport details official clients rely on*)."""
+def server_options(max_message_bytes: int, max_connections: int, handshake_timeout: float) -> list[tuple[str, int]]:
+    """Channel arguments for the server (PROTOCOL.md *Transport details official clients rely on*).
+
+    Past ``max_connections`` a new connection is closed at once; one that has not sent its HTTP/2 preface
+    and settings within ``handshake_timeout`` seconds is closed (PROTOCOL.md *HTTP safety*).
+    """
     max_length = max(_MIN_MESSAGE_LENGTH, max_message_bytes + 64 * 1024)
     return [
         # Clients ping every few seconds, also with no call in flight: allow it, never GOAWAY them.
@@ -38,17 +42,25 @@ def server_options(max_message_bytes: int) -> list[tuple[str, int]]:
         ("grpc.max_metadata_size", 2 * 1024 * 1024),
         # A second server on a busy port must fail to start, not share the port.
         ("grpc.so_reuseport", 0),
+        ("grpc.max_allowed_incoming_connections", max_connections),
+        ("grpc.server_handshake_timeout_ms", max(1, round(handshake_timeout * 1000))),
     ]
 
 
 def build_grpc_server(
-    service: TopicsService, authenticator: Authenticator, public_endpoint: Callable[[], str]
+    service: TopicsService,
+    authenticator: Authenticator,
+    public_endpoint: Callable[[], str],
+    *,
+    max_connections: int,
+    handshake_timeout: float,
 ) -> grpc.aio.Server:
     """A grpc.aio server with Pubsub, ScsControl, Token and Ping registered (no port bound yet).
 
     ``public_endpoint()`` (host:port) is what minted disposable tokens tell clients to connect to.
     """
-    server = grpc.aio.server(options=server_options(service.limits.max_message_bytes))
+    options = server_options(service.limits.max_message_bytes, max_connections, handshake_timeout)
+    server = grpc.aio.server(options=options)
     # Registered (not generic) handlers: grpcio routes them without a per-call lookup chain.
     register = server.add_registered_method_handlers  # type: ignore[attr-defined]  # missing from grpc-stubs
     register(PUBSUB_SERVICE, PubsubServicer(service, authenticator).handlers())

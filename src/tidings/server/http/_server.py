@@ -18,6 +18,7 @@ import uvicorn
 from tidings.server.core import TopicsService
 from tidings.server.http._app import build_app
 from tidings.server.http._auth import Authenticate
+from tidings.server.http._connections import ConnectionLimits, guarded_protocol
 from tidings.server.http._live import LiveRequests
 
 
@@ -66,9 +67,10 @@ def bind(host: str, port: int, backlog: int = 2048) -> socket.socket:
 class HttpServer:
     """The HTTP API, browser stream, console and metrics of one topics service.
 
-    ``tls`` is (certificate chain, private key) to serve HTTPS. `start` binds and serves; `stop` ends
-    long-lived requests (SSE streams, long polls) at once, lets other requests finish within
-    ``shutdown_grace`` seconds, then closes the connections.
+    ``tls`` is (certificate chain, private key) to serve HTTPS; ``connections`` bounds open connections and
+    how long they may idle or take to send a request. `start` binds and serves; `stop` ends long-lived requests
+    (SSE streams, long polls) at once, lets other requests finish within ``shutdown_grace`` seconds, then closes
+    the connections.
     """
 
     def __init__(
@@ -80,9 +82,11 @@ class HttpServer:
         *,
         long_poll_timeout: float,
         shutdown_grace: float,
+        connections: ConnectionLimits,
         tls: tuple[Path, Path] | None = None,
     ) -> None:
         self._live = LiveRequests()
+        self.connections = connections
         self._tls = tls
         self.app = build_app(service, authenticate, self._live, long_poll_timeout=long_poll_timeout)
         self._host = host
@@ -109,6 +113,8 @@ class HttpServer:
         config = uvicorn.Config(
             self.app,
             lifespan="off",
+            http=guarded_protocol(self.connections),
+            timeout_keep_alive=self.connections.idle_timeout,
             log_config=None,
             access_log=False,
             server_header=False,
