@@ -160,6 +160,25 @@ _FLAG_OF_FIELD = {
     help="Seconds a connection has to send a whole HTTP request, or its gRPC (HTTP/2) preface and settings.",
 )
 @click.option(
+    "--allowed-hosts",
+    "allowed_hosts",
+    multiple=True,
+    metavar="NAME",
+    envvar="TIDINGS_ALLOWED_HOSTS",
+    show_default="loopback names on loopback, else any",
+    help="Host name the HTTP API answers for (repeatable; *.example.com and * allowed; the variable takes "
+    "space-separated names). Other Host headers get 421.",
+)
+@click.option(
+    "--cors-origins",
+    "cors_origins",
+    multiple=True,
+    metavar="ORIGIN",
+    envvar="TIDINGS_CORS_ORIGINS",
+    help="Web origin (https://app.example.com, or *) allowed to use the HTTP API from a browser: CORS answers, "
+    "and its state-changing requests are not refused (repeatable; the variable takes space-separated origins).",
+)
+@click.option(
     "--require-auth",
     is_flag=True,
     envvar="TIDINGS_REQUIRE_AUTH",
@@ -215,6 +234,8 @@ def server(
     max_connections: int | None,
     http_idle_timeout: int,
     request_timeout: float,
+    allowed_hosts: tuple[str, ...],
+    cors_origins: tuple[str, ...],
     require_auth: bool,
     allow_anonymous: bool,
     public_endpoint: str | None,
@@ -248,6 +269,8 @@ def server(
             max_connections=max_connections,
             http_idle_timeout=http_idle_timeout,
             request_timeout=request_timeout,
+            allowed_hosts=allowed_hosts,
+            cors_origins=cors_origins,
             require_auth=require_auth,
             allow_anonymous=allow_anonymous,
             public_endpoint=public_endpoint,

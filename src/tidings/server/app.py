@@ -164,6 +164,8 @@ class Server:
                     long_poll_timeout=settings.http_long_poll_timeout,
                     shutdown_grace=settings.shutdown_grace,
                     connections=ConnectionLimits(max_connections, settings.http_idle_timeout, settings.request_timeout),
+                    allowed_hosts=settings.http_allowed_hosts,
+                    cors_origins=settings.cors_origins,
                     tls=(settings.tls_cert, settings.tls_key) if settings.tls_cert and settings.tls_key else None,
                 )
                 await self._http.start()

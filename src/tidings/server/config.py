@@ -39,6 +39,8 @@ class Settings:
     max_connections: int | None = None
     http_idle_timeout: int = 5
     request_timeout: float = 10.0
+    allowed_hosts: tuple[str, ...] = ()
+    cors_origins: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if not 0 <= self.port <= 65535:
@@ -71,6 +73,9 @@ class Settings:
             raise ValueError(
                 f"{len(set(self.create_caches))} caches to create exceed --max-caches {self.limits.max_caches}"
             )
+        for origin in self.cors_origins:
+            if origin != "*" and "://" not in origin:
+                raise ValueError(f"--cors-origins {origin!r}: an origin is scheme://host[:port], or *")
         if (self.tls_cert is None) != (self.tls_key is None):
             raise ValueError("--tls-cert and --tls-key go together")
 
@@ -78,6 +83,21 @@ class Settings:
     def anonymous_allowed(self) -> bool:
         """Whether calls without a token are served (as super-user)."""
         return not self.require_auth and (self.allow_anonymous or is_loopback(self.host))
+
+    @property
+    def http_allowed_hosts(self) -> tuple[str, ...] | None:
+        """Host names the HTTP API answers for: ``--allowed-hosts``, else loopback names (and the listening
+        address) on loopback, else any (None)."""
+        if self.allowed_hosts:
+            return self.allowed_hosts
+        if not is_loopback(self.host):
+            return None
+        listening = self.host.strip("[]").lower()
+        return LOOPBACK_HOSTS if listening in LOOPBACK_HOSTS else (*LOOPBACK_HOSTS, listening)
+
+
+# Host names the HTTP API answers for by default on loopback: names that always mean this machine.
+LOOPBACK_HOSTS = ("localhost", "*.localhost", "127.0.0.1", "::1")
 
 
 def is_loopback(host: str) -> bool:
