@@ -16,6 +16,7 @@ from typing import Any
 import grpc
 import grpc.aio
 
+from tidings.server._memory import return_freed_memory
 from tidings.server._open_files import (
     DEFAULT_MAX_CONNECTIONS,
     max_connections_for,
@@ -41,6 +42,8 @@ logger = logging.getLogger("tidings.server")
 
 
 _WILDCARD_HOSTS = frozenset({"0.0.0.0", "::", "[::]", ""})
+# Seconds between checks whether freed memory should go back to the system (`return_freed_memory`).
+_TRIM_INTERVAL = 5.0
 
 
 def _tls_key_pair(cert: Path, key: Path) -> tuple[bytes, bytes]:
@@ -83,6 +86,7 @@ class Server:
         self._http: HttpServer | None = None
         self._housekeeping: asyncio.Task[None] | None = None
         self._key_watch: asyncio.Task[None] | None = None
+        self._memory: asyncio.Task[None] | None = None
         self._authenticator: Authenticator | None = None
         self._port = 0
         self._stopped = asyncio.Event()
@@ -155,6 +159,7 @@ class Server:
             await self._grpc.start()
             self._housekeeping = _background(service.run_housekeeping(), "tidings-housekeeping")
             self._key_watch = _background(self._watch_keys(), "tidings-key-watch")
+            self._memory = _background(return_freed_memory(_TRIM_INTERVAL), "tidings-memory")
             if settings.http_port:
                 self._http = HttpServer(
                     service,
@@ -251,7 +256,7 @@ class Server:
             await self._service.close()
         if self._grpc is not None:
             await self._grpc.stop(self.settings.shutdown_grace)
-        for task in (self._housekeeping, self._key_watch):
+        for task in (self._housekeeping, self._key_watch, self._memory):
             if task is not None:
                 task.cancel()
                 # A task that died was already logged by its done callback; stopping goes on regardless.

@@ -16,9 +16,15 @@ from tidings.server.grpc._pubsub import PubsubServicer
 from tidings.server.grpc._token import SERVICE as TOKEN_SERVICE
 from tidings.server.grpc._token import TokenServicer
 
-# Official clients cap messages at about 5 MB; accept that much so oversized payloads get our
-# RESOURCE_EXHAUSTED + err metadata instead of grpcio's bare refusal.
-_MIN_MESSAGE_LENGTH: Final = 8 * 1024 * 1024
+# Room in a request for what surrounds a value (names, fields) and for the requests that carry no value
+# (token permissions, webhooks). A value over --max-message-size but within this slack gets our
+# RESOURCE_EXHAUSTED + `request_size_limit_exceeded`; a larger one is refused by grpcio before it is buffered.
+ENVELOPE_SLACK: Final = 64 * 1024
+
+
+def receive_limit(max_message_bytes: int) -> int:
+    """The largest request message the server reads: a value of the publish limit plus its envelope."""
+    return max_message_bytes + ENVELOPE_SLACK
 
 
 def server_options(max_message_bytes: int, max_connections: int, handshake_timeout: float) -> list[tuple[str, int]]:
@@ -27,7 +33,6 @@ def server_options(max_message_bytes: int, max_connections: int, handshake_timeo
     Past ``max_connections`` a new connection is closed at once; one that has not sent its HTTP/2 preface
     and settings within ``handshake_timeout`` seconds is closed (PROTOCOL.md *HTTP safety*).
     """
-    max_length = max(_MIN_MESSAGE_LENGTH, max_message_bytes + 64 * 1024)
     return [
         # Clients ping every few seconds, also with no call in flight: allow it, never GOAWAY them.
         ("grpc.keepalive_permit_without_calls", 1),
@@ -36,8 +41,10 @@ def server_options(max_message_bytes: int, max_connections: int, handshake_timeo
         # Find dead subscribers' connections within a minute and free their subscriptions.
         ("grpc.keepalive_time_ms", 30_000),
         ("grpc.keepalive_timeout_ms", 10_000),
-        ("grpc.max_receive_message_length", max_length),
-        ("grpc.max_send_message_length", max_length),
+        # Unauthenticated callers can send this much per call before anything checks them: keep it small.
+        ("grpc.max_receive_message_length", receive_limit(max_message_bytes)),
+        # Responses are the server's own (a cache list can be large): grpcio's default cap of 4 MiB does not apply.
+        ("grpc.max_send_message_length", -1),
         # Room for an over-long authorization header, so it is refused as UNAUTHENTICATED, not a broken stream.
         ("grpc.max_metadata_size", 2 * 1024 * 1024),
         # A second server on a busy port must fail to start, not share the port.
