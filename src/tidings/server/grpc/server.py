@@ -43,6 +43,8 @@ def server_options(max_message_bytes: int, max_connections: int, handshake_timeo
         ("grpc.keepalive_timeout_ms", 10_000),
         # Unauthenticated callers can send this much per call before anything checks them: keep it small.
         ("grpc.max_receive_message_length", receive_limit(max_message_bytes)),
+        # Nor let flow control invite megabytes per call before a message is checked: requests are small.
+        ("grpc.http2.bdp_probe", 0),
         # Responses are the server's own (a cache list can be large): grpcio's default cap of 4 MiB does not apply.
         ("grpc.max_send_message_length", -1),
         # Room for an over-long authorization header, so it is refused as UNAUTHENTICATED, not a broken stream.
