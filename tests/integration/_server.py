@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import resource
 import signal
 import socket
 import subprocess
@@ -23,6 +24,7 @@ class ServerProcess:
 
     HTTP is served on a free port picked at the first start (``--http-port 0`` would disable it), kept across
     restarts; ``http_port`` is the port the server logged, 0 if HTTP is disabled (``--http-port 0`` in args).
+    ``open_files`` is the (soft, hard) RLIMIT_NOFILE the server starts with (default: this process's).
     """
 
     data_dir: Path
@@ -34,6 +36,7 @@ class ServerProcess:
     log: list[str] = field(default_factory=list)
     env: dict[str, str] = field(default_factory=dict)  # extra environment variables
     _logged: threading.Condition = field(default_factory=threading.Condition)
+    open_files: tuple[int, int] | None = None
     _drain: threading.Thread | None = None
     _listening: bool = False
 
@@ -55,8 +58,14 @@ class ServerProcess:
             "--data-dir", str(self.data_dir), *self.args,
         ]  # fmt: skip
         self.log = []
+        open_files = self.open_files
         process = self.process = subprocess.Popen(
-            command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env={**os.environ, **self.env}
+            command,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={**os.environ, **self.env},
+            preexec_fn=None if open_files is None else lambda: resource.setrlimit(resource.RLIMIT_NOFILE, open_files),
         )
         # One thread reads the log from the start: a select() on the pipe would miss lines that arrived in the
         # same read as an earlier one and sit in the reader's buffer.

@@ -148,5 +148,5 @@ def test_http_package_exports_exactly_its_public_names() -> None:
     # pytest's assertion rewriting adds "@py_*" names to the modules of a distribution that ships a plugin.
     public = {name for name in dir(http) if not name.startswith(("_", "@"))}
 
-    assert http.__all__ == sorted(http.__all__) == ["HttpServer", "build_app"]
+    assert http.__all__ == sorted(http.__all__) == ["ConnectionLimits", "HttpServer", "build_app"]
     assert set(http.__all__) == public

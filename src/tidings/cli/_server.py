@@ -179,6 +179,49 @@ def _worker_count(value: str) -> int:
     "(until their clients finish); 0 ends them at once. A second signal ends the wait.",
 )
 @click.option(
+    "--max-connections",
+    type=click.IntRange(1),
+    default=None,
+    show_default="10000, within the open-files limit",
+    envvar="TIDINGS_MAX_CONNECTIONS",
+    help="Open connections allowed per transport (gRPC, HTTP); past it new ones are refused.",
+)
+@click.option(
+    "--http-idle-timeout",
+    type=click.IntRange(1),
+    default=_DEFAULTS.http_idle_timeout,
+    show_default=True,
+    envvar="TIDINGS_HTTP_IDLE_TIMEOUT",
+    help="Seconds an HTTP connection may stay open with no request before it is closed.",
+)
+@click.option(
+    "--request-timeout",
+    type=click.FloatRange(_MIN_INTERVAL),
+    default=_DEFAULTS.request_timeout,
+    show_default=True,
+    envvar="TIDINGS_REQUEST_TIMEOUT",
+    help="Seconds a connection has to send a whole HTTP request, or its gRPC (HTTP/2) preface and settings.",
+)
+@click.option(
+    "--allowed-hosts",
+    "allowed_hosts",
+    multiple=True,
+    metavar="NAME",
+    envvar="TIDINGS_ALLOWED_HOSTS",
+    show_default="loopback names on loopback, else any",
+    help="Host name the HTTP API answers for (repeatable; *.example.com and * allowed; the variable takes "
+    "space-separated names). Other Host headers get 421.",
+)
+@click.option(
+    "--cors-origins",
+    "cors_origins",
+    multiple=True,
+    metavar="ORIGIN",
+    envvar="TIDINGS_CORS_ORIGINS",
+    help="Web origin (https://app.example.com, or *) allowed to use the HTTP API from a browser: CORS answers, "
+    "and its state-changing requests are not refused (repeatable; the variable takes space-separated origins).",
+)
+@click.option(
     "--require-auth",
     is_flag=True,
     envvar="TIDINGS_REQUIRE_AUTH",
@@ -277,6 +320,11 @@ def server(
     subscribe_latest: int,
     http_long_poll_timeout: float,
     drain_timeout: float,
+    max_connections: int | None,
+    http_idle_timeout: int,
+    request_timeout: float,
+    allowed_hosts: tuple[str, ...],
+    cors_origins: tuple[str, ...],
     require_auth: bool,
     allow_anonymous: bool,
     public_endpoint: str | None,
@@ -318,6 +366,11 @@ def server(
             subscribe_latest=subscribe_latest,
             http_long_poll_timeout=http_long_poll_timeout,
             drain_timeout=drain_timeout,
+            max_connections=max_connections,
+            http_idle_timeout=http_idle_timeout,
+            request_timeout=request_timeout,
+            allowed_hosts=allowed_hosts,
+            cors_origins=cors_origins,
             require_auth=require_auth,
             allow_anonymous=allow_anonymous,
             public_endpoint=public_endpoint,

@@ -16,6 +16,13 @@ from typing import TYPE_CHECKING, Any
 import grpc
 import grpc.aio
 
+from tidings.server._memory import return_freed_memory
+from tidings.server._open_files import (
+    DEFAULT_MAX_CONNECTIONS,
+    max_connections_for,
+    open_files_limit,
+    raise_open_files_limit,
+)
 from tidings.server.auth import (
     ADMIN_KEY_ENV,
     SECRET_ENV,
@@ -29,7 +36,7 @@ from tidings.server.config import Settings
 from tidings.server.core import CacheAlreadyExists, Engine, TopicsError, TopicsService, Unavailable
 from tidings.server.engine.memory import MemoryEngine
 from tidings.server.grpc.server import build_grpc_server
-from tidings.server.http import HttpServer
+from tidings.server.http import ConnectionLimits, HttpServer
 from tidings.server.store.sqlite import SqliteStore
 
 if TYPE_CHECKING:
@@ -40,6 +47,8 @@ logger = logging.getLogger("tidings.server")
 
 
 _WILDCARD_HOSTS = frozenset({"0.0.0.0", "::", "[::]", ""})
+# Seconds between checks whether freed memory should go back to the system (`return_freed_memory`).
+_TRIM_INTERVAL = 5.0
 
 
 def _tls_key_pair(cert: Path, key: Path) -> tuple[bytes, bytes]:
@@ -83,6 +92,7 @@ class Server:
         self._http: HttpServer | None = None
         self._housekeeping: asyncio.Task[None] | None = None
         self._key_watch: asyncio.Task[None] | None = None
+        self._memory: asyncio.Task[None] | None = None
         self._authenticator: Authenticator | None = None
         self._port = 0
         self._stopped = asyncio.Event()
@@ -139,6 +149,7 @@ class Server:
                     pass
                 except TopicsError as error:
                     raise ValueError(f"--create-cache {cache_name!r}: {error.message}") from None
+            max_connections = self._max_connections()
             self._grpc = build_grpc_server(
                 service,
                 self._authenticator,
@@ -146,6 +157,8 @@ class Server:
                 fault_injection=settings.fault_injection,
                 max_pending_calls=settings.max_pending_calls,
                 reuse_port=settings.workers > 1,
+                max_connections=max_connections,
+                handshake_timeout=settings.request_timeout,
             )
             address = _host_port(settings.host, settings.port)
             try:
@@ -161,6 +174,7 @@ class Server:
             await self._grpc.start()
             self._housekeeping = _background(service.run_housekeeping(), "tidings-housekeeping")
             self._key_watch = _background(self._watch_keys(), "tidings-key-watch")
+            self._memory = _background(return_freed_memory(_TRIM_INTERVAL), "tidings-memory")
             if settings.http_port:
                 self._http = HttpServer(
                     service,
@@ -169,6 +183,9 @@ class Server:
                     settings.http_port,
                     long_poll_timeout=settings.http_long_poll_timeout,
                     shutdown_grace=settings.shutdown_grace,
+                    connections=ConnectionLimits(max_connections, settings.http_idle_timeout, settings.request_timeout),
+                    allowed_hosts=settings.http_allowed_hosts,
+                    cors_origins=settings.cors_origins,
                     tls=(settings.tls_cert, settings.tls_key) if settings.tls_cert and settings.tls_key else None,
                     reuse_port=settings.workers > 1,
                 )
@@ -234,6 +251,22 @@ class Server:
     def engine_name(self) -> str:
         """What holds the topics: ``memory`` or ``redis at host:port``."""
         return "memory" if self._redis_engine is None else self._redis_engine.name
+
+    def _max_connections(self) -> int:
+        """Connections allowed per transport: ``--max-connections``, within what the open-files limit allows."""
+        limit = open_files_limit()
+        allowed = max_connections_for(limit)
+        requested = self.settings.max_connections
+        if requested is not None and requested > allowed:
+            logger.warning(
+                "--max-connections %d does not fit the open-files limit of %d; using %d per transport",
+                requested,
+                limit,
+                allowed,
+            )
+        max_connections = min(requested or DEFAULT_MAX_CONNECTIONS, allowed)
+        logger.info("at most %d connections per transport (open-files limit %d)", max_connections, limit)
+        return max_connections
 
     @property
     def public_endpoint(self) -> str:
@@ -341,7 +374,7 @@ class Server:
             await self._grpc_stopping
         elif self._grpc is not None:
             await self._grpc.stop(self.settings.shutdown_grace)
-        for task in (self._housekeeping, self._key_watch):
+        for task in (self._housekeeping, self._key_watch, self._memory):
             if task is not None:
                 task.cancel()
                 # A task that died was already logged by its done callback; stopping goes on regardless.
@@ -371,6 +404,9 @@ class Server:
 
 async def serve(settings: Settings) -> None:
     """Run a server until SIGINT or SIGTERM, then shut it down gracefully."""
+    before, after = raise_open_files_limit()
+    if after != before:
+        logger.info("raised the open-files limit (RLIMIT_NOFILE) from %d to %d, the hard limit", before, after)
     loop = asyncio.get_running_loop()
     stop_requested = asyncio.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):

@@ -51,6 +51,11 @@ class Settings:
     redis_cluster: bool = False
     # Server processes sharing the ports (SO_REUSEPORT), supervised by the one started; more than 1 needs Redis.
     workers: int = 1
+    max_connections: int | None = None
+    http_idle_timeout: int = 5
+    request_timeout: float = 10.0
+    allowed_hosts: tuple[str, ...] = ()
+    cors_origins: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         # Accept str paths too (``Settings(data_dir="/tmp/x")``); the fields are Paths from here on.
@@ -70,6 +75,12 @@ class Settings:
             raise ValueError("http_long_poll_timeout must be positive and finite")
         if not (0 <= self.drain_timeout < math.inf):
             raise ValueError("drain_timeout must be 0 or more, and finite")
+        if self.max_connections is not None and self.max_connections < 1:
+            raise ValueError("max_connections must be at least 1")
+        if self.http_idle_timeout < 1:
+            raise ValueError("http_idle_timeout must be at least 1")
+        if not (0 < self.request_timeout < math.inf):
+            raise ValueError("request_timeout must be positive and finite")
         if self.require_auth and self.allow_anonymous:
             raise ValueError("--require-auth and --allow-anonymous contradict each other")
         if not self.require_auth and not self.allow_anonymous and not is_loopback(self.host):
@@ -103,6 +114,9 @@ class Settings:
             raise ValueError(
                 "--workers above 1 needs --redis-url or --redis-cluster (the workers share topics through Redis)"
             )
+        for origin in self.cors_origins:
+            if origin != "*" and "://" not in origin:
+                raise ValueError(f"--cors-origins {origin!r}: an origin is scheme://host[:port], or *")
         if (self.tls_cert is None) != (self.tls_key is None):
             raise ValueError("--tls-cert and --tls-key go together")
 
@@ -110,6 +124,21 @@ class Settings:
     def anonymous_allowed(self) -> bool:
         """Whether calls without a token are served (as super-user)."""
         return not self.require_auth and (self.allow_anonymous or is_loopback(self.host))
+
+    @property
+    def http_allowed_hosts(self) -> tuple[str, ...] | None:
+        """Host names the HTTP API answers for: ``--allowed-hosts``, else loopback names (and the listening
+        address) on loopback, else any (None)."""
+        if self.allowed_hosts:
+            return self.allowed_hosts
+        if not is_loopback(self.host):
+            return None
+        listening = self.host.strip("[]").lower()
+        return LOOPBACK_HOSTS if listening in LOOPBACK_HOSTS else (*LOOPBACK_HOSTS, listening)
+
+
+# Host names the HTTP API answers for by default on loopback: names that always mean this machine.
+LOOPBACK_HOSTS = ("localhost", "*.localhost", "127.0.0.1", "::1")
 
 
 def is_loopback(host: str) -> bool:

@@ -7,6 +7,7 @@ from typing import Any, Final
 import grpc.aio
 from momento_wire_types import permissionmessages_pb2 as perm
 
+from tidings.server._credentials import credential_from_header
 from tidings.server.core import InvalidArgument, TopicGrant, TopicRole, validate_name
 
 _TOPIC_ROLES: Final = {
@@ -17,10 +18,10 @@ _TOPIC_ROLES: Final = {
 
 
 def credential_of(context: grpc.aio.ServicerContext[Any, Any]) -> str | None:
-    """The ``authorization`` metadata value (None or empty means anonymous)."""
+    """The token in the ``authorization`` metadata, raw or ``Bearer <token>`` as over HTTP; None means anonymous."""
     for key, value in context.invocation_metadata() or ():
         if key == "authorization":
-            return value if isinstance(value, str) else None
+            return credential_from_header(value) if isinstance(value, str) else None
     return None
 
 

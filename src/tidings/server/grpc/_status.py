@@ -71,14 +71,18 @@ def guarded(handler: Handler) -> Handler:
             return await handler(self, request, context)
         except TopicsError as error:
             code, metadata = status_of(error)
-            self.stats.errors[code.name] += 1
-            await context.abort(code, error.message, trailing_metadata=metadata)
+            message = error.message
         except grpc.aio.AbortError:
             raise
         except Exception:
             logger.exception("unexpected fault in %s", handler.__qualname__)
-            self.stats.errors[grpc.StatusCode.INTERNAL.name] += 1
-            await context.abort(grpc.StatusCode.INTERNAL, INTERNAL_MESSAGE)
+            code, metadata, message = grpc.StatusCode.INTERNAL, (), INTERNAL_MESSAGE
+        # Abort outside the except clause and without the request: grpcio keeps the abort's exception in a
+        # reference cycle with its call state, so what its traceback reaches (the request bytes, the domain
+        # error and its frames) would otherwise stay in memory until the cyclic garbage collector runs.
+        del request
+        self.stats.errors[code.name] += 1
+        await context.abort(code, message, trailing_metadata=metadata)
 
     call.__qualname__ = handler.__qualname__
     call.__doc__ = handler.__doc__

@@ -17,19 +17,32 @@ from tidings.server.grpc._pubsub import PubsubServicer
 from tidings.server.grpc._token import SERVICE as TOKEN_SERVICE
 from tidings.server.grpc._token import TokenServicer
 
-# Official clients cap messages at about 5 MB; accept that much so oversized payloads get our
-# RESOURCE_EXHAUSTED + err metadata instead of grpcio's bare refusal.
-_MIN_MESSAGE_LENGTH: Final = 8 * 1024 * 1024
+# Room in a request for what surrounds a value (names, fields) and for the requests that carry no value
+# (token permissions, webhooks). A value over --max-message-size but within this slack gets our
+# RESOURCE_EXHAUSTED + `request_size_limit_exceeded`; a larger one is refused by grpcio before it is buffered.
+ENVELOPE_SLACK: Final = 64 * 1024
 
 
 DEFAULT_MAX_PENDING_CALLS: Final = 10_000
 
 
+def receive_limit(max_message_bytes: int) -> int:
+    """The largest request message the server reads: a value of the publish limit plus its envelope."""
+    return max_message_bytes + ENVELOPE_SLACK
+
+
 def server_options(
-    max_message_bytes: int, max_pending_calls: int = DEFAULT_MAX_PENDING_CALLS, reuse_port: bool = False
+    max_message_bytes: int,
+    max_connections: int,
+    handshake_timeout: float,
+    max_pending_calls: int = DEFAULT_MAX_PENDING_CALLS,
+    reuse_port: bool = False,
 ) -> list[tuple[str, int]]:
-    """Channel arguments for the server (PROTOCOL.md *Transport details official clients rely on*)."""
-    max_length = max(_MIN_MESSAGE_LENGTH, max_message_bytes + 64 * 1024)
+    """Channel arguments for the server (PROTOCOL.md *Transport details official clients rely on*).
+
+    Past ``max_connections`` a new connection is closed at once; one that has not sent its HTTP/2 preface
+    and settings within ``handshake_timeout`` seconds is closed (PROTOCOL.md *HTTP safety*).
+    """
     return [
         # Clients ping every few seconds, also with no call in flight: allow it, never GOAWAY them.
         ("grpc.keepalive_permit_without_calls", 1),
@@ -38,8 +51,12 @@ def server_options(
         # Find dead subscribers' connections within a minute and free their subscriptions.
         ("grpc.keepalive_time_ms", 30_000),
         ("grpc.keepalive_timeout_ms", 10_000),
-        ("grpc.max_receive_message_length", max_length),
-        ("grpc.max_send_message_length", max_length),
+        # Unauthenticated callers can send this much per call before anything checks them: keep it small.
+        ("grpc.max_receive_message_length", receive_limit(max_message_bytes)),
+        # Nor let flow control invite megabytes per call before a message is checked: requests are small.
+        ("grpc.http2.bdp_probe", 0),
+        # Responses are the server's own (a cache list can be large): grpcio's default cap of 4 MiB does not apply.
+        ("grpc.max_send_message_length", -1),
         # Room for an over-long authorization header, so it is refused as UNAUTHENTICATED, not a broken stream.
         ("grpc.max_metadata_size", 2 * 1024 * 1024),
         # A second server on a busy port must fail to start, not share the port (unless it is a worker of one).
@@ -48,6 +65,8 @@ def server_options(
         # a burst of new streams with CANCELLED, silently; this makes the limit the operator's, and explicit.
         ("grpc.server.max_pending_requests", max_pending_calls),
         ("grpc.server.max_pending_requests_hard_limit", max_pending_calls),
+        ("grpc.max_allowed_incoming_connections", max_connections),
+        ("grpc.server_handshake_timeout_ms", max(1, round(handshake_timeout * 1000))),
     ]
 
 
@@ -59,6 +78,8 @@ def build_grpc_server(
     fault_injection: bool = False,
     max_pending_calls: int = DEFAULT_MAX_PENDING_CALLS,
     reuse_port: bool = False,
+    max_connections: int,
+    handshake_timeout: float,
 ) -> grpc.aio.Server:
     """A grpc.aio server with Pubsub, ScsControl, Token and Ping registered (no port bound yet).
 
@@ -66,7 +87,9 @@ def build_grpc_server(
     ``fault_injection`` speaks Momento Local's fault-injection metadata (see ``_faults``).
     """
     interceptors = [FaultInjectionInterceptor()] if fault_injection else None
-    options = server_options(service.limits.max_message_bytes, max_pending_calls, reuse_port)
+    options = server_options(
+        service.limits.max_message_bytes, max_connections, handshake_timeout, max_pending_calls, reuse_port
+    )
     server = grpc.aio.server(options=options, interceptors=interceptors)
     # Registered (not generic) handlers: grpcio routes them without a per-call lookup chain.
     register = server.add_registered_method_handlers  # type: ignore[attr-defined]  # missing from grpc-stubs

@@ -10,31 +10,27 @@ from collections.abc import Callable
 
 from starlette.requests import HTTPConnection
 
+from tidings.server._credentials import credential_from_header
 from tidings.server.core import InvalidArgument, Principal
 
 Authenticate = Callable[[str | None], Principal]
 """Credential (None: none) -> the principal behind it, or `Unauthenticated` (``Authenticator.authenticate``)."""
 
-_BEARER = "bearer "
-
 
 def credentials_of(request: HTTPConnection) -> str | None:
     """The token a request carries in ``Authorization`` (raw or ``Bearer``) or ``?token=``; None if neither.
 
-    Both at once is `InvalidArgument` (400). An empty token is anonymous, as an empty gRPC ``authorization``
-    header is.
+    Both at once, or two ``token`` parameters, is `InvalidArgument` (400): which one would be meant is a guess.
+    An empty token is anonymous, as an empty gRPC ``authorization`` header is.
     """
-    header = request.headers.get("authorization")
-    query = request.query_params.get("token") if request.scope.get("query_string") else None
-    if header is not None and query is not None:
+    header = request.headers.getlist("authorization")
+    query = request.query_params.getlist("token") if request.scope.get("query_string") else []
+    if len(header) > 1 or len(query) > 1:
+        raise InvalidArgument("send one token: the request has more than one")
+    if header and query:
         raise InvalidArgument("send the token in the Authorization header or the token query parameter, not both")
-    token = header if header is not None else query
-    if token is None:
-        return None
-    token = token.strip()
-    if token[: len(_BEARER)].lower() == _BEARER:
-        token = token[len(_BEARER) :].strip()
-    return token or None
+    token = header or query
+    return credential_from_header(token[0]) if token else None
 
 
 def authorize(request: HTTPConnection, authenticate: Authenticate) -> Principal:

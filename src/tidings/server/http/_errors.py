@@ -4,11 +4,14 @@ Every error response of the HTTP API has the body ``{"error": {"code": ..., "mes
 the gRPC status names in lower case (``invalid_argument``, ``not_found``, ...), except that a `LimitExceeded`
 carries its limit's ``err`` value (``request_size_limit_exceeded``, ...), as gRPC clients see it in metadata.
 
-Two errors exist only at this transport, both subclasses of the core's `InvalidArgument`::
+Four errors exist only at this transport, subclasses of the core's `InvalidArgument` and `PermissionDenied`::
 
     InvalidArgument
     ├── UnsupportedMediaType   a publish with a Content-Type other than text/plain or application/octet-stream
-    └── NoRoute                no endpoint at this path (or not with this method)
+    ├── NoRoute                no endpoint at this path (or not with this method)
+    └── MisdirectedRequest     a Host this server does not answer for (--allowed-hosts)
+    PermissionDenied
+    └── CrossOriginRefused     a browser's state-changing request from another origin (--cors-origins)
 """
 
 from __future__ import annotations
@@ -51,6 +54,14 @@ class NoRoute(InvalidArgument):
         self.allow = allow
 
 
+class MisdirectedRequest(InvalidArgument):
+    """The ``Host`` header names a host this server does not answer for (421)."""
+
+
+class CrossOriginRefused(PermissionDenied):
+    """A state-changing request from a web page of another origin, which is not allowed (403)."""
+
+
 _LIMIT_STATUS: Final = {
     Limit.REQUEST_SIZE: 413,
     Limit.TOPIC_SUBSCRIPTIONS: 429,
@@ -64,6 +75,8 @@ def status_of(error: Exception) -> tuple[int, str, str]:
     """The HTTP status, error code and client-safe message for ``error`` (any exception)."""
     if isinstance(error, NoRoute):
         return error.status, "not_found" if error.status == 404 else "method_not_allowed", error.message
+    if isinstance(error, MisdirectedRequest):
+        return 421, "misdirected_request", error.message
     if isinstance(error, UnsupportedMediaType):
         return 415, "unsupported_media_type", error.message
     if isinstance(error, InvalidArgument):

@@ -28,14 +28,29 @@ def _json(description: str, schema: str) -> dict[str, Any]:
 
 _BAD_REQUEST = _error("Malformed request: a bad name or parameter, or a token both in the header and the query")
 _UNAUTHENTICATED = _error("The token is missing (when required), malformed, badly signed, expired or revoked")
-_FORBIDDEN = _error("The token does not allow this operation")
+_FORBIDDEN = _error(
+    "The token does not allow this operation, or a browser sent a state-changing request from another origin "
+    "that `--cors-origins` does not allow"
+)
+_MISDIRECTED = _error("The Host header names a host this server does not answer for (see `--allowed-hosts`)")
 _CACHE_NOT_FOUND = _error("The cache does not exist")
 _TOO_MANY = _error(
     "A limit was reached: subscriptions per cache, publish rate, cache or topic count (see `Retry-After`)"
 )
 _INTERNAL = _error("An unexpected fault; details are in the server log")
-_UNAVAILABLE = _error("The server is shutting down; retry (see `Retry-After`)")
-_COMMON = {"400": _BAD_REQUEST, "401": _UNAUTHENTICATED, "403": _FORBIDDEN, "500": _INTERNAL, "503": _UNAVAILABLE}
+_UNAVAILABLE = _error(
+    "The server is shutting down, or has as many open connections as it allows; retry (see `Retry-After`)"
+)
+# Any endpoint: a foreign Host header, a full server.
+_CONNECTION = {"421": _MISDIRECTED, "503": _UNAVAILABLE}
+_COMMON = {
+    "400": _BAD_REQUEST,
+    "401": _UNAUTHENTICATED,
+    "403": _FORBIDDEN,
+    "421": _MISDIRECTED,
+    "500": _INTERNAL,
+    "503": _UNAVAILABLE,
+}
 
 # maxLength counts characters; the limit is 255 bytes of UTF-8, which JSON Schema cannot say.
 _NAME = {"type": "string", "minLength": 1, "maxLength": 255, "pattern": "^[^\\u0000-\\u001f\\u007f-\\u009f]+$"}
@@ -284,14 +299,14 @@ OPENAPI: Final[dict[str, Any]] = {
             "get": {
                 "operationId": "health",
                 "summary": "Liveness",
-                "responses": {"200": _json("The process serves HTTP", "Status")},
+                "responses": {"200": _json("The process serves HTTP", "Status"), **_CONNECTION},
             }
         },
         "/ready": {
             "get": {
                 "operationId": "ready",
                 "summary": "Readiness",
-                "responses": {"200": _json("Serving", "Status"), "503": _UNAVAILABLE},
+                "responses": {"200": _json("Serving", "Status"), **_CONNECTION},
             }
         },
         "/metrics": {
@@ -299,7 +314,8 @@ OPENAPI: Final[dict[str, Any]] = {
                 "operationId": "metrics",
                 "summary": "Prometheus metrics",
                 "responses": {
-                    "200": {"description": "Exposition", "content": {"text/plain": {"schema": {"type": "string"}}}}
+                    "200": {"description": "Exposition", "content": {"text/plain": {"schema": {"type": "string"}}}},
+                    **_CONNECTION,
                 },
             }
         },
@@ -308,7 +324,8 @@ OPENAPI: Final[dict[str, Any]] = {
                 "operationId": "openapi",
                 "summary": "This document",
                 "responses": {
-                    "200": {"description": "OpenAPI 3.1", "content": {_JSON: {"schema": {"type": "object"}}}}
+                    "200": {"description": "OpenAPI 3.1", "content": {_JSON: {"schema": {"type": "object"}}}},
+                    **_CONNECTION,
                 },
             }
         },

@@ -18,7 +18,9 @@ import uvicorn
 from tidings.server.core import TopicsService
 from tidings.server.http._app import build_app
 from tidings.server.http._auth import Authenticate
+from tidings.server.http._connections import ConnectionLimits, guarded_protocol
 from tidings.server.http._live import LiveRequests
+from tidings.server.http._origin import guard_origins
 
 
 class _Uvicorn(uvicorn.Server):
@@ -69,9 +71,12 @@ def bind(host: str, port: int, backlog: int = 2048, *, reuse_port: bool = False)
 class HttpServer:
     """The HTTP API, browser stream, console and metrics of one topics service.
 
-    ``tls`` is (certificate chain, private key) to serve HTTPS. `start` binds and serves; `stop` ends
-    long-lived requests (SSE streams, long polls) at once, lets other requests finish within
-    ``shutdown_grace`` seconds, then closes the connections.
+    ``tls`` is (certificate chain, private key) to serve HTTPS. Only requests for ``allowed_hosts`` (None: any)
+    are answered, and browsers' state-changing requests only from this server's origin or ``cors_origins``
+    (`guard_origins`). ``connections`` bounds open connections and
+    how long they may idle or take to send a request. `start` binds and serves; `stop` ends long-lived requests
+    (SSE streams, long polls) at once, lets other requests finish within ``shutdown_grace`` seconds, then closes
+    the connections.
     """
 
     def __init__(
@@ -83,13 +88,18 @@ class HttpServer:
         *,
         long_poll_timeout: float,
         shutdown_grace: float,
+        connections: ConnectionLimits,
+        allowed_hosts: tuple[str, ...] | None = None,
+        cors_origins: tuple[str, ...] = (),
         tls: tuple[Path, Path] | None = None,
         reuse_port: bool = False,
     ) -> None:
         self._live = LiveRequests()
         self._reuse_port = reuse_port
+        self.connections = connections
         self._tls = tls
         self.app = build_app(service, authenticate, self._live, long_poll_timeout=long_poll_timeout)
+        self._asgi = guard_origins(self.app, allowed_hosts, cors_origins)
         self._host = host
         self._port = port
         self._shutdown_grace = shutdown_grace
@@ -112,8 +122,10 @@ class HttpServer:
             raise OSError(f"cannot listen on http://{self._host}:{self._port}: {error.strerror or error}") from None
         self.port = sock.getsockname()[1]
         config = uvicorn.Config(
-            self.app,
+            self._asgi,
             lifespan="off",
+            http=guarded_protocol(self.connections),
+            timeout_keep_alive=self.connections.idle_timeout,
             log_config=None,
             access_log=False,
             server_header=False,

@@ -1,0 +1,192 @@
+"""HTTP/1.1 connections with bounds (PROTOCOL.md *HTTP safety*): uvicorn's h11 protocol, guarded.
+
+uvicorn alone keeps a connection that never sends a byte, or sends a request head one byte at a time, open
+forever, and accepts connections until the process runs out of file descriptors. Here:
+
+- a connection that is idle (new, or between requests) for ``idle_timeout`` seconds is closed;
+- a request, head and body, must arrive within ``request_timeout`` seconds of the connection becoming ready
+  for it, however slowly its bytes trickle in;
+- past ``max_connections`` open connections a new one is answered ``503`` (``Retry-After``) and closed;
+- a connection closed while its request is still arriving (``413`` for an oversized body, a refusal) is closed
+  gracefully: the response is sent, the write side shut, and what the client still sends is read and dropped
+  (for a few seconds at most) so the kernel does not reset the connection before the client reads the status.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+import h11
+from uvicorn.protocols.http.h11_impl import H11Protocol
+
+from tidings.server.http._encoding import encode_error
+
+logger = logging.getLogger("tidings.server.http")
+
+# How long, and how much, a closing connection still reads and drops so that its client sees the response.
+LINGER_SECONDS: Final = 5.0
+LINGER_BYTES: Final = 16 * 1024 * 1024
+# At most this many refused connections linger at once (and at most 1/16 of the connection cap, so lingering
+# ones cannot eat the descriptors kept for the rest); past it a refusal closes at once.
+MAX_LINGERING: Final = 256
+# The request is in: the deadline for receiving it is met.
+_RECEIVED: Final = (h11.DONE, h11.MUST_CLOSE, h11.CLOSED)
+
+
+def _refusal() -> bytes:
+    body = encode_error("unavailable", "the server has too many open connections; try again shortly")
+    head = (
+        "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\n"
+        f"content-length: {len(body)}\r\nretry-after: 1\r\nconnection: close\r\n\r\n"
+    )
+    return head.encode("ascii") + body
+
+
+_REFUSAL: Final = _refusal()
+
+
+@dataclass
+class ConnectionLimits:
+    """The bounds of one HTTP listener, and the counts it keeps (shared by all its connections)."""
+
+    max_connections: int
+    idle_timeout: int
+    request_timeout: float
+    refused: int = 0
+    lingering: set[asyncio.Transport] = field(default_factory=set)
+
+    @property
+    def max_lingering(self) -> int:
+        """Connections that may linger (closing gracefully) at once."""
+        return min(MAX_LINGERING, max(4, self.max_connections // 16))
+
+
+class _GracefulTransport:
+    """The transport uvicorn sees: ``close`` lingers while the client may still be sending."""
+
+    def __init__(self, transport: asyncio.Transport, protocol: GuardedH11Protocol) -> None:
+        self._transport = transport
+        self._protocol = protocol
+
+    def close(self) -> None:
+        self._protocol.close_gracefully()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._transport, name)
+
+
+class GuardedH11Protocol(H11Protocol):
+    """uvicorn's HTTP/1.1 protocol with idle and request deadlines, a connection cap and graceful closes."""
+
+    limits: ConnectionLimits  # set on the subclass `guarded_protocol` makes
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._raw: asyncio.Transport | None = None
+        self._request_deadline: asyncio.TimerHandle | None = None
+        self._linger: asyncio.TimerHandle | None = None
+        self._lingered = 0
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        self._raw = transport
+        limits = self.limits
+        if len(self.connections) >= limits.max_connections:
+            limits.refused += 1
+            if limits.refused == 1 or limits.refused % 1000 == 0:
+                logger.warning(
+                    "HTTP: %d open connections reach --max-connections; refusing new ones with 503 (%d so far)",
+                    len(self.connections),
+                    limits.refused,
+                )
+            transport.write(_REFUSAL)
+            self._start_lingering()
+            return
+        super().connection_made(_GracefulTransport(transport, self))  # type: ignore[arg-type]
+        self.timeout_keep_alive_task = self.loop.call_later(self.timeout_keep_alive, self.timeout_keep_alive_handler)
+        self._arm_request_deadline()
+
+    def data_received(self, data: bytes) -> None:
+        if self._linger is not None:
+            self._lingered += len(data)
+            if self._lingered > LINGER_BYTES:
+                self._close_now()
+            return
+        super().data_received(data)
+        if self.conn.their_state in _RECEIVED:
+            self._cancel_request_deadline()
+
+    def eof_received(self) -> None:
+        if self._linger is not None:
+            self._close_now()
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        if self._raw is not None and not self._raw.is_closing() and self._linger is None:
+            if self.conn.their_state in _RECEIVED:
+                self._cancel_request_deadline()  # a pipelined request is already in
+            else:
+                self._arm_request_deadline()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._cancel_request_deadline()
+        if self._linger is not None:
+            self._linger.cancel()
+            self._linger = None
+        if self._raw is not None:
+            self.limits.lingering.discard(self._raw)
+        if self.transport is not None:  # not refused: uvicorn's connection
+            super().connection_lost(exc)
+
+    def close_gracefully(self) -> None:
+        """Close; if the client may still be sending its request, first let it finish (bounded)."""
+        raw = self._raw
+        if raw is None or raw.is_closing() or self._linger is not None:
+            return
+        if self.conn.their_state in (h11.SEND_BODY, h11.ERROR):  # the request is (maybe) still arriving
+            self._start_lingering()
+        else:
+            raw.close()
+
+    def _start_lingering(self) -> None:
+        raw = self._raw
+        assert raw is not None
+        self._cancel_request_deadline()
+        if self.timeout_keep_alive_task is not None:
+            self.timeout_keep_alive_task.cancel()
+            self.timeout_keep_alive_task = None
+        lingering = self.limits.lingering
+        if len(lingering) >= self.limits.max_lingering:
+            raw.close()
+            return
+        lingering.add(raw)
+        self._linger = self.loop.call_later(LINGER_SECONDS, self._close_now)
+        raw.resume_reading()
+        if raw.can_write_eof():
+            raw.write_eof()
+
+    def _close_now(self) -> None:
+        if self._raw is not None:
+            self.limits.lingering.discard(self._raw)
+            self._raw.close()
+
+    def _arm_request_deadline(self) -> None:
+        self._cancel_request_deadline()
+        self._request_deadline = self.loop.call_later(self.limits.request_timeout, self._request_too_slow)
+
+    def _cancel_request_deadline(self) -> None:
+        if self._request_deadline is not None:
+            self._request_deadline.cancel()
+            self._request_deadline = None
+
+    def _request_too_slow(self) -> None:
+        self._request_deadline = None
+        if self._raw is not None and not self._raw.is_closing():
+            self._raw.close()
+
+
+def guarded_protocol(limits: ConnectionLimits) -> type[GuardedH11Protocol]:
+    """The protocol class for one listener (uvicorn instantiates it per connection)."""
+    return type("GuardedH11Protocol", (GuardedH11Protocol,), {"limits": limits})
