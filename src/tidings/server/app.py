@@ -8,6 +8,7 @@ import logging
 import os
 import signal
 import ssl
+import time
 from collections.abc import Coroutine
 from pathlib import Path
 from types import TracebackType
@@ -29,6 +30,7 @@ from tidings.server.core import CacheAlreadyExists, TopicsError, TopicsService
 from tidings.server.engine.memory import MemoryEngine
 from tidings.server.grpc.server import build_grpc_server
 from tidings.server.http import HttpServer
+from tidings.server.store import DataDirectoryError, DataDirectoryLock
 from tidings.server.store.sqlite import SqliteStore
 
 logger = logging.getLogger("tidings.server")
@@ -73,6 +75,7 @@ class Server:
         self.settings = settings
         self._service: TopicsService | None = None
         self._store: SqliteStore | None = None
+        self._data_dir_lock: DataDirectoryLock | None = None
         self._grpc: grpc.aio.Server | None = None
         self._http: HttpServer | None = None
         self._housekeeping: asyncio.Task[None] | None = None
@@ -113,8 +116,13 @@ class Server:
             raise RuntimeError("server already started")
         settings = self.settings
         try:
+            self._data_dir_lock = DataDirectoryLock(settings.data_dir)
+            self._data_dir_lock.acquire()
             self._store = await SqliteStore.open(settings.data_dir)
-            self._authenticator = await self._open_authenticator(self._store)
+            try:
+                self._authenticator = await self._open_authenticator(self._store)
+            except OSError as error:  # the signing secret or admin key file
+                raise DataDirectoryError.caused_by(settings.data_dir, error) from None
             engine = MemoryEngine(settings.limits.retention_messages, settings.limits.retention_bytes)
             service = self._service = TopicsService(
                 engine, self._store, settings.limits, heartbeat_interval=settings.heartbeat_interval
@@ -189,6 +197,8 @@ class Server:
         admin_key_path = await load_or_create_admin_key(data_dir, store)
         if admin_key_path is not None:
             logger.info("admin key (super-user) is in %s", admin_key_path)
+        else:
+            logger.info("admin key (super-user) is %s; no other admin key is valid", ADMIN_KEY_ENV)
         authenticator = Authenticator(
             signer,
             AuthPolicy(allow_anonymous=self.settings.anonymous_allowed),
@@ -198,18 +208,25 @@ class Server:
         return authenticator
 
     async def _watch_keys(self) -> None:
-        """Pick up API keys created or revoked by other processes (the CLI) within the refresh interval."""
+        """Pick up API keys created or revoked and tokens revoked by other processes (the CLI), and end the
+        streams of expired tokens, within the refresh interval."""
         assert self._store is not None
         assert self._authenticator is not None
         assert self._service is not None
         while True:
             await asyncio.sleep(self.settings.key_refresh_interval)
+            self._service.expire_subscriptions(time.time())
             try:
-                for key_id in await self._authenticator.refresh(self._store):
-                    ended = self._service.revoke_key(key_id)
-                    logger.info("API key %s revoked; ended %d subscriptions", key_id, ended)
+                revoked = await self._authenticator.refresh(self._store)
             except Exception:
                 logger.exception("could not refresh API keys; will retry")
+                continue
+            for key_id in revoked.key_ids:
+                ended = self._service.revoke_key(key_id)
+                logger.info("API key %s revoked (with the tokens it minted); ended %d subscriptions", key_id, ended)
+            for token_id, minted_until in revoked.token_ids.items():
+                ended = self._service.revoke_token(token_id, minted_until)
+                logger.info("token id %r revoked; ended %d subscriptions", token_id, ended)
 
     async def stop(self) -> None:
         """End HTTP streams and requests, end subscriptions with UNAVAILABLE, drain calls, close the store."""
@@ -225,8 +242,12 @@ class Server:
                 # A task that died was already logged by its done callback; stopping goes on regardless.
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
-        if self._store is not None:
-            await self._store.close()
+        try:
+            if self._store is not None:
+                await self._store.close()
+        finally:
+            if self._data_dir_lock is not None:
+                self._data_dir_lock.release()
         self._stopped.set()
 
     async def wait_stopped(self) -> None:
