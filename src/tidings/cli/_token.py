@@ -24,7 +24,7 @@ from tidings import (
 from tidings.cli._client import client_arguments, client_command, connection_options, fail
 from tidings.cli._keys import parse_duration, with_store
 from tidings.cli._params import data_dir_option
-from tidings.server.auth import MAX_TOKEN_LIFETIME, ScopeSyntaxError, parse_scope
+from tidings.server.auth import MAX_TOKEN_ID_LENGTH, MAX_TOKEN_LIFETIME, ScopeSyntaxError, parse_scope
 from tidings.server.core import TopicGrant, TopicRole
 
 _SCOPE_OF_ROLE = {
@@ -112,8 +112,8 @@ def revoke(token_id: str, data_dir: Path) -> None:
     They are refused from now on, and a running server ends their subscriptions within a second. Tokens
     minted with ID later work. (To revoke every token a key minted, revoke the key: `tidings key revoke`.)
     """
-    if not token_id:
-        raise click.BadParameter("a token id is not empty", param_hint="ID")
+    if not 1 <= len(token_id) <= MAX_TOKEN_ID_LENGTH:
+        raise click.BadParameter(f"token ids are 1 to {MAX_TOKEN_ID_LENGTH} characters", param_hint="ID")
     with_store(data_dir, lambda store: store.revoke_token(token_id, time.time()))
     click.echo(
         f"tokens with id {token_id!r} minted until now are revoked (they would have expired within "

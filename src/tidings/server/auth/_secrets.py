@@ -65,8 +65,9 @@ async def load_or_create_admin_key(
         retired = await _revoke_admin_keys(store, keep=None)
         if path.exists():
             path.unlink()
-            logger.warning("%s is the admin key: the generated one in %s no longer works, the file is removed",
-                           ADMIN_KEY_ENV, path)  # fmt: skip
+            logger.warning(
+                "%s is the admin key: the generated one in %s no longer works, the file is removed", ADMIN_KEY_ENV, path
+            )
         elif retired:
             logger.warning("%s is the admin key: the generated one (%s) no longer works", ADMIN_KEY_ENV, retired[0])
         return None
