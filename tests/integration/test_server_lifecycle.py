@@ -229,11 +229,18 @@ def _secret_is_a_directory(path: Path) -> Path:
     return path
 
 
+def _short_secret(path: Path) -> Path:
+    path.mkdir()
+    (path / "secret.key").write_text("short\n")
+    return path
+
+
 UNUSABLE_DATA_DIRS = {
     "under-a-file": (_file, "Not a directory"),
     "not-a-database": (_not_a_database, "file is not a database"),
     "store-is-a-directory": (_store_is_a_directory, "unable to open database file"),
     "secret-is-a-directory": (_secret_is_a_directory, "Is a directory"),
+    "short-secret": (_short_secret, "holds no usable secret"),
 }
 
 

@@ -19,6 +19,7 @@ import grpc.aio
 
 from tidings.server.auth import (
     ADMIN_KEY_ENV,
+    SECRET_ENV,
     Authenticator,
     AuthPolicy,
     TokenSigner,
@@ -193,7 +194,12 @@ class Server:
 
     async def _open_authenticator(self, store: SqliteStore) -> Authenticator:
         data_dir = self.settings.data_dir
-        signer = TokenSigner(load_or_create_secret(data_dir))
+        try:
+            signer = TokenSigner(load_or_create_secret(data_dir))
+        except ValueError as error:
+            if os.environ.get(SECRET_ENV):
+                raise
+            raise DataDirectoryError(data_dir, str(error)) from None  # secret.key holds no usable secret
         admin_key_path = await load_or_create_admin_key(data_dir, store)
         if admin_key_path is not None:
             logger.info("admin key (super-user) is in %s", admin_key_path)
