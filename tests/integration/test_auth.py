@@ -443,9 +443,9 @@ async def test_token_lasts_its_whole_lifetime_and_stops_at_its_valid_until(
     minted = await wire.mint(admin_key(auth_server), topic_permissions(permissionmessages_pb2.TopicReadWrite), 2)
     call = await wire.subscribed(minted.api_key, "c", "t")
 
-    # Act / Assert: it works until just before its whole lifetime has passed...
+    # Act / Assert: it works until near the end of its whole lifetime (an int() cut would have ended it)...
     assert minted.valid_until >= asked_at + 2
-    await _until(asked_at + 2 - 0.25)
+    await _until(asked_at + 2 - 0.5)
     await wire.publish(minted.api_key, "c", "t")
     [item] = await read_items(call, 1)
 
