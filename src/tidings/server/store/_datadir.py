@@ -66,8 +66,12 @@ class DataDirectoryLock:
         except OSError as error:
             os.close(descriptor)
             raise DataDirectoryError.caused_by(self.data_dir, error, f"cannot lock {LOCK_FILE}") from None
-        os.ftruncate(descriptor, 0)
-        os.pwrite(descriptor, f"{os.getpid()}\n".encode(), 0)
+        try:
+            os.ftruncate(descriptor, 0)
+            os.pwrite(descriptor, f"{os.getpid()}\n".encode(), 0)
+        except OSError as error:
+            os.close(descriptor)
+            raise DataDirectoryError.caused_by(self.data_dir, error, LOCK_FILE) from None
         self._descriptor = descriptor
 
     def release(self) -> None:
