@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from tidings.server.auth import MAX_TOKEN_LIFETIME
 from tidings.server.core import InvalidArgument, Store, TopicsService
 from tidings.server.engine.memory import MemoryEngine
 from tidings.server.store.sqlite import SqliteStore
@@ -127,3 +128,26 @@ async def test_sqlite_store_backed_service_rejects_non_utf8_cache_name(tmp_path:
     finally:
         await service.close()
         await store.close()
+
+
+async def test_sqlite_store_keeps_token_revocations_for_the_longest_token_lifetime(tmp_path: Path) -> None:
+    # Arrange
+    store = await SqliteStore.open(tmp_path)
+    try:
+        version = await store.api_keys_version()
+
+        # Act: a revocation, a later one of the same id, and one so much later that the first id's tokens expired.
+        await store.revoke_token("a", 1000.0)
+        await store.revoke_token("a", 900.0)  # never moves back
+        await store.revoke_token("b", 1000.0 + MAX_TOKEN_LIFETIME)
+        kept = await store.list_revoked_tokens()
+        await store.revoke_token("c", 1001.0 + MAX_TOKEN_LIFETIME)
+        pruned = await store.list_revoked_tokens()
+        bumped = await store.api_keys_version()
+    finally:
+        await store.close()
+
+    # Assert
+    assert kept == {"a": 1000.0, "b": 1000.0 + MAX_TOKEN_LIFETIME}
+    assert pruned == {"b": 1000.0 + MAX_TOKEN_LIFETIME, "c": 1001.0 + MAX_TOKEN_LIFETIME}
+    assert bumped == version + 4  # each revocation reaches running servers
