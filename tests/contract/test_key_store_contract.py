@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tidings.server.auth import ApiKey, parse_scope
+from tidings.server.auth import MAX_TOKEN_LIFETIME, ApiKey, parse_scope
 from tidings.server.store.redis import RedisStore
 from tidings.server.store.sqlite import SqliteStore
 
@@ -106,3 +106,24 @@ async def test_redis_store_keeps_the_greatest_page_floor_any_node_saved(redis_se
 
     # Assert
     assert floor == 1_800_000_000_000_000
+
+
+async def test_key_store_keeps_token_revocations_for_the_longest_token_lifetime(
+    key_store: SqliteStore | RedisStore,
+) -> None:
+    # Arrange
+    version = await key_store.api_keys_version()
+
+    # Act: a revocation, a later one of the same id, and one so much later that the first id's tokens expired.
+    await key_store.revoke_token("a", 1000.0)
+    await key_store.revoke_token("a", 900.0)  # never moves back
+    await key_store.revoke_token("b", 1000.0 + MAX_TOKEN_LIFETIME)
+    kept = await key_store.list_revoked_tokens()
+    await key_store.revoke_token("c", 1001.0 + MAX_TOKEN_LIFETIME)
+    pruned = await key_store.list_revoked_tokens()
+    bumped = await key_store.api_keys_version()
+
+    # Assert
+    assert kept == {"a": 1000.0, "b": 1000.0 + MAX_TOKEN_LIFETIME}
+    assert pruned == {"b": 1000.0 + MAX_TOKEN_LIFETIME, "c": 1001.0 + MAX_TOKEN_LIFETIME}
+    assert bumped == version + 4  # each revocation reaches running servers

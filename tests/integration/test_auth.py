@@ -17,6 +17,7 @@ from typing import Any
 
 import grpc
 import grpc.aio
+import httpx
 import pytest
 from momento import AuthClientAsync, Configurations, CredentialProvider, TopicClientAsync, TopicConfigurations
 from momento.auth.access_control.disposable_token_scope import DisposableTokenProps
@@ -188,7 +189,7 @@ async def test_official_sdk_mints_token_with_token_id_that_arrives_as_publisher_
     assert isinstance(minted, GenerateDisposableToken.Success), minted
     envelope = json.loads(base64.b64decode(minted.auth_token))
     assert envelope["endpoint"] == auth_server.endpoint
-    assert time.time() + 240 < minted.expires_at.epoch() <= time.time() + 300
+    assert time.time() + 240 < minted.expires_at.epoch() <= time.time() + 301  # rounded up to a whole second
 
     # The SDK hands users the base64 envelope; the server accepts it as it is.
     config = TopicConfigurations.Default.v1().with_client_timeout(SDK_TIMEOUT)
@@ -409,19 +410,141 @@ async def test_tls_serves_grpc_and_refuses_plaintext(start_server: StartServer, 
     assert any("listening on grpcs://" in line for line in server.log)
 
 
-async def test_open_stream_ends_with_unauthenticated_when_its_token_expires(
+async def _until(epoch: float) -> None:
+    """Wait until the wall clock passes ``epoch`` (what these tests measure is time itself)."""
+    await asyncio.sleep(max(0.0, epoch - time.time()) + 0.005)
+
+
+async def _accepted(wire: Wire, credential: str) -> None:
+    """Wait (up to 10 s) until the server accepts a key the CLI just created."""
+    codes = []
+    for _ in range(200):
+        try:
+            await wire.publish(credential, "c", "t")
+            break
+        except grpc.aio.AioRpcError as error:
+            codes.append(error.code())
+            await asyncio.sleep(0.05)
+    assert set(codes) <= {grpc.StatusCode.UNAUTHENTICATED}
+    assert len(codes) < 200, "the server never picked up the new key"
+
+
+async def _http_publish(http: httpx.AsyncClient, token: str) -> httpx.Response:
+    headers = {"Authorization": token, "Content-Type": "text/plain"}
+    return await http.post("/topics/c/t", content="via http", headers=headers, timeout=10)
+
+
+async def test_token_lasts_its_whole_lifetime_and_stops_at_its_valid_until(
     auth_server: ServerProcess, wire: Wire
 ) -> None:
-    # A token that is still inside its clock-skew allowance for about a second more.
-    secret = (auth_server.data_dir / "secret.key").read_text().strip().encode()
-    token, _ = TokenSigner(secret, wall_clock=lambda: time.time() - 64).mint((TopicGrant(TopicRole.READ_WRITE),), 60)
+    # Arrange: mint late in a second, where truncating to whole seconds would cut most of a second off.
+    await _until(int(time.time()) + 1.7)
+    asked_at = time.time()
+    minted = await wire.mint(admin_key(auth_server), topic_permissions(permissionmessages_pb2.TopicReadWrite), 2)
+    call = await wire.subscribed(minted.api_key, "c", "t")
+
+    # Act / Assert: it works until near the end of its whole lifetime (an int() cut would have ended it)...
+    assert minted.valid_until >= asked_at + 2
+    await _until(asked_at + 2 - 0.5)
+    await wire.publish(minted.api_key, "c", "t")
+    [item] = await read_items(call, 1)
+
+    # ...and not from the valid_until it was minted with: its stream ends within the refresh interval (0.5 s).
+    await _until(minted.valid_until)
+    refused = await code_of(wire.publish(minted.api_key, "c", "t"))
+    ended = await stream_code(call)
+    ended_after = time.time() - minted.valid_until
+
+    assert item.publisher_id == ""
+    assert refused == grpc.StatusCode.UNAUTHENTICATED
+    assert ended == grpc.StatusCode.UNAUTHENTICATED
+    assert ended_after < 1.5
+
+
+async def test_revoking_a_key_revokes_the_tokens_it_minted_and_ends_their_streams(
+    auth_server: ServerProcess, wire: Wire
+) -> None:
+    # Arrange: a super-user key from the CLI mints a token; the admin key mints another.
+    data_dir = str(auth_server.data_dir)
+    created = _cli("key", "create", "--super-user", "--description", "minter", "--data-dir", data_dir)
+    assert created.returncode == 0, created.stderr
+    minter = created.stdout.strip()
+    await _accepted(wire, minter)
+    permissions = topic_permissions(permissionmessages_pb2.TopicReadWrite, "c")
+    token = (await wire.mint(minter, permissions)).api_key
+    other = (await wire.mint(admin_key(auth_server), permissions)).api_key
     call = await wire.subscribed(token, "c", "t")
-    started = time.monotonic()
+    other_call = await wire.subscribed(other, "c", "t")
+    async with httpx.AsyncClient(base_url=auth_server.http_url) as http:
+        http_before = await _http_publish(http, token)
 
-    code = await stream_code(call)
+    # Act
+    revoked = _cli("key", "revoke", minter.split("_")[1], "--data-dir", data_dir)
+    ended = await stream_code(call)
 
-    assert code == grpc.StatusCode.UNAUTHENTICATED
-    assert time.monotonic() - started < 5  # the housekeeping tick (1 s) ends it, not a client deadline
+    # Assert
+    assert revoked.returncode == 0, revoked.stderr
+    assert "with the tokens it minted" in revoked.stderr
+    assert ended == grpc.StatusCode.UNAUTHENTICATED
+    assert await code_of(wire.publish(token, "c", "t")) == grpc.StatusCode.UNAUTHENTICATED
+    async with httpx.AsyncClient(base_url=auth_server.http_url) as http:
+        http_after = await _http_publish(http, token)
+    assert (http_before.status_code, http_after.status_code) == (204, 401)
+    await wire.publish(other, "c", "t", "still here")
+    values = [item.value.text for item in await read_items(other_call, 2)]
+    assert values == ["via http", "still here"]
+    other_call.cancel()
+
+
+async def test_token_revoke_refuses_the_tokens_of_an_id_minted_until_then(
+    auth_server: ServerProcess, wire: Wire
+) -> None:
+    # Arrange
+    admin = admin_key(auth_server)
+    permissions = topic_permissions(permissionmessages_pb2.TopicReadWrite, "c")
+    revoked_token = (await wire.mint(admin, permissions, token_id="browser-1")).api_key
+    other = (await wire.mint(admin, permissions, token_id="browser-2")).api_key
+    call = await wire.subscribed(revoked_token, "c", "t")
+
+    # Act
+    result = _cli("token", "revoke", "browser-1", "--data-dir", str(auth_server.data_dir))
+    ended = await stream_code(call)
+    minted_later = (await wire.mint(admin, permissions, token_id="browser-1")).api_key
+
+    # Assert
+    assert result.returncode == 0, result.stderr
+    assert "browser-1" in result.stderr
+    assert ended == grpc.StatusCode.UNAUTHENTICATED
+    assert await code_of(wire.publish(revoked_token, "c", "t")) == grpc.StatusCode.UNAUTHENTICATED
+    await wire.publish(other, "c", "t")
+    await wire.publish(minted_later, "c", "t")
+
+
+async def test_switching_to_the_environment_admin_key_refuses_the_generated_one(
+    start_server: StartServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Arrange: a server with a generated admin key, which mints a token.
+    first = start_server("--require-auth", "--create-cache", "c")
+    generated = admin_key(first)
+    async with grpc.aio.insecure_channel(first.endpoint) as channel:
+        token = (await Wire(channel).mint(generated, topic_permissions(permissionmessages_pb2.TopicReadWrite))).api_key
+    first.stop()
+    configured = "an-admin-key-from-the-environment-" + os.urandom(8).hex()
+    monkeypatch.setenv("TIDINGS_ADMIN_KEY", configured)
+
+    # Act
+    second = start_server("--require-auth", data_dir=first.data_dir)
+    async with grpc.aio.insecure_channel(second.endpoint) as channel:
+        wire = Wire(channel)
+        codes = [await code_of(wire.publish(credential, "c", "t")) for credential in (generated, token)]
+        await wire.publish(configured, "c", "t")
+
+    # Assert
+    assert codes == [grpc.StatusCode.UNAUTHENTICATED] * 2
+    assert not (first.data_dir / "admin.key").exists()
+    log = "".join(second.log)
+    assert "admin key (super-user) is TIDINGS_ADMIN_KEY" in log
+    assert configured not in log
 
 
 def test_tls_with_a_bad_key_fails_naming_the_files(tmp_path: Path) -> None:

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import grpc
 import grpc.aio
+import pytest
 from momento_wire_types import cachepubsub_pb2_grpc, controlclient_pb2, controlclient_pb2_grpc
 
 from tests.integration._server import ServerProcess
@@ -180,3 +181,104 @@ def test_bad_create_cache_name_is_a_usage_error(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert "--create-cache" in result.stderr
     assert "control characters" in result.stderr
+
+
+def _tidings(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "tidings", *args], capture_output=True, text=True, timeout=60)
+
+
+def _one_line(stderr: str) -> str:
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1, stderr
+    return lines[0]
+
+
+def test_a_second_server_on_a_data_directory_refuses_naming_it_and_the_first(start_server: StartServer) -> None:
+    first = start_server("--create-cache", "kept")
+    assert first.process is not None
+
+    second = _tidings("server", "--port", "0", "--http-port", "0", "--data-dir", str(first.data_dir))
+
+    assert second.returncode == 2
+    line = _one_line(second.stderr)
+    assert str(first.data_dir) in line
+    assert f"pid {first.process.pid}" in line
+    assert _list_caches(first) == ["kept"]  # the first one is undisturbed
+    first.restart()  # and the lock goes with it: it starts again on the same directory
+    assert _list_caches(first) == ["kept"]
+
+
+def _file(path: Path) -> Path:
+    path.write_text("not a directory\n")
+    return path / "data"
+
+
+def _not_a_database(path: Path) -> Path:
+    path.mkdir()
+    (path / "tidings.sqlite3").write_bytes(b"this is not a SQLite database, it is text " * 10)
+    return path
+
+
+def _store_is_a_directory(path: Path) -> Path:
+    (path / "tidings.sqlite3").mkdir(parents=True)
+    return path
+
+
+def _secret_is_a_directory(path: Path) -> Path:
+    (path / "secret.key").mkdir(parents=True)
+    return path
+
+
+def _short_secret(path: Path) -> Path:
+    path.mkdir()
+    (path / "secret.key").write_text("short\n")
+    return path
+
+
+UNUSABLE_DATA_DIRS = {
+    "under-a-file": (_file, "Not a directory"),
+    "not-a-database": (_not_a_database, "file is not a database"),
+    "store-is-a-directory": (_store_is_a_directory, "unable to open database file"),
+    "secret-is-a-directory": (_secret_is_a_directory, "Is a directory"),
+    "short-secret": (_short_secret, "holds no usable secret"),
+}
+
+
+@pytest.mark.parametrize(("make", "reason"), UNUSABLE_DATA_DIRS.values(), ids=UNUSABLE_DATA_DIRS.keys())
+def test_an_unusable_data_directory_is_one_line_and_exit_status_2(
+    tmp_path: Path, make: Callable[[Path], Path], reason: str
+) -> None:
+    data_dir = make(tmp_path / "d")
+
+    result = _tidings("server", "--port", "0", "--http-port", "0", "--data-dir", str(data_dir))
+
+    assert result.returncode == 2
+    line = _one_line(result.stderr)
+    assert line.startswith(f"Error: data directory {data_dir}: ")
+    assert reason in line
+
+
+@pytest.mark.parametrize(
+    ("make", "reason"),
+    [
+        pytest.param(_file, "no tidings store", id="under-a-file"),
+        pytest.param(_not_a_database, "file is not a database", id="not-a-database"),
+    ],
+)
+@pytest.mark.parametrize(
+    "command",
+    [("key", "list"), ("key", "create", "--super-user"), ("key", "revoke", "x"), ("token", "revoke", "x")],
+    ids=["key-list", "key-create", "key-revoke", "token-revoke"],
+)
+def test_key_commands_on_an_unusable_data_directory_are_one_line_and_exit_status_2(
+    tmp_path: Path, make: Callable[[Path], Path], reason: str, command: tuple[str, ...]
+) -> None:
+    data_dir = make(tmp_path / "d")
+
+    result = _tidings(*command, "--data-dir", str(data_dir))
+
+    assert result.returncode == 2
+    line = _one_line(result.stderr)
+    assert line.startswith(f"Error: data directory {data_dir}: ")
+    assert reason in line
+    assert "tdk_" not in result.stdout

@@ -16,7 +16,6 @@ from hypothesis import strategies as st
 from tidings.server.auth import ApiKey, Authenticator, AuthPolicy, TokenSigner, new_api_key
 from tidings.server.auth import _authenticator as authenticator_module
 from tidings.server.auth._authenticator import MAX_CREDENTIAL_LENGTH, unwrap_envelope
-from tidings.server.auth._tokens import CLOCK_SKEW
 from tidings.server.core import ANONYMOUS, Principal, TopicGrant, TopicRole, Unauthenticated
 from tidings.server.store.sqlite import SqliteStore
 
@@ -99,7 +98,9 @@ def test_authenticator_accepts_the_admin_key_as_super_user(auth: Authenticator) 
 
     # Assert
     assert principal.super_user
-    assert not principal.is_revocable
+    assert principal.key_id == auth.admin_key_id
+    assert auth.admin_key_id is not None
+    assert ADMIN_KEY not in auth.admin_key_id
 
 
 @pytest.mark.parametrize(
@@ -125,7 +126,7 @@ def test_authenticator_without_admin_key_refuses_any_guess(signer: TokenSigner) 
 # --- disposable tokens ---------------------------------------------------------------------------
 
 
-def test_authenticator_accepts_a_disposable_token(auth: Authenticator, signer: TokenSigner) -> None:
+def test_authenticator_accepts_a_disposable_token(auth: Authenticator, signer: TokenSigner, now: FakeClock) -> None:
     # Arrange
     token, expires_at = signer.mint(GRANTS, 60, token_id="tid")
 
@@ -133,7 +134,7 @@ def test_authenticator_accepts_a_disposable_token(auth: Authenticator, signer: T
     principal = auth.authenticate(token)
 
     # Assert
-    assert principal == Principal(grants=GRANTS, token_id="tid", expires_at=expires_at + CLOCK_SKEW)
+    assert principal == Principal(grants=GRANTS, token_id="tid", expires_at=expires_at, issued_at=now())
 
 
 def test_authenticator_refuses_another_servers_token(auth: Authenticator, now: FakeClock) -> None:
@@ -183,12 +184,12 @@ def test_authenticator_cache_refuses_a_cached_token_once_expired(
     token, expires_at = signer.mint(GRANTS, 60)
     principal = auth.authenticate(token)
 
-    # Act / Assert: still fine just before the end of the allowance...
-    now.now = expires_at + CLOCK_SKEW - 0.5
+    # Act / Assert: still fine just before its expiry...
+    now.now = expires_at - 0.001
     assert auth.authenticate(token) is principal
 
     # ...refused once it is reached.
-    now.now = expires_at + CLOCK_SKEW
+    now.now = expires_at
     with pytest.raises(Unauthenticated, match="expired"):
         auth.authenticate(token)
 
@@ -199,7 +200,7 @@ def test_authenticator_keeps_refusing_an_expired_token_after_dropping_it_from_th
     # Arrange
     token, expires_at = signer.mint(GRANTS, 60)
     auth.authenticate(token)
-    now.now = expires_at + CLOCK_SKEW + 1
+    now.now = expires_at + 1
     with pytest.raises(Unauthenticated):
         auth.authenticate(token)
 
@@ -578,11 +579,112 @@ async def test_authenticator_refresh_picks_up_keys_and_reports_a_revocation_once
         await store.close()
 
     # Assert
-    assert first == []
+    assert first.key_ids == []
     assert principal.key_id == record.key_id
-    assert unchanged == []
-    assert after_revoke == [record.key_id]
-    assert again == []
-    assert after_add == []
+    assert unchanged.key_ids == []
+    assert after_revoke.key_ids == [record.key_id]
+    assert again.key_ids == []
+    assert after_add.key_ids == []
     with pytest.raises(Unauthenticated):
         auth.authenticate(key)
+
+
+# --- revoking the tokens a key minted, and tokens by id ------------------------------------------
+
+
+def test_authenticator_refuses_tokens_minted_by_a_key_once_it_is_revoked(
+    auth: Authenticator, signer: TokenSigner
+) -> None:
+    # Arrange
+    minter, _ = _api_key(super_user=True, grants=())
+    other, _ = _api_key(super_user=True, grants=())
+    auth.load_keys([minter, other])
+    token, _ = signer.mint(GRANTS, 60, minted_by=minter.key_id)
+    kept, _ = signer.mint(GRANTS, 60, minted_by=other.key_id)
+    assert auth.authenticate(token).key_id == minter.key_id
+
+    # Act
+    gone = auth.load_keys([dataclasses.replace(minter, revoked_at=2.0), other])
+
+    # Assert
+    assert gone == [minter.key_id]
+    with pytest.raises(Unauthenticated, match="minted this token was revoked"):
+        auth.authenticate(token)
+    assert auth.authenticate(kept).key_id == other.key_id
+
+
+def test_authenticator_refuses_tokens_minted_by_an_unknown_key(auth: Authenticator, signer: TokenSigner) -> None:
+    # Arrange
+    token, _ = signer.mint(GRANTS, 60, minted_by="no-such-key")
+
+    # Act / Assert
+    with pytest.raises(Unauthenticated, match="minted this token was revoked"):
+        auth.authenticate(token)
+
+
+def test_authenticator_accepts_tokens_of_its_admin_key_but_not_of_another(
+    auth: Authenticator, signer: TokenSigner, now: FakeClock
+) -> None:
+    # Arrange
+    assert auth.admin_key_id is not None
+    mine, _ = signer.mint(GRANTS, 60, minted_by=auth.admin_key_id)
+    other = Authenticator(signer, AuthPolicy(allow_anonymous=False), admin_key="another-admin-key", wall_clock=now)
+
+    # Act / Assert
+    assert auth.authenticate(mine).grants == GRANTS
+    with pytest.raises(Unauthenticated, match="minted this token was revoked"):
+        other.authenticate(mine)
+
+
+def test_authenticator_refuses_a_revoked_token_id_minted_until_the_revocation(
+    auth: Authenticator, signer: TokenSigner, now: FakeClock
+) -> None:
+    # Arrange
+    before, _ = signer.mint(GRANTS, 60, token_id="browser-1")
+    other_id, _ = signer.mint(GRANTS, 60, token_id="browser-2")
+    no_id, _ = signer.mint(GRANTS, 60)
+    auth.authenticate(before)
+    revoked_at = now.advance(1)
+
+    # Act
+    changed = auth.load_revoked_tokens({"browser-1": revoked_at})
+    now.advance(1)
+    after, _ = signer.mint(GRANTS, 60, token_id="browser-1")
+
+    # Assert
+    assert changed == {"browser-1": revoked_at}
+    with pytest.raises(Unauthenticated, match="revoked"):
+        auth.authenticate(before)
+    assert auth.authenticate(other_id).token_id == "browser-2"
+    assert auth.authenticate(no_id).token_id == ""
+    assert auth.authenticate(after).token_id == "browser-1"  # minted after the revocation
+    assert auth.load_revoked_tokens({"browser-1": revoked_at}) == {}  # nothing new
+
+
+async def test_authenticator_refresh_reports_revoked_keys_and_tokens_from_the_store(
+    tmp_path: Path, signer: TokenSigner, now: FakeClock
+) -> None:
+    # Arrange
+    store = await SqliteStore.open(tmp_path)
+    try:
+        record, _ = _api_key(super_user=True, grants=())
+        await store.add_api_key(record)
+        auth = Authenticator(signer, AuthPolicy(allow_anonymous=False), wall_clock=now)
+        await auth.refresh(store)
+        token, _ = signer.mint(GRANTS, 60, token_id="t-1", minted_by=record.key_id)
+        assert auth.authenticate(token).token_id == "t-1"
+
+        # Act
+        await store.revoke_api_key(record.key_id, now())
+        await store.revoke_token("t-1", now())
+        revoked = await auth.refresh(store)
+        again = await auth.refresh(store)
+    finally:
+        await store.close()
+
+    # Assert
+    assert revoked.key_ids == [record.key_id]
+    assert revoked.token_ids == {"t-1": now()}
+    assert not again
+    with pytest.raises(Unauthenticated):
+        auth.authenticate(token)

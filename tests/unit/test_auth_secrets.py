@@ -23,7 +23,7 @@ from tidings.server.auth import (
 )
 from tidings.server.auth._keys import split_api_key
 from tidings.server.auth._secrets import ADMIN_KEY_ENV, ADMIN_KEY_FILE, SECRET_ENV, SECRET_FILE
-from tidings.server.core import TopicGrant, TopicRole
+from tidings.server.core import TopicGrant, TopicRole, Unauthenticated
 from tidings.server.store.sqlite import SqliteStore
 
 
@@ -198,6 +198,50 @@ async def test_load_or_create_admin_key_does_nothing_when_the_environment_has_on
     assert not (tmp_path / ADMIN_KEY_FILE).exists()
 
 
+async def test_switching_to_the_environment_admin_key_revokes_the_generated_one(tmp_path: Path) -> None:
+    # Arrange: a server ran with a generated admin key.
+    store = await SqliteStore.open(tmp_path)
+    try:
+        path = await load_or_create_admin_key(tmp_path, store, environ={})
+        assert path is not None
+        generated = path.read_text().strip()
+
+        # Act: it starts again with TIDINGS_ADMIN_KEY.
+        again = await load_or_create_admin_key(tmp_path, store, environ={ADMIN_KEY_ENV: "k" * 32})
+        auth = Authenticator(TokenSigner(b"s" * 32), AuthPolicy(allow_anonymous=False), admin_key="k" * 32)
+        await auth.refresh(store)
+        [record] = await store.list_api_keys()
+    finally:
+        await store.close()
+
+    # Assert: exactly one admin key works.
+    assert again is None
+    assert not path.exists()
+    assert record.revoked_at is not None
+    with pytest.raises(Unauthenticated):
+        auth.authenticate(generated)
+    assert auth.authenticate("k" * 32).super_user
+
+
+async def test_a_new_generated_admin_key_revokes_the_one_it_replaces(tmp_path: Path) -> None:
+    # Arrange: the file of a usable generated key is lost.
+    store = await SqliteStore.open(tmp_path)
+    try:
+        path = await load_or_create_admin_key(tmp_path, store, environ={})
+        assert path is not None
+        path.unlink()
+
+        # Act
+        await load_or_create_admin_key(tmp_path, store, environ={})
+        keys = await store.list_api_keys()
+    finally:
+        await store.close()
+
+    # Assert
+    assert [record.revoked_at is None for record in keys] == [False, True]
+    assert path.read_text().startswith(f"tdk_{keys[1].key_id}_")
+
+
 # --- parse_duration ------------------------------------------------------------------------------
 
 
@@ -243,8 +287,9 @@ def store_dir(tmp_path: Path) -> Path:
 def test_key_commands_refuse_a_data_dir_without_a_store(tmp_path: Path) -> None:
     code, out, err = _run("create", "--super-user", "--data-dir", str(tmp_path / "typo"))
 
-    assert code == 1
-    assert "no tidings store" in err
+    assert code == 2
+    assert err.strip().splitlines() == [f"Error: data directory {tmp_path / 'typo'}: no tidings store here (start "
+                                        "the server once, or check --data-dir)"]  # fmt: skip
     assert "tdk_" not in out
     assert not (tmp_path / "typo").exists()
 
@@ -320,9 +365,42 @@ def test_key_revoke_marks_the_key_revoked_once(store_dir: Path) -> None:
 
     # Assert
     assert first[0] == 0
-    assert second[0] != 0
-    assert "no usable key" in second[2]
+    assert second[0] == 1
+    assert second[2].startswith(f"Error: key {key_id} was already revoked at ")
     assert _list(store_dir)[0]["revoked_at"] is not None
+
+
+def test_key_revoke_of_an_unknown_id_says_there_is_none(store_dir: Path) -> None:
+    # Act
+    code, _, err = _run("revoke", "nope", "--data-dir", str(store_dir))
+
+    # Assert
+    assert code == 1
+    assert "no key with id 'nope'" in err
+
+
+@pytest.mark.parametrize("columns", ["40", "80", "200"])
+def test_key_list_shows_whole_ids_that_key_revoke_accepts(
+    store_dir: Path, monkeypatch: pytest.MonkeyPatch, columns: str
+) -> None:
+    # Arrange: long descriptions and scopes squeeze the table.
+    monkeypatch.setenv("COLUMNS", columns)
+    for number in range(2):
+        _run("create", "readwrite:a-long-cache-name:a-long-topic-prefix-*", "writeonly:another-long-cache-name",
+             "readonly:yet-another-long-cache-name:with-a-long-topic-name", "--expires", "30d",
+             "--description", f"key {number} of the pipeline that deploys the long-named service",
+             "--data-dir", str(store_dir))  # fmt: skip
+    ids = [str(entry["id"]) for entry in _list(store_dir)]
+
+    # Act
+    code, table, _ = _run("list", "--data-dir", str(store_dir))
+    first_cells = [line.split("│")[1].strip() for line in table.splitlines() if line.startswith("│")]
+
+    # Assert
+    assert code == 0
+    assert [cell for cell in first_cells if cell] == ids
+    for key_id in ids:
+        assert _run("revoke", key_id, "--data-dir", str(store_dir))[0] == 0
 
 
 @pytest.mark.parametrize(

@@ -261,6 +261,33 @@ async def test_revoke_key_of_an_unknown_key_ends_nothing(service: TopicsService)
         assert numbers(await ready_events(subscription)) == [1]
 
 
+def _token(token_id: str, issued_at: float) -> Principal:
+    return Principal(grants=ANY_CACHE.grants, token_id=token_id, expires_at=1e12, issued_at=issued_at)
+
+
+async def test_revoke_token_ends_that_token_ids_subscriptions_minted_until_then(service: TopicsService) -> None:
+    # Arrange
+    revoked = await service.subscribe(CACHE, TOPIC, principal=_token("t1", 100.0))
+    revoked_too = await service.subscribe(CACHE, "topic-2", principal=_token("t1", 200.0))
+    minted_later = await service.subscribe(CACHE, TOPIC, principal=_token("t1", 200.5))
+    other_id = await service.subscribe(CACHE, TOPIC, principal=_token("t2", 100.0))
+    keyed = await service.subscribe(CACHE, TOPIC, principal=_keyed("t1"))
+
+    # Act
+    ended = service.revoke_token("t1", 200.0)
+
+    # Assert
+    assert ended == 2
+    for subscription in (revoked, revoked_too):
+        with pytest.raises(Unauthenticated, match="token was revoked"):
+            await subscription.next_events()
+    await service.publish(CACHE, TOPIC, "x", ADMIN)
+    for subscription in (minted_later, other_id, keyed):
+        assert numbers(await ready_events(subscription)) == [1]
+    for subscription in (revoked, revoked_too, minted_later, other_id, keyed):
+        subscription.close()
+
+
 async def test_expire_subscriptions_ends_expired_ones_only(service: TopicsService) -> None:
     # Arrange
     early = await service.subscribe(CACHE, TOPIC, principal=Principal(grants=READ_ONLY.grants, expires_at=100.0))

@@ -19,8 +19,9 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from tidings.cli._params import data_dir_option
+from tidings.cli._params import DataDirectoryUnusable, data_dir_option
 from tidings.server.auth import ApiKey, ScopeSyntaxError, describe_grant, new_api_key, parse_scope
+from tidings.server.store import DataDirectoryError
 from tidings.server.store.sqlite import SqliteStore
 
 _DURATION = re.compile(r"^([0-9]+)([smhdw])$")
@@ -43,18 +44,20 @@ def parse_duration(text: str) -> float:
     return seconds
 
 
-def _with_store(data_dir: Path, action: Callable[[SqliteStore], Awaitable[T]]) -> T:
+def with_store(data_dir: Path, action: Callable[[SqliteStore], Awaitable[T]]) -> T:
+    """Run ``action`` on the store in ``data_dir``; an unusable directory is a one-line error (exit status 2)."""
+
     async def run() -> T:
-        try:
-            store = await SqliteStore.open(data_dir, create=False)
-        except FileNotFoundError as error:
-            raise click.ClickException(str(error)) from None
+        store = await SqliteStore.open(data_dir, create=False)
         try:
             return await action(store)
         finally:
             await store.close()
 
-    return asyncio.run(run())
+    try:
+        return asyncio.run(run())
+    except DataDirectoryError as error:
+        raise DataDirectoryUnusable(str(error)) from None
 
 
 @click.group()
@@ -85,7 +88,7 @@ def create(scopes: tuple[str, ...], super_user: bool, expires: str | None, descr
     expires_at = now + parse_duration(expires) if expires else None
     key_id, secret_key, secret_hash = new_api_key()
     record = ApiKey(key_id, secret_hash, super_user, grants, description, now, expires_at)
-    _with_store(data_dir, lambda store: store.add_api_key(record))
+    with_store(data_dir, lambda store: store.add_api_key(record))
     click.echo(secret_key)
     click.echo(f"key {key_id} created; store it now, it is not shown again", err=True)
 
@@ -103,7 +106,7 @@ def _scopes(record: ApiKey) -> str:
 @data_dir_option
 def list_keys(as_json: bool, data_dir: Path) -> None:
     """List keys: ids, descriptions, scopes, expiry and revocation (never the keys)."""
-    records = _with_store(data_dir, lambda store: store.list_api_keys())
+    records = with_store(data_dir, lambda store: store.list_api_keys())
     if as_json:
         for record in records:
             click.echo(
@@ -119,7 +122,11 @@ def list_keys(as_json: bool, data_dir: Path) -> None:
                 )
             )
         return
-    table = Table("id", "description", "scopes", "created", "expires", "revoked")
+    table = Table()
+    # Ids are copied into `key revoke`: never wrapped or elided, whatever the terminal's width.
+    table.add_column("id", no_wrap=True, min_width=max((len(record.key_id) for record in records), default=2))
+    for heading in ("description", "scopes", "created", "expires", "revoked"):
+        table.add_column(heading, overflow="fold")
     for record in records:
         table.add_row(
             record.key_id,
@@ -136,7 +143,20 @@ def list_keys(as_json: bool, data_dir: Path) -> None:
 @click.argument("key_id", metavar="ID")
 @data_dir_option
 def revoke(key_id: str, data_dir: Path) -> None:
-    """Revoke key ID: refused from now on; a running server ends its subscriptions within a second."""
-    if not _with_store(data_dir, lambda store: store.revoke_api_key(key_id, time.time())):
-        raise click.ClickException(f"no usable key with id {key_id!r}")
-    click.echo(f"key {key_id} revoked", err=True)
+    """Revoke key ID and every token it minted: refused from now on; a running server ends their
+    subscriptions within a second."""
+
+    async def revoke_once(store: SqliteStore) -> ApiKey | None:
+        for record in await store.list_api_keys():
+            if record.key_id == key_id:
+                if record.revoked_at is None and not await store.revoke_api_key(key_id, time.time()):
+                    return await revoke_once(store)  # revoked by someone else meanwhile: report that
+                return record
+        return None
+
+    record = with_store(data_dir, revoke_once)
+    if record is None:
+        raise click.ClickException(f"no key with id {key_id!r} (`tidings key list` shows them)")
+    if record.revoked_at is not None:
+        raise click.ClickException(f"key {key_id} was already revoked at {_when(record.revoked_at)}")
+    click.echo(f"key {key_id} revoked, with the tokens it minted", err=True)

@@ -43,6 +43,12 @@ class ByteSize(click.ParamType):  # type: ignore[type-arg]
 BYTE_SIZE = ByteSize()
 
 
+class DataDirectoryUnusable(click.ClickException):
+    """A one-line error about the data directory; exits with status 2, as a usage error does."""
+
+    exit_code = 2
+
+
 data_dir_option = click.option(
     "--data-dir",
     type=click.Path(file_okay=False, path_type=Path),

@@ -41,13 +41,7 @@ def publish(
         if binary_file is not None:
             _publish(client, cache, topic, binary_file.read())
         elif value == "-":
-            try:
-                for line in sys.stdin:
-                    text = line.rstrip("\r\n")
-                    if text:
-                        _publish(client, cache, topic, text)
-            except UnicodeDecodeError:
-                raise click.ClickException("stdin is not UTF-8 text (publish bytes with --binary -)") from None
+            _publish_lines(client, cache, topic, sys.stdin.buffer)
         else:
             assert value is not None
             _publish(client, cache, topic, value)
@@ -57,3 +51,23 @@ def _publish(client: TopicClient, cache: str, topic: str, value: str | bytes) ->
     response = client.publish(cache, topic, value)
     if isinstance(response, TopicPublish.Error):
         fail(response, "publish failed")
+
+
+def _publish_lines(client: TopicClient, cache: str, topic: str, lines: BinaryIO) -> None:
+    """Publish each non-blank line as text; stop, naming the line, at one that is not UTF-8."""
+    published = 0
+    for number, line in enumerate(lines, start=1):
+        try:
+            text = line.decode("utf-8").rstrip("\r\n")
+        except UnicodeDecodeError:
+            raise click.ClickException(
+                f"line {number} of stdin is not UTF-8 text; {_lines(published)} before it published, none after "
+                "(publish bytes with --binary -)"
+            ) from None
+        if text:
+            _publish(client, cache, topic, text)
+            published += 1
+
+
+def _lines(count: int) -> str:
+    return f"{count} line was" if count == 1 else f"{count} lines were"

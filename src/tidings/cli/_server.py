@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from tidings.cli._params import BYTE_SIZE, data_dir_option
+from tidings.cli._params import BYTE_SIZE, DataDirectoryUnusable, data_dir_option
 from tidings.server.config import Settings
 from tidings.server.core import Limits
 
@@ -340,6 +340,7 @@ def server(
 ) -> None:
     """Run the tidings server (gRPC, Momento-compatible, and HTTP) until SIGINT or SIGTERM."""
     from tidings.server.app import run
+    from tidings.server.store import DataDirectoryError
 
     if redis_url and redis_cluster:
         raise click.UsageError("--redis-url and --redis-cluster exclude each other")
@@ -391,5 +392,7 @@ def server(
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         run(settings)
+    except DataDirectoryError as error:
+        raise DataDirectoryUnusable(str(error)) from None
     except (OSError, ValueError) as error:
         raise click.ClickException(str(error)) from None

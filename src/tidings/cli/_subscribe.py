@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import base64
+import functools
 import json
 import sys
+from collections.abc import Callable
 from typing import Any
 
 import click
@@ -30,6 +32,13 @@ from tidings.cli._client import client_arguments, client_command, connection_opt
 @click.option("--count", type=click.IntRange(1), default=None, metavar="N", help="Exit after N items.")
 @click.option("--events", is_flag=True, help="Also print heartbeats and discontinuities.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object per line.")
+@click.option(
+    "--binary-format",
+    type=click.Choice(["base64", "hex"]),
+    default="base64",
+    show_default=True,
+    help="How binary values are printed.",
+)
 @connection_options
 @client_command
 def subscribe(
@@ -40,31 +49,40 @@ def subscribe(
     count: int | None,
     events: bool,
     as_json: bool,
+    binary_format: str,
     endpoint: str | None,
     api_key: str | None,
     timeout: float,
 ) -> None:
     """Print the items published to TOPIC in CACHE until Ctrl-C (or --count items).
 
-    Each line shows the sequence number, page and publisher token id of an item, then its value; it
-    resubscribes by itself if the connection breaks.
+    Each line shows the sequence number, page and publisher token id of an item, then its value (binary
+    values in base64 or hex); it resubscribes by itself if the connection breaks, and says so on stderr.
     """
-    print_item = _print_json if as_json else _HumanPrinter().print
+    encode = _BINARY_FORMATS[binary_format]
+    print_item = functools.partial(_print_json, encode=encode) if as_json else _HumanPrinter(encode).print
     with TopicClient(**client_arguments(endpoint, api_key, timeout)) as client:
         subscription = client.subscribe(
             cache,
             topic,
             resume_at_sequence_number=resume_at,
             resume_at_sequence_page=page,
-            include_heartbeats=events,
+            # Heartbeats always: the first one on a new stream tells that a resubscription succeeded.
+            include_heartbeats=True,
             include_discontinuities=events,
         )
         if isinstance(subscription, TopicSubscribe.Error):
             fail(subscription, "subscribe failed")
         received = 0
+        resubscriptions = 0
         for item in subscription:
             if isinstance(item, TopicSubscriptionItem.Error):
                 fail(item, "subscription ended")
+            if subscription.statistics().resubscriptions > resubscriptions:
+                resubscriptions = subscription.statistics().resubscriptions
+                _say_resubscribed(subscription.resume_at_sequence_number, subscription.sequence_page)
+            if isinstance(item, TopicSubscriptionItem.Heartbeat) and not events:
+                continue
             print_item(item)
             if isinstance(item, TopicSubscriptionItem.Text | TopicSubscriptionItem.Binary):
                 received += 1
@@ -72,8 +90,21 @@ def subscribe(
                     return
 
 
-def as_json_object(item: SubscriptionItem) -> dict[str, Any]:
-    """The ``--json`` form of an item (binary values in base64)."""
+def _say_resubscribed(resume_at: int, page: int) -> None:
+    """One line on stderr when a broken stream (a server restart, a lost connection) was replaced."""
+    where = f"from #{resume_at} in page {page}" if resume_at else "live"
+    click.echo(f"reconnected: the stream broke (server restart or lost connection); resumed {where}", err=True)
+
+
+def _base64(value: bytes) -> str:
+    return base64.b64encode(value).decode("ascii")
+
+
+_BINARY_FORMATS: dict[str, Callable[[bytes], str]] = {"base64": _base64, "hex": bytes.hex}
+
+
+def as_json_object(item: SubscriptionItem, encode: Callable[[bytes], str] = _base64) -> dict[str, Any]:
+    """The ``--json`` form of an item (binary values in base64, or as ``encode`` writes them)."""
     match item:
         case TopicSubscriptionItem.Text(value, number, page, token_id):
             return {
@@ -84,10 +115,10 @@ def as_json_object(item: SubscriptionItem) -> dict[str, Any]:
                 "token_id": token_id,
             }
         case TopicSubscriptionItem.Binary(value, number, page, token_id):
-            encoded = base64.b64encode(value).decode("ascii")
             return {
                 "type": "binary",
-                "value": encoded,
+                "value": encode(value),
+                "encoding": "hex" if encode is bytes.hex else "base64",
                 "sequence_number": number,
                 "sequence_page": page,
                 "token_id": token_id,
@@ -105,16 +136,18 @@ def as_json_object(item: SubscriptionItem) -> dict[str, Any]:
             return {"type": "error", "error_code": item.error_code.name, "message": item.message}
 
 
-def _print_json(item: SubscriptionItem) -> None:
-    sys.stdout.write(json.dumps(as_json_object(item), ensure_ascii=False) + "\n")
+def _print_json(item: SubscriptionItem, encode: Callable[[bytes], str]) -> None:
+    sys.stdout.write(json.dumps(as_json_object(item, encode), ensure_ascii=False) + "\n")
     sys.stdout.flush()
 
 
 class _HumanPrinter:
     """``#SEQ page PAGE [token ID]  VALUE`` lines; heartbeats and discontinuities dimmed."""
 
-    def __init__(self) -> None:
+    def __init__(self, encode: Callable[[bytes], str]) -> None:
         self._console = Console(highlight=False, soft_wrap=True)
+        self._encode = encode
+        self._encoding = "hex" if encode is bytes.hex else "base64"
 
     def print(self, item: SubscriptionItem) -> None:
         match item:
@@ -122,7 +155,10 @@ class _HumanPrinter:
                 value, number, page, token_id
             ):
                 token = f" token {escape(token_id)}" if token_id else ""
-                shown = escape(value) if isinstance(value, str) else escape(repr(value))
+                if isinstance(value, str):
+                    shown = escape(value)
+                else:
+                    shown = f"[dim]{len(value)} bytes {self._encoding}:[/dim] {self._encode(value)}"
                 self._console.print(f"[bold]#{number}[/bold] [dim]page {page}{token}[/dim]  {shown}")
             case TopicSubscriptionItem.Heartbeat():
                 self._console.print("[dim]heartbeat[/dim]")

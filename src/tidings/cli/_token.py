@@ -1,4 +1,5 @@
-"""``tidings token create``: mint a disposable token on a running server, with a super-user ``--api-key``.
+"""``tidings token create``: mint a disposable token on a running server, with a super-user ``--api-key``;
+``tidings token revoke``: refuse the tokens with a token id (in the data directory, like ``tidings key``).
 
 Scopes are written as for ``tidings key create`` and read by the same parser (`parse_scope`); its grants
 become the SDK's `TopicScope` s here.
@@ -7,6 +8,8 @@ become the SDK's `TopicScope` s here.
 from __future__ import annotations
 
 import json
+import time
+from pathlib import Path
 
 import click
 
@@ -19,8 +22,9 @@ from tidings import (
     TopicScope,
 )
 from tidings.cli._client import client_arguments, client_command, connection_options, fail
-from tidings.cli._keys import parse_duration
-from tidings.server.auth import ScopeSyntaxError, parse_scope
+from tidings.cli._keys import parse_duration, with_store
+from tidings.cli._params import data_dir_option
+from tidings.server.auth import MAX_TOKEN_ID_LENGTH, MAX_TOKEN_LIFETIME, ScopeSyntaxError, parse_scope
 from tidings.server.core import TopicGrant, TopicRole
 
 _SCOPE_OF_ROLE = {
@@ -42,7 +46,7 @@ def scope_of(grant: TopicGrant) -> TopicScope:
 
 @click.group()
 def token() -> None:
-    """Mint disposable tokens: short-lived, limited to some topics, for browsers and untrusted services."""
+    """Mint and revoke disposable tokens: short-lived, limited to some topics, for browsers and untrusted services."""
 
 
 @token.command()
@@ -96,4 +100,23 @@ def create(
                 "token_id": response.token_id,
             }
         )
+    )
+
+
+@token.command()
+@click.argument("token_id", metavar="ID")
+@data_dir_option
+def revoke(token_id: str, data_dir: Path) -> None:
+    """Revoke every token minted until now with token id ID (`token create --token-id`).
+
+    They are refused from now on, and a running server ends their subscriptions within a second. Tokens
+    minted with ID later work. (To revoke every token a key minted, revoke the key: `tidings key revoke`.)
+    """
+    if not 1 <= len(token_id) <= MAX_TOKEN_ID_LENGTH:
+        raise click.BadParameter(f"token ids are 1 to {MAX_TOKEN_ID_LENGTH} characters", param_hint="ID")
+    with_store(data_dir, lambda store: store.revoke_token(token_id, time.time()))
+    click.echo(
+        f"tokens with id {token_id!r} minted until now are revoked (they would have expired within "
+        f"{MAX_TOKEN_LIFETIME // 60} minutes)",
+        err=True,
     )

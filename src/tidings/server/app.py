@@ -8,6 +8,7 @@ import logging
 import os
 import signal
 import ssl
+import time
 from collections.abc import Coroutine
 from pathlib import Path
 from types import TracebackType
@@ -37,6 +38,7 @@ from tidings.server.core import CacheAlreadyExists, Engine, TopicsError, TopicsS
 from tidings.server.engine.memory import MemoryEngine
 from tidings.server.grpc.server import build_grpc_server
 from tidings.server.http import ConnectionLimits, HttpServer
+from tidings.server.store import DataDirectoryError, DataDirectoryLock
 from tidings.server.store.sqlite import SqliteStore
 
 if TYPE_CHECKING:
@@ -88,6 +90,7 @@ class Server:
         self._service: TopicsService | None = None
         self._store: SqliteStore | RedisStore | None = None
         self._redis_engine: RedisEngine | None = None
+        self._data_dir_lock: DataDirectoryLock | None = None
         self._grpc: grpc.aio.Server | None = None
         self._http: HttpServer | None = None
         self._housekeeping: asyncio.Task[None] | None = None
@@ -131,8 +134,14 @@ class Server:
             raise RuntimeError("server already started")
         settings = self.settings
         try:
+            if settings.redis_url is None:  # the SQLite store: one server per data directory
+                self._data_dir_lock = DataDirectoryLock(settings.data_dir)
+                self._data_dir_lock.acquire()
             self._store = await self._open_store()
-            self._authenticator = await self._open_authenticator(self._store)
+            try:
+                self._authenticator = await self._open_authenticator(self._store)
+            except OSError as error:  # the signing secret or admin key file
+                raise DataDirectoryError.caused_by(settings.data_dir, error) from None
             engine = await self._open_engine()
             service = self._service = TopicsService(
                 engine,
@@ -289,13 +298,19 @@ class Server:
     async def _open_authenticator(self, store: SqliteStore | RedisStore) -> Authenticator:
         data_dir = self.settings.data_dir
         if isinstance(store, SqliteStore) or os.environ.get(SECRET_ENV):
-            secret = load_or_create_secret(data_dir)
+            try:
+                signer = TokenSigner(load_or_create_secret(data_dir))
+            except ValueError as error:
+                if os.environ.get(SECRET_ENV):
+                    raise
+                raise DataDirectoryError(data_dir, str(error)) from None  # secret.key holds no usable secret
         else:  # every node signs and verifies tokens with the secret in Redis
-            secret = await store.load_or_create_secret()
-        signer = TokenSigner(secret)
+            signer = TokenSigner(await store.load_or_create_secret())
         admin_key_path = await load_or_create_admin_key(data_dir, store)
         if admin_key_path is not None:
             logger.info("admin key (super-user) is in %s", admin_key_path)
+        else:
+            logger.info("admin key (super-user) is %s; no other admin key is valid", ADMIN_KEY_ENV)
         authenticator = Authenticator(
             signer,
             AuthPolicy(allow_anonymous=self.settings.anonymous_allowed),
@@ -305,18 +320,25 @@ class Server:
         return authenticator
 
     async def _watch_keys(self) -> None:
-        """Pick up API keys created or revoked by other processes (the CLI) within the refresh interval."""
+        """Pick up API keys created or revoked and tokens revoked by other processes (the CLI), and end the
+        streams of expired tokens, within the refresh interval."""
         assert self._store is not None
         assert self._authenticator is not None
         assert self._service is not None
         while True:
             await asyncio.sleep(self.settings.key_refresh_interval)
+            self._service.expire_subscriptions(time.time())
             try:
-                for key_id in await self._authenticator.refresh(self._store):
-                    ended = self._service.revoke_key(key_id)
-                    logger.info("API key %s revoked; ended %d subscriptions", key_id, ended)
+                revoked = await self._authenticator.refresh(self._store)
             except Exception:
                 logger.exception("could not refresh API keys; will retry")
+                continue
+            for key_id in revoked.key_ids:
+                ended = self._service.revoke_key(key_id)
+                logger.info("API key %s revoked (with the tokens it minted); ended %d subscriptions", key_id, ended)
+            for token_id, minted_until in revoked.token_ids.items():
+                ended = self._service.revoke_token(token_id, minted_until)
+                logger.info("token id %r revoked; ended %d subscriptions", token_id, ended)
 
     def end_drain(self) -> None:
         """Stop waiting for open subscriptions (a second SIGTERM): `stop` goes on to end them now."""
@@ -384,8 +406,12 @@ class Server:
             if self._redis_engine is not None:
                 await self._redis_engine.close()
         finally:
-            if self._store is not None:
-                await self._store.close()
+            try:
+                if self._store is not None:
+                    await self._store.close()
+            finally:
+                if self._data_dir_lock is not None:
+                    self._data_dir_lock.release()
         self._stopped.set()
 
     async def wait_stopped(self) -> None:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import ssl
+import sys
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
@@ -68,6 +70,23 @@ async def test_token_id_arrives_as_publisher_id_over_sse(auth_server: ServerProc
     assert published.status_code == 204
     assert item.data["publisher_id"] == "checkout-service"
     assert item.data["value"] == {"text": "paid"}
+
+
+async def test_revoking_a_token_id_ends_its_event_stream(auth_server: ServerProcess, client: httpx.AsyncClient) -> None:
+    token = _token(auth_server, TopicRole.READ_ONLY, token_id="browser-7")
+
+    async with client.stream("GET", "/topics/c/t/events", params={"token": token}) as response:
+        events = SseReader(response)
+        await events.next()
+        revoke = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "tidings", "token", "revoke", "browser-7", "--data-dir", str(auth_server.data_dir)
+        )
+        assert await revoke.wait() == 0
+        await events.until_end()  # within the refresh interval, not the 10 s read timeout
+    again = await client.get("/topics/c/t/events", params={"token": token})
+
+    assert again.status_code == 401
+    assert "revoked" in again.json()["error"]["message"]
 
 
 async def test_roles_and_super_user_are_enforced(auth_server: ServerProcess, client: httpx.AsyncClient) -> None:

@@ -5,12 +5,14 @@ from __future__ import annotations
 import base64
 import json
 import os
+import queue
 import signal
 import subprocess
 import sys
+import threading
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import pytest
 
@@ -59,6 +61,17 @@ def start_subscriber(*args: str, endpoint: str) -> tuple[subprocess.Popen[str], 
     assert process.stdout is not None
     first = json.loads(process.stdout.readline())
     return process, first
+
+
+def readline_within(stream: IO[str], seconds: float) -> str:
+    """The next line of ``stream``, or "" if none arrives within ``seconds`` (the reader thread is left blocked
+    until the process's pipe closes)."""
+    lines: queue.Queue[str] = queue.Queue()
+    threading.Thread(target=lambda: lines.put(stream.readline()), daemon=True).start()
+    try:
+        return lines.get(timeout=seconds)
+    except queue.Empty:
+        return ""
 
 
 def one_line_error(result: subprocess.CompletedProcess[str]) -> str:
@@ -155,40 +168,63 @@ def test_cli_errors_are_one_line_with_a_nonzero_exit(
     assert error_code in one_line_error(result)
 
 
-def test_cli_refuses_stdin_that_is_not_text(server: ServerProcess, cache: str) -> None:
-    result = tidings("publish", cache, "t", "-", endpoint=server.endpoint, stdin=b"ok\n\xff\xfe\n")
+def test_cli_publish_names_the_line_of_stdin_that_is_not_text(
+    server: ServerProcess, sync_client: TopicClient, cache: str
+) -> None:
+    result = tidings("publish", cache, "t", "-", endpoint=server.endpoint, stdin=b"ok\n\n\xff\xfe\nnot sent\n")
+    received = tidings("subscribe", cache, "t", "--count", "1", "--json", "--from", "1", endpoint=server.endpoint)
 
     assert result.returncode == 1
-    assert "UTF-8" in one_line_error(result)
+    line = one_line_error(result)
+    assert "line 3 of stdin is not UTF-8 text" in line
+    assert "1 line was before it published" in line
+    assert "--binary" in line
+    assert json.loads(received.stdout)["value"] == "ok"
 
 
-def test_cli_sends_the_api_key_from_an_option_or_the_environment(start_server: StartServer) -> None:
-    server = start_server("--require-auth", "--create-cache", "c")
-    key = (server.data_dir / "admin.key").read_text().strip()
-
-    anonymous = tidings("publish", "c", "t", "v", endpoint=server.endpoint)
-    with_option = tidings("--api-key", key, "publish", "c", "t", "v", endpoint=server.endpoint)
-    with_variable = tidings("cache", "list", endpoint=server.endpoint, api_key=key)
-
-    assert anonymous.returncode == 1
-    assert "AUTHENTICATION" in one_line_error(anonymous)
-    assert with_option.returncode == 0, with_option.stderr
-    assert with_variable.stdout.splitlines() == ["c"]
+BINARY = b"\x00\xff\x10tidings"
 
 
-def test_cli_unreachable_server_is_a_one_line_error() -> None:
-    result = tidings("--endpoint", "127.0.0.1:1", "publish", "c", "t", "v")
+@pytest.mark.parametrize(
+    ("args", "encoding", "encoded"),
+    [
+        ((), "base64", base64.b64encode(BINARY).decode()),
+        (("--binary-format", "base64"), "base64", base64.b64encode(BINARY).decode()),
+        (("--binary-format", "hex"), "hex", BINARY.hex()),
+    ],
+    ids=["default", "base64", "hex"],
+)
+def test_cli_subscribe_prints_binary_values_readably(
+    server: ServerProcess, sync_client: TopicClient, cache: str, args: tuple[str, ...], encoding: str, encoded: str
+) -> None:
+    assert isinstance(sync_client.publish(cache, "b", BINARY), TopicPublish.Success)
 
-    assert result.returncode == 1
-    assert "UNAVAILABLE" in one_line_error(result)
+    result = tidings("subscribe", cache, "b", "--from", "1", "--count", "1", *args, endpoint=server.endpoint)
+    as_json = tidings("subscribe", cache, "b", "--from", "1", "--count", "1", "--json", *args, endpoint=server.endpoint)
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.rstrip("\n").endswith(f"  {len(BINARY)} bytes {encoding}: {encoded}")
+    item = json.loads(as_json.stdout)
+    assert (item["type"], item["encoding"], item["value"]) == ("binary", encoding, encoded)
 
 
-def test_cli_ctrl_c_exits_cleanly(server: ServerProcess, cache: str) -> None:
-    subscriber, first = start_subscriber(cache, "forever", endpoint=server.endpoint)
+def test_cli_subscriber_says_once_that_it_reconnected_after_a_restart(start_server: StartServer) -> None:
+    server = start_server("--create-cache", "c")
+    subscriber, first = start_subscriber("c", "t", endpoint=server.endpoint)
+    assert subscriber.stdout is not None
+    assert subscriber.stderr is not None
 
+    server.restart()
+    said = readline_within(subscriber.stderr, WITHIN)  # once the new stream is live (its first heartbeat arrived)
+    with TopicClient(server.endpoint) as client:
+        assert isinstance(client.publish("c", "t", "after the restart"), TopicPublish.Success)
+    lines = [subscriber.stdout.readline()]
+    while json.loads(lines[-1])["type"] != "text":
+        lines.append(subscriber.stdout.readline())
     subscriber.send_signal(signal.SIGINT)
-    _, stderr = subscriber.communicate(timeout=WITHIN)
+    _, rest = subscriber.communicate(timeout=WITHIN)
 
     assert first == {"type": "heartbeat"}
-    assert subscriber.returncode == 130
-    assert "Traceback" not in stderr
+    assert said == "reconnected: the stream broke (server restart or lost connection); resumed live\n"
+    assert json.loads(lines[-1])["value"] == "after the restart"
+    assert "reconnected" not in rest

@@ -1,7 +1,8 @@
 """From a request's credential to a `Principal`, without I/O on the hot path.
 
-Verified credentials are cached (bounded); API keys are held in memory and refreshed from the store when
-its version changes, so a revoked key is refused by every connection within one refresh interval.
+Verified credentials are cached (bounded); API keys and revoked token ids are held in memory and refreshed
+from the store when its version changes, so a revoked key, every token it minted, and a revoked token id are
+refused by every connection within one refresh interval.
 """
 
 from __future__ import annotations
@@ -10,9 +11,10 @@ import base64
 import binascii
 import hmac
 import json
+import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Final
 
 from tidings.server.auth._keys import ApiKey, KeyStore, hash_secret, split_api_key
@@ -43,6 +45,17 @@ def unwrap_envelope(credential: str) -> str:
     return credential
 
 
+@dataclass(frozen=True, slots=True)
+class Revocations:
+    """What a refresh found revoked since the last one: API key ids, and token ids with their revocation time."""
+
+    key_ids: list[str] = field(default_factory=list)
+    token_ids: dict[str, float] = field(default_factory=dict)
+
+    def __bool__(self) -> bool:
+        return bool(self.key_ids or self.token_ids)
+
+
 class Authenticator:
     """Verifies credentials: the admin key from the environment, stored API keys, disposable tokens."""
 
@@ -57,8 +70,11 @@ class Authenticator:
         self.signer = signer
         self.policy = policy
         self._admin_key_hash = hash_secret(admin_key) if admin_key else None
+        # Tokens minted with the environment's admin key name it by this id; another admin key refuses them.
+        self.admin_key_id = f"env-{signer.fingerprint(admin_key)}" if admin_key else None
         self._wall_clock = wall_clock
         self._keys: dict[str, ApiKey] = {}
+        self._revoked_tokens: dict[str, float] = {}
         self._keys_version: int | None = None
         self._verified: dict[str, Principal] = {}
 
@@ -84,16 +100,38 @@ class Authenticator:
             raise Unauthenticated("malformed token: too long")
         token = unwrap_envelope(credential)
         if self._admin_key_hash is not None and hmac.compare_digest(self._admin_key_hash, hash_secret(token)):
-            return Principal(super_user=True)
+            return Principal(super_user=True, key_id=self.admin_key_id)
         parts = split_api_key(token)
         if parts is None:
-            return self.signer.verify(token)
+            return self._verify_token(token)
         key = self._keys.get(parts[0])
         if key is None or key.revoked_at is not None or not key.matches(parts[1]):
             raise Unauthenticated("invalid API key")
         if key.expires_at is not None and key.expires_at <= self._wall_clock():
             raise Unauthenticated("the API key expired")
         return key.principal()
+
+    def _verify_token(self, token: str) -> Principal:
+        principal = self.signer.verify(token)
+        minted_by = principal.key_id
+        if minted_by is not None and minted_by != self.admin_key_id:
+            key = self._keys.get(minted_by)
+            if key is None or key.revoked_at is not None:
+                raise Unauthenticated("the API key that minted this token was revoked")
+        revoked_at = self._revoked_tokens.get(principal.token_id) if principal.token_id else None
+        if revoked_at is not None and principal.issued_at is not None and principal.issued_at <= revoked_at:
+            raise Unauthenticated("the token was revoked")
+        return principal
+
+    def load_revoked_tokens(self, revoked: dict[str, float]) -> dict[str, float]:
+        """Replace the revoked token ids; returns those that are new or now cover later tokens."""
+        changed = {
+            token_id: at for token_id, at in revoked.items() if self._revoked_tokens.get(token_id, -math.inf) < at
+        }
+        self._revoked_tokens = dict(revoked)
+        if changed:
+            self._verified.clear()
+        return changed
 
     def load_keys(self, keys: list[ApiKey]) -> list[str]:
         """Replace the known API keys; returns the ids that were usable and are not any more."""
@@ -106,10 +144,11 @@ class Authenticator:
             self._verified.clear()
         return gone
 
-    async def refresh(self, store: KeyStore) -> list[str]:
-        """Reload API keys if the store's version changed; returns the ids that stopped being usable."""
+    async def refresh(self, store: KeyStore) -> Revocations:
+        """Reload API keys and revoked tokens if the store's version changed; returns what was revoked since."""
         version = await store.api_keys_version()
         if version == self._keys_version:
-            return []
+            return Revocations()
+        keys, revoked_tokens = await store.list_api_keys(), await store.list_revoked_tokens()
         self._keys_version = version
-        return self.load_keys(await store.list_api_keys())
+        return Revocations(self.load_keys(keys), self.load_revoked_tokens(revoked_tokens))

@@ -73,6 +73,14 @@ class KeyStore(Protocol):
         """Mark a key revoked; False if there is no such (unrevoked) key."""
         ...
 
+    async def list_revoked_tokens(self) -> dict[str, float]:
+        """Revoked disposable token ids, each with when it was revoked (tokens minted until then are refused)."""
+        ...
+
+    async def revoke_token(self, token_id: str, at: float) -> None:
+        """Refuse the disposable tokens with id ``token_id`` minted until ``at``."""
+        ...
+
     async def api_keys_version(self) -> int:
-        """A number that changes whenever a key is added or revoked (by any process)."""
+        """A number that changes whenever a key is added or revoked, or a token revoked (by any process)."""
         ...

@@ -18,6 +18,8 @@ SECRET_FILE: Final = "secret.key"
 ADMIN_KEY_FILE: Final = "admin.key"
 SECRET_ENV: Final = "TIDINGS_SECRET_KEY"
 ADMIN_KEY_ENV: Final = "TIDINGS_ADMIN_KEY"
+# Generated admin keys' ids start with this; other keys' ids are hex, so they never do.
+ADMIN_KEY_ID_PREFIX: Final = "admin"
 
 
 def _write_private(path: Path, text: str) -> None:
@@ -47,23 +49,34 @@ def load_or_create_secret(data_dir: Path, environ: Mapping[str, str] = os.enviro
 async def load_or_create_admin_key(
     data_dir: Path, store: KeyStore, environ: Mapping[str, str] = os.environ
 ) -> Path | None:
-    """Make sure an admin (super-user) key exists.
+    """Make sure exactly one admin (super-user) key is valid.
 
-    With ``$TIDINGS_ADMIN_KEY`` set (at least 32 characters) nothing is created: that key is accepted as
-    given. Otherwise a key is generated when ``<data_dir>/admin.key`` is missing or holds a key that is no
-    longer usable (revoked, expired, unknown to the store): its hash is stored and the key written to the file
-    (mode 0600). Returns that path, or None when the environment provides the key.
+    With ``$TIDINGS_ADMIN_KEY`` set (at least 32 characters) that key is the admin key: a generated one is
+    revoked and ``<data_dir>/admin.key`` removed. Otherwise a key is generated when ``<data_dir>/admin.key`` is
+    missing or holds a key that is no longer usable (revoked, expired, unknown to the store): its hash is
+    stored, the key written to the file (mode 0600), and any other generated admin key revoked. Returns that
+    path, or None when the environment provides the key.
     """
+    path = data_dir / ADMIN_KEY_FILE
     configured = environ.get(ADMIN_KEY_ENV)
     if configured:
         if len(configured) < 32:
             raise ValueError(f"{ADMIN_KEY_ENV} must be at least 32 characters")
+        retired = await _revoke_admin_keys(store, keep=None)
+        if path.exists():
+            path.unlink()
+            logger.warning(
+                "%s is the admin key: the generated one in %s no longer works, the file is removed", ADMIN_KEY_ENV, path
+            )
+        elif retired:
+            logger.warning("%s is the admin key: the generated one (%s) no longer works", ADMIN_KEY_ENV, retired[0])
         return None
-    path = data_dir / ADMIN_KEY_FILE
     existed = path.exists()
-    if existed and await _is_usable(path.read_text().strip(), store):
+    current = split_api_key(path.read_text().strip()) if existed else None
+    if current is not None and await _is_usable(current, store):
+        await _revoke_admin_keys(store, keep=current[0])
         return path
-    key_id, key, secret_hash = new_api_key(f"admin{secrets.token_hex(3)}")
+    key_id, key, secret_hash = new_api_key(f"{ADMIN_KEY_ID_PREFIX}{secrets.token_hex(3)}")
     await store.add_api_key(
         ApiKey(key_id, secret_hash, super_user=True, grants=(), description="admin key", created_at=time.time())
     )
@@ -71,17 +84,26 @@ async def load_or_create_admin_key(
     pending.unlink(missing_ok=True)
     _write_private(pending, key)
     pending.replace(path)
+    await _revoke_admin_keys(store, keep=key_id)
     if existed:
         logger.warning("the admin key in %s was revoked or unknown; a new one was written there", path)
     return path
 
 
-async def _is_usable(key: str, store: KeyStore) -> bool:
-    parts = split_api_key(key)
-    if parts is None:
-        return False
+async def _revoke_admin_keys(store: KeyStore, keep: str | None) -> list[str]:
+    """Revoke every generated admin key but ``keep``; returns the ids revoked."""
+    revoked = []
     for record in await store.list_api_keys():
-        if record.key_id == parts[0]:
+        if record.key_id.startswith(ADMIN_KEY_ID_PREFIX) and record.key_id != keep and record.revoked_at is None:
+            await store.revoke_api_key(record.key_id, time.time())
+            revoked.append(record.key_id)
+    return revoked
+
+
+async def _is_usable(key: tuple[str, str], store: KeyStore) -> bool:
+    key_id, secret = key
+    for record in await store.list_api_keys():
+        if record.key_id == key_id:
             expired = record.expires_at is not None and record.expires_at <= time.time()
-            return record.revoked_at is None and not expired and record.matches(parts[1])
+            return record.revoked_at is None and not expired and record.matches(secret)
     return False

@@ -53,8 +53,10 @@ class TopicGrant:
 class Principal:
     """A verified caller.
 
-    ``token_id`` is stamped on the messages it publishes; ``key_id`` names the API key behind it (revoking
-    that key ends its subscriptions); ``expires_at`` (epoch seconds) ends its subscriptions when reached.
+    ``token_id`` is stamped on the messages it publishes; ``key_id`` names the API key behind it, for a
+    disposable token the key that minted it (revoking that key ends its subscriptions); ``expires_at`` (epoch
+    seconds) ends its subscriptions when reached; ``issued_at`` (epoch seconds) is when a disposable token was
+    minted (revoking its token id ends the subscriptions of tokens minted until then).
     """
 
     super_user: bool = False
@@ -62,6 +64,7 @@ class Principal:
     token_id: str = ""
     key_id: str | None = None
     expires_at: float | None = None
+    issued_at: float | None = None
 
     def may(self, action: TopicRole, cache_name: str, topic_name: str) -> bool:
         """Whether this caller may ``action`` (PUBLISH or SUBSCRIBE) on the topic."""

@@ -306,6 +306,18 @@ class TopicsService:
             lambda principal: principal.key_id == key_id, Unauthenticated("the API key was revoked")
         )
 
+    def revoke_token(self, token_id: str, minted_until: float) -> int:
+        """End, with UNAUTHENTICATED, every subscription made with a disposable token whose id is ``token_id``
+        and that was minted at or before ``minted_until`` (epoch seconds); returns how many."""
+        return self._end_subscriptions(
+            lambda principal: (
+                principal.token_id == token_id
+                and principal.issued_at is not None
+                and principal.issued_at <= minted_until
+            ),
+            Unauthenticated("the token was revoked"),
+        )
+
     def expire_subscriptions(self, now: float) -> int:
         """End, with UNAUTHENTICATED, subscriptions whose credentials expired by ``now`` (epoch seconds)."""
         return self._end_subscriptions(

@@ -36,7 +36,7 @@ class TokenServicer:
             raise PermissionDenied("minting tokens needs a super-user key")
         grants = grants_from_permissions(request.permissions)
         token, valid_until = self._authenticator.signer.mint(
-            grants, request.expires.valid_for_seconds, request.token_id
+            grants, request.expires.valid_for_seconds, request.token_id, minted_by=caller.key_id
         )
         return pb._GenerateDisposableTokenResponse(
             api_key=token, endpoint=self._public_endpoint(), valid_until=valid_until

@@ -1,7 +1,8 @@
 """The Redis store: caches, API keys, the page floor and the token signing secret, shared by every node.
 
 Keys (under ``<prefix>{store}:``, the prefix ``tidings:`` by default): ``caches`` hash name -> creation time;
-``api-keys`` hash id -> JSON; ``api-keys-revoked`` hash id -> revocation time; ``api-keys-version`` counter;
+``api-keys`` hash id -> JSON; ``api-keys-revoked`` hash id -> revocation time; ``tokens-revoked`` hash token
+id -> revocation time; ``api-keys-version`` counter;
 ``page-floor``; ``secret``. Multi-key changes are Lua scripts (atomic; the connection is pipelined, so no MULTI).
 """
 
@@ -13,7 +14,7 @@ import time
 
 from redis.exceptions import ResponseError
 
-from tidings.server.auth import ApiKey, grants_from_json, grants_to_json
+from tidings.server.auth import MAX_TOKEN_LIFETIME, ApiKey, grants_from_json, grants_to_json
 from tidings.server.core import Unavailable
 from tidings.server.engine._redis_link import Arg, as_list, as_text
 from tidings.server.engine._redis_shards import Shards
@@ -28,6 +29,18 @@ return 1
 # KEYS: keys, version. ARGV: id, JSON.
 _ADD = """
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+redis.call('INCR', KEYS[2])
+return 1
+"""
+# KEYS: revoked tokens, version. ARGV: token id, at, forget before. Keeps the latest revocation of an id and
+# drops those older than any token they cover (a token lives at most MAX_TOKEN_LIFETIME).
+_REVOKE_TOKEN = """
+local entries = redis.call('HGETALL', KEYS[1])
+for i = 1, #entries, 2 do
+  if tonumber(entries[i + 1]) < tonumber(ARGV[3]) then redis.call('HDEL', KEYS[1], entries[i]) end
+end
+local current = redis.call('HGET', KEYS[1], ARGV[1])
+if not current or tonumber(current) < tonumber(ARGV[2]) then redis.call('HSET', KEYS[1], ARGV[1], ARGV[2]) end
 redis.call('INCR', KEYS[2])
 return 1
 """
@@ -124,6 +137,16 @@ class RedisStore:
             self._key(b"api-keys-version"), key_id, at,
         )  # fmt: skip
         return revoked == 1
+
+    async def list_revoked_tokens(self) -> dict[str, float]:
+        entries = as_list(await self._call(b"HGETALL", self._key(b"tokens-revoked")))
+        return {as_text(entries[i]): float(as_text(entries[i + 1])) for i in range(0, len(entries), 2)}
+
+    async def revoke_token(self, token_id: str, at: float) -> None:
+        await self._call(
+            b"EVAL", _REVOKE_TOKEN, 2, self._key(b"tokens-revoked"), self._key(b"api-keys-version"),
+            token_id, at, at - MAX_TOKEN_LIFETIME,
+        )  # fmt: skip
 
     async def api_keys_version(self) -> int:
         version = await self._call(b"GET", self._key(b"api-keys-version"))

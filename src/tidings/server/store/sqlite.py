@@ -16,7 +16,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TypeVar
 
-from tidings.server.auth import ApiKey, grants_from_json, grants_to_json
+from tidings.server.auth import MAX_TOKEN_LIFETIME, ApiKey, grants_from_json, grants_to_json
+from tidings.server.store._datadir import DataDirectoryError
 
 T = TypeVar("T")
 
@@ -38,6 +39,10 @@ CREATE TABLE IF NOT EXISTS api_keys (
     created_at REAL NOT NULL,
     expires_at REAL,
     revoked_at REAL
+);
+CREATE TABLE IF NOT EXISTS revoked_tokens (
+    token_id TEXT PRIMARY KEY,
+    revoked_at REAL NOT NULL
 );
 """
 
@@ -61,22 +66,34 @@ class SqliteStore:
 
     @classmethod
     async def open(cls, data_dir: Path, *, create: bool = True) -> SqliteStore:
-        """Open the store in ``data_dir``, creating it unless ``create`` is False (then FileNotFoundError)."""
+        """Open the store in ``data_dir``, creating it unless ``create`` is False.
+
+        Raises `DataDirectoryError` when there is no store and ``create`` is False, or the directory or the
+        store in it cannot be used (unwritable, not a directory, not a database).
+        """
         store = cls(data_dir)
         if not create and not store.path.exists():
             store._worker.shutdown()
-            raise FileNotFoundError(f"no tidings store in {data_dir} (start the server once, or check --data-dir)")
-        await store._run(store._open)
+            raise DataDirectoryError(data_dir, "no tidings store here (start the server once, or check --data-dir)")
+        try:
+            await store._run(store._open)
+        except BaseException:
+            await store.close()
+            raise
         return store
 
     def _open(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         connection = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
-        connection.execute("PRAGMA journal_mode=WAL")
-        connection.execute("PRAGMA synchronous=NORMAL")
-        # The CLI's key commands and the server share the file: wait for each other's writes.
-        connection.execute("PRAGMA busy_timeout=5000")
-        connection.executescript(_SCHEMA)
+        try:
+            # The CLI's key commands and the server share the file: wait for each other's writes.
+            connection.execute("PRAGMA busy_timeout=5000")
+            connection.execute("PRAGMA journal_mode=WAL")
+            connection.execute("PRAGMA synchronous=NORMAL")
+            connection.executescript(_SCHEMA)
+        except BaseException:
+            connection.close()
+            raise
         self._connection = connection
 
     def _db(self) -> sqlite3.Connection:
@@ -152,6 +169,22 @@ class SqliteStore:
         )
         return changed[0] == 1
 
+    async def list_revoked_tokens(self) -> dict[str, float]:
+        rows = await self._query("SELECT token_id, revoked_at FROM revoked_tokens")
+        return {str(row[0]): float(row[1]) for row in rows}  # type: ignore[arg-type]
+
+    async def revoke_token(self, token_id: str, at: float) -> None:
+        # A revocation outlives every token it covers by no more than their longest lifetime; then it is dropped.
+        await self._transaction(
+            ("DELETE FROM revoked_tokens WHERE revoked_at < ?", (at - MAX_TOKEN_LIFETIME,)),
+            (
+                "INSERT INTO revoked_tokens (token_id, revoked_at) VALUES (?, ?) "
+                "ON CONFLICT(token_id) DO UPDATE SET revoked_at = max(revoked_at, excluded.revoked_at)",
+                (token_id, at),
+            ),
+            (_BUMP_KEYS_VERSION, (_KEYS_VERSION,)),
+        )
+
     async def api_keys_version(self) -> int:
         rows = await self._query("SELECT value FROM meta WHERE key = ?", (_KEYS_VERSION,))
         return int(str(rows[0][0])) if rows else 0
@@ -163,7 +196,11 @@ class SqliteStore:
         self._worker.shutdown()
 
     async def _run(self, call: Callable[[], T]) -> T:
-        return await asyncio.get_running_loop().run_in_executor(self._worker, call)
+        """Run ``call`` on the store's thread; a failing disk or database is a `DataDirectoryError`."""
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self._worker, call)
+        except (OSError, sqlite3.Error) as error:
+            raise DataDirectoryError.caused_by(self.path.parent, error, self.FILENAME) from None
 
     async def _query(self, query: str, parameters: tuple[object, ...] = ()) -> list[tuple[object, ...]]:
         db = self._db()
