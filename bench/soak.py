@@ -343,6 +343,7 @@ def _section(report: dict[str, object], args: argparse.Namespace, load: str) -> 
     delivered = report["delivered"]
     assert isinstance(delivered, dict)
     grpc_count, sse_count, poll_count = (f"{delivered.get(name, 0):,}" for name in ("grpc", "sse", "long-poll"))
+    slow = report["discontinuities_to_slow_readers"]
     rss = f"{report['rss_mib_after_warmup']} / {report['rss_mib_max']} / {report['rss_mib_last']}"
     verdict = "passed" if not report["failures"] else f"FAILED: {'; '.join(map(str, report['failures']))}"
     return f"""## Soak (`make soak`)
@@ -357,7 +358,7 @@ average at the start: {load}. Result: **{verdict}**.
 | messages published | {report["published"]:,} |
 | deliveries checked (gRPC SDK / SSE / long-poll) | {grpc_count} / {sse_count} / {poll_count} |
 | gaps or repeats seen by fast readers | {report["gaps"]} |
-| discontinuities to slow readers (once behind retention plus what their connection buffers) | {report["discontinuities_to_slow_readers"]} |
+| discontinuities to slow readers (once behind retention plus what their connection buffers) | {slow} |
 | churned subscriptions + SSE streams | {report["churned"]:,} |
 | server RSS after warm-up / max / at the end (MiB) | {rss} |
 | open descriptors after warm-up / min..max | {report["fds_after_warmup"]} / {report["fds_min_max"]} |
