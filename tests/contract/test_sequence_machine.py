@@ -3,8 +3,8 @@
 Random interleavings of publishes (with a small retention), subscriptions with random (N, P), reads by
 some subscribers and not others (so some fall behind), subscriptions closing and topic instances being
 retired (so stale pages exist). Every read is compared with a model written from the protocol text, and
-each subscriber's whole stream is checked against the sequence rules on its own. Resume positions are
-N >= 1: rule 2 (N = 0) is the service's own tests' while its definition changes (subscribe-latest).
+each subscriber's whole stream is checked against the sequence rules on its own. Subscriptions without a
+position (N = 0) ask for a random number of the newest retained messages (rule 2, ``--subscribe-latest``).
 """
 
 from __future__ import annotations
@@ -39,6 +39,7 @@ class Subscriber:
     resume_page: int
     page: int
     next_at_start: int
+    starts_at: int  # where a subscription without a position (N = 0) starts: rule 2's newest messages
     cursor: int
     pending: Discontinuity | None
     received: list[Event] = field(default_factory=list)
@@ -103,14 +104,16 @@ class SequenceMachine(RuleBasedStateMachine):
     @precondition(lambda self: len(self.subscribers) < MAX_SUBSCRIPTIONS)
     @rule(data=st.data(), page_choice=st.sampled_from(["unknown", "current", "stale"]))
     def subscribe(self, data: st.DataObject, page_choice: str) -> None:
-        resume_at = data.draw(st.integers(1, self.next + 3), label="N")
+        resume_at = data.draw(st.integers(0, self.next + 3), label="N")
         if page_choice == "stale":
             resume_page = data.draw(st.sampled_from([*self.old_pages, 1]), label="stale P")
         else:
             resume_page = self.page if page_choice == "current" else 0
+        latest = data.draw(st.integers(0, LIMITS.retention_messages + 2), label="latest")
         # The protocol's rules 2 to 5, written independently of the service.
-        cursor, pending = self.next, None
+        cursor, pending = max(self.first, self.next - latest), None
         if resume_at > 0:
+            cursor = self.next
             if resume_page not in (0, self.page):
                 cursor, pending = self.first, Discontinuity(resume_at - 1, self.first - 1, self.page)
             elif resume_at > self.next:
@@ -120,10 +123,12 @@ class SequenceMachine(RuleBasedStateMachine):
             else:
                 cursor = resume_at
 
-        subscription = self.run(self.service.subscribe(CACHE, TOPIC, resume_at, resume_page))
+        subscription = self.run(self.service.subscribe(CACHE, TOPIC, resume_at, resume_page, latest=latest))
 
         assert subscription.sequence_page == self.page
-        self.subscribers.append(Subscriber(subscription, resume_at, resume_page, self.page, self.next, cursor, pending))
+        self.subscribers.append(
+            Subscriber(subscription, resume_at, resume_page, self.page, self.next, cursor, cursor, pending)
+        )
 
     @precondition(lambda self: self.subscribers)
     @rule(data=st.data())
@@ -176,7 +181,7 @@ class SequenceMachine(RuleBasedStateMachine):
         resume_at, resume_page = subscriber.resume_at, subscriber.resume_page
         same_page = resume_page in (0, subscriber.page)
         # The last sequence number the subscriber is known to have.
-        known = resume_at - 1 if resume_at > 0 else subscriber.next_at_start - 1
+        known = resume_at - 1 if resume_at > 0 else subscriber.starts_at - 1
         after_discontinuity: Discontinuity | None = None
         for event in subscriber.received:
             if isinstance(event, Discontinuity):
@@ -192,8 +197,8 @@ class SequenceMachine(RuleBasedStateMachine):
                 assert event.sequence_number == known + 1
                 assert event.sequence_page == subscriber.page
             if same_page and resume_at <= subscriber.next_at_start:
-                # Nothing older than N (or, live only, than the subscription) is delivered.
-                assert event.sequence_number >= max(resume_at, subscriber.next_at_start if resume_at == 0 else 1)
+                # Nothing older than N (or, without a position, than rule 2's newest messages) is delivered.
+                assert event.sequence_number >= max(resume_at, subscriber.starts_at if resume_at == 0 else 1)
             # Everyone sees the same (page, sequence number) for the same value.
             assert self.published[event.value] == (event.sequence_page, event.sequence_number)  # type: ignore[index]
             known, after_discontinuity = event.sequence_number, None
