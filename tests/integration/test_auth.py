@@ -429,9 +429,9 @@ async def _accepted(wire: Wire, credential: str) -> None:
     assert len(codes) < 200, "the server never picked up the new key"
 
 
-async def _http_publish(http: httpx.AsyncClient, token: str) -> httpx.Response:
+async def _http_publish(http: httpx.AsyncClient, token: str, topic: str = "t") -> httpx.Response:
     headers = {"Authorization": token, "Content-Type": "text/plain"}
-    return await http.post("/topics/c/t", content="via http", headers=headers, timeout=10)
+    return await http.post(f"/topics/c/{topic}", content="via http", headers=headers, timeout=10)
 
 
 async def test_token_lasts_its_whole_lifetime_and_stops_at_its_valid_until(
@@ -473,10 +473,11 @@ async def test_revoking_a_key_revokes_the_tokens_it_minted_and_ends_their_stream
     permissions = topic_permissions(permissionmessages_pb2.TopicReadWrite, "c")
     token = (await wire.mint(minter, permissions)).api_key
     other = (await wire.mint(admin_key(auth_server), permissions)).api_key
-    call = await wire.subscribed(token, "c", "t")
-    other_call = await wire.subscribed(other, "c", "t")
+    # A topic of its own: a subscription without a position starts with a topic's newest message.
+    call = await wire.subscribed(token, "c", "minted")
+    other_call = await wire.subscribed(other, "c", "minted")
     async with httpx.AsyncClient(base_url=auth_server.http_url) as http:
-        http_before = await _http_publish(http, token)
+        http_before = await _http_publish(http, token, "minted")
 
     # Act
     revoked = _cli("key", "revoke", minter.split("_")[1], "--data-dir", data_dir)
@@ -486,11 +487,11 @@ async def test_revoking_a_key_revokes_the_tokens_it_minted_and_ends_their_stream
     assert revoked.returncode == 0, revoked.stderr
     assert "with the tokens it minted" in revoked.stderr
     assert ended == grpc.StatusCode.UNAUTHENTICATED
-    assert await code_of(wire.publish(token, "c", "t")) == grpc.StatusCode.UNAUTHENTICATED
+    assert await code_of(wire.publish(token, "c", "minted")) == grpc.StatusCode.UNAUTHENTICATED
     async with httpx.AsyncClient(base_url=auth_server.http_url) as http:
-        http_after = await _http_publish(http, token)
+        http_after = await _http_publish(http, token, "minted")
     assert (http_before.status_code, http_after.status_code) == (204, 401)
-    await wire.publish(other, "c", "t", "still here")
+    await wire.publish(other, "c", "minted", "still here")
     values = [item.value.text for item in await read_items(other_call, 2)]
     assert values == ["via http", "still here"]
     other_call.cancel()
