@@ -32,6 +32,10 @@ LINGER_BYTES: Final = 16 * 1024 * 1024
 # At most this many refused connections linger at once (and at most 1/16 of the connection cap, so lingering
 # ones cannot eat the descriptors kept for the rest); past it a refusal closes at once.
 MAX_LINGERING: Final = 256
+# What an HTTP/2 (gRPC) client sends first.
+_HTTP2_PREFACE: Final = b"PRI * HTTP/2.0\r\n"
+# A wrong-port notice is logged at most once per this many seconds.
+_NOTICE_INTERVAL: Final = 60.0
 # The request is in: the deadline for receiving it is met.
 _RECEIVED: Final = (h11.DONE, h11.MUST_CLOSE, h11.CLOSED)
 
@@ -55,8 +59,11 @@ class ConnectionLimits:
     max_connections: int
     idle_timeout: int
     request_timeout: float
+    grpc_port: int = 0
     refused: int = 0
     lingering: set[asyncio.Transport] = field(default_factory=set)
+    wrong_protocol: int = 0
+    _wrong_protocol_logged: float = -_NOTICE_INTERVAL
 
     @property
     def max_lingering(self) -> int:
@@ -114,6 +121,9 @@ class GuardedH11Protocol(H11Protocol):
             if self._lingered > LINGER_BYTES:
                 self._close_now()
             return
+        if data.startswith(_HTTP2_PREFACE) and self.cycle is None:
+            self._grpc_on_http_port()
+            return
         super().data_received(data)
         if self.conn.their_state in _RECEIVED:
             self._cancel_request_deadline()
@@ -139,6 +149,24 @@ class GuardedH11Protocol(H11Protocol):
             self.limits.lingering.discard(self._raw)
         if self.transport is not None:  # not refused: uvicorn's connection
             super().connection_lost(exc)
+
+    def _grpc_on_http_port(self) -> None:
+        """A gRPC (HTTP/2) client on this HTTP/1.1 port: say where gRPC is, once a minute at most, and close."""
+        limits = self.limits
+        limits.wrong_protocol += 1
+        now = self.loop.time()
+        if now - limits._wrong_protocol_logged >= _NOTICE_INTERVAL:
+            limits._wrong_protocol_logged = now
+            where = f"port {limits.grpc_port}" if limits.grpc_port else "the gRPC port (--port)"
+            client = "%s:%d" % self.client if self.client else "a client"  # noqa: UP031
+            logger.warning(
+                "%s spoke gRPC (HTTP/2) to the HTTP port; gRPC is served on %s (%d such connections so far)",
+                client,
+                where,
+                limits.wrong_protocol,
+            )
+        if self._raw is not None:
+            self._raw.close()
 
     def close_gracefully(self) -> None:
         """Close; if the client may still be sending its request, first let it finish (bounded)."""

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import uvicorn
 
+from tidings.server._logs import show_uvicorn_as_transport
 from tidings.server.core import TopicsService
 from tidings.server.http._app import build_app
 from tidings.server.http._auth import Authenticate
@@ -116,6 +117,7 @@ class HttpServer:
         except OSError as error:
             raise OSError(f"cannot listen on http://{self._host}:{self._port}: {error.strerror or error}") from None
         self.port = sock.getsockname()[1]
+        show_uvicorn_as_transport()
         config = uvicorn.Config(
             self._asgi,
             lifespan="off",
