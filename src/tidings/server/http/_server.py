@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import math
 import socket
+import ssl
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -64,6 +65,14 @@ def bind(host: str, port: int, backlog: int = 2048) -> socket.socket:
         sock.close()
         raise
     return sock
+
+
+def _tls_context(certificate_chain: Path, private_key: Path) -> ssl.SSLContext:
+    """The server side of HTTPS: HTTP/1.1 only, as the protocol speaks."""
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(certificate_chain, private_key)
+    context.set_alpn_protocols(["http/1.1"])
+    return context
 
 
 class HttpServer:
@@ -121,14 +130,12 @@ class HttpServer:
         config = uvicorn.Config(
             self._asgi,
             lifespan="off",
-            http=guarded_protocol(self.connections),
+            http=guarded_protocol(self.connections, None if self._tls is None else _tls_context(*self._tls)),
             timeout_keep_alive=self.connections.idle_timeout,
             log_config=None,
             access_log=False,
             server_header=False,
             timeout_graceful_shutdown=max(1, math.ceil(self._shutdown_grace)),
-            ssl_certfile=None if self._tls is None else str(self._tls[0]),
-            ssl_keyfile=None if self._tls is None else str(self._tls[1]),
         )
         server = self._uvicorn = _Uvicorn(config, self._live.close)
         serving = self._serving = asyncio.create_task(server.serve(sockets=[sock]), name="tidings-http")
