@@ -166,7 +166,7 @@ async def _raw_request(server: ServerProcess, head: str) -> tuple[asyncio.Stream
 async def test_declared_oversized_body_is_refused_before_it_is_sent(server: ServerProcess, cache: str) -> None:
     # Only the head is sent: a server that waited for the 100 MB body would never answer.
     head = (
-        f"POST /topics/{cache}/t HTTP/1.1\r\nHost: x\r\nContent-Type: application/octet-stream\r\n"
+        f"POST /topics/{cache}/t HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/octet-stream\r\n"
         "Content-Length: 100000000\r\n\r\n"
     )
     reader, writer = await _raw_request(server, head)
@@ -181,7 +181,7 @@ async def test_streamed_oversized_body_is_refused_at_the_limit(server: ServerPro
     # A chunked body with no declared length: the server must answer once it has read past the limit, while
     # the client has sent a tiny fraction of what it goes on to send (it never sends the end of the body).
     head = (
-        f"POST /topics/{cache}/t HTTP/1.1\r\nHost: x\r\nContent-Type: application/octet-stream\r\n"
+        f"POST /topics/{cache}/t HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/octet-stream\r\n"
         "Transfer-Encoding: chunked\r\n\r\n"
     )
     reader, writer = await _raw_request(server, head)

@@ -22,7 +22,6 @@ import ssl
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-import h11
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from tidings.server.http._encoding import encode_error
@@ -39,8 +38,11 @@ MAX_LINGERING: Final = 256
 _HTTP2_PREFACE: Final = b"PRI * HTTP/2.0\r\n"
 # A wrong-port notice is logged at most once per this many seconds.
 _NOTICE_INTERVAL: Final = 60.0
-# The request is in: the deadline for receiving it is met.
-_RECEIVED: Final = (h11.DONE, h11.MUST_CLOSE, h11.CLOSED)
+# h11's states of the client's side (by name: h11 is uvicorn's dependency, not ours). The request is in: the
+# deadline for receiving it is met.
+_RECEIVED: Final = frozenset({"DONE", "MUST_CLOSE", "CLOSED"})
+# The request may still be arriving: closing now could reset the connection before the client reads the answer.
+_STILL_SENDING: Final = frozenset({"SEND_BODY", "ERROR"})
 
 
 def _refusal() -> bytes:
@@ -129,7 +131,7 @@ class GuardedH11Protocol(H11Protocol):
             self._grpc_on_http_port()
             return
         super().data_received(data)
-        if self.conn.their_state in _RECEIVED:
+        if self._client_state() in _RECEIVED:
             self._cancel_request_deadline()
 
     def eof_received(self) -> None:
@@ -139,7 +141,7 @@ class GuardedH11Protocol(H11Protocol):
     def on_response_complete(self) -> None:
         super().on_response_complete()
         if self._raw is not None and not self._raw.is_closing() and self._linger is None:
-            if self.conn.their_state in _RECEIVED:
+            if self._client_state() in _RECEIVED:
                 self._cancel_request_deadline()  # a pipelined request is already in
             else:
                 self._arm_request_deadline()
@@ -153,6 +155,9 @@ class GuardedH11Protocol(H11Protocol):
             self.limits.lingering.discard(self._raw)
         if self.transport is not None:  # not refused: uvicorn's connection
             super().connection_lost(exc)
+
+    def _client_state(self) -> str:
+        return self.conn.their_state.__name__
 
     def _grpc_on_http_port(self) -> None:
         """A gRPC (HTTP/2) client on this HTTP/1.1 port: say where gRPC is, once a minute at most, and close."""
@@ -177,7 +182,7 @@ class GuardedH11Protocol(H11Protocol):
         raw = self._raw
         if raw is None or raw.is_closing() or self._linger is not None:
             return
-        if self.conn.their_state in (h11.SEND_BODY, h11.ERROR):  # the request is (maybe) still arriving
+        if self._client_state() in _STILL_SENDING:
             self._start_lingering()
         else:
             raw.close()
