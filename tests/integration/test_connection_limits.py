@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import re
 import socket
+import ssl
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -20,13 +21,14 @@ import pytest
 from momento_wire_types import cachepubsub_pb2, cachepubsub_pb2_grpc
 
 from tests.integration._server import ServerProcess
+from tests.integration._tls import self_signed_certificate
 
 # With 256 descriptors a transport may hold (256 - 64) // 2 = 96 connections.
 OPEN_FILES = 256
 # More idle connections than the server has descriptors.
 FLOOD = 300
-IDLE_TIMEOUT = 1
-REQUEST_TIMEOUT = 2.0
+IDLE_TIMEOUT = 2
+REQUEST_TIMEOUT = 3.0
 # How long past a deadline the server may take to act on it (the machine may be busy).
 SLACK = 6.0
 
@@ -60,9 +62,16 @@ def idle_connections(port: int, count: int) -> Iterator[list[socket.socket]]:
             sock.close()
 
 
-def _publish(server: ServerProcess, timeout: float = 10.0, *, wait_for_ready: bool = False) -> None:
+def _publish(
+    server: ServerProcess, timeout: float = 10.0, *, wait_for_ready: bool = False, certificate: Path | None = None
+) -> None:
     request = cachepubsub_pb2._PublishRequest(cache_name="c", topic="t", value=cachepubsub_pb2._TopicValue(text="v"))
-    with grpc.insecure_channel(server.endpoint) as channel:
+    if certificate is None:
+        channel = grpc.insecure_channel(server.endpoint)
+    else:
+        credentials = grpc.ssl_channel_credentials(root_certificates=certificate.read_bytes())
+        channel = grpc.secure_channel(server.endpoint, credentials)
+    with channel:
         cachepubsub_pb2_grpc.PubsubStub(channel).Publish(request, timeout=timeout, wait_for_ready=wait_for_ready)
 
 
@@ -97,9 +106,9 @@ def test_server_raises_its_soft_open_files_limit_to_the_hard_limit(tmp_path: Pat
 
 def test_idle_http_connections_do_not_starve_grpc_or_new_http_requests(small_server: ServerProcess) -> None:
     with idle_connections(small_server.http_port, FLOOD) as sockets:
-        _publish(small_server)  # gRPC still answers at once
         with httpx.Client(base_url=small_server.http_url, timeout=10) as http:
-            refused = http.get("/health")  # HTTP is full: refused, readably
+            refused = http.get("/health")  # HTTP is full (until the idle timeout): refused, readably
+        _publish(small_server)  # gRPC still answers at once
         # Every idle connection is closed by the server: at its idle timeout, or at once with a 503.
         closed = [_closed_by_server(sock, IDLE_TIMEOUT + SLACK) for sock in sockets]
         with httpx.Client(base_url=small_server.http_url, timeout=10) as http:
@@ -186,3 +195,29 @@ def test_long_poll_outlasts_the_idle_and_request_timeouts(small_server: ServerPr
     assert published.status_code == 204
     assert answer.status_code == 200
     assert answer.json()["items"][0]["item"]["value"] == {"text": "late"}
+
+
+def test_idle_connections_that_never_start_tls_are_closed_and_do_not_starve_grpc(tmp_path: Path) -> None:
+    cert, key = self_signed_certificate(tmp_path)
+    server = ServerProcess(
+        tmp_path / "data",
+        (
+            "--create-cache", "c",
+            "--tls-cert", str(cert), "--tls-key", str(key),
+            "--request-timeout", str(REQUEST_TIMEOUT),
+        ),
+        open_files=(OPEN_FILES, OPEN_FILES),
+    ).start()  # fmt: skip
+    try:
+        with idle_connections(server.http_port, FLOOD) as sockets:
+            _publish(server, certificate=cert)
+            # Without a handshake within the request timeout (or at once, when full), connections are closed.
+            closed = [_closed_by_server(sock, REQUEST_TIMEOUT + SLACK) for sock in sockets]
+        trust = ssl.create_default_context(cafile=str(cert))
+        with httpx.Client(base_url=f"https://127.0.0.1:{server.http_port}", verify=trust, timeout=10) as https:
+            served = https.get("/health")
+    finally:
+        server.stop()
+
+    assert all(closed), f"{closed.count(False)} connections without a TLS handshake still open"
+    assert served.status_code == 200

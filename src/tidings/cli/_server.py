@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import logging
 import os
 from pathlib import Path
 
 import click
 
 from tidings.cli._params import BYTE_SIZE, DataDirectoryUnusable, data_dir_option
+from tidings.server._logs import LOG_FORMATS, LogFormat, configure_logging
 from tidings.server.config import Settings
 from tidings.server.core import Limits
 
@@ -301,6 +301,14 @@ def _worker_count(value: str) -> int:
     show_default=True,
     envvar="TIDINGS_LOG_LEVEL",
 )
+@click.option(
+    "--log-format",
+    type=click.Choice(LOG_FORMATS),
+    default="text",
+    show_default=True,
+    envvar="TIDINGS_LOG_FORMAT",
+    help="text: one readable line per record; json: one JSON object per line (time, level, logger, message).",
+)
 def server(
     host: str,
     port: int,
@@ -337,6 +345,7 @@ def server(
     redis_cluster: str | None,
     workers: int,
     log_level: str,
+    log_format: LogFormat,
 ) -> None:
     """Run the tidings server (gRPC, Momento-compatible, and HTTP) until SIGINT or SIGTERM."""
     from tidings.server.app import run
@@ -389,7 +398,7 @@ def server(
         for field_name, flag in _FLAG_OF_FIELD.items():
             message = message.replace(field_name, flag)
         raise click.UsageError(message) from None
-    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(log_level, log_format)
     try:
         run(settings)
     except DataDirectoryError as error:

@@ -81,11 +81,17 @@ _ERROR_CODE_OF: Final[dict[grpc.StatusCode, ErrorCode]] = {
 AnyError = TypeVar("AnyError", bound=ErrorResponse)
 
 
+# What grpcio says when a server refuses a request larger than its receive limit, before any handler runs
+# (a tidings server's limit is its message size limit plus envelope room).
+_GRPC_TOO_LARGE: Final = "Received message larger than max"
+_REQUEST_SIZE: Final = "request_size_limit_exceeded"
+
+
 def _trailing_err(error: grpc.aio.AioRpcError) -> str | None:
     for key, value in cast(Any, error.trailing_metadata()) or ():
         if key == "err":
             return value if isinstance(value, str) else value.decode("utf-8", "replace")
-    return None
+    return _REQUEST_SIZE if _GRPC_TOO_LARGE in (error.details() or "") else None
 
 
 def error_from(error_type: type[AnyError], exception: BaseException) -> AnyError:

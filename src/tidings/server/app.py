@@ -7,6 +7,7 @@ import contextlib
 import logging
 import os
 import signal
+import socket
 import ssl
 import time
 from collections.abc import Coroutine
@@ -72,6 +73,27 @@ def _background(coroutine: Coroutine[Any, Any, None], name: str) -> asyncio.Task
 
     task.add_done_callback(report)
     return task
+
+
+def _count(number: int, noun: str) -> str:
+    """``1 cache``, ``2 caches``."""
+    return f"{number} {noun}" if number == 1 else f"{number} {noun}s"
+
+
+def _refuse_busy_port(host: str, port: int) -> None:
+    """`OSError` naming the address if ``host:port`` cannot be bound (checked before grpcio tries, which would
+    print a line of its own first and a less clear error)."""
+    if port == 0:
+        return
+    try:
+        family, kind, protocol, _, address = socket.getaddrinfo(
+            host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )[0]
+        with socket.socket(family, kind, protocol) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind(address)
+    except OSError as error:
+        raise OSError(f"cannot listen on {_host_port(host, port)}: {error.strerror or error}") from None
 
 
 def _host_port(host: str, port: int) -> str:
@@ -170,6 +192,7 @@ class Server:
                 handshake_timeout=settings.request_timeout,
             )
             address = _host_port(settings.host, settings.port)
+            _refuse_busy_port(settings.host, settings.port)
             try:
                 if settings.tls_cert is not None and settings.tls_key is not None:
                     credentials = grpc.ssl_server_credentials([_tls_key_pair(settings.tls_cert, settings.tls_key)])
@@ -192,7 +215,9 @@ class Server:
                     settings.http_port,
                     long_poll_timeout=settings.http_long_poll_timeout,
                     shutdown_grace=settings.shutdown_grace,
-                    connections=ConnectionLimits(max_connections, settings.http_idle_timeout, settings.request_timeout),
+                    connections=ConnectionLimits(
+                        max_connections, settings.http_idle_timeout, settings.request_timeout, grpc_port=self._port
+                    ),
                     allowed_hosts=settings.http_allowed_hosts,
                     cors_origins=settings.cors_origins,
                     tls=(settings.tls_cert, settings.tls_key) if settings.tls_cert and settings.tls_key else None,
@@ -217,12 +242,12 @@ class Server:
                 _host_port(settings.host, self._http.port),
             )
         logger.info(
-            "tidings listening on %s://%s (%s engine, data dir %s, %d caches, %s)",
+            "tidings listening on %s://%s (%s engine, data dir %s, %s, %s)",
             "grpcs" if settings.tls_cert else "grpc",
             self.endpoint,
             self.engine_name,
             settings.data_dir,
-            len(service.list_caches()),
+            _count(len(service.list_caches()), "cache"),
             "anonymous callers allowed" if settings.anonymous_allowed else "every call needs a token",
         )
         if settings.public_endpoint is None and settings.host in _WILDCARD_HOSTS:

@@ -252,6 +252,15 @@ async def test_topic_client_async_errors_are_values(client: TopicClientAsync, ca
     assert oversized.limit == "request_size_limit_exceeded"
 
 
+async def test_value_over_the_receive_limit_is_a_request_size_limit(client: TopicClientAsync, cache: str) -> None:
+    # grpcio refuses it before the server's handler runs, without the `err` metadata: the SDK still names the limit.
+    response = await client.publish(cache, "t", b"x" * (1024 * 1024))
+
+    assert isinstance(response, TopicPublish.Error)
+    assert response.error_code is ErrorCode.LIMIT_EXCEEDED
+    assert response.limit == "request_size_limit_exceeded"
+
+
 async def test_topic_client_async_subscription_ends_when_its_cache_is_deleted(
     client: TopicClientAsync, server: ServerProcess, cache: str
 ) -> None:

@@ -7,6 +7,8 @@ forever, and accepts connections until the process runs out of file descriptors.
 - a request, head and body, must arrive within ``request_timeout`` seconds of the connection becoming ready
   for it, however slowly its bytes trickle in;
 - past ``max_connections`` open connections a new one is answered ``503`` (``Retry-After``) and closed;
+- with TLS, the handshake must end within ``request_timeout`` too, and handshaking connections count against
+  ``max_connections`` (a refused one is closed without an answer: there is no TLS session to answer in);
 - a connection closed while its request is still arriving (``413`` for an oversized body, a refusal) is closed
   gracefully: the response is sent, the write side shut, and what the client still sends is read and dropped
   (for a few seconds at most) so the kernel does not reset the connection before the client reads the status.
@@ -16,10 +18,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-import h11
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from tidings.server.http._encoding import encode_error
@@ -32,8 +34,15 @@ LINGER_BYTES: Final = 16 * 1024 * 1024
 # At most this many refused connections linger at once (and at most 1/16 of the connection cap, so lingering
 # ones cannot eat the descriptors kept for the rest); past it a refusal closes at once.
 MAX_LINGERING: Final = 256
-# The request is in: the deadline for receiving it is met.
-_RECEIVED: Final = (h11.DONE, h11.MUST_CLOSE, h11.CLOSED)
+# What an HTTP/2 (gRPC) client sends first.
+_HTTP2_PREFACE: Final = b"PRI * HTTP/2.0\r\n"
+# A wrong-port notice is logged at most once per this many seconds.
+_NOTICE_INTERVAL: Final = 60.0
+# h11's states of the client's side (by name: h11 is uvicorn's dependency, not ours). The request is in: the
+# deadline for receiving it is met.
+_RECEIVED: Final = frozenset({"DONE", "MUST_CLOSE", "CLOSED"})
+# The request may still be arriving: closing now could reset the connection before the client reads the answer.
+_STILL_SENDING: Final = frozenset({"SEND_BODY", "ERROR"})
 
 
 def _refusal() -> bytes:
@@ -55,8 +64,12 @@ class ConnectionLimits:
     max_connections: int
     idle_timeout: int
     request_timeout: float
+    grpc_port: int = 0
     refused: int = 0
     lingering: set[asyncio.Transport] = field(default_factory=set)
+    wrong_protocol: int = 0
+    _wrong_protocol_logged: float = -_NOTICE_INTERVAL
+    handshaking: set[asyncio.Transport] = field(default_factory=set)
 
     @property
     def max_lingering(self) -> int:
@@ -93,7 +106,7 @@ class GuardedH11Protocol(H11Protocol):
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         self._raw = transport
         limits = self.limits
-        if len(self.connections) >= limits.max_connections:
+        if len(self.connections) + len(limits.handshaking) >= limits.max_connections:
             limits.refused += 1
             if limits.refused == 1 or limits.refused % 1000 == 0:
                 logger.warning(
@@ -114,8 +127,11 @@ class GuardedH11Protocol(H11Protocol):
             if self._lingered > LINGER_BYTES:
                 self._close_now()
             return
+        if data.startswith(_HTTP2_PREFACE) and self.cycle is None:
+            self._grpc_on_http_port()
+            return
         super().data_received(data)
-        if self.conn.their_state in _RECEIVED:
+        if self._client_state() in _RECEIVED:
             self._cancel_request_deadline()
 
     def eof_received(self) -> None:
@@ -125,7 +141,7 @@ class GuardedH11Protocol(H11Protocol):
     def on_response_complete(self) -> None:
         super().on_response_complete()
         if self._raw is not None and not self._raw.is_closing() and self._linger is None:
-            if self.conn.their_state in _RECEIVED:
+            if self._client_state() in _RECEIVED:
                 self._cancel_request_deadline()  # a pipelined request is already in
             else:
                 self._arm_request_deadline()
@@ -140,12 +156,33 @@ class GuardedH11Protocol(H11Protocol):
         if self.transport is not None:  # not refused: uvicorn's connection
             super().connection_lost(exc)
 
+    def _client_state(self) -> str:
+        return self.conn.their_state.__name__
+
+    def _grpc_on_http_port(self) -> None:
+        """A gRPC (HTTP/2) client on this HTTP/1.1 port: say where gRPC is, once a minute at most, and close."""
+        limits = self.limits
+        limits.wrong_protocol += 1
+        now = self.loop.time()
+        if now - limits._wrong_protocol_logged >= _NOTICE_INTERVAL:
+            limits._wrong_protocol_logged = now
+            where = f"port {limits.grpc_port}" if limits.grpc_port else "the gRPC port (--port)"
+            client = "%s:%d" % self.client if self.client else "a client"  # noqa: UP031
+            logger.warning(
+                "%s spoke gRPC (HTTP/2) to the HTTP port; gRPC is served on %s (%d such connections so far)",
+                client,
+                where,
+                limits.wrong_protocol,
+            )
+        if self._raw is not None:
+            self._raw.close()
+
     def close_gracefully(self) -> None:
         """Close; if the client may still be sending its request, first let it finish (bounded)."""
         raw = self._raw
         if raw is None or raw.is_closing() or self._linger is not None:
             return
-        if self.conn.their_state in (h11.SEND_BODY, h11.ERROR):  # the request is (maybe) still arriving
+        if self._client_state() in _STILL_SENDING:
             self._start_lingering()
         else:
             raw.close()
@@ -187,6 +224,85 @@ class GuardedH11Protocol(H11Protocol):
             self._raw.close()
 
 
-def guarded_protocol(limits: ConnectionLimits) -> type[GuardedH11Protocol]:
-    """The protocol class for one listener (uvicorn instantiates it per connection)."""
-    return type("GuardedH11Protocol", (GuardedH11Protocol,), {"limits": limits})
+class TlsHandshake(asyncio.Protocol):
+    """A TLS listener's connection until its handshake is done (within the request timeout); then the HTTP
+    protocol takes the TLS transport over.
+
+    asyncio's own TLS server would give every connection 60 s to handshake, uncounted: enough for idle
+    connections to exhaust the descriptors again.
+    """
+
+    # Set on the subclass `guarded_protocol` makes.
+    limits: ConnectionLimits
+    http: type[GuardedH11Protocol]
+    context: ssl.SSLContext
+
+    def __init__(self, config: Any, server_state: Any, app_state: dict[str, Any], _loop: Any = None) -> None:
+        self._arguments = {"config": config, "server_state": server_state, "app_state": app_state, "_loop": _loop}
+        self._connections: set[Any] = server_state.connections
+        self._loop = _loop or asyncio.get_event_loop()
+        self._raw: asyncio.Transport | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._http: GuardedH11Protocol | None = None
+        self._early: list[bytes] = []
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        limits = self.limits
+        if len(self._connections) + len(limits.handshaking) >= limits.max_connections:
+            limits.refused += 1
+            transport.abort()
+            return
+        self._raw = transport
+        limits.handshaking.add(transport)
+        self._task = self._loop.create_task(self._handshake(transport))
+
+    async def _handshake(self, transport: asyncio.Transport) -> None:
+        try:
+            secured = await self._loop.start_tls(
+                transport,
+                self,
+                self.context,
+                server_side=True,
+                ssl_handshake_timeout=self.limits.request_timeout,
+            )
+        except (OSError, TimeoutError, ConnectionError, asyncio.CancelledError):
+            transport.abort()
+            return
+        finally:
+            self.limits.handshaking.discard(transport)
+        if secured is None:  # closed during the handshake
+            return
+        http = self._http = self.http(**self._arguments)
+        secured.set_protocol(http)
+        http.connection_made(secured)
+        for data in self._early:
+            http.data_received(data)
+        self._early.clear()
+
+    def data_received(self, data: bytes) -> None:
+        # Application data that arrived between the end of the handshake and the handover.
+        if self._http is not None:
+            self._http.data_received(data)
+        else:
+            self._early.append(data)
+
+    def eof_received(self) -> None:
+        if self._http is not None:
+            self._http.eof_received()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._raw is not None:
+            self.limits.handshaking.discard(self._raw)
+        if self._http is not None:
+            self._http.connection_lost(exc)
+        elif self._task is not None and not self._task.done():
+            self._task.cancel()
+
+
+def guarded_protocol(limits: ConnectionLimits, tls: ssl.SSLContext | None = None) -> type[asyncio.Protocol]:
+    """The protocol class for one listener (uvicorn instantiates it per connection); with ``tls``, uvicorn
+    listens on plain TCP and `TlsHandshake` does TLS with that context."""
+    http = type("GuardedH11Protocol", (GuardedH11Protocol,), {"limits": limits})
+    if tls is None:
+        return http
+    return type("TlsHandshake", (TlsHandshake,), {"limits": limits, "http": http, "context": tls})

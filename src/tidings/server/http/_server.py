@@ -10,11 +10,13 @@ import asyncio
 import contextlib
 import math
 import socket
+import ssl
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import uvicorn
 
+from tidings.server._logs import show_uvicorn_as_transport
 from tidings.server.core import TopicsService
 from tidings.server.http._app import build_app
 from tidings.server.http._auth import Authenticate
@@ -66,6 +68,14 @@ def bind(host: str, port: int, backlog: int = 2048, *, reuse_port: bool = False)
         sock.close()
         raise
     return sock
+
+
+def _tls_context(certificate_chain: Path, private_key: Path) -> ssl.SSLContext:
+    """The server side of HTTPS: HTTP/1.1 only, as the protocol speaks."""
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(certificate_chain, private_key)
+    context.set_alpn_protocols(["http/1.1"])
+    return context
 
 
 class HttpServer:
@@ -121,17 +131,16 @@ class HttpServer:
         except OSError as error:
             raise OSError(f"cannot listen on http://{self._host}:{self._port}: {error.strerror or error}") from None
         self.port = sock.getsockname()[1]
+        show_uvicorn_as_transport()
         config = uvicorn.Config(
             self._asgi,
             lifespan="off",
-            http=guarded_protocol(self.connections),
+            http=guarded_protocol(self.connections, None if self._tls is None else _tls_context(*self._tls)),
             timeout_keep_alive=self.connections.idle_timeout,
             log_config=None,
             access_log=False,
             server_header=False,
             timeout_graceful_shutdown=max(1, math.ceil(self._shutdown_grace)),
-            ssl_certfile=None if self._tls is None else str(self._tls[0]),
-            ssl_keyfile=None if self._tls is None else str(self._tls[1]),
         )
         server = self._uvicorn = _Uvicorn(config, self._live.close)
         serving = self._serving = asyncio.create_task(server.serve(sockets=[sock]), name="tidings-http")
