@@ -1,7 +1,8 @@
-"""``tidings key create|list|revoke``: API keys, managed in the server's data directory.
+"""``tidings key create|list|revoke``: API keys, managed in the server's data directory (or its Redis).
 
 These commands open the store directly (not over the network), so they work whether or not the server is
-running; a running server picks up changes within a second (a revoked key's open subscriptions end).
+running; a running server picks up changes within a second (a revoked key's open subscriptions end). With
+``--redis-url`` / ``--redis-cluster`` (as the servers were started with) they manage the keys in Redis.
 """
 
 from __future__ import annotations
@@ -20,7 +21,9 @@ from rich.console import Console
 from rich.table import Table
 
 from tidings.cli._params import data_dir_option
-from tidings.server.auth import ApiKey, ScopeSyntaxError, describe_grant, new_api_key, parse_scope
+from tidings.server.auth import ApiKey, KeyStore, ScopeSyntaxError, describe_grant, new_api_key, parse_scope
+from tidings.server.core import Unavailable
+from tidings.server.store.redis import RedisStore
 from tidings.server.store.sqlite import SqliteStore
 
 _DURATION = re.compile(r"^([0-9]+)([smhdw])$")
@@ -43,18 +46,36 @@ def parse_duration(text: str) -> float:
     return seconds
 
 
-def _with_store(data_dir: Path, action: Callable[[SqliteStore], Awaitable[T]]) -> T:
+def _with_store(
+    data_dir: Path, redis_url: str | None, redis_cluster: str | None, action: Callable[[KeyStore], Awaitable[T]]
+) -> T:
     async def run() -> T:
+        store: SqliteStore | RedisStore
         try:
-            store = await SqliteStore.open(data_dir, create=False)
+            if redis_url or redis_cluster:
+                store = await RedisStore.open(redis_cluster or redis_url or "", cluster=bool(redis_cluster))
+            else:
+                store = await SqliteStore.open(data_dir, create=False)
         except FileNotFoundError as error:
             raise click.ClickException(str(error)) from None
+        except Unavailable as error:
+            raise click.ClickException(f"cannot use Redis: {error.message}") from None
         try:
             return await action(store)
         finally:
             await store.close()
 
     return asyncio.run(run())
+
+
+def _redis_options(command: Callable[..., None]) -> Callable[..., None]:
+    """``--redis-url`` and ``--redis-cluster``: the keys of servers that keep them in Redis."""
+    command = click.option(
+        "--redis-cluster", metavar="URL", envvar="TIDINGS_REDIS_CLUSTER", help="Manage the keys in this Redis Cluster."
+    )(command)
+    return click.option(
+        "--redis-url", metavar="URL", envvar="TIDINGS_REDIS_URL", help="Manage the keys in this Redis."
+    )(command)
 
 
 @click.group()
@@ -68,7 +89,16 @@ def key() -> None:
 @click.option("--expires", metavar="DURATION", help="Expire after this long (15m, 12h, 30d); default never.")
 @click.option("--description", default="", help="What the key is for (shown by `key list`).")
 @data_dir_option
-def create(scopes: tuple[str, ...], super_user: bool, expires: str | None, description: str, data_dir: Path) -> None:
+@_redis_options
+def create(
+    scopes: tuple[str, ...],
+    super_user: bool,
+    expires: str | None,
+    description: str,
+    data_dir: Path,
+    redis_url: str | None,
+    redis_cluster: str | None,
+) -> None:
     """Create a key and print it (once: only its hash is kept).
 
     Each SCOPE is ROLE:CACHE[:TOPIC] with ROLE readwrite, readonly or writeonly (or publish-subscribe,
@@ -85,7 +115,7 @@ def create(scopes: tuple[str, ...], super_user: bool, expires: str | None, descr
     expires_at = now + parse_duration(expires) if expires else None
     key_id, secret_key, secret_hash = new_api_key()
     record = ApiKey(key_id, secret_hash, super_user, grants, description, now, expires_at)
-    _with_store(data_dir, lambda store: store.add_api_key(record))
+    _with_store(data_dir, redis_url, redis_cluster, lambda store: store.add_api_key(record))
     click.echo(secret_key)
     click.echo(f"key {key_id} created; store it now, it is not shown again", err=True)
 
@@ -101,9 +131,10 @@ def _scopes(record: ApiKey) -> str:
 @key.command(name="list")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per key.")
 @data_dir_option
-def list_keys(as_json: bool, data_dir: Path) -> None:
+@_redis_options
+def list_keys(as_json: bool, data_dir: Path, redis_url: str | None, redis_cluster: str | None) -> None:
     """List keys: ids, descriptions, scopes, expiry and revocation (never the keys)."""
-    records = _with_store(data_dir, lambda store: store.list_api_keys())
+    records = _with_store(data_dir, redis_url, redis_cluster, lambda store: store.list_api_keys())
     if as_json:
         for record in records:
             click.echo(
@@ -135,8 +166,9 @@ def list_keys(as_json: bool, data_dir: Path) -> None:
 @key.command()
 @click.argument("key_id", metavar="ID")
 @data_dir_option
-def revoke(key_id: str, data_dir: Path) -> None:
+@_redis_options
+def revoke(key_id: str, data_dir: Path, redis_url: str | None, redis_cluster: str | None) -> None:
     """Revoke key ID: refused from now on; a running server ends its subscriptions within a second."""
-    if not _with_store(data_dir, lambda store: store.revoke_api_key(key_id, time.time())):
+    if not _with_store(data_dir, redis_url, redis_cluster, lambda store: store.revoke_api_key(key_id, time.time())):
         raise click.ClickException(f"no usable key with id {key_id!r}")
     click.echo(f"key {key_id} revoked", err=True)
