@@ -1,9 +1,11 @@
 """The Redis engine against the memory engine, one tidings process each, same scenarios, interleaved rounds.
 
 Starts its own redis-server (no persistence) on a free port; for each round runs the publish scenario (32 in
-flight) and fan-out to 100 subscribers against tidings with the memory engine and with ``--redis-url``, and reads
-Redis's own CPU (``INFO cpu``) around the Redis run's publish scenario. Prints a markdown table of medians and
-the ratios Redis/memory; ``--write docs/performance.md`` replaces the ``bench:redis`` section.
+flight), fan-out to 100 subscribers and the latency scenario against tidings with the memory engine and with
+``--redis-url``, reads Redis's own CPU (``INFO cpu``) around the Redis run's publish scenario, and runs fan-out
+and latency across two Redis-engine processes (publisher on A, subscribers on B, B's CPU measured). Prints a
+markdown table of medians and the ratios Redis/memory; ``--write docs/performance.md`` replaces the
+``bench:redis`` section.
 
 Usage::
 
@@ -71,6 +73,7 @@ def scenarios(options: argparse.Namespace) -> list[Scenario]:
     return [
         Scenario("publish", ("publish", "--concurrency", "32", "--channels", "2", *timing)),
         Scenario("fanout100", ("fanout", "--subscribers", "100", *timing)),
+        Scenario("latency", ("latency", "--subscribers", "100", "--rate", "50", *timing)),
     ]
 
 
@@ -90,8 +93,35 @@ def run_engine(name: str, options: argparse.Namespace, redis_port: int, results:
                     published = report["publishes_per_s"] * (options.duration + options.warmup)
                     results.setdefault("redis_cpu_ms_per_1k_publishes", []).append(redis_used / published * 1e6)
             else:
-                results.setdefault("fanout100_per_s", []).append(report["deliveries_per_s"])
-                results.setdefault("cpu_ms_per_1k_deliveries", []).append(report["server_cpu_ms_per_1k_deliveries"])
+                _fan_out_results(scenario.name, report, results)
+            results.setdefault("other_cores", []).append(float(report.get("other_cores") or 0.0))
+            results.setdefault("anomalies", []).append(
+                float(sum(int(report.get(k) or 0) for k in ("gaps", "out_of_order", "discontinuities", "missing")))
+            )
+
+
+def _fan_out_results(name: str, report: dict[str, Any], results: dict[str, list[float]]) -> None:
+    if name == "fanout100":
+        results.setdefault("fanout100_per_s", []).append(report["deliveries_per_s"])
+        results.setdefault("cpu_ms_per_1k_deliveries", []).append(report["server_cpu_ms_per_1k_deliveries"])
+    else:
+        results.setdefault("latency_p50_ms", []).append(report["p50_ms"])
+        results.setdefault("latency_p99_ms", []).append(report["p99_ms"])
+
+
+def run_cross_node(options: argparse.Namespace, results: dict[str, list[float]]) -> None:
+    """Two Redis-engine processes: subscribers on B (whose CPU is measured), the publisher on A."""
+    with (
+        running_server("tidings-redis", options.payload_size, 60.0) as (port_a, _),
+        running_server("tidings-redis", options.payload_size, 60.0) as (port_b, pid_b),
+    ):
+        for scenario in scenarios(options)[1:]:
+            crossing = Scenario(scenario.name, (*scenario.args, "--publish-address", f"{HOST}:{port_a}"))
+            report = run_loadgen(crossing, port_b, pid_b, options)
+            if "error" in report:
+                raise RuntimeError(f"cross-node {scenario.name}: {report['error']}")
+            log(f"  cross-node {scenario.name}: {_short(report)}")
+            _fan_out_results(scenario.name, report, results)
             results.setdefault("other_cores", []).append(float(report.get("other_cores") or 0.0))
             results.setdefault("anomalies", []).append(
                 float(sum(int(report.get(k) or 0) for k in ("gaps", "out_of_order", "discontinuities", "missing")))
@@ -108,20 +138,25 @@ ROWS = [
     ("cpu_ms_per_1k_publishes", "server CPU per 1,000 publishes (ms)", 1, "≤ 1.3x"),
     ("fanout100_per_s", "fan-out, 100 subscribers (deliveries/s)", 0, ""),
     ("cpu_ms_per_1k_deliveries", "server CPU per 1,000 deliveries, fan-out@100 (ms)", 1, "≤ 1.15x"),
+    ("latency_p50_ms", "latency p50, 100 subscribers at 50 publishes/s (ms)", 2, ""),
+    ("latency_p99_ms", "latency p99, 100 subscribers at 50 publishes/s (ms)", 2, ""),
     ("redis_cpu_ms_per_1k_publishes", "Redis CPU per 1,000 publishes (ms, approximate)", 1, ""),
     ("anomalies", "gaps, reorders, discontinuities (total)", 0, ""),
 ]
 
 
 def table(results: dict[str, dict[str, list[float]]]) -> str:
-    lines = ["| metric | redis engine | memory engine | ratio | target |", "| --- | ---: | ---: | ---: | --- |"]
+    lines = [
+        "| metric | redis engine | memory engine | ratio | target | redis, publisher on another node |",
+        "| --- | ---: | ---: | ---: | --- | ---: |",
+    ]
     for key, label, digits, goal in ROWS:
         summed = key == "anomalies"
         values = {
             engine: (sum(v) if summed else statistics.median(v)) if (v := results[engine].get(key)) else None
-            for engine in ("tidings-redis", "tidings")
+            for engine in ("tidings-redis", "tidings", "cross-node")
         }
-        red, mem = values["tidings-redis"], values["tidings"]
+        red, mem, cross = values["tidings-redis"], values["tidings"], values["cross-node"]
         ratio = red / mem if red is not None and mem and not summed else None
         verdict = goal
         if goal and ratio is not None:
@@ -133,6 +168,7 @@ def table(results: dict[str, dict[str, list[float]]]) -> str:
             "—" if mem is None else f"{mem:,.{digits}f}",
             "" if ratio is None else f"{ratio:.2f}x",
             verdict,
+            "" if cross is None else f"{cross:,.{digits}f}",
         ]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
@@ -147,7 +183,7 @@ def main() -> int:
     options = parser.parse_args()
     options.duration = 1.0 if options.quick else 10.0
     options.warmup = 0.3 if options.quick else 1.0
-    results: dict[str, dict[str, list[float]]] = {"tidings": {}, "tidings-redis": {}}
+    results: dict[str, dict[str, list[float]]] = {"tidings": {}, "tidings-redis": {}, "cross-node": {}}
     with tempfile.TemporaryDirectory(prefix="bench-redis-") as directory:
         redis_process, redis_port = start_redis(Path(directory))
         url = f"redis://{HOST}:{redis_port}"
@@ -161,6 +197,8 @@ def main() -> int:
                 for name in ("tidings", "tidings-redis"):
                     log(f"[round {round_number}/{options.rounds}] {name}")
                     run_engine(name, options, redis_port, results[name])
+                log(f"[round {round_number}/{options.rounds}] cross-node")
+                run_cross_node(options, results["cross-node"])
         finally:
             redis_process.terminate()
             redis_process.wait(10)
