@@ -86,6 +86,9 @@ def run_engine(name: str, options: argparse.Namespace, redis_port: int, results:
             if "error" in report:
                 raise RuntimeError(f"{name} {scenario.name}: {report['error']}")
             log(f"  {name} {scenario.name}: {_short(report)}")
+            if scenario.name == "fanout100":
+                results.setdefault("fanout100_client_cores", []).append(float(report.get("client_cores") or 0.0))
+                results.setdefault("fanout100_server_cores", []).append(float(report.get("server_cores") or 0.0))
             if scenario.name == "publish":
                 results.setdefault("publish_per_s", []).append(report["publishes_per_s"])
                 results.setdefault("cpu_ms_per_1k_publishes", []).append(report["server_cpu_ms_per_1k_publishes"])
@@ -107,6 +110,19 @@ def _fan_out_results(name: str, report: dict[str, Any], results: dict[str, list[
     else:
         results.setdefault("latency_p50_ms", []).append(report["p50_ms"])
         results.setdefault("latency_p99_ms", []).append(report["p99_ms"])
+
+
+def run_workers(options: argparse.Namespace, results: dict[str, list[float]]) -> None:
+    """One Redis-engine server with ``--workers 2`` (CPU of the supervisor and its workers together)."""
+    with running_server("tidings-redis-workers", options.payload_size, 60.0) as (port, pid):
+        scenario = scenarios(options)[1]
+        report = run_loadgen(scenario, port, pid, options)
+        if "error" in report:
+            raise RuntimeError(f"workers {scenario.name}: {report['error']}")
+        log(f"  workers {scenario.name}: {_short(report)}")
+        _fan_out_results(scenario.name, report, results)
+        results.setdefault("fanout100_client_cores", []).append(float(report.get("client_cores") or 0.0))
+        results.setdefault("fanout100_server_cores", []).append(float(report.get("server_cores") or 0.0))
 
 
 def run_cross_node(options: argparse.Namespace, results: dict[str, list[float]]) -> None:
@@ -138,6 +154,8 @@ ROWS = [
     ("cpu_ms_per_1k_publishes", "server CPU per 1,000 publishes (ms)", 1, "≤ 1.3x"),
     ("fanout100_per_s", "fan-out, 100 subscribers (deliveries/s)", 0, ""),
     ("cpu_ms_per_1k_deliveries", "server CPU per 1,000 deliveries, fan-out@100 (ms)", 1, "≤ 1.15x"),
+    ("fanout100_server_cores", "server CPU during fan-out@100 (cores)", 2, ""),
+    ("fanout100_client_cores", "load generator CPU during fan-out@100 (cores)", 2, ""),
     ("latency_p50_ms", "latency p50, 100 subscribers at 50 publishes/s (ms)", 2, ""),
     ("latency_p99_ms", "latency p99, 100 subscribers at 50 publishes/s (ms)", 2, ""),
     ("redis_cpu_ms_per_1k_publishes", "Redis CPU per 1,000 publishes (ms, approximate)", 1, ""),
@@ -147,16 +165,17 @@ ROWS = [
 
 def table(results: dict[str, dict[str, list[float]]]) -> str:
     lines = [
-        "| metric | redis engine | memory engine | ratio | target | redis, publisher on another node |",
-        "| --- | ---: | ---: | ---: | --- | ---: |",
+        "| metric | redis engine | memory engine | ratio | target | redis, publisher on another node "
+        "| redis, --workers 2 |",
+        "| --- | ---: | ---: | ---: | --- | ---: | ---: |",
     ]
     for key, label, digits, goal in ROWS:
         summed = key == "anomalies"
         values = {
             engine: (sum(v) if summed else statistics.median(v)) if (v := results[engine].get(key)) else None
-            for engine in ("tidings-redis", "tidings", "cross-node")
+            for engine in ("tidings-redis", "tidings", "cross-node", "workers")
         }
-        red, mem, cross = values["tidings-redis"], values["tidings"], values["cross-node"]
+        red, mem, cross, workers = (values[k] for k in ("tidings-redis", "tidings", "cross-node", "workers"))
         ratio = red / mem if red is not None and mem and not summed else None
         verdict = goal
         if goal and ratio is not None:
@@ -169,6 +188,7 @@ def table(results: dict[str, dict[str, list[float]]]) -> str:
             "" if ratio is None else f"{ratio:.2f}x",
             verdict,
             "" if cross is None else f"{cross:,.{digits}f}",
+            "" if workers is None else f"{workers:,.{digits}f}",
         ]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
@@ -183,7 +203,7 @@ def main() -> int:
     options = parser.parse_args()
     options.duration = 1.0 if options.quick else 10.0
     options.warmup = 0.3 if options.quick else 1.0
-    results: dict[str, dict[str, list[float]]] = {"tidings": {}, "tidings-redis": {}, "cross-node": {}}
+    results: dict[str, dict[str, list[float]]] = {"tidings": {}, "tidings-redis": {}, "cross-node": {}, "workers": {}}
     with tempfile.TemporaryDirectory(prefix="bench-redis-") as directory:
         redis_process, redis_port = start_redis(Path(directory))
         url = f"redis://{HOST}:{redis_port}"
@@ -192,6 +212,11 @@ def main() -> int:
             "--redis-url",
             url,
         ]
+        TARGETS["tidings-redis-workers"] = lambda port, data_dir, size: [
+            *TARGETS["tidings-redis"](port, data_dir, size),
+            "--workers",
+            "2",
+        ]
         try:
             for round_number in range(1, options.rounds + 1):
                 for name in ("tidings", "tidings-redis"):
@@ -199,6 +224,8 @@ def main() -> int:
                     run_engine(name, options, redis_port, results[name])
                 log(f"[round {round_number}/{options.rounds}] cross-node")
                 run_cross_node(options, results["cross-node"])
+                log(f"[round {round_number}/{options.rounds}] workers")
+                run_workers(options, results["workers"])
         finally:
             redis_process.terminate()
             redis_process.wait(10)
