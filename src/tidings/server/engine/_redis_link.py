@@ -81,17 +81,19 @@ class RedisLink:
         self._outgoing.append(pack_command(args))
         if not self._flush_scheduled:
             self._flush_scheduled = True
-            loop.call_soon(self._flush, connection)
+            loop.call_soon(self._flush)
         sent = loop.time()
         try:
             return await reply
         finally:
             self.stats.round_trip.observe(loop.time() - sent)
 
-    def _flush(self, connection: AbstractConnection) -> None:
+    def _flush(self) -> None:
+        """Write every command of this loop turn at once (they belong to the current connection's waiters)."""
         self._flush_scheduled = False
         outgoing, self._outgoing = self._outgoing, []
-        if connection is not self._connection:
+        connection = self._connection
+        if connection is None or not outgoing:
             return  # broke meanwhile: its waiters were failed already
         writer = connection._writer
         if writer is None:
@@ -175,6 +177,7 @@ class RedisLink:
         if not self._closed:
             logger.warning("%s: Redis connection lost: %s", self._name, error)
         waiting, self._waiting = self._waiting, deque()
+        self._outgoing = []  # their waiters fail below
         for future in waiting:
             if not future.done():
                 future.set_exception(Unavailable("the connection to Redis was lost"))
