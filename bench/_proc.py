@@ -21,7 +21,22 @@ def rss_kib(pid: int) -> int:
 
 
 def cpu_seconds(pid: int) -> float:
-    """Return the CPU time (user + system, all threads) that ``pid`` has used so far, in seconds."""
+    """Return the CPU time (user + system, all threads) that ``pid`` and its live child processes (a server's
+    workers) have used so far, in seconds."""
+    return _own_cpu_seconds(pid) + sum(cpu_seconds(child) for child in _children(pid))
+
+
+def _children(pid: int) -> list[int]:
+    children: list[int] = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            children += [int(child) for child in (task / "children").read_text().split()]
+        except OSError:  # the thread ended, or the kernel does not list children
+            continue
+    return children
+
+
+def _own_cpu_seconds(pid: int) -> float:
     stat = Path(f"/proc/{pid}/stat").read_text()
     # Field 2 (comm) is parenthesised and may contain spaces: split after its closing parenthesis.
     fields = stat[stat.rindex(")") + 2 :].split()

@@ -136,13 +136,20 @@ class FanoutTracker:
         self.advanced.set()
 
 
+def publisher_channel(target: Target, args: argparse.Namespace) -> grpc.aio.Channel:
+    """The publisher's connection: to ``--publish-address`` (another node of one cluster) if given."""
+    if not args.publish_address:
+        return target.open_channel()
+    return grpc.aio.insecure_channel(args.publish_address, options=[("grpc.use_local_subchannel_pool", 1)])
+
+
 async def run_fanout(target: Target, args: argparse.Namespace) -> dict[str, Any]:
     """One publisher, K subscribers; the publisher runs at most ``window`` messages ahead."""
     topic = unique_topic(f"fanout{args.subscribers}")
     tracker = FanoutTracker(args.subscribers)
     pool = SubscriberPool(target, topic, tracker, args.subscribers, -(-args.subscribers // args.streams))
     request = encode_publish(target.cache, topic, b"x" * args.payload_size)
-    channel = target.open_channel()
+    channel = publisher_channel(target, args)
     publish = channel.unary_unary(PUBLISH, request_serializer=None, response_deserializer=None)
     published = 0
     stop = asyncio.Event()
@@ -234,7 +241,7 @@ async def run_latency(target: Target, args: argparse.Namespace) -> dict[str, Any
     sent_ns: list[int] = []
     recorder = LatencyRecorder(sent_ns, warmup_publishes)
     pool = SubscriberPool(target, topic, recorder, args.subscribers, -(-args.subscribers // args.streams))
-    channel = target.open_channel()
+    channel = publisher_channel(target, args)
     publish = channel.unary_unary(PUBLISH, request_serializer=None, response_deserializer=None)
     padding = b"x" * max(0, args.payload_size - _STAMP.size)
     loop = asyncio.get_running_loop()
@@ -327,6 +334,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("scenario", choices=sorted(SCENARIOS))
     parser.add_argument("--address", required=True, help="host:port of the server")
     parser.add_argument("--cache", default="bench")
+    parser.add_argument("--publish-address", help="fanout, latency: publish to this host:port instead (cross-node)")
     parser.add_argument("--token", default="", help="sent in the authorization header; empty = anonymous")
     parser.add_argument("--server-pid", type=int, help="read the server's CPU time and RSS from /proc")
     parser.add_argument("--no-create-cache", action="store_true", help="do not CreateCache first")

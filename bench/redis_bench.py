@@ -1,9 +1,11 @@
 """The Redis engine against the memory engine, one tidings process each, same scenarios, interleaved rounds.
 
 Starts its own redis-server (no persistence) on a free port; for each round runs the publish scenario (32 in
-flight) and fan-out to 100 subscribers against tidings with the memory engine and with ``--redis-url``, and reads
-Redis's own CPU (``INFO cpu``) around the Redis run's publish scenario. Prints a markdown table of medians and
-the ratios Redis/memory; ``--write docs/performance.md`` replaces the ``bench:redis`` section.
+flight), fan-out to 100 subscribers and the latency scenario against tidings with the memory engine and with
+``--redis-url``, reads Redis's own CPU (``INFO cpu``) around the Redis run's publish scenario, and runs fan-out
+and latency across two Redis-engine processes (publisher on A, subscribers on B, B's CPU measured). Prints a
+markdown table of medians and the ratios Redis/memory; ``--write docs/performance.md`` replaces the
+``bench:redis`` section.
 
 Usage::
 
@@ -71,6 +73,7 @@ def scenarios(options: argparse.Namespace) -> list[Scenario]:
     return [
         Scenario("publish", ("publish", "--concurrency", "32", "--channels", "2", *timing)),
         Scenario("fanout100", ("fanout", "--subscribers", "100", *timing)),
+        Scenario("latency", ("latency", "--subscribers", "100", "--rate", "50", *timing)),
     ]
 
 
@@ -83,6 +86,9 @@ def run_engine(name: str, options: argparse.Namespace, redis_port: int, results:
             if "error" in report:
                 raise RuntimeError(f"{name} {scenario.name}: {report['error']}")
             log(f"  {name} {scenario.name}: {_short(report)}")
+            if scenario.name == "fanout100":
+                results.setdefault("fanout100_client_cores", []).append(float(report.get("client_cores") or 0.0))
+                results.setdefault("fanout100_server_cores", []).append(float(report.get("server_cores") or 0.0))
             if scenario.name == "publish":
                 results.setdefault("publish_per_s", []).append(report["publishes_per_s"])
                 results.setdefault("cpu_ms_per_1k_publishes", []).append(report["server_cpu_ms_per_1k_publishes"])
@@ -90,8 +96,48 @@ def run_engine(name: str, options: argparse.Namespace, redis_port: int, results:
                     published = report["publishes_per_s"] * (options.duration + options.warmup)
                     results.setdefault("redis_cpu_ms_per_1k_publishes", []).append(redis_used / published * 1e6)
             else:
-                results.setdefault("fanout100_per_s", []).append(report["deliveries_per_s"])
-                results.setdefault("cpu_ms_per_1k_deliveries", []).append(report["server_cpu_ms_per_1k_deliveries"])
+                _fan_out_results(scenario.name, report, results)
+            results.setdefault("other_cores", []).append(float(report.get("other_cores") or 0.0))
+            results.setdefault("anomalies", []).append(
+                float(sum(int(report.get(k) or 0) for k in ("gaps", "out_of_order", "discontinuities", "missing")))
+            )
+
+
+def _fan_out_results(name: str, report: dict[str, Any], results: dict[str, list[float]]) -> None:
+    if name == "fanout100":
+        results.setdefault("fanout100_per_s", []).append(report["deliveries_per_s"])
+        results.setdefault("cpu_ms_per_1k_deliveries", []).append(report["server_cpu_ms_per_1k_deliveries"])
+    else:
+        results.setdefault("latency_p50_ms", []).append(report["p50_ms"])
+        results.setdefault("latency_p99_ms", []).append(report["p99_ms"])
+
+
+def run_workers(options: argparse.Namespace, results: dict[str, list[float]]) -> None:
+    """One Redis-engine server with ``--workers 2`` (CPU of the supervisor and its workers together)."""
+    with running_server("tidings-redis-workers", options.payload_size, 60.0) as (port, pid):
+        scenario = scenarios(options)[1]
+        report = run_loadgen(scenario, port, pid, options)
+        if "error" in report:
+            raise RuntimeError(f"workers {scenario.name}: {report['error']}")
+        log(f"  workers {scenario.name}: {_short(report)}")
+        _fan_out_results(scenario.name, report, results)
+        results.setdefault("fanout100_client_cores", []).append(float(report.get("client_cores") or 0.0))
+        results.setdefault("fanout100_server_cores", []).append(float(report.get("server_cores") or 0.0))
+
+
+def run_cross_node(options: argparse.Namespace, results: dict[str, list[float]]) -> None:
+    """Two Redis-engine processes: subscribers on B (whose CPU is measured), the publisher on A."""
+    with (
+        running_server("tidings-redis", options.payload_size, 60.0) as (port_a, _),
+        running_server("tidings-redis", options.payload_size, 60.0) as (port_b, pid_b),
+    ):
+        for scenario in scenarios(options)[1:]:
+            crossing = Scenario(scenario.name, (*scenario.args, "--publish-address", f"{HOST}:{port_a}"))
+            report = run_loadgen(crossing, port_b, pid_b, options)
+            if "error" in report:
+                raise RuntimeError(f"cross-node {scenario.name}: {report['error']}")
+            log(f"  cross-node {scenario.name}: {_short(report)}")
+            _fan_out_results(scenario.name, report, results)
             results.setdefault("other_cores", []).append(float(report.get("other_cores") or 0.0))
             results.setdefault("anomalies", []).append(
                 float(sum(int(report.get(k) or 0) for k in ("gaps", "out_of_order", "discontinuities", "missing")))
@@ -108,20 +154,28 @@ ROWS = [
     ("cpu_ms_per_1k_publishes", "server CPU per 1,000 publishes (ms)", 1, "≤ 1.3x"),
     ("fanout100_per_s", "fan-out, 100 subscribers (deliveries/s)", 0, ""),
     ("cpu_ms_per_1k_deliveries", "server CPU per 1,000 deliveries, fan-out@100 (ms)", 1, "≤ 1.15x"),
+    ("fanout100_server_cores", "server CPU during fan-out@100 (cores)", 2, ""),
+    ("fanout100_client_cores", "load generator CPU during fan-out@100 (cores)", 2, ""),
+    ("latency_p50_ms", "latency p50, 100 subscribers at 50 publishes/s (ms)", 2, ""),
+    ("latency_p99_ms", "latency p99, 100 subscribers at 50 publishes/s (ms)", 2, ""),
     ("redis_cpu_ms_per_1k_publishes", "Redis CPU per 1,000 publishes (ms, approximate)", 1, ""),
     ("anomalies", "gaps, reorders, discontinuities (total)", 0, ""),
 ]
 
 
 def table(results: dict[str, dict[str, list[float]]]) -> str:
-    lines = ["| metric | redis engine | memory engine | ratio | target |", "| --- | ---: | ---: | ---: | --- |"]
+    lines = [
+        "| metric | redis engine | memory engine | ratio | target | redis, publisher on another node "
+        "| redis, --workers 2 |",
+        "| --- | ---: | ---: | ---: | --- | ---: | ---: |",
+    ]
     for key, label, digits, goal in ROWS:
         summed = key == "anomalies"
         values = {
             engine: (sum(v) if summed else statistics.median(v)) if (v := results[engine].get(key)) else None
-            for engine in ("tidings-redis", "tidings")
+            for engine in ("tidings-redis", "tidings", "cross-node", "workers")
         }
-        red, mem = values["tidings-redis"], values["tidings"]
+        red, mem, cross, workers = (values[k] for k in ("tidings-redis", "tidings", "cross-node", "workers"))
         ratio = red / mem if red is not None and mem and not summed else None
         verdict = goal
         if goal and ratio is not None:
@@ -133,6 +187,8 @@ def table(results: dict[str, dict[str, list[float]]]) -> str:
             "—" if mem is None else f"{mem:,.{digits}f}",
             "" if ratio is None else f"{ratio:.2f}x",
             verdict,
+            "" if cross is None else f"{cross:,.{digits}f}",
+            "" if workers is None else f"{workers:,.{digits}f}",
         ]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
@@ -147,7 +203,7 @@ def main() -> int:
     options = parser.parse_args()
     options.duration = 1.0 if options.quick else 10.0
     options.warmup = 0.3 if options.quick else 1.0
-    results: dict[str, dict[str, list[float]]] = {"tidings": {}, "tidings-redis": {}}
+    results: dict[str, dict[str, list[float]]] = {"tidings": {}, "tidings-redis": {}, "cross-node": {}, "workers": {}}
     with tempfile.TemporaryDirectory(prefix="bench-redis-") as directory:
         redis_process, redis_port = start_redis(Path(directory))
         url = f"redis://{HOST}:{redis_port}"
@@ -156,11 +212,20 @@ def main() -> int:
             "--redis-url",
             url,
         ]
+        TARGETS["tidings-redis-workers"] = lambda port, data_dir, size: [
+            *TARGETS["tidings-redis"](port, data_dir, size),
+            "--workers",
+            "2",
+        ]
         try:
             for round_number in range(1, options.rounds + 1):
                 for name in ("tidings", "tidings-redis"):
                     log(f"[round {round_number}/{options.rounds}] {name}")
                     run_engine(name, options, redis_port, results[name])
+                log(f"[round {round_number}/{options.rounds}] cross-node")
+                run_cross_node(options, results["cross-node"])
+                log(f"[round {round_number}/{options.rounds}] workers")
+                run_workers(options, results["workers"])
         finally:
             redis_process.terminate()
             redis_process.wait(10)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from tidings.server.core import CacheNotFound, Discontinuity, Limits, Message, TopicsService
+from tidings.server.core import CacheNotFound, Discontinuity, Limits, Message, Principal, TopicsService
 
 from ..unit._support import discontinuities, numbers, ready_events
 from .conftest import CACHE, TOPIC, Engines
@@ -63,6 +63,29 @@ async def test_engine_keeps_value_type_and_publisher_id(engines: Engines) -> Non
         (str, "text"),
         (bytes, b"\x00\xffbinary"),
     ]
+
+
+async def test_engine_carries_the_publisher_id_to_replayed_and_live_deliveries(engines: Engines) -> None:
+    # Arrange
+    service = await engines.make_service()
+    publisher = Principal(super_user=True, token_id="tok:1:é")
+    await service.publish(CACHE, TOPIC, "retained:1", publisher)  # nobody follows yet: read from retention
+
+    # Act
+    with await service.subscribe(CACHE, TOPIC, 1) as subscription:
+        replayed = await ready_events(subscription)
+        await _publish_as(engines, service, publisher, "live:2")
+        live = await ready_events(subscription)
+
+    # Assert
+    assert [(e.value, e.publisher_id) for e in replayed + live if isinstance(e, Message)] == [
+        ("retained:1", "tok:1:é"),
+        ("live:2", "tok:1:é"),
+    ]
+
+
+async def _publish_as(engines: Engines, service: TopicsService, principal: Principal, value: str) -> None:
+    await engines.settle(await service.publish(CACHE, TOPIC, value, principal))
 
 
 async def test_engine_subscribers_see_the_same_numbers_in_the_same_order(engines: Engines) -> None:

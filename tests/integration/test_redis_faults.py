@@ -101,8 +101,12 @@ async def test_redis_unreachable_fails_fast_keeps_streams_and_recovers(
     # Act: Redis freezes (connections hang, data kept)
     os.kill(redis.process.pid, signal.SIGSTOP)
     node.wait_for_log(r"did not answer a PING")
+    started = time.monotonic()
     with pytest.raises(grpc.aio.AioRpcError) as publishing:
-        await stub.Publish(pb._PublishRequest(cache_name=cache, topic="t", value=pb._TopicValue(text="x")), timeout=5)
+        await stub.Publish(
+            pb._PublishRequest(cache_name=cache, topic="t", value=pb._TopicValue(text="unsure")), timeout=5
+        )
+    failed_in = time.monotonic() - started
     with pytest.raises(grpc.aio.AioRpcError) as subscribing:
         await open_subscription(stub, cache, "other")
     async with httpx.AsyncClient() as http:
@@ -110,7 +114,11 @@ async def test_redis_unreachable_fails_fast_keeps_streams_and_recovers(
     os.kill(redis.process.pid, signal.SIGCONT)
     node.wait_for_log(_RECONNECTED)
     await publish(stub, cache, "t", "after")
-    after = await read_non_heartbeat(live)
+    after = await read_items(live, 1)  # fails on a discontinuity
+    if after[0].value.text == "unsure":
+        # Its command was on the wire when the node gave up: Redis ran it once it was thawed. The client was
+        # told UNAVAILABLE, as with any publish whose answer was lost; it is delivered, and numbered, like others.
+        after += await read_items(live, 1)
     async with httpx.AsyncClient() as http:
         ready = (await http.get(ready_url)).status_code
     live.cancel()
@@ -119,9 +127,9 @@ async def test_redis_unreachable_fails_fast_keeps_streams_and_recovers(
     assert publishing.value.code() == grpc.StatusCode.UNAVAILABLE
     assert subscribing.value.code() == grpc.StatusCode.UNAVAILABLE
     assert (not_ready, ready) == (503, 200)
-    assert after.WhichOneof("kind") == "item", after
-    assert after.item.value.text == "after"
-    assert after.item.topic_sequence_number == 2
+    assert failed_in < 4.0
+    assert after[-1].value.text == "after"
+    assert [i.topic_sequence_number for i in after] == list(range(2, 2 + len(after)))
 
 
 async def test_killed_pubsub_connection_is_repaired_and_backfilled(

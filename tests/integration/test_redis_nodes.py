@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import random
+import subprocess
+import sys
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -13,6 +15,7 @@ import httpx
 import pytest
 from momento import TopicClientAsync, TopicConfigurations
 from momento.responses import TopicPublish, TopicSubscribe, TopicSubscriptionItem
+from momento_wire_types import cachepubsub_pb2 as pb
 from momento_wire_types import cachepubsub_pb2_grpc, controlclient_pb2, controlclient_pb2_grpc
 
 from tests._redis import RedisServer
@@ -238,3 +241,34 @@ async def test_cache_deleted_on_one_node_ends_its_subscriptions_on_the_other(
     # Assert
     assert ended.code() == grpc.StatusCode.NOT_FOUND
     assert publishing.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+def _tidings(*args: str) -> str:
+    """Run the CLI; its standard output."""
+    return subprocess.run(
+        [sys.executable, "-m", "tidings", *args], capture_output=True, text=True, timeout=60, check=True
+    ).stdout
+
+
+async def test_key_commands_manage_the_keys_every_node_shares(tmp_path: Path, redis_server: RedisServer) -> None:
+    # Arrange: a read-only key made with the CLI in Redis, before the node starts
+    key = _tidings("key", "create", "--redis-url", redis_server.url, "readonly:*").strip()
+    node = start_node(tmp_path / "node", redis_server)
+    cache = create_cache(node)
+    try:
+        # Act
+        async with grpc.aio.insecure_channel(node.endpoint) as channel:
+            stub = cachepubsub_pb2_grpc.PubsubStub(channel)
+            request = pb._PublishRequest(cache_name=cache, topic="t", value=pb._TopicValue(text="x"))
+            with pytest.raises(grpc.aio.AioRpcError) as restricted:
+                await stub.Publish(request, metadata=(("authorization", key),), timeout=10)
+            with pytest.raises(grpc.aio.AioRpcError) as unknown:
+                await stub.Publish(request, metadata=(("authorization", key[:-4] + "AAAA"),), timeout=10)
+        listed = await asyncio.to_thread(_tidings, "key", "list", "--redis-url", redis_server.url, "--json")
+    finally:
+        node.stop()
+
+    # Assert: the node knows the key (and what it may do); the CLI lists it
+    assert restricted.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    assert unknown.value.code() == grpc.StatusCode.UNAUTHENTICATED
+    assert key.split("_")[1] in listed

@@ -1,7 +1,8 @@
-"""``tidings key create|list|revoke``: API keys, managed in the server's data directory.
+"""``tidings key create|list|revoke``: API keys, managed in the server's data directory (or its Redis).
 
 These commands open the store directly (not over the network), so they work whether or not the server is
-running; a running server picks up changes within a second (a revoked key's open subscriptions end).
+running; a running server picks up changes within a second (a revoked key's open subscriptions end). With
+``--redis-url`` / ``--redis-cluster`` (as the servers were started with) they manage the keys in Redis.
 """
 
 from __future__ import annotations
@@ -20,8 +21,10 @@ from rich.console import Console
 from rich.table import Table
 
 from tidings.cli._params import DataDirectoryUnusable, data_dir_option
-from tidings.server.auth import ApiKey, ScopeSyntaxError, describe_grant, new_api_key, parse_scope
+from tidings.server.auth import ApiKey, KeyStore, ScopeSyntaxError, describe_grant, new_api_key, parse_scope
+from tidings.server.core import Unavailable
 from tidings.server.store import DataDirectoryError
+from tidings.server.store.redis import RedisStore
 from tidings.server.store.sqlite import SqliteStore
 
 _DURATION = re.compile(r"^([0-9]+)([smhdw])$")
@@ -44,11 +47,24 @@ def parse_duration(text: str) -> float:
     return seconds
 
 
-def with_store(data_dir: Path, action: Callable[[SqliteStore], Awaitable[T]]) -> T:
-    """Run ``action`` on the store in ``data_dir``; an unusable directory is a one-line error (exit status 2)."""
+def with_store(
+    data_dir: Path,
+    action: Callable[[KeyStore], Awaitable[T]],
+    redis_url: str | None = None,
+    redis_cluster: str | None = None,
+) -> T:
+    """Run ``action`` on the key store: the one in Redis with ``redis_url`` / ``redis_cluster``, else the one in
+    ``data_dir``; an unusable directory or an unreachable Redis is a one-line error."""
 
     async def run() -> T:
-        store = await SqliteStore.open(data_dir, create=False)
+        store: SqliteStore | RedisStore
+        if redis_url or redis_cluster:
+            try:
+                store = await RedisStore.open(redis_cluster or redis_url or "", cluster=bool(redis_cluster))
+            except Unavailable as error:
+                raise click.ClickException(f"cannot use Redis: {error.message}") from None
+        else:
+            store = await SqliteStore.open(data_dir, create=False)
         try:
             return await action(store)
         finally:
@@ -58,6 +74,16 @@ def with_store(data_dir: Path, action: Callable[[SqliteStore], Awaitable[T]]) ->
         return asyncio.run(run())
     except DataDirectoryError as error:
         raise DataDirectoryUnusable(str(error)) from None
+
+
+def redis_options(command: Callable[..., None]) -> Callable[..., None]:
+    """``--redis-url`` and ``--redis-cluster``: the keys of servers that keep them in Redis."""
+    command = click.option(
+        "--redis-cluster", metavar="URL", envvar="TIDINGS_REDIS_CLUSTER", help="Manage the keys in this Redis Cluster."
+    )(command)
+    return click.option(
+        "--redis-url", metavar="URL", envvar="TIDINGS_REDIS_URL", help="Manage the keys in this Redis."
+    )(command)
 
 
 @click.group()
@@ -71,7 +97,16 @@ def key() -> None:
 @click.option("--expires", metavar="DURATION", help="Expire after this long (15m, 12h, 30d); default never.")
 @click.option("--description", default="", help="What the key is for (shown by `key list`).")
 @data_dir_option
-def create(scopes: tuple[str, ...], super_user: bool, expires: str | None, description: str, data_dir: Path) -> None:
+@redis_options
+def create(
+    scopes: tuple[str, ...],
+    super_user: bool,
+    expires: str | None,
+    description: str,
+    data_dir: Path,
+    redis_url: str | None,
+    redis_cluster: str | None,
+) -> None:
     """Create a key and print it (once: only its hash is kept).
 
     Each SCOPE is ROLE:CACHE[:TOPIC] with ROLE readwrite, readonly or writeonly (or publish-subscribe,
@@ -88,7 +123,7 @@ def create(scopes: tuple[str, ...], super_user: bool, expires: str | None, descr
     expires_at = now + parse_duration(expires) if expires else None
     key_id, secret_key, secret_hash = new_api_key()
     record = ApiKey(key_id, secret_hash, super_user, grants, description, now, expires_at)
-    with_store(data_dir, lambda store: store.add_api_key(record))
+    with_store(data_dir, lambda store: store.add_api_key(record), redis_url, redis_cluster)
     click.echo(secret_key)
     click.echo(f"key {key_id} created; store it now, it is not shown again", err=True)
 
@@ -104,9 +139,10 @@ def _scopes(record: ApiKey) -> str:
 @key.command(name="list")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per key.")
 @data_dir_option
-def list_keys(as_json: bool, data_dir: Path) -> None:
+@redis_options
+def list_keys(as_json: bool, data_dir: Path, redis_url: str | None, redis_cluster: str | None) -> None:
     """List keys: ids, descriptions, scopes, expiry and revocation (never the keys)."""
-    records = with_store(data_dir, lambda store: store.list_api_keys())
+    records = with_store(data_dir, lambda store: store.list_api_keys(), redis_url, redis_cluster)
     if as_json:
         for record in records:
             click.echo(
@@ -142,11 +178,12 @@ def list_keys(as_json: bool, data_dir: Path) -> None:
 @key.command()
 @click.argument("key_id", metavar="ID")
 @data_dir_option
-def revoke(key_id: str, data_dir: Path) -> None:
+@redis_options
+def revoke(key_id: str, data_dir: Path, redis_url: str | None, redis_cluster: str | None) -> None:
     """Revoke key ID and every token it minted: refused from now on; a running server ends their
     subscriptions within a second."""
 
-    async def revoke_once(store: SqliteStore) -> ApiKey | None:
+    async def revoke_once(store: KeyStore) -> ApiKey | None:
         for record in await store.list_api_keys():
             if record.key_id == key_id:
                 if record.revoked_at is None and not await store.revoke_api_key(key_id, time.time()):
@@ -154,7 +191,7 @@ def revoke(key_id: str, data_dir: Path) -> None:
                 return record
         return None
 
-    record = with_store(data_dir, revoke_once)
+    record = with_store(data_dir, revoke_once, redis_url, redis_cluster)
     if record is None:
         raise click.ClickException(f"no key with id {key_id!r} (`tidings key list` shows them)")
     if record.revoked_at is not None:

@@ -22,7 +22,7 @@ from tidings import (
     TopicScope,
 )
 from tidings.cli._client import client_arguments, client_command, connection_options, fail
-from tidings.cli._keys import parse_duration, with_store
+from tidings.cli._keys import parse_duration, redis_options, with_store
 from tidings.cli._params import data_dir_option
 from tidings.server.auth import MAX_TOKEN_ID_LENGTH, MAX_TOKEN_LIFETIME, ScopeSyntaxError, parse_scope
 from tidings.server.core import TopicGrant, TopicRole
@@ -106,7 +106,8 @@ def create(
 @token.command()
 @click.argument("token_id", metavar="ID")
 @data_dir_option
-def revoke(token_id: str, data_dir: Path) -> None:
+@redis_options
+def revoke(token_id: str, data_dir: Path, redis_url: str | None, redis_cluster: str | None) -> None:
     """Revoke every token minted until now with token id ID (`token create --token-id`).
 
     They are refused from now on, and a running server ends their subscriptions within a second. Tokens
@@ -114,7 +115,7 @@ def revoke(token_id: str, data_dir: Path) -> None:
     """
     if not 1 <= len(token_id) <= MAX_TOKEN_ID_LENGTH:
         raise click.BadParameter(f"token ids are 1 to {MAX_TOKEN_ID_LENGTH} characters", param_hint="ID")
-    with_store(data_dir, lambda store: store.revoke_token(token_id, time.time()))
+    with_store(data_dir, lambda store: store.revoke_token(token_id, time.time()), redis_url, redis_cluster)
     click.echo(
         f"tokens with id {token_id!r} minted until now are revoked (they would have expired within "
         f"{MAX_TOKEN_LIFETIME // 60} minutes)",

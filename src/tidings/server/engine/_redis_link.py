@@ -60,6 +60,7 @@ class RedisLink:
         self._last_failure = -float("inf")
         self._closed = False
         self.round_trips = 0  # commands answered
+        self._progress_at = 0.0  # when a reply last arrived, or a call started with none outstanding
         self.stats = stats or EngineStats()
 
     @property
@@ -77,21 +78,25 @@ class RedisLink:
             connection = await self._connect()
         loop = asyncio.get_running_loop()
         reply: asyncio.Future[Reply] = loop.create_future()
+        if not self._waiting:
+            self._progress_at = loop.time()
         self._waiting.append(reply)
         self._outgoing.append(pack_command(args))
         if not self._flush_scheduled:
             self._flush_scheduled = True
-            loop.call_soon(self._flush, connection)
+            loop.call_soon(self._flush)
         sent = loop.time()
         try:
             return await reply
         finally:
             self.stats.round_trip.observe(loop.time() - sent)
 
-    def _flush(self, connection: AbstractConnection) -> None:
+    def _flush(self) -> None:
+        """Write every command of this loop turn at once (they belong to the current connection's waiters)."""
         self._flush_scheduled = False
         outgoing, self._outgoing = self._outgoing, []
-        if connection is not self._connection:
+        connection = self._connection
+        if connection is None or not outgoing:
             return  # broke meanwhile: its waiters were failed already
         writer = connection._writer
         if writer is None:
@@ -145,6 +150,7 @@ class RedisLink:
                     raise ConnectionError("Redis sent a reply nobody asked for")
                 future = waiting.popleft()
                 self.round_trips += 1
+                self._progress_at = asyncio.get_running_loop().time()
                 if future.done():
                     continue
                 if isinstance(reply, ResponseError):
@@ -157,14 +163,14 @@ class RedisLink:
             self._broken(connection, error)
 
     async def _watch(self, connection: AbstractConnection) -> None:
-        """Break a connection that leaves calls unanswered for the timeout (Redis hung, or the network)."""
-        answered = self.round_trips
+        """Break a connection that leaves calls unanswered for the timeout (Redis hung, or the network), so that
+        they fail within about 1.25 timeouts instead of hanging."""
+        loop = asyncio.get_running_loop()
         while connection is self._connection:
-            await asyncio.sleep(self._timeout)
-            if self._waiting and self.round_trips == answered:
+            await asyncio.sleep(self._timeout / 4)
+            if self._waiting and loop.time() - self._progress_at > self._timeout:
                 self._broken(connection, TimeoutError(f"no reply for {self._timeout:g} s"))
                 return
-            answered = self.round_trips
 
     def _broken(self, connection: AbstractConnection, error: BaseException) -> None:
         """The connection failed: fail every waiting call and let the next call reconnect."""
@@ -175,6 +181,7 @@ class RedisLink:
         if not self._closed:
             logger.warning("%s: Redis connection lost: %s", self._name, error)
         waiting, self._waiting = self._waiting, deque()
+        self._outgoing = []  # their waiters fail below
         for future in waiting:
             if not future.done():
                 future.set_exception(Unavailable("the connection to Redis was lost"))

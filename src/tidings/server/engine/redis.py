@@ -284,9 +284,6 @@ class RedisEngine:
         self, topic: RedisTopic, value: str | bytes, publisher_id: str, size: int, published_at: float
     ) -> Message:
         """Run the publish script; the message reaches this node's mirror through the channel like any other."""
-        if not self.shards.subscriber_at(topic.keys.slot).connected:
-            # Redis is unreachable (or the pub/sub connection is being repaired): fail now, not at a deadline.
-            raise Unavailable("Redis is unreachable")
         keys = topic.keys
         reply = as_list(
             await self._run(
