@@ -6,7 +6,7 @@ NODE_DIR := tests/node
 CHROMIUM := /usr/bin/chromium
 REDIS_SERVER := /usr/bin/redis-server
 
-.PHONY: run test lint typecheck bench clean
+.PHONY: run test lint typecheck bench clean protos
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -64,6 +64,11 @@ bench: $(VENV)/.installed-test
 	$(BIN)/python bench/auth.py --write docs/performance.md
 	$(BIN)/python bench/sdk.py --write docs/performance.md
 	$(BIN)/python bench/http_bench.py --write docs/performance.md
+
+# Momento's webhook service is not in momento-wire-types: its messages are generated from our own .proto.
+protos: $(VENV)/.installed-test
+	$(BIN)/python -m grpc_tools.protoc -I src/tidings/protos --python_out=src/tidings/protos \
+		--pyi_out=src/tidings/protos src/tidings/protos/webhook.proto
 
 clean:
 	rm -rf $(VENV) $(NODE_DIR)/node_modules .coverage .coverage.* .pytest_cache .mypy_cache .ruff_cache
