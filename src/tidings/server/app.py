@@ -26,7 +26,14 @@ from tidings.server.auth import (
     load_or_create_secret,
 )
 from tidings.server.config import Settings
-from tidings.server.core import CacheAlreadyExists, Engine, TopicsError, TopicsService, Unavailable
+from tidings.server.core import (
+    CacheAlreadyExists,
+    Engine,
+    TopicsError,
+    TopicsService,
+    Unavailable,
+    WebhookRegistry,
+)
 from tidings.server.engine.memory import MemoryEngine
 from tidings.server.grpc.server import build_grpc_server
 from tidings.server.http import HttpServer
@@ -77,6 +84,7 @@ class Server:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self._service: TopicsService | None = None
+        self._webhooks: WebhookRegistry | None = None
         self._store: SqliteStore | RedisStore | None = None
         self._redis_engine: RedisEngine | None = None
         self._grpc: grpc.aio.Server | None = None
@@ -132,6 +140,8 @@ class Server:
                 subscribe_latest=settings.subscribe_latest,
             )
             await service.start()
+            webhooks = self._webhooks = WebhookRegistry(service, self._store)
+            await webhooks.start()
             for cache_name in settings.create_caches:
                 try:
                     await service.create_cache(cache_name)
@@ -146,6 +156,7 @@ class Server:
                 fault_injection=settings.fault_injection,
                 max_pending_calls=settings.max_pending_calls,
                 reuse_port=settings.workers > 1,
+                webhooks=webhooks,
             )
             address = _host_port(settings.host, settings.port)
             try:

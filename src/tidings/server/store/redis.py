@@ -2,7 +2,9 @@
 
 Keys (under ``<prefix>{store}:``, the prefix ``tidings:`` by default): ``caches`` hash name -> creation time;
 ``api-keys`` hash id -> JSON; ``api-keys-revoked`` hash id -> revocation time; ``api-keys-version`` counter;
-``page-floor``; ``secret``. Multi-key changes are Lua scripts (atomic; the connection is pipelined, so no MULTI).
+``page-floor``; ``secret``; ``webhooks:<cache>`` hash webhook name -> JSON (topic, url, secret) and
+``webhooks-version`` (a counter every webhook change raises, so other nodes notice). Multi-key changes are Lua
+scripts (atomic; the connection is pipelined, so no MULTI).
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from redis.asyncio.connection import AbstractConnection
 from redis.exceptions import ResponseError
 
 from tidings.server.auth import ApiKey, grants_from_json, grants_to_json
-from tidings.server.core import Unavailable
+from tidings.server.core import Unavailable, Webhook
 from tidings.server.engine._redis_link import Arg, RedisLink, as_list, as_text
 
 # KEYS: keys, revoked, version. ARGV: id, at.
@@ -37,6 +39,40 @@ _RAISE_FLOOR = """
 local current = redis.call('GET', KEYS[1])
 if current and tonumber(current) >= tonumber(ARGV[1]) then return 0 end
 redis.call('SET', KEYS[1], ARGV[1])
+return 1
+"""
+
+# KEYS: caches, webhooks of the cache, webhooks version. ARGV: cache. A cache's webhooks go with it.
+_DELETE_CACHE = """
+if redis.call('HDEL', KEYS[1], ARGV[1]) == 0 then return 0 end
+if redis.call('DEL', KEYS[2]) == 1 then redis.call('INCR', KEYS[3]) end
+return 1
+"""
+# KEYS: caches, webhooks of the cache, webhooks version. ARGV: cache, name, topic, url, new secret.
+# Returns the secret stored (the existing one on replace), or false when the cache does not exist.
+_PUT_WEBHOOK = """
+if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 0 then return false end
+local secret = ARGV[5]
+local current = redis.call('HGET', KEYS[2], ARGV[2])
+if current then secret = cjson.decode(current)['secret'] end
+redis.call('HSET', KEYS[2], ARGV[2], cjson.encode({topic = ARGV[3], url = ARGV[4], secret = secret}))
+redis.call('INCR', KEYS[3])
+return secret
+"""
+# KEYS: webhooks of the cache, webhooks version. ARGV: name, new secret.
+_SET_WEBHOOK_SECRET = """
+local current = redis.call('HGET', KEYS[1], ARGV[1])
+if not current then return 0 end
+local webhook = cjson.decode(current)
+webhook['secret'] = ARGV[2]
+redis.call('HSET', KEYS[1], ARGV[1], cjson.encode(webhook))
+redis.call('INCR', KEYS[2])
+return 1
+"""
+# KEYS: webhooks of the cache, webhooks version. ARGV: name.
+_DELETE_WEBHOOK = """
+if redis.call('HDEL', KEYS[1], ARGV[1]) == 0 then return 0 end
+redis.call('INCR', KEYS[2])
 return 1
 """
 
@@ -76,7 +112,53 @@ class RedisStore:
         return await self._call(b"HSETNX", self._key(b"caches"), cache_name, time.time()) == 1
 
     async def delete_cache(self, cache_name: str) -> bool:
-        return await self._call(b"HDEL", self._key(b"caches"), cache_name) == 1
+        deleted = await self._call(
+            b"EVAL", _DELETE_CACHE, 3, self._key(b"caches"), self._webhooks_key(cache_name),
+            self._key(b"webhooks-version"), cache_name,
+        )  # fmt: skip
+        return deleted == 1
+
+    def _webhooks_key(self, cache_name: str) -> bytes:
+        return self._key(b"webhooks:" + cache_name.encode())
+
+    async def list_webhooks(self) -> list[Webhook]:
+        webhooks = []
+        for cache_name in await self.list_caches():
+            stored = as_list(await self._call(b"HGETALL", self._webhooks_key(cache_name)))
+            for i in range(0, len(stored), 2):
+                fields = json.loads(as_text(stored[i + 1]))
+                webhooks.append(
+                    Webhook(cache_name, as_text(stored[i]), fields["topic"], fields["url"], fields["secret"])
+                )
+        return sorted(webhooks, key=lambda webhook: (webhook.cache_name, webhook.name))
+
+    async def put_webhook(self, webhook: Webhook) -> Webhook | None:
+        secret = await self._call(
+            b"EVAL", _PUT_WEBHOOK, 3, self._key(b"caches"), self._webhooks_key(webhook.cache_name),
+            self._key(b"webhooks-version"), webhook.cache_name, webhook.name, webhook.topic_name, webhook.url,
+            webhook.secret,
+        )  # fmt: skip
+        if secret is None:
+            return None
+        return Webhook(webhook.cache_name, webhook.name, webhook.topic_name, webhook.url, as_text(secret))
+
+    async def set_webhook_secret(self, cache_name: str, name: str, secret: str) -> bool:
+        changed = await self._call(
+            b"EVAL", _SET_WEBHOOK_SECRET, 2, self._webhooks_key(cache_name), self._key(b"webhooks-version"),
+            name, secret,
+        )  # fmt: skip
+        return changed == 1
+
+    async def delete_webhook(self, cache_name: str, name: str) -> bool:
+        deleted = await self._call(
+            b"EVAL", _DELETE_WEBHOOK, 2, self._webhooks_key(cache_name), self._key(b"webhooks-version"), name
+        )
+        return deleted == 1
+
+    async def webhooks_version(self) -> int:
+        """A number every webhook change (on any node) raises: `list_webhooks` again when it moved."""
+        version = await self._call(b"GET", self._key(b"webhooks-version"))
+        return 0 if version is None else int(as_text(version))
 
     async def load_page_floor(self) -> int:
         floor = await self._call(b"GET", self._key(b"page-floor"))
