@@ -32,7 +32,7 @@ class Recorder:
     def __init__(self) -> None:
         self.events: list[tuple[str, object]] = []
 
-    def webhook_put(self, webhook: Webhook) -> None:
+    async def webhook_put(self, webhook: Webhook) -> None:
         self.events.append(("put", webhook))
 
     def webhook_deleted(self, cache_name: str, name: str) -> None:
@@ -160,7 +160,7 @@ async def test_deleting_the_cache_deletes_its_webhooks(
 ) -> None:
     # Arrange
     recorder = Recorder()
-    registry.add_listener(recorder)
+    await registry.add_listener(recorder)
     await registry.put(CACHE, "hook", TOPIC, URL)
 
     # Act
@@ -179,7 +179,7 @@ async def test_listeners_hear_of_known_webhooks_and_every_change(registry: Webho
     recorder = Recorder()
 
     # Act
-    registry.add_listener(recorder)
+    await registry.add_listener(recorder)
     second = await registry.put(CACHE, "b", TOPIC, URL)
     rotated = await registry.rotate_secret(CACHE, "a")
     await registry.delete(CACHE, "b")

@@ -38,6 +38,7 @@ from tidings.server.engine.memory import MemoryEngine
 from tidings.server.grpc.server import build_grpc_server
 from tidings.server.http import HttpServer
 from tidings.server.store.sqlite import SqliteStore
+from tidings.server.webhooks import RetryPolicy, WebhookDispatcher, WebhookSender
 
 if TYPE_CHECKING:
     from tidings.server.engine.redis import RedisEngine
@@ -85,6 +86,7 @@ class Server:
         self.settings = settings
         self._service: TopicsService | None = None
         self._webhooks: WebhookRegistry | None = None
+        self._dispatcher: WebhookDispatcher | None = None
         self._store: SqliteStore | RedisStore | None = None
         self._redis_engine: RedisEngine | None = None
         self._grpc: grpc.aio.Server | None = None
@@ -117,6 +119,13 @@ class Server:
         return 0 if self._http is None else self._http.port
 
     @property
+    def webhooks(self) -> WebhookRegistry:
+        """The webhook registry (for in-process use and tests)."""
+        if self._webhooks is None:
+            raise RuntimeError("server is not started")
+        return self._webhooks
+
+    @property
     def service(self) -> TopicsService:
         """The topics service (for in-process use and tests)."""
         if self._service is None:
@@ -142,6 +151,12 @@ class Server:
             await service.start()
             webhooks = self._webhooks = WebhookRegistry(service, self._store)
             await webhooks.start()
+            self._dispatcher = WebhookDispatcher(
+                service,
+                WebhookSender(timeout=settings.webhook_timeout, allow_private=settings.webhooks_reach_private),
+                RetryPolicy(max_attempts=settings.webhook_max_attempts),
+            )
+            await webhooks.add_listener(self._dispatcher)
             for cache_name in settings.create_caches:
                 try:
                     await service.create_cache(cache_name)
@@ -182,6 +197,7 @@ class Server:
                     shutdown_grace=settings.shutdown_grace,
                     tls=(settings.tls_cert, settings.tls_key) if settings.tls_cert and settings.tls_key else None,
                     reuse_port=settings.workers > 1,
+                    webhook_statuses=self._dispatcher.statuses,
                 )
                 await self._http.start()
         except BaseException:
@@ -337,6 +353,9 @@ class Server:
         With ``drain_timeout``, new calls are refused first and open streams go on until they end or the drain
         timeout passes.
         """
+        if self._dispatcher is not None:
+            # Webhooks are the server's own subscribers: they stop first, so a drain waits for clients only.
+            await self._dispatcher.close()
         draining_possible = self._service is not None and self._grpc is not None and self._grpc_stopping is None
         if self.settings.drain_timeout > 0 and draining_possible:
             try:

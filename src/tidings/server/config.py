@@ -49,6 +49,11 @@ class Settings:
     redis_url: str | None = None
     # Server processes sharing the ports (SO_REUSEPORT), supervised by the one started; more than 1 needs Redis.
     workers: int = 1
+    # Webhook deliveries: the deadline of one POST, the attempts per message (0: retry for up to an hour), and
+    # whether endpoints may be private addresses (None: only when the server listens on loopback).
+    webhook_timeout: float = 5.0
+    webhook_max_attempts: int = 0
+    webhook_allow_private: bool | None = None
 
     def __post_init__(self) -> None:
         # Accept str paths too (``Settings(data_dir="/tmp/x")``); the fields are Paths from here on.
@@ -97,8 +102,17 @@ class Settings:
             raise ValueError("--workers must be at least 1")
         if self.workers > 1 and self.redis_url is None:
             raise ValueError("--workers above 1 needs --redis-url (the workers share topics through Redis)")
+        if not (0 < self.webhook_timeout < math.inf):
+            raise ValueError("webhook_timeout must be positive and finite")
+        if self.webhook_max_attempts < 0:
+            raise ValueError("webhook_max_attempts must not be negative")
         if (self.tls_cert is None) != (self.tls_key is None):
             raise ValueError("--tls-cert and --tls-key go together")
+
+    @property
+    def webhooks_reach_private(self) -> bool:
+        """Whether webhooks may POST to loopback, private and link-local addresses."""
+        return is_loopback(self.host) if self.webhook_allow_private is None else self.webhook_allow_private
 
     @property
     def anonymous_allowed(self) -> bool:

@@ -62,8 +62,11 @@ class WebhookStore(Protocol):
 class WebhookListener(Protocol):
     """Told about every webhook change the registry makes or learns (the dispatcher)."""
 
-    def webhook_put(self, webhook: Webhook) -> None:
-        """``webhook`` was created, or replaced (its topic, URL or secret may have changed)."""
+    async def webhook_put(self, webhook: Webhook) -> None:
+        """``webhook`` was created, or replaced (its topic, URL or secret may have changed).
+
+        Returns once messages published from now on will be delivered (PutWebhook answers after this).
+        """
         ...
 
     def webhook_deleted(self, cache_name: str, name: str) -> None:
@@ -126,13 +129,14 @@ class WebhookRegistry:
                 self._forget(*key)
             for key, webhook in stored.items():
                 if self._webhooks.get(key) != webhook:
-                    self._remember(webhook)
+                    await self._remember(webhook)
 
-    def add_listener(self, listener: WebhookListener) -> None:
+    async def add_listener(self, listener: WebhookListener) -> None:
         """Tell ``listener`` about every webhook known now and every change from now on."""
-        self._listeners.append(listener)
-        for webhook in self._webhooks.values():
-            listener.webhook_put(webhook)
+        async with self._lock:
+            self._listeners.append(listener)
+            for webhook in list(self._webhooks.values()):
+                await listener.webhook_put(webhook)
 
     @property
     def webhooks(self) -> list[Webhook]:
@@ -153,7 +157,7 @@ class WebhookRegistry:
             stored = await self._store.put_webhook(Webhook(cache_name, name, topic_name, url, self._new_secret()))
             if stored is None:
                 raise CacheNotFound(cache_name)
-            self._remember(stored)
+            await self._remember(stored)
             return stored
 
     async def get(self, cache_name: str, name: str, principal: Principal = ANONYMOUS) -> Webhook:
@@ -179,7 +183,7 @@ class WebhookRegistry:
             if current is None or not await self._store.set_webhook_secret(cache_name, name, secret):
                 raise WebhookNotFound(cache_name, name)
             rotated = Webhook(cache_name, name, current.topic_name, current.url, secret)
-            self._remember(rotated)
+            await self._remember(rotated)
             return rotated
 
     async def list(self, cache_name: str, principal: Principal = ANONYMOUS) -> list[Webhook]:
@@ -208,10 +212,10 @@ class WebhookRegistry:
         for key in [key for key in self._webhooks if key[0] == cache_name]:
             self._forget(*key)
 
-    def _remember(self, webhook: Webhook) -> None:
+    async def _remember(self, webhook: Webhook) -> None:
         self._webhooks[webhook.cache_name, webhook.name] = webhook
         for listener in self._listeners:
-            listener.webhook_put(webhook)
+            await listener.webhook_put(webhook)
 
     def _forget(self, cache_name: str, name: str) -> None:
         if self._webhooks.pop((cache_name, name), None) is not None:

@@ -20,7 +20,7 @@ from tidings.server.http._caches import create_cache, delete_cache, get_cache, l
 from tidings.server.http._encoding import encode_json
 from tidings.server.http._errors import NoRoute, error_response
 from tidings.server.http._live import ClientGone, LiveRequests
-from tidings.server.http._metrics import MetricsEndpoint
+from tidings.server.http._metrics import MetricsEndpoint, WebhookStatuses
 from tidings.server.http._openapi import OPENAPI
 from tidings.server.http._params import path_names
 from tidings.server.http._poll import poll
@@ -165,11 +165,16 @@ async def _unexpected(request: Request, error: Exception) -> Response:
 
 
 def build_app(
-    service: TopicsService, authenticate: Authenticate, live: LiveRequests, *, long_poll_timeout: float
+    service: TopicsService,
+    authenticate: Authenticate,
+    live: LiveRequests,
+    *,
+    long_poll_timeout: float,
+    webhook_statuses: WebhookStatuses | None = None,
 ) -> Starlette:
     """The ASGI application of the HTTP server; ``authenticate`` verifies tokens (``Authenticator.authenticate``)."""
     api = HttpApi(service, authenticate, live, long_poll_timeout)
-    metrics = MetricsEndpoint(service, live.__len__)
+    metrics = MetricsEndpoint(service, live.__len__, webhook_statuses)
     routes = [
         # The hot path first: Starlette tries routes in order.
         Route("/topics/{path:anypath}", api.topics, methods=["GET", "POST"]),

@@ -19,6 +19,7 @@ from tidings.server.core import TopicsService
 from tidings.server.http._app import build_app
 from tidings.server.http._auth import Authenticate
 from tidings.server.http._live import LiveRequests
+from tidings.server.http._metrics import WebhookStatuses
 
 
 class _Uvicorn(uvicorn.Server):
@@ -85,11 +86,18 @@ class HttpServer:
         shutdown_grace: float,
         tls: tuple[Path, Path] | None = None,
         reuse_port: bool = False,
+        webhook_statuses: WebhookStatuses | None = None,
     ) -> None:
         self._live = LiveRequests()
         self._reuse_port = reuse_port
         self._tls = tls
-        self.app = build_app(service, authenticate, self._live, long_poll_timeout=long_poll_timeout)
+        self.app = build_app(
+            service,
+            authenticate,
+            self._live,
+            long_poll_timeout=long_poll_timeout,
+            webhook_statuses=webhook_statuses,
+        )
         self._host = host
         self._port = port
         self._shutdown_grace = shutdown_grace
