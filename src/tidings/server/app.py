@@ -197,6 +197,7 @@ class Server:
                     shutdown_grace=settings.shutdown_grace,
                     tls=(settings.tls_cert, settings.tls_key) if settings.tls_cert and settings.tls_key else None,
                     reuse_port=settings.workers > 1,
+                    webhooks=webhooks,
                     webhook_statuses=self._dispatcher.statuses,
                 )
                 await self._http.start()

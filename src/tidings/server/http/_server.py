@@ -15,7 +15,7 @@ from pathlib import Path
 
 import uvicorn
 
-from tidings.server.core import TopicsService
+from tidings.server.core import TopicsService, WebhookRegistry
 from tidings.server.http._app import build_app
 from tidings.server.http._auth import Authenticate
 from tidings.server.http._live import LiveRequests
@@ -86,6 +86,7 @@ class HttpServer:
         shutdown_grace: float,
         tls: tuple[Path, Path] | None = None,
         reuse_port: bool = False,
+        webhooks: WebhookRegistry | None = None,
         webhook_statuses: WebhookStatuses | None = None,
     ) -> None:
         self._live = LiveRequests()
@@ -96,6 +97,7 @@ class HttpServer:
             authenticate,
             self._live,
             long_poll_timeout=long_poll_timeout,
+            webhooks=webhooks,
             webhook_statuses=webhook_statuses,
         )
         self._host = host
