@@ -125,3 +125,69 @@ async def test_webhook_store_keeps_webhooks_across_reopening(tmp_path: Path) -> 
 
     # Assert
     assert listed == [_hook("a")]
+
+
+@pytest.fixture
+async def redis_store(redis_server: object) -> AsyncIterator[RedisStore]:
+    opened = await RedisStore.open(redis_server.url, prefix=f"lease{next(_prefixes)}:")  # type: ignore[attr-defined]
+    await opened.create_cache("cache")
+    yield opened
+    await opened.close()
+
+
+async def test_one_holder_at_a_time_moves_the_cursor(redis_store: RedisStore) -> None:
+    # Arrange
+    await redis_store.put_webhook(_hook("a"))
+
+    # Act
+    first = await redis_store.take_webhook_lease("cache", "a", "node-1", 30)
+    second = await redis_store.take_webhook_lease("cache", "a", "node-2", 30)
+    extended = await redis_store.take_webhook_lease("cache", "a", "node-1", 30)
+    saved_by_other = await redis_store.save_webhook_cursor("cache", "a", "node-2", 7, 3)
+    saved = await redis_store.save_webhook_cursor("cache", "a", "node-1", 7, 4)
+    await redis_store.drop_webhook_lease("cache", "a", "node-2")  # not its lease: no effect
+    still_held = await redis_store.take_webhook_lease("cache", "a", "node-2", 30)
+    await redis_store.drop_webhook_lease("cache", "a", "node-1")
+    taken_over = await redis_store.take_webhook_lease("cache", "a", "node-2", 30)
+
+    # Assert
+    assert (first, second, extended) == (True, False, True)
+    assert (saved_by_other, saved) == (False, True)
+    assert (still_held, taken_over) == (False, True)
+    assert await redis_store.load_webhook_cursor("cache", "a") == (7, 4)
+
+
+async def test_an_expired_lease_can_be_taken(redis_store: RedisStore) -> None:
+    # Arrange
+    await redis_store.put_webhook(_hook("a"))
+    await redis_store.take_webhook_lease("cache", "a", "node-1", 0.001)
+
+    # Act
+    taken = False
+    while not taken:  # the lease runs for 1 ms of Redis' clock
+        taken = await redis_store.take_webhook_lease("cache", "a", "node-2", 30)
+
+    # Assert
+    assert taken
+
+
+@pytest.mark.parametrize(
+    ("change", "kept"),
+    [("delete-webhook", False), ("new-topic", False), ("delete-cache", False), ("same-topic", True)],
+)
+async def test_the_cursor_goes_with_the_webhook_or_its_topic(redis_store: RedisStore, change: str, kept: bool) -> None:
+    # Arrange
+    await redis_store.put_webhook(_hook("a"))
+    await redis_store.take_webhook_lease("cache", "a", "node-1", 30)
+    await redis_store.save_webhook_cursor("cache", "a", "node-1", 7, 4)
+
+    # Act
+    if change == "delete-webhook":
+        await redis_store.delete_webhook("cache", "a")
+    elif change == "delete-cache":
+        await redis_store.delete_cache("cache")
+    else:
+        await redis_store.put_webhook(_hook("a", topic="other" if change == "new-topic" else "topic", secret="x"))
+
+    # Assert
+    assert await redis_store.load_webhook_cursor("cache", "a") == ((7, 4) if kept else None)

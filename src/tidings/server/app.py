@@ -38,7 +38,7 @@ from tidings.server.engine.memory import MemoryEngine
 from tidings.server.grpc.server import build_grpc_server
 from tidings.server.http import HttpServer
 from tidings.server.store.sqlite import SqliteStore
-from tidings.server.webhooks import RetryPolicy, WebhookDispatcher, WebhookSender
+from tidings.server.webhooks import RetryPolicy, WebhookDispatcher, WebhookLeases, WebhookSender
 
 if TYPE_CHECKING:
     from tidings.server.engine.redis import RedisEngine
@@ -93,6 +93,7 @@ class Server:
         self._http: HttpServer | None = None
         self._housekeeping: asyncio.Task[None] | None = None
         self._key_watch: asyncio.Task[None] | None = None
+        self._webhook_watch: asyncio.Task[None] | None = None
         self._authenticator: Authenticator | None = None
         self._port = 0
         self._stopped = asyncio.Event()
@@ -155,7 +156,9 @@ class Server:
                 service,
                 WebhookSender(timeout=settings.webhook_timeout, allow_private=settings.webhooks_reach_private),
                 RetryPolicy(max_attempts=settings.webhook_max_attempts),
+                leases=self._webhook_leases(),
             )
+            self._dispatcher.start()
             await webhooks.add_listener(self._dispatcher)
             for cache_name in settings.create_caches:
                 try:
@@ -187,6 +190,8 @@ class Server:
             await self._grpc.start()
             self._housekeeping = _background(service.run_housekeeping(), "tidings-housekeeping")
             self._key_watch = _background(self._watch_keys(), "tidings-key-watch")
+            if self._store.shared:
+                self._webhook_watch = _background(self._watch_webhooks(), "tidings-webhook-watch")
             if settings.http_port:
                 self._http = HttpServer(
                     service,
@@ -312,6 +317,33 @@ class Server:
             except Exception:
                 logger.exception("could not refresh API keys; will retry")
 
+    def _webhook_leases(self) -> WebhookLeases | None:
+        """With Redis, webhooks are leased: one node at a time delivers each (None: this node delivers all)."""
+        if self._store is None or not self._store.shared:
+            return None
+        from tidings.server.store.redis import RedisStore
+
+        assert isinstance(self._store, RedisStore)
+        # Test hook (takeover tests): seconds a dead node's leases outlive it.
+        return WebhookLeases(self._store, ttl=float(os.environ.get("TIDINGS_TEST_WEBHOOK_LEASE_SECONDS", "10")))
+
+    async def _watch_webhooks(self) -> None:
+        """Pick up webhooks other nodes created, changed or deleted (a shared store) within the refresh interval."""
+        from tidings.server.store.redis import RedisStore
+
+        assert isinstance(self._store, RedisStore)
+        assert self._webhooks is not None
+        seen = -1  # refresh once at once: a change may have come since the registry loaded
+        while True:
+            await asyncio.sleep(self.settings.key_refresh_interval)
+            try:
+                version = await self._store.webhooks_version()
+                if version != seen:
+                    await self._webhooks.refresh()
+                    seen = version
+            except Exception:
+                logger.exception("could not refresh webhooks; will retry")
+
     def end_drain(self) -> None:
         """Stop waiting for open subscriptions (a second SIGTERM): `stop` goes on to end them now."""
         self._drain_cut.set()
@@ -371,7 +403,7 @@ class Server:
             await self._grpc_stopping
         elif self._grpc is not None:
             await self._grpc.stop(self.settings.shutdown_grace)
-        for task in (self._housekeeping, self._key_watch):
+        for task in (self._housekeeping, self._key_watch, self._webhook_watch):
             if task is not None:
                 task.cancel()
                 # A task that died was already logged by its done callback; stopping goes on regardless.

@@ -39,6 +39,11 @@ class Webhook:
 class WebhookStore(Protocol):
     """Where webhooks are kept (both stores implement it); deleting a cache deletes its webhooks there too."""
 
+    @property
+    def shared(self) -> bool:
+        """Whether other servers change this store too (then reads go to the store, not this registry's copy)."""
+        ...
+
     async def list_webhooks(self) -> list[Webhook]:
         """Every webhook of every cache, sorted by (cache, name)."""
         ...
@@ -166,6 +171,7 @@ class WebhookRegistry:
         validate_name("webhook_name", name)
         _require_super_user(principal)
         await self._require_cache(cache_name)
+        await self._refresh_if_shared()
         webhook = self._webhooks.get((cache_name, name))
         if webhook is None:
             raise WebhookNotFound(cache_name, name)
@@ -176,6 +182,7 @@ class WebhookRegistry:
         validate_name("cache_name", cache_name)
         validate_name("webhook_name", name)
         _require_super_user(principal)
+        await self._refresh_if_shared()
         async with self._lock:
             await self._require_cache(cache_name)
             current = self._webhooks.get((cache_name, name))
@@ -191,6 +198,7 @@ class WebhookRegistry:
         validate_name("cache_name", cache_name)
         _require_super_user(principal)
         await self._require_cache(cache_name)
+        await self._refresh_if_shared()
         return [webhook for webhook in self.webhooks if webhook.cache_name == cache_name]
 
     async def delete(self, cache_name: str, name: str, principal: Principal = ANONYMOUS) -> None:
@@ -202,6 +210,11 @@ class WebhookRegistry:
             await self._require_cache(cache_name)
             await self._store.delete_webhook(cache_name, name)
             self._forget(cache_name, name)
+
+    async def _refresh_if_shared(self) -> None:
+        """Read what other servers changed before answering from this registry's copy."""
+        if self._store.shared:
+            await self.refresh()
 
     async def _require_cache(self, cache_name: str) -> None:
         if not await self._service.find_cache(cache_name):

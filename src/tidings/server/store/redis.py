@@ -3,7 +3,9 @@
 Keys (under ``<prefix>{store}:``, the prefix ``tidings:`` by default): ``caches`` hash name -> creation time;
 ``api-keys`` hash id -> JSON; ``api-keys-revoked`` hash id -> revocation time; ``api-keys-version`` counter;
 ``page-floor``; ``secret``; ``webhooks:<cache>`` hash webhook name -> JSON (topic, url, secret) and
-``webhooks-version`` (a counter every webhook change raises, so other nodes notice). Multi-key changes are Lua
+``webhooks-version`` (a counter every webhook change raises, so other nodes notice); ``webhook-leases:<cache>``
+hash webhook name -> ``<holder> <expiry ms>`` (the node delivering it) and ``webhook-cursors:<cache>`` hash
+webhook name -> ``<page> <next sequence number>`` (where its deliveries stand). Multi-key changes are Lua
 scripts (atomic; the connection is pipelined, so no MULTI).
 """
 
@@ -42,22 +44,53 @@ redis.call('SET', KEYS[1], ARGV[1])
 return 1
 """
 
-# KEYS: caches, webhooks of the cache, webhooks version. ARGV: cache. A cache's webhooks go with it.
+# KEYS: caches, webhooks, leases, cursors (of the cache), webhooks version. ARGV: cache. Its webhooks go with it.
 _DELETE_CACHE = """
 if redis.call('HDEL', KEYS[1], ARGV[1]) == 0 then return 0 end
-if redis.call('DEL', KEYS[2]) == 1 then redis.call('INCR', KEYS[3]) end
+if redis.call('DEL', KEYS[2]) == 1 then redis.call('INCR', KEYS[5]) end
+redis.call('DEL', KEYS[3], KEYS[4])
 return 1
 """
-# KEYS: caches, webhooks of the cache, webhooks version. ARGV: cache, name, topic, url, new secret.
-# Returns the secret stored (the existing one on replace), or false when the cache does not exist.
+# KEYS: caches, webhooks of the cache, webhooks version, cursors of the cache. ARGV: cache, name, topic, url,
+# new secret. Returns the secret stored (the existing one on replace), or false when the cache does not exist.
+# A new topic starts over: its cursor is dropped.
 _PUT_WEBHOOK = """
 if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 0 then return false end
 local secret = ARGV[5]
 local current = redis.call('HGET', KEYS[2], ARGV[2])
-if current then secret = cjson.decode(current)['secret'] end
+if current then
+  local stored = cjson.decode(current)
+  secret = stored['secret']
+  if stored['topic'] ~= ARGV[3] then redis.call('HDEL', KEYS[4], ARGV[2]) end
+end
 redis.call('HSET', KEYS[2], ARGV[2], cjson.encode({topic = ARGV[3], url = ARGV[4], secret = secret}))
 redis.call('INCR', KEYS[3])
 return secret
+"""
+# KEYS: leases of the cache. ARGV: name, holder, ttl ms. Takes or extends the lease unless another holder has it.
+_TAKE_LEASE = """
+local time = redis.call('TIME')
+local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
+local current = redis.call('HGET', KEYS[1], ARGV[1])
+if current then
+  local holder, expiry = string.match(current, '^(%S+) (%d+)$')
+  if holder ~= ARGV[2] and tonumber(expiry) > now then return 0 end
+end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2] .. ' ' .. (now + tonumber(ARGV[3])))
+return 1
+"""
+# KEYS: leases of the cache. ARGV: name, holder.
+_DROP_LEASE = """
+local current = redis.call('HGET', KEYS[1], ARGV[1])
+if current and string.match(current, '^(%S+) ') == ARGV[2] then redis.call('HDEL', KEYS[1], ARGV[1]) end
+return 1
+"""
+# KEYS: leases, cursors (of the cache). ARGV: name, holder, cursor. Only the lease holder moves the cursor.
+_SAVE_CURSOR = """
+local current = redis.call('HGET', KEYS[1], ARGV[1])
+if not current or string.match(current, '^(%S+) ') ~= ARGV[2] then return 0 end
+redis.call('HSET', KEYS[2], ARGV[1], ARGV[3])
+return 1
 """
 # KEYS: webhooks of the cache, webhooks version. ARGV: name, new secret.
 _SET_WEBHOOK_SECRET = """
@@ -69,8 +102,10 @@ redis.call('HSET', KEYS[1], ARGV[1], cjson.encode(webhook))
 redis.call('INCR', KEYS[2])
 return 1
 """
-# KEYS: webhooks of the cache, webhooks version. ARGV: name.
+# KEYS: webhooks, version, leases, cursors. ARGV: name.
 _DELETE_WEBHOOK = """
+redis.call('HDEL', KEYS[3], ARGV[1])
+redis.call('HDEL', KEYS[4], ARGV[1])
 if redis.call('HDEL', KEYS[1], ARGV[1]) == 0 then return 0 end
 redis.call('INCR', KEYS[2])
 return 1
@@ -113,13 +148,14 @@ class RedisStore:
 
     async def delete_cache(self, cache_name: str) -> bool:
         deleted = await self._call(
-            b"EVAL", _DELETE_CACHE, 3, self._key(b"caches"), self._webhooks_key(cache_name),
+            b"EVAL", _DELETE_CACHE, 5, self._key(b"caches"), self._webhooks_key(cache_name),
+            self._webhooks_key(cache_name, b"webhook-leases:"), self._webhooks_key(cache_name, b"webhook-cursors:"),
             self._key(b"webhooks-version"), cache_name,
         )  # fmt: skip
         return deleted == 1
 
-    def _webhooks_key(self, cache_name: str) -> bytes:
-        return self._key(b"webhooks:" + cache_name.encode())
+    def _webhooks_key(self, cache_name: str, kind: bytes = b"webhooks:") -> bytes:
+        return self._key(kind + cache_name.encode())
 
     async def list_webhooks(self) -> list[Webhook]:
         webhooks = []
@@ -134,9 +170,9 @@ class RedisStore:
 
     async def put_webhook(self, webhook: Webhook) -> Webhook | None:
         secret = await self._call(
-            b"EVAL", _PUT_WEBHOOK, 3, self._key(b"caches"), self._webhooks_key(webhook.cache_name),
-            self._key(b"webhooks-version"), webhook.cache_name, webhook.name, webhook.topic_name, webhook.url,
-            webhook.secret,
+            b"EVAL", _PUT_WEBHOOK, 4, self._key(b"caches"), self._webhooks_key(webhook.cache_name),
+            self._key(b"webhooks-version"), self._webhooks_key(webhook.cache_name, b"webhook-cursors:"),
+            webhook.cache_name, webhook.name, webhook.topic_name, webhook.url, webhook.secret,
         )  # fmt: skip
         if secret is None:
             return None
@@ -151,9 +187,43 @@ class RedisStore:
 
     async def delete_webhook(self, cache_name: str, name: str) -> bool:
         deleted = await self._call(
-            b"EVAL", _DELETE_WEBHOOK, 2, self._webhooks_key(cache_name), self._key(b"webhooks-version"), name
-        )
+            b"EVAL", _DELETE_WEBHOOK, 4, self._webhooks_key(cache_name), self._key(b"webhooks-version"),
+            self._webhooks_key(cache_name, b"webhook-leases:"), self._webhooks_key(cache_name, b"webhook-cursors:"),
+            name,
+        )  # fmt: skip
         return deleted == 1
+
+    async def take_webhook_lease(self, cache_name: str, name: str, holder: str, ttl: float) -> bool:
+        """Take (or, for its holder, extend) the lease to deliver a webhook for ``ttl`` seconds; False while
+        another holder's lease runs."""
+        taken = await self._call(
+            b"EVAL", _TAKE_LEASE, 1, self._webhooks_key(cache_name, b"webhook-leases:"), name, holder,
+            max(1, round(ttl * 1000)),
+        )  # fmt: skip
+        return taken == 1
+
+    async def drop_webhook_lease(self, cache_name: str, name: str, holder: str) -> None:
+        """Give the lease up (if ``holder`` has it), so another node takes over at once."""
+        await self._call(b"EVAL", _DROP_LEASE, 1, self._webhooks_key(cache_name, b"webhook-leases:"), name, holder)
+
+    async def load_webhook_cursor(self, cache_name: str, name: str) -> tuple[int, int] | None:
+        """Where the webhook's deliveries stand: (sequence page, next sequence number), None if never saved."""
+        cursor = await self._call(b"HGET", self._webhooks_key(cache_name, b"webhook-cursors:"), name)
+        if cursor is None:
+            return None
+        page, next_number = as_text(cursor).split()
+        return int(page), int(next_number)
+
+    async def save_webhook_cursor(
+        self, cache_name: str, name: str, holder: str, sequence_page: int, next_sequence_number: int
+    ) -> bool:
+        """Record where deliveries stand; only the lease ``holder`` may (False otherwise)."""
+        saved = await self._call(
+            b"EVAL", _SAVE_CURSOR, 2, self._webhooks_key(cache_name, b"webhook-leases:"),
+            self._webhooks_key(cache_name, b"webhook-cursors:"), name, holder,
+            f"{sequence_page} {next_sequence_number}",
+        )  # fmt: skip
+        return saved == 1
 
     async def webhooks_version(self) -> int:
         """A number every webhook change (on any node) raises: `list_webhooks` again when it moved."""

@@ -43,6 +43,8 @@ class WebhookWorker:
         *,
         wall_clock: Callable[[], float] = time.time,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        resume: tuple[int, int] | None = None,
+        on_progress: Callable[[int, int], Awaitable[object]] | None = None,
     ) -> None:
         self.webhook = webhook
         self.stats = WebhookStats()
@@ -54,8 +56,11 @@ class WebhookWorker:
         self._subscription: Subscription | None = None
         self._opened: Subscription | None = None  # subscribed by `open`, not followed yet
         self._held = 0  # messages read from the subscription and not yet delivered
-        # Where to resume after the subscription broke (engine trouble): (page, next sequence number).
-        self._resume = (0, 0)
+        # Where to resume (a takeover, or after the subscription broke): (page, next sequence number).
+        self._resume = resume or (0, 0)
+        self._resumed = resume is not None
+        # Told each new position (page, next sequence number), to store it for a takeover by another node.
+        self._on_progress = on_progress
 
     @property
     def lag(self) -> int:
@@ -70,6 +75,10 @@ class WebhookWorker:
             self._opened = await self._subscribe()
         except TopicsError:
             self._opened = None
+            return
+        if not self._resumed:  # a new webhook starts here: a takeover must not start later
+            self._resume = (self._opened.sequence_page, self._opened.next_sequence_number)
+            await self._progress()
 
     def discard(self) -> None:
         """Free what `open` took, for a worker that will not run."""
@@ -124,8 +133,18 @@ class WebhookWorker:
                     await self._deliver(event)
                     self._held -= 1
                     self._resume = (event.sequence_page, event.sequence_number + 1)
+                    await self._progress()
                 elif isinstance(event, Discontinuity):
                     self._record_gap(event)
+                    await self._progress()
+
+    async def _progress(self) -> None:
+        if self._on_progress is None:
+            return
+        try:
+            await self._on_progress(*self._resume)
+        except Exception as error:  # the position is kept here; a later save records it
+            logger.warning("webhook %r: could not record its position: %s", self.webhook.name, error)
 
     def _record_gap(self, gap: Discontinuity) -> None:
         resume_page, _ = self._resume
