@@ -64,6 +64,7 @@ bench: $(VENV)/.installed-test
 	$(BIN)/python bench/auth.py --write docs/performance.md
 	$(BIN)/python bench/sdk.py --write docs/performance.md
 	$(BIN)/python bench/http_bench.py --write docs/performance.md
+	$(BIN)/python bench/webhooks.py --write docs/performance.md
 
 # Momento's webhook service is not in momento-wire-types: its messages are generated from our own .proto.
 protos: $(VENV)/.installed-test
