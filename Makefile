@@ -6,7 +6,7 @@ NODE_DIR := tests/node
 CHROMIUM := /usr/bin/chromium
 REDIS_SERVER := /usr/bin/redis-server
 
-.PHONY: run test lint typecheck bench soak clean
+.PHONY: run test lint typecheck bench soak clean protos
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -65,6 +65,7 @@ bench: $(VENV)/.installed-test
 	$(BIN)/python bench/sdk.py --write docs/performance.md
 	$(BIN)/python bench/http_bench.py --write docs/performance.md
 	$(BIN)/python bench/redis_bench.py --write docs/performance.md
+	$(BIN)/python bench/webhooks.py --write docs/performance.md
 
 $(VENV)/.installed-bench: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e ".[test,bench]"
@@ -74,6 +75,11 @@ $(VENV)/.installed-bench: pyproject.toml | $(BIN)/python
 # section of docs/performance.md and docs/soak.png.
 soak: $(VENV)/.installed-bench
 	$(BIN)/python bench/soak.py --minutes 10 --write docs/performance.md
+
+# Momento's webhook service is not in momento-wire-types: its messages are generated from our own .proto.
+protos: $(VENV)/.installed-test
+	$(BIN)/python -m grpc_tools.protoc -I src/tidings/protos --python_out=src/tidings/protos \
+		--pyi_out=src/tidings/protos src/tidings/protos/webhook.proto
 
 clean:
 	rm -rf $(VENV) $(NODE_DIR)/node_modules .coverage .coverage.* .pytest_cache .mypy_cache .ruff_cache

@@ -32,11 +32,16 @@ if TYPE_CHECKING:
         CacheInfo,
         CreateCache,
         DeleteCache,
+        DeleteWebhook,
         DisposableTokenScope,
         ErrorCode,
         ErrorResponse,
         GenerateDisposableToken,
+        GetWebhookSecret,
         ListCaches,
+        ListWebhooks,
+        PutWebhook,
+        RotateWebhookSecret,
         SubscriptionItem,
         SubscriptionStatistics,
         TopicClient,
@@ -49,6 +54,7 @@ if TYPE_CHECKING:
         TopicScope,
         TopicSubscribe,
         TopicSubscriptionItem,
+        WebhookInfo,
     )
 
 __all__ = [
@@ -63,11 +69,16 @@ __all__ = [
     "CacheInfo",
     "CreateCache",
     "DeleteCache",
+    "DeleteWebhook",
     "DisposableTokenScope",
     "ErrorCode",
     "ErrorResponse",
     "GenerateDisposableToken",
+    "GetWebhookSecret",
     "ListCaches",
+    "ListWebhooks",
+    "PutWebhook",
+    "RotateWebhookSecret",
     "SubscriptionItem",
     "SubscriptionStatistics",
     "TopicClient",
@@ -80,6 +91,7 @@ __all__ = [
     "TopicScope",
     "TopicSubscribe",
     "TopicSubscriptionItem",
+    "WebhookInfo",
 ]
 
 if not TYPE_CHECKING:  # type checkers see the imports above, and no catch-all attribute

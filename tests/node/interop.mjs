@@ -19,6 +19,10 @@
 //                 success, NOT_FOUND error), list again.
 //   create-cache  create --cache; prints {"create_cache": "success"|"already_exists"}.
 //   delete-cache  delete --cache; prints {"delete_cache": "success"}.
+//   webhook       TopicClient's webhook calls, one per --action (repeatable, in order): put (--webhook, --topic,
+//                 --url), list, get-secret, rotate, delete. Prints {"put": {"secret"}}, {"list": [{name, topic,
+//                 url}]}, {"get_secret": {"secret", "webhook", "cache"}}, {"rotate": {"secret"}}, {"delete": {}}; an
+//                 error response prints {"webhook_error": {...}} and, with --keep-going, goes on (else exit 1).
 //
 // --fault JSON adds the SDK's own ExperimentalMomentoLocalTestConfigMiddleware (what Momento's tests use against
 // Momento Local) with that metadata object, e.g. '{"requestId":"r1","returnError":"SERVER_UNAVAILABLE",
@@ -53,7 +57,7 @@ const {
 
 // ---------------------------------------------------------------- arguments
 const USAGE =
-  'usage: node interop.mjs <publish|subscribe|cache|create-cache|delete-cache> ' +
+  'usage: node interop.mjs <publish|subscribe|cache|create-cache|delete-cache|webhook> ' +
   '--host H --port P --cache NAME [--topic T] [--count N] [--seconds S] [--heartbeats] ' +
   '[--trace] [--binary] [--interval-ms MS] [--verbose] [--fault JSON] [--keep-going]';
 
@@ -80,6 +84,9 @@ try {
       verbose: { type: 'boolean', default: false },
       fault: { type: 'string' },
       'keep-going': { type: 'boolean', default: false },
+      action: { type: 'string', multiple: true, default: [] },
+      webhook: { type: 'string', default: 'hook' },
+      url: { type: 'string', default: '' },
     },
   });
 } catch (e) {
@@ -379,6 +386,48 @@ async function runDeleteCache() {
   process.exit(0);
 }
 
+// ---------------------------------------------------------------- webhooks
+async function runWebhook() {
+  const client = new TopicClient({ configuration: topicConfiguration(), credentialProvider });
+  const calls = {
+    put: async () => {
+      const r = await client.putWebhook(opts.cache, opts.webhook, { topicName: opts.topic, destination: opts.url });
+      return r instanceof sdk.PutWebhook.Success ? { secret: r.secretString() } : r;
+    },
+    list: async () => {
+      const r = await client.listWebhooks(opts.cache);
+      if (!(r instanceof sdk.ListWebhooks.Success)) return r;
+      return r.getWebhooks().map(w => ({
+        cache: w.id.cacheName, name: w.id.webhookName, topic: w.topicName, url: w.destination.url(),
+      }));
+    },
+    'get-secret': async () => {
+      const r = await client.getWebhookSecret(opts.cache, opts.webhook);
+      if (!(r instanceof sdk.GetWebhookSecret.Success)) return r;
+      return { secret: r.secret(), webhook: r.webhookName(), cache: r.cacheName() };
+    },
+    rotate: async () => {
+      const r = await client.rotateWebhookSecret(opts.cache, opts.webhook);
+      return r instanceof sdk.RotateWebhookSecret.Success ? { secret: r.secret() } : r;
+    },
+    delete: async () => {
+      const r = await client.deleteWebhook(opts.cache, opts.webhook);
+      return r instanceof sdk.DeleteWebhook.Success ? {} : r;
+    },
+  };
+  for (const action of opts.action) {
+    if (!calls[action]) usage(`unknown --action ${action}`);
+    const result = await calls[action]();
+    if (result && typeof result.errorCode === 'function') {
+      emit({ webhook_error: { action, ...errorInfo(action, result) } });
+      if (!opts['keep-going']) process.exit(1);
+    } else {
+      emit({ [action.replace('-', '_')]: result });
+    }
+  }
+  process.exit(0);
+}
+
 // ---------------------------------------------------------------- main
 const scenarios = {
   publish: runPublish,
@@ -386,6 +435,7 @@ const scenarios = {
   cache: runCache,
   'create-cache': runCreateCache,
   'delete-cache': runDeleteCache,
+  webhook: runWebhook,
 };
 if (!scenarios[scenario]) usage(`unknown scenario: ${scenario}`);
 scenarios[scenario]().catch(e => {

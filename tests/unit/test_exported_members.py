@@ -24,11 +24,16 @@ SDK_NAMES = [
     "CacheInfo",
     "CreateCache",
     "DeleteCache",
+    "DeleteWebhook",
     "DisposableTokenScope",
     "ErrorCode",
     "ErrorResponse",
     "GenerateDisposableToken",
+    "GetWebhookSecret",
     "ListCaches",
+    "ListWebhooks",
+    "PutWebhook",
+    "RotateWebhookSecret",
     "SubscriptionItem",
     "SubscriptionStatistics",
     "TopicClient",
@@ -41,6 +46,7 @@ SDK_NAMES = [
     "TopicScope",
     "TopicSubscribe",
     "TopicSubscriptionItem",
+    "WebhookInfo",
 ]
 
 

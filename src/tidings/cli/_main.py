@@ -11,6 +11,7 @@ from tidings.cli._publish import publish
 from tidings.cli._server import server
 from tidings.cli._subscribe import subscribe
 from tidings.cli._token import token
+from tidings.cli._webhook import webhook
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -20,7 +21,7 @@ from tidings.cli._token import token
 def main(ctx: click.Context, endpoint: str | None, api_key: str | None) -> None:
     """tidings: a self-hosted, Momento-compatible Topics service.
 
-    --endpoint and --api-key here apply to the client commands (publish, subscribe, cache, token).
+    --endpoint and --api-key here apply to the client commands (publish, subscribe, cache, token, webhook).
     """
     ctx.obj = GroupConnection(endpoint, api_key)
 
@@ -31,3 +32,4 @@ main.add_command(subscribe)
 main.add_command(cache)
 main.add_command(key)
 main.add_command(token)
+main.add_command(webhook)

@@ -29,6 +29,8 @@ _FLAG_OF_FIELD = {
     "max_retained_bytes": "--max-retained-bytes",
     "subscribe_latest": "--subscribe-latest",
     "max_pending_calls": "--max-pending-calls",
+    "webhook_timeout": "--webhook-timeout",
+    "webhook_max_attempts": "--webhook-max-attempts",
 }
 
 
@@ -295,6 +297,30 @@ def _worker_count(value: str) -> int:
     "Above 1 needs --redis-url.",
 )
 @click.option(
+    "--webhook-timeout",
+    type=float,
+    default=5.0,
+    show_default=True,
+    metavar="SECONDS",
+    envvar="TIDINGS_WEBHOOK_TIMEOUT",
+    help="Deadline of one webhook POST (connect, send, answer); slower is a failure, retried.",
+)
+@click.option(
+    "--webhook-max-attempts",
+    type=int,
+    default=0,
+    show_default=True,
+    envvar="TIDINGS_WEBHOOK_MAX_ATTEMPTS",
+    help="Attempts per message before a webhook gives it up; 0 = keep retrying for up to an hour.",
+)
+@click.option(
+    "--webhook-allow-private/--webhook-deny-private",
+    default=None,
+    envvar="TIDINGS_WEBHOOK_ALLOW_PRIVATE",
+    help="Let webhooks POST to loopback, private and link-local addresses. Default: allowed only when the "
+    "server listens on loopback.",
+)
+@click.option(
     "--log-level",
     type=click.Choice(["debug", "info", "warning", "error"]),
     default="info",
@@ -344,6 +370,9 @@ def server(
     redis_url: str | None,
     redis_cluster: str | None,
     workers: int,
+    webhook_timeout: float,
+    webhook_max_attempts: int,
+    webhook_allow_private: bool | None,
     log_level: str,
     log_format: LogFormat,
 ) -> None:
@@ -392,6 +421,9 @@ def server(
             redis_url=redis_cluster or redis_url,
             redis_cluster=redis_cluster is not None,
             workers=workers,
+            webhook_timeout=webhook_timeout,
+            webhook_max_attempts=webhook_max_attempts,
+            webhook_allow_private=webhook_allow_private,
         )
     except ValueError as error:
         message = str(error)

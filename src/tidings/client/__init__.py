@@ -22,6 +22,14 @@ from tidings.client._scopes import ALL_CACHES, ALL_TOPICS, DisposableTokenScope,
 from tidings.client._subscription import SubscriptionStatistics
 from tidings.client._sync import AuthClient, CacheClient, TopicClient
 from tidings.client._topic_client import TopicClientAsync
+from tidings.client._webhook_responses import (
+    DeleteWebhook,
+    GetWebhookSecret,
+    ListWebhooks,
+    PutWebhook,
+    RotateWebhookSecret,
+    WebhookInfo,
+)
 
 __all__ = [
     "ALL_CACHES",
@@ -35,11 +43,16 @@ __all__ = [
     "CacheInfo",
     "CreateCache",
     "DeleteCache",
+    "DeleteWebhook",
     "DisposableTokenScope",
     "ErrorCode",
     "ErrorResponse",
     "GenerateDisposableToken",
+    "GetWebhookSecret",
     "ListCaches",
+    "ListWebhooks",
+    "PutWebhook",
+    "RotateWebhookSecret",
     "SubscriptionItem",
     "SubscriptionStatistics",
     "TopicClient",
@@ -52,4 +65,5 @@ __all__ = [
     "TopicScope",
     "TopicSubscribe",
     "TopicSubscriptionItem",
+    "WebhookInfo",
 ]

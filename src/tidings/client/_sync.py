@@ -29,6 +29,13 @@ from tidings.client._scopes import TopicScope
 from tidings.client._subscription_sync import Subscription
 from tidings.client._topic_client import TopicClientAsync
 from tidings.client._unary_client import UnaryClientAsync
+from tidings.client._webhook_responses import (
+    DeleteWebhook,
+    GetWebhookSecret,
+    ListWebhooks,
+    PutWebhook,
+    RotateWebhookSecret,
+)
 
 AsyncClient = TypeVar("AsyncClient", bound=UnaryClientAsync)
 
@@ -108,6 +115,32 @@ class TopicClient(_BlockingClient[TopicClientAsync]):
     ) -> TopicPublish.Success | TopicPublish.Error:
         """Publish ``value`` (text for ``str``, binary for ``bytes``) to a topic."""
         return self._loop.run(self._client.publish(cache_name, topic_name, value))
+
+    def put_webhook(
+        self, cache_name: str, webhook_name: str, topic_name: str, url: str
+    ) -> PutWebhook.Success | PutWebhook.Error:
+        """Create or replace a webhook; see `TopicClientAsync.put_webhook`."""
+        return self._loop.run(self._client.put_webhook(cache_name, webhook_name, topic_name, url))
+
+    def list_webhooks(self, cache_name: str) -> ListWebhooks.Success | ListWebhooks.Error:
+        """The cache's webhooks, sorted by name."""
+        return self._loop.run(self._client.list_webhooks(cache_name))
+
+    def delete_webhook(self, cache_name: str, webhook_name: str) -> DeleteWebhook.Success | DeleteWebhook.Error:
+        """Delete a webhook; its deliveries stop."""
+        return self._loop.run(self._client.delete_webhook(cache_name, webhook_name))
+
+    def get_webhook_secret(
+        self, cache_name: str, webhook_name: str
+    ) -> GetWebhookSecret.Success | GetWebhookSecret.Error:
+        """The secret the webhook's deliveries are signed with."""
+        return self._loop.run(self._client.get_webhook_secret(cache_name, webhook_name))
+
+    def rotate_webhook_secret(
+        self, cache_name: str, webhook_name: str
+    ) -> RotateWebhookSecret.Success | RotateWebhookSecret.Error:
+        """Give the webhook a new secret; the old one stops signing at once."""
+        return self._loop.run(self._client.rotate_webhook_secret(cache_name, webhook_name))
 
     def subscribe(
         self,

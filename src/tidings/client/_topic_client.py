@@ -16,8 +16,8 @@ from tidings.client._connection import DEFAULT_ENDPOINT, DEFAULT_TIMEOUT
 from tidings.client._errors import error_from, invalid_argument
 from tidings.client._responses import TopicPublish, TopicSubscribe
 from tidings.client._subscription import StreamCall, SubscriptionAsync
-from tidings.client._unary_client import UnaryClientAsync
 from tidings.client._validation import name_problem, sequence_problem, value_problem
+from tidings.client._webhook_client import WebhookCallsAsync
 
 _PUBLISH: Final = "/cache_client.pubsub.Pubsub/Publish"
 _SUBSCRIBE: Final = "/cache_client.pubsub.Pubsub/Subscribe"
@@ -27,8 +27,8 @@ _TopicValue = pb._TopicValue
 _SubscriptionRequest = pb._SubscriptionRequest
 
 
-class TopicClientAsync(UnaryClientAsync):
-    """Publishes to and subscribes to topics (asyncio).
+class TopicClientAsync(WebhookCallsAsync):
+    """Publishes to and subscribes to topics, and manages their webhooks (asyncio).
 
     ``endpoint`` is the server's ``host:port``; ``api_key`` travels in the ``authorization`` header of every
     call (None is anonymous). ``tls=True`` connects with TLS (``root_certificates`` in PEM, or the system's).
@@ -174,7 +174,8 @@ class TopicClientAsync(UnaryClientAsync):
         """Open the channel on first use (so the client can be built outside the event loop that uses it)."""
         if self._closed:
             raise RuntimeError("the client is closed")
-        channel = self._channel = self._settings.open_channel()
+        # The webhook calls may have opened the channel already.
+        channel = self._channel = self._channel or self._settings.open_channel()
         self._publish = channel.unary_unary(
             _PUBLISH,
             request_serializer=pb._PublishRequest.SerializeToString,

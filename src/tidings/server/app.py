@@ -35,12 +35,20 @@ from tidings.server.auth import (
     load_or_create_secret,
 )
 from tidings.server.config import Settings
-from tidings.server.core import CacheAlreadyExists, Engine, TopicsError, TopicsService, Unavailable
+from tidings.server.core import (
+    CacheAlreadyExists,
+    Engine,
+    TopicsError,
+    TopicsService,
+    Unavailable,
+    WebhookRegistry,
+)
 from tidings.server.engine.memory import MemoryEngine
 from tidings.server.grpc.server import build_grpc_server
 from tidings.server.http import ConnectionLimits, HttpServer
 from tidings.server.store import DataDirectoryError, DataDirectoryLock
 from tidings.server.store.sqlite import SqliteStore
+from tidings.server.webhooks import RetryPolicy, WebhookDispatcher, WebhookLeases, WebhookSender
 
 if TYPE_CHECKING:
     from tidings.server.engine.redis import RedisEngine
@@ -110,6 +118,8 @@ class Server:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self._service: TopicsService | None = None
+        self._webhooks: WebhookRegistry | None = None
+        self._dispatcher: WebhookDispatcher | None = None
         self._store: SqliteStore | RedisStore | None = None
         self._redis_engine: RedisEngine | None = None
         self._data_dir_lock: DataDirectoryLock | None = None
@@ -118,6 +128,7 @@ class Server:
         self._housekeeping: asyncio.Task[None] | None = None
         self._key_watch: asyncio.Task[None] | None = None
         self._memory: asyncio.Task[None] | None = None
+        self._webhook_watch: asyncio.Task[None] | None = None
         self._authenticator: Authenticator | None = None
         self._port = 0
         self._stopped = asyncio.Event()
@@ -142,6 +153,13 @@ class Server:
         if self._grpc is None:
             raise RuntimeError("server is not started")
         return 0 if self._http is None else self._http.port
+
+    @property
+    def webhooks(self) -> WebhookRegistry:
+        """The webhook registry (for in-process use and tests)."""
+        if self._webhooks is None:
+            raise RuntimeError("server is not started")
+        return self._webhooks
 
     @property
     def service(self) -> TopicsService:
@@ -173,6 +191,16 @@ class Server:
                 subscribe_latest=settings.subscribe_latest,
             )
             await service.start()
+            webhooks = self._webhooks = WebhookRegistry(service, self._store)
+            await webhooks.start()
+            self._dispatcher = WebhookDispatcher(
+                service,
+                WebhookSender(timeout=settings.webhook_timeout, allow_private=settings.webhooks_reach_private),
+                RetryPolicy(max_attempts=settings.webhook_max_attempts),
+                leases=self._webhook_leases(),
+            )
+            self._dispatcher.start()
+            await webhooks.add_listener(self._dispatcher)
             for cache_name in settings.create_caches:
                 try:
                     await service.create_cache(cache_name)
@@ -190,6 +218,7 @@ class Server:
                 reuse_port=settings.workers > 1,
                 max_connections=max_connections,
                 handshake_timeout=settings.request_timeout,
+                webhooks=webhooks,
             )
             address = _host_port(settings.host, settings.port)
             _refuse_busy_port(settings.host, settings.port)
@@ -207,6 +236,8 @@ class Server:
             self._housekeeping = _background(service.run_housekeeping(), "tidings-housekeeping")
             self._key_watch = _background(self._watch_keys(), "tidings-key-watch")
             self._memory = _background(return_freed_memory(_TRIM_INTERVAL), "tidings-memory")
+            if self._store.shared:
+                self._webhook_watch = _background(self._watch_webhooks(), "tidings-webhook-watch")
             if settings.http_port:
                 self._http = HttpServer(
                     service,
@@ -222,6 +253,8 @@ class Server:
                     cors_origins=settings.cors_origins,
                     tls=(settings.tls_cert, settings.tls_key) if settings.tls_cert and settings.tls_key else None,
                     reuse_port=settings.workers > 1,
+                    webhooks=webhooks,
+                    webhook_statuses=self._dispatcher.statuses,
                 )
                 await self._http.start()
         except BaseException:
@@ -365,6 +398,33 @@ class Server:
                 ended = self._service.revoke_token(token_id, minted_until)
                 logger.info("token id %r revoked; ended %d subscriptions", token_id, ended)
 
+    def _webhook_leases(self) -> WebhookLeases | None:
+        """With Redis, webhooks are leased: one node at a time delivers each (None: this node delivers all)."""
+        if self._store is None or not self._store.shared:
+            return None
+        from tidings.server.store.redis import RedisStore
+
+        assert isinstance(self._store, RedisStore)
+        # Test hook (takeover tests): seconds a dead node's leases outlive it.
+        return WebhookLeases(self._store, ttl=float(os.environ.get("TIDINGS_TEST_WEBHOOK_LEASE_SECONDS", "10")))
+
+    async def _watch_webhooks(self) -> None:
+        """Pick up webhooks other nodes created, changed or deleted (a shared store) within the refresh interval."""
+        from tidings.server.store.redis import RedisStore
+
+        assert isinstance(self._store, RedisStore)
+        assert self._webhooks is not None
+        seen = -1  # refresh once at once: a change may have come since the registry loaded
+        while True:
+            await asyncio.sleep(self.settings.key_refresh_interval)
+            try:
+                version = await self._store.webhooks_version()
+                if version != seen:
+                    await self._webhooks.refresh()
+                    seen = version
+            except Exception:
+                logger.exception("could not refresh webhooks; will retry")
+
     def end_drain(self) -> None:
         """Stop waiting for open subscriptions (a second SIGTERM): `stop` goes on to end them now."""
         self._drain_cut.set()
@@ -407,6 +467,9 @@ class Server:
         With ``drain_timeout``, new calls are refused first and open streams go on until they end or the drain
         timeout passes.
         """
+        if self._dispatcher is not None:
+            # Webhooks are the server's own subscribers: they stop first, so a drain waits for clients only.
+            await self._dispatcher.close()
         draining_possible = self._service is not None and self._grpc is not None and self._grpc_stopping is None
         if self.settings.drain_timeout > 0 and draining_possible:
             try:
@@ -421,7 +484,7 @@ class Server:
             await self._grpc_stopping
         elif self._grpc is not None:
             await self._grpc.stop(self.settings.shutdown_grace)
-        for task in (self._housekeeping, self._key_watch, self._memory):
+        for task in (self._housekeeping, self._key_watch, self._memory, self._webhook_watch):
             if task is not None:
                 task.cancel()
                 # A task that died was already logged by its done callback; stopping goes on regardless.

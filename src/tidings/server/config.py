@@ -56,6 +56,11 @@ class Settings:
     request_timeout: float = 10.0
     allowed_hosts: tuple[str, ...] = ()
     cors_origins: tuple[str, ...] = ()
+    # Webhook deliveries: the deadline of one POST, the attempts per message (0: retry for up to an hour), and
+    # whether endpoints may be private addresses (None: only when the server listens on loopback).
+    webhook_timeout: float = 5.0
+    webhook_max_attempts: int = 0
+    webhook_allow_private: bool | None = None
 
     def __post_init__(self) -> None:
         # Accept str paths too (``Settings(data_dir="/tmp/x")``); the fields are Paths from here on.
@@ -117,8 +122,17 @@ class Settings:
         for origin in self.cors_origins:
             if origin != "*" and "://" not in origin:
                 raise ValueError(f"--cors-origins {origin!r}: an origin is scheme://host[:port], or *")
+        if not (0 < self.webhook_timeout < math.inf):
+            raise ValueError("webhook_timeout must be positive and finite")
+        if self.webhook_max_attempts < 0:
+            raise ValueError("webhook_max_attempts must not be negative")
         if (self.tls_cert is None) != (self.tls_key is None):
             raise ValueError("--tls-cert and --tls-key go together")
+
+    @property
+    def webhooks_reach_private(self) -> bool:
+        """Whether webhooks may POST to loopback, private and link-local addresses."""
+        return is_loopback(self.host) if self.webhook_allow_private is None else self.webhook_allow_private
 
     @property
     def anonymous_allowed(self) -> bool:

@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import grpc.aio
+import httpx
 import pytest
 from momento_wire_types import cachepubsub_pb2_grpc
 from playwright.async_api import Browser, Page, async_playwright, expect
@@ -123,6 +124,28 @@ async def test_console_creates_and_deletes_a_cache(browser: Browser, server: Ser
 
     await expect(entry).to_have_count(0)
     await expect(page.locator("#caches-status")).to_contain_text(f"Deleted {name}")
+
+
+async def test_console_lists_creates_and_deletes_webhooks(browser: Browser, server: ServerProcess, cache: str) -> None:
+    page = await _open_console(browser, server)
+    page.on("dialog", lambda dialog: asyncio.ensure_future(dialog.accept()))
+    await page.locator(f'#cache-list li[data-cache="{cache}"] .pick').click()
+    await expect(page.locator("#webhook-list")).to_contain_text(f"No webhooks in {cache}")
+
+    await page.fill("#webhook-name", "orders-hook")
+    await page.fill("#webhook-topic", "orders")
+    await page.fill("#webhook-url", "https://example.test/orders")
+    await page.click("#create-webhook button")
+    entry = page.locator('#webhook-list li[data-webhook="orders-hook"]')
+    await expect(entry).to_contain_text("orders → https://example.test/orders")
+    await expect(page.locator("#webhooks-status")).to_contain_text("Signing secret: ")
+    async with httpx.AsyncClient(base_url=server.http_url) as client:
+        listed = (await client.get(f"/webhooks/{cache}")).json()
+    await entry.locator(".danger").click()
+
+    await expect(entry).to_have_count(0)
+    await expect(page.locator("#webhooks-status")).to_contain_text("Deleted orders-hook")
+    assert listed == {"webhooks": [{"name": "orders-hook", "topic": "orders", "url": "https://example.test/orders"}]}
 
 
 async def test_event_source_resumes_after_a_server_restart_with_a_discontinuity(

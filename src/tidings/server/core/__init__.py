@@ -11,6 +11,7 @@ from tidings.server.core._errors import (
     TopicsError,
     Unauthenticated,
     Unavailable,
+    WebhookNotFound,
 )
 from tidings.server.core._events import HEARTBEAT, Discontinuity, Event, Heartbeat, Message
 from tidings.server.core._limits import Limits, TokenBucket
@@ -20,6 +21,14 @@ from tidings.server.core._ports import Engine, EngineTopic, RetentionUsage, Stor
 from tidings.server.core._service import TopicsService, resume_position
 from tidings.server.core._stats import LATENCY_BUCKETS, EngineStats, Histogram, TransportStats
 from tidings.server.core._topics import READ_BATCH, Subscription
+from tidings.server.core._webhooks import (
+    Webhook,
+    WebhookListener,
+    WebhookRegistry,
+    WebhookStore,
+    new_secret,
+    validate_url,
+)
 
 __all__ = [
     "ANONYMOUS",
@@ -57,6 +66,13 @@ __all__ = [
     "TransportStats",
     "Unauthenticated",
     "Unavailable",
+    "Webhook",
+    "WebhookListener",
+    "WebhookNotFound",
+    "WebhookRegistry",
+    "WebhookStore",
+    "new_secret",
     "resume_position",
     "validate_name",
+    "validate_url",
 ]

@@ -6,6 +6,7 @@ codes in exactly one function (for gRPC, ``tidings.server.grpc._status.status_of
     TopicsError
     ├── InvalidArgument      bad name, publish without value, malformed request
     ├── CacheNotFound        the cache does not exist (or was deleted while subscribed)
+    ├── WebhookNotFound      the cache has no webhook of that name
     ├── CacheAlreadyExists   create of a cache that exists
     ├── LimitExceeded        a configured limit; ``limit`` says which (its value is the ``err`` code)
     ├── Unauthenticated      token missing, malformed, badly signed, expired or revoked
@@ -36,6 +37,15 @@ class CacheNotFound(TopicsError):
     def __init__(self, cache_name: str) -> None:
         super().__init__(f"cache not found: {cache_name!r}")
         self.cache_name = cache_name
+
+
+class WebhookNotFound(TopicsError):
+    """The cache has no webhook of that name."""
+
+    def __init__(self, cache_name: str, webhook_name: str) -> None:
+        super().__init__(f"webhook not found: {webhook_name!r} in cache {cache_name!r}")
+        self.cache_name = cache_name
+        self.webhook_name = webhook_name
 
 
 class CacheAlreadyExists(TopicsError):

@@ -140,7 +140,7 @@ class Store(Protocol):
         ...
 
     async def delete_cache(self, cache_name: str) -> bool:
-        """Delete a cache; False if it did not exist."""
+        """Delete a cache, and its webhooks with it; False if it did not exist."""
         ...
 
     async def load_page_floor(self) -> int:

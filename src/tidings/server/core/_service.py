@@ -75,6 +75,7 @@ class TopicsService:
         self._closing = False
         self._draining = False
         self._subscription_released = asyncio.Event()
+        self._cache_deleted: list[Callable[[str], None]] = []
         self._started = False
         self.loop: asyncio.AbstractEventLoop  # set by start()
 
@@ -172,6 +173,16 @@ class TopicsService:
         """Whether the cache exists."""
         return cache_name in self._caches
 
+    async def find_cache(self, cache_name: str) -> bool:
+        """Whether the cache exists, also when another server created it in a shared store."""
+        if cache_name in self._caches:
+            return True
+        return self._store.shared and await self._find_cache(cache_name) is not None
+
+    def on_cache_deleted(self, callback: Callable[[str], None]) -> None:
+        """Call ``callback(cache_name)`` after each cache this service deletes (webhooks go with it)."""
+        self._cache_deleted.append(callback)
+
     async def create_cache(self, cache_name: str, principal: Principal = ANONYMOUS) -> None:
         """Create a cache (stored, so it survives restarts); needs a super-user."""
         validate_name("cache_name", cache_name)
@@ -207,6 +218,8 @@ class TopicsService:
         del self._caches[cache.name]
         for topic_name in list(cache.topics):
             self._drop_topic((cache.name, topic_name), CacheNotFound(cache.name))
+        for callback in self._cache_deleted:
+            callback(cache.name)
 
     # --- topics ----------------------------------------------------------------------------------
 

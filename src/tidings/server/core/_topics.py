@@ -144,6 +144,11 @@ class Subscription:
         """The sequence number of the next message this subscription will deliver."""
         return self._cursor
 
+    @property
+    def backlog(self) -> int:
+        """How many published messages this subscription has not read yet (its lag, in messages)."""
+        return max(0, self._topic.log.next_sequence_number - self._cursor)
+
     def poll(self) -> list[Event] | None:
         """The events available now, in order (never empty), or None: then await `wait` and poll again.
 

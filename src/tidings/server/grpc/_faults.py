@@ -52,6 +52,11 @@ RPCS: Final = {
     "/control_client.ScsControl/DeleteCache": "delete-cache",
     "/control_client.ScsControl/ListCaches": "list-caches",
     "/token.Token/GenerateDisposableToken": "generate-disposable-token",
+    "/webhook.Webhook/PutWebhook": "put-webhook",
+    "/webhook.Webhook/DeleteWebhook": "delete-webhook",
+    "/webhook.Webhook/ListWebhooks": "list-webhooks",
+    "/webhook.Webhook/GetWebhookSecret": "get-webhook-secret",
+    "/webhook.Webhook/RotateWebhookSecret": "rotate-webhook-secret",
 }
 STREAMING_RPCS: Final = frozenset({"topic-subscribe"})
 HEADERS: Final = (

@@ -20,6 +20,7 @@ from tidings.server.core import (
     TransportStats,
     Unauthenticated,
     Unavailable,
+    WebhookNotFound,
 )
 
 logger = logging.getLogger("tidings.server.grpc")
@@ -27,6 +28,7 @@ logger = logging.getLogger("tidings.server.grpc")
 _STATUS_OF: dict[type[TopicsError], grpc.StatusCode] = {
     InvalidArgument: grpc.StatusCode.INVALID_ARGUMENT,
     CacheNotFound: grpc.StatusCode.NOT_FOUND,
+    WebhookNotFound: grpc.StatusCode.NOT_FOUND,
     CacheAlreadyExists: grpc.StatusCode.ALREADY_EXISTS,
     LimitExceeded: grpc.StatusCode.RESOURCE_EXHAUSTED,
     Unauthenticated: grpc.StatusCode.UNAUTHENTICATED,

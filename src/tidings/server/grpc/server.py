@@ -8,7 +8,7 @@ from typing import Final
 import grpc.aio
 
 from tidings.server.auth import Authenticator
-from tidings.server.core import TopicsService
+from tidings.server.core import TopicsService, WebhookRegistry
 from tidings.server.grpc._control import PING_SERVICE, ControlServicer, ping_handlers
 from tidings.server.grpc._control import SERVICE as CONTROL_SERVICE
 from tidings.server.grpc._faults import FaultInjectionInterceptor
@@ -16,6 +16,8 @@ from tidings.server.grpc._pubsub import SERVICE as PUBSUB_SERVICE
 from tidings.server.grpc._pubsub import PubsubServicer
 from tidings.server.grpc._token import SERVICE as TOKEN_SERVICE
 from tidings.server.grpc._token import TokenServicer
+from tidings.server.grpc._webhook import SERVICE as WEBHOOK_SERVICE
+from tidings.server.grpc._webhook import WebhookServicer
 
 # Room in a request for what surrounds a value (names, fields) and for the requests that carry no value
 # (token permissions, webhooks). A value over --max-message-size but within this slack gets our
@@ -80,8 +82,10 @@ def build_grpc_server(
     reuse_port: bool = False,
     max_connections: int,
     handshake_timeout: float,
+    webhooks: WebhookRegistry | None = None,
 ) -> grpc.aio.Server:
-    """A grpc.aio server with Pubsub, ScsControl, Token and Ping registered (no port bound yet).
+    """A grpc.aio server with Pubsub, ScsControl, Token, Ping and (given ``webhooks``) Webhook registered (no
+    port bound yet).
 
     ``public_endpoint()`` (host:port) is what minted disposable tokens tell clients to connect to;
     ``fault_injection`` speaks Momento Local's fault-injection metadata (see ``_faults``).
@@ -97,4 +101,6 @@ def build_grpc_server(
     register(CONTROL_SERVICE, ControlServicer(service, authenticator).handlers())
     register(TOKEN_SERVICE, TokenServicer(service, authenticator, public_endpoint).handlers())
     register(PING_SERVICE, ping_handlers())
+    if webhooks is not None:
+        register(WEBHOOK_SERVICE, WebhookServicer(service, webhooks, authenticator).handlers())
     return server

@@ -14,18 +14,19 @@ from starlette.responses import FileResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from tidings.server.core import InvalidArgument, TopicsService, TransportStats
+from tidings.server.core import InvalidArgument, TopicsService, TransportStats, WebhookRegistry
 from tidings.server.http._auth import Authenticate
 from tidings.server.http._caches import create_cache, delete_cache, get_cache, list_caches
 from tidings.server.http._encoding import encode_json
 from tidings.server.http._errors import NoRoute, error_response
 from tidings.server.http._live import ClientGone, LiveRequests
-from tidings.server.http._metrics import MetricsEndpoint
+from tidings.server.http._metrics import MetricsEndpoint, WebhookStatuses
 from tidings.server.http._openapi import OPENAPI
 from tidings.server.http._params import path_names
 from tidings.server.http._poll import poll
 from tidings.server.http._publish import publish
 from tidings.server.http._stream import stream
+from tidings.server.http._webhooks import webhooks_endpoint
 
 STATIC: Final = Path(__file__).with_name("static")
 
@@ -55,6 +56,9 @@ _CACHE_ENDPOINTS: Final[dict[str, Callable[[Request, TopicsService, Authenticate
 }
 
 
+_EVERY_METHOD: Final = ["GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH", "TRACE"]
+
+
 def _json(document: object, status: int = 200) -> Response:
     return Response(encode_json(document), status, media_type="application/json")
 
@@ -63,9 +67,15 @@ class HttpApi:
     """The endpoints, bound to one topics service."""
 
     def __init__(
-        self, service: TopicsService, authenticate: Authenticate, live: LiveRequests, long_poll_timeout: float
+        self,
+        service: TopicsService,
+        authenticate: Authenticate,
+        live: LiveRequests,
+        long_poll_timeout: float,
+        webhooks: WebhookRegistry | None = None,
     ) -> None:
         self.service = service
+        self.webhook_registry = webhooks
         self.authenticate = authenticate
         self.live = live
         self.long_poll_timeout = long_poll_timeout
@@ -130,6 +140,17 @@ class HttpApi:
             return error_response(NoRoute(f"{request.method} is not allowed here", 405, "GET, PUT, DELETE"))
         return await self._guard(self.http_stats, endpoint(request, self.service, self.authenticate, names[0]))
 
+    async def webhooks(self, request: Request) -> Response:
+        """``/webhooks/{cache}[/{name}[/secret]]`` (see ``_webhooks``)."""
+        try:
+            names = path_names(request, "/webhooks/")
+        except InvalidArgument as error:
+            return error_response(error, self.http_stats)
+        if self.webhook_registry is None:
+            return error_response(NoRoute("webhooks are not served here", 404))
+        call = webhooks_endpoint(request, self.webhook_registry, self.authenticate, names)
+        return await self._guard(self.http_stats, call)
+
     async def health(self, request: Request) -> Response:
         """Liveness: 200 while the process serves HTTP."""
         return _json({"status": "ok"})
@@ -165,11 +186,17 @@ async def _unexpected(request: Request, error: Exception) -> Response:
 
 
 def build_app(
-    service: TopicsService, authenticate: Authenticate, live: LiveRequests, *, long_poll_timeout: float
+    service: TopicsService,
+    authenticate: Authenticate,
+    live: LiveRequests,
+    *,
+    long_poll_timeout: float,
+    webhooks: WebhookRegistry | None = None,
+    webhook_statuses: WebhookStatuses | None = None,
 ) -> Starlette:
     """The ASGI application of the HTTP server; ``authenticate`` verifies tokens (``Authenticator.authenticate``)."""
-    api = HttpApi(service, authenticate, live, long_poll_timeout)
-    metrics = MetricsEndpoint(service, live.__len__)
+    api = HttpApi(service, authenticate, live, long_poll_timeout, webhooks)
+    metrics = MetricsEndpoint(service, live.__len__, webhook_statuses)
     routes = [
         # The hot path first: Starlette tries routes in order.
         Route("/topics/{path:anypath}", api.topics, methods=["GET", "POST"]),
@@ -177,6 +204,8 @@ def build_app(
         Mount("/console", StaticFiles(directory=STATIC), name="console"),
         Route("/caches", api.caches, methods=["GET"]),
         Route("/caches/{path:anypath}", api.cache, methods=["GET", "PUT", "DELETE"]),
+        # Every method reaches the endpoint, which answers 405 with the methods of that path's shape.
+        Route("/webhooks/{path:anypath}", api.webhooks, methods=_EVERY_METHOD),
         Route("/health", api.health, methods=["GET"]),
         Route("/ready", api.ready, methods=["GET"]),
         Route("/metrics", metrics.endpoint, methods=["GET"]),

@@ -31,6 +31,7 @@ from tidings.server.core import (
     TransportStats,
     Unauthenticated,
     Unavailable,
+    WebhookNotFound,
 )
 from tidings.server.http._encoding import encode_error
 
@@ -85,7 +86,7 @@ def status_of(error: Exception) -> tuple[int, str, str]:
         return 401, "unauthenticated", error.message
     if isinstance(error, PermissionDenied):
         return 403, "permission_denied", error.message
-    if isinstance(error, CacheNotFound):
+    if isinstance(error, CacheNotFound | WebhookNotFound):
         return 404, "not_found", error.message
     if isinstance(error, CacheAlreadyExists):
         return 409, "already_exists", error.message

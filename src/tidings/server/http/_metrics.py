@@ -16,6 +16,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from tidings.server.core import EngineStats, Histogram, TopicsService
+from tidings.server.webhooks import WebhookStatus
+
+WebhookStatuses = Callable[[], list[WebhookStatus]]
 
 # The classic text format, which every Prometheus version scrapes.
 EXPOSITION_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -28,9 +31,12 @@ def _buckets(histogram: Histogram) -> list[tuple[str, float]]:
 class TopicsCollector:
     """Collects the service's counters per transport and its gauges (subscriptions, topics, caches)."""
 
-    def __init__(self, service: TopicsService, live_requests: Callable[[], int]) -> None:
+    def __init__(
+        self, service: TopicsService, live_requests: Callable[[], int], webhooks: WebhookStatuses | None = None
+    ) -> None:
         self._service = service
         self._live_requests = live_requests
+        self._webhooks = webhooks
 
     def collect(self) -> Iterator[Metric]:
         """Metric families with the current values (called by the registry at scrape time)."""
@@ -89,6 +95,41 @@ class TopicsCollector:
         engine = service.engine_stats
         if engine is not None:
             yield from _redis_metrics(engine, service.engine_healthy)
+        if self._webhooks is not None:
+            yield from _webhook_families(self._webhooks())
+
+
+def _webhook_families(statuses: list[WebhookStatus]) -> Iterator[Metric]:
+    """Per webhook (labels ``cache``, ``webhook``): deliveries, failures by reason, retries, gaps and lag."""
+    labels = ["cache", "webhook"]
+    counters = {
+        "delivered": ("tidings_webhook_deliveries", "Messages a webhook's endpoint accepted (2xx)"),
+        "retries": ("tidings_webhook_retries", "Failed webhook attempts that were retried"),
+        "dropped": ("tidings_webhook_dropped", "Messages a webhook gave up on (not retried, or retries exhausted)"),
+        "discontinuities": (
+            "tidings_webhook_discontinuities",
+            "Times a webhook skipped ahead: messages left the retention buffer before delivery, or a topic reset",
+        ),
+        "missed_messages": ("tidings_webhook_missed_messages", "Messages skipped by webhook discontinuities"),
+    }
+    for attribute, (name, documentation) in counters.items():
+        family = CounterMetricFamily(name, documentation, labels=labels)
+        for status in statuses:
+            family.add_metric([status.webhook.cache_name, status.webhook.name], getattr(status.stats, attribute))
+        yield family
+    failures = CounterMetricFamily(
+        "tidings_webhook_failures",
+        "Failed webhook attempts by reason (timeout, connection, status_5xx, status_429, status_4xx, ...)",
+        labels=[*labels, "reason"],
+    )
+    lag = GaugeMetricFamily("tidings_webhook_lag_messages", "Messages published and not yet delivered", labels=labels)
+    for status in statuses:
+        key = [status.webhook.cache_name, status.webhook.name]
+        for reason, count in sorted(status.stats.failures.items()):
+            failures.add_metric([*key, reason], count)
+        lag.add_metric(key, status.lag)
+    yield failures
+    yield lag
 
 
 def _redis_metrics(stats: EngineStats, healthy: bool) -> Iterator[Metric]:
@@ -107,9 +148,11 @@ def _redis_metrics(stats: EngineStats, healthy: bool) -> Iterator[Metric]:
 class MetricsEndpoint:
     """``GET /metrics``: a registry of its own (not the process-global one) with tidings and process metrics."""
 
-    def __init__(self, service: TopicsService, live_requests: Callable[[], int]) -> None:
+    def __init__(
+        self, service: TopicsService, live_requests: Callable[[], int], webhooks: WebhookStatuses | None = None
+    ) -> None:
         self.registry = CollectorRegistry()
-        self.registry.register(TopicsCollector(service, live_requests))
+        self.registry.register(TopicsCollector(service, live_requests, webhooks))
         ProcessCollector(registry=self.registry)
         GCCollector(registry=self.registry)
 

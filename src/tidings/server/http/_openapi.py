@@ -63,6 +63,8 @@ _CACHE = {
 }
 _TOPIC = {**_CACHE, "name": "topic", "description": "Topic name, like a cache name."}
 _CACHE_NAME = {**_CACHE, "name": "name"}
+_WEBHOOK_NAME = {**_CACHE, "name": "name", "description": "Webhook name, like a cache name."}
+_WEBHOOK_NOT_FOUND = _error("The cache does not exist, or has no webhook of that name")
 _UINT64 = {"type": "integer", "minimum": 0, "maximum": _UINT64_MAX}
 _TOKEN_QUERY = {
     "name": "token",
@@ -179,6 +181,40 @@ _SCHEMAS: dict[str, Any] = {
         },
     },
     "Status": {"type": "object", "required": ["status"], "properties": {"status": {"type": "string"}}},
+    "WebhookDefinition": {
+        "type": "object",
+        "required": ["topic", "url"],
+        "properties": {
+            "topic": {**_NAME, "description": "The topic whose messages are POSTed."},
+            "url": {"type": "string", "description": "An http:// or https:// URL with a host."},
+        },
+    },
+    "Webhook": {
+        "type": "object",
+        "required": ["name", "topic", "url"],
+        "properties": {"name": {"type": "string"}, "topic": {"type": "string"}, "url": {"type": "string"}},
+    },
+    "WebhookList": {
+        "type": "object",
+        "required": ["webhooks"],
+        "properties": {"webhooks": {"type": "array", "items": _ref("Webhook")}},
+    },
+    "WebhookWithSecret": {
+        "allOf": [
+            _ref("Webhook"),
+            {"type": "object", "required": ["secret"], "properties": {"secret": {"type": "string"}}},
+        ]
+    },
+    "WebhookSecret": {
+        "type": "object",
+        "required": ["secret"],
+        "properties": {
+            "secret": {
+                "type": "string",
+                "description": "Signs deliveries: header momento-signature = hex HMAC-SHA3-256 of the body.",
+            }
+        },
+    },
 }
 
 OPENAPI: Final[dict[str, Any]] = {
@@ -293,6 +329,45 @@ OPENAPI: Final[dict[str, Any]] = {
                 "operationId": "deleteCache",
                 "summary": "Delete a cache; its subscriptions end",
                 "responses": {"204": {"description": "Deleted"}, **_COMMON, "404": _CACHE_NOT_FOUND},
+            },
+        },
+        "/webhooks/{cache}": {
+            "parameters": [_CACHE, _TOKEN_QUERY],
+            "get": {
+                "operationId": "listWebhooks",
+                "summary": "The cache's webhooks (super-user)",
+                "responses": {"200": _json("Webhooks, by name", "WebhookList"), **_COMMON, "404": _CACHE_NOT_FOUND},
+            },
+        },
+        "/webhooks/{cache}/{name}": {
+            "parameters": [_CACHE, _WEBHOOK_NAME, _TOKEN_QUERY],
+            "put": {
+                "operationId": "putWebhook",
+                "summary": "Create or replace a webhook (a replace keeps its secret); answers its secret",
+                "requestBody": {"required": True, "content": {_JSON: {"schema": _ref("WebhookDefinition")}}},
+                "responses": {
+                    "200": _json("The webhook and its signing secret", "WebhookWithSecret"),
+                    **_COMMON,
+                    "404": _CACHE_NOT_FOUND,
+                },
+            },
+            "delete": {
+                "operationId": "deleteWebhook",
+                "summary": "Delete a webhook (deleting one that does not exist succeeds); its deliveries stop",
+                "responses": {"204": {"description": "Deleted"}, **_COMMON, "404": _CACHE_NOT_FOUND},
+            },
+        },
+        "/webhooks/{cache}/{name}/secret": {
+            "parameters": [_CACHE, _WEBHOOK_NAME, _TOKEN_QUERY],
+            "get": {
+                "operationId": "getWebhookSecret",
+                "summary": "The webhook's signing secret",
+                "responses": {"200": _json("The secret", "WebhookSecret"), **_COMMON, "404": _WEBHOOK_NOT_FOUND},
+            },
+            "post": {
+                "operationId": "rotateWebhookSecret",
+                "summary": "A new signing secret; the old one stops signing at once",
+                "responses": {"200": _json("The new secret", "WebhookSecret"), **_COMMON, "404": _WEBHOOK_NOT_FOUND},
             },
         },
         "/health": {

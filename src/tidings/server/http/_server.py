@@ -17,11 +17,12 @@ from pathlib import Path
 import uvicorn
 
 from tidings.server._logs import show_uvicorn_as_transport
-from tidings.server.core import TopicsService
+from tidings.server.core import TopicsService, WebhookRegistry
 from tidings.server.http._app import build_app
 from tidings.server.http._auth import Authenticate
 from tidings.server.http._connections import ConnectionLimits, guarded_protocol
 from tidings.server.http._live import LiveRequests
+from tidings.server.http._metrics import WebhookStatuses
 from tidings.server.http._origin import guard_origins
 
 
@@ -103,12 +104,21 @@ class HttpServer:
         cors_origins: tuple[str, ...] = (),
         tls: tuple[Path, Path] | None = None,
         reuse_port: bool = False,
+        webhooks: WebhookRegistry | None = None,
+        webhook_statuses: WebhookStatuses | None = None,
     ) -> None:
         self._live = LiveRequests()
         self._reuse_port = reuse_port
         self.connections = connections
         self._tls = tls
-        self.app = build_app(service, authenticate, self._live, long_poll_timeout=long_poll_timeout)
+        self.app = build_app(
+            service,
+            authenticate,
+            self._live,
+            long_poll_timeout=long_poll_timeout,
+            webhooks=webhooks,
+            webhook_statuses=webhook_statuses,
+        )
         self._asgi = guard_origins(self.app, allowed_hosts, cors_origins)
         self._host = host
         self._port = port

@@ -3,7 +3,11 @@
 Keys (under ``<prefix>{store}:``, the prefix ``tidings:`` by default): ``caches`` hash name -> creation time;
 ``api-keys`` hash id -> JSON; ``api-keys-revoked`` hash id -> revocation time; ``tokens-revoked`` hash token
 id -> revocation time; ``api-keys-version`` counter;
-``page-floor``; ``secret``. Multi-key changes are Lua scripts (atomic; the connection is pipelined, so no MULTI).
+``page-floor``; ``secret``; ``webhooks:<cache>`` hash webhook name -> JSON (topic, url, secret) and
+``webhooks-version`` (a counter every webhook change raises, so other nodes notice); ``webhook-leases:<cache>``
+hash webhook name -> ``<holder> <expiry ms>`` (the node delivering it) and ``webhook-cursors:<cache>`` hash
+webhook name -> ``<page> <next sequence number>`` (where its deliveries stand). Multi-key changes are Lua
+scripts (atomic; the connection is pipelined, so no MULTI).
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ import time
 from redis.exceptions import ResponseError
 
 from tidings.server.auth import MAX_TOKEN_LIFETIME, ApiKey, grants_from_json, grants_to_json
-from tidings.server.core import Unavailable
+from tidings.server.core import Unavailable, Webhook
 from tidings.server.engine._redis_link import Arg, as_list, as_text
 from tidings.server.engine._redis_shards import Shards
 
@@ -49,6 +53,73 @@ _RAISE_FLOOR = """
 local current = redis.call('GET', KEYS[1])
 if current and tonumber(current) >= tonumber(ARGV[1]) then return 0 end
 redis.call('SET', KEYS[1], ARGV[1])
+return 1
+"""
+
+# KEYS: caches, webhooks, leases, cursors (of the cache), webhooks version. ARGV: cache. Its webhooks go with it.
+_DELETE_CACHE = """
+if redis.call('HDEL', KEYS[1], ARGV[1]) == 0 then return 0 end
+if redis.call('DEL', KEYS[2]) == 1 then redis.call('INCR', KEYS[5]) end
+redis.call('DEL', KEYS[3], KEYS[4])
+return 1
+"""
+# KEYS: caches, webhooks of the cache, webhooks version, cursors of the cache. ARGV: cache, name, topic, url,
+# new secret. Returns the secret stored (the existing one on replace), or false when the cache does not exist.
+# A new topic starts over: its cursor is dropped.
+_PUT_WEBHOOK = """
+if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 0 then return false end
+local secret = ARGV[5]
+local current = redis.call('HGET', KEYS[2], ARGV[2])
+if current then
+  local stored = cjson.decode(current)
+  secret = stored['secret']
+  if stored['topic'] ~= ARGV[3] then redis.call('HDEL', KEYS[4], ARGV[2]) end
+end
+redis.call('HSET', KEYS[2], ARGV[2], cjson.encode({topic = ARGV[3], url = ARGV[4], secret = secret}))
+redis.call('INCR', KEYS[3])
+return secret
+"""
+# KEYS: leases of the cache. ARGV: name, holder, ttl ms. Takes or extends the lease unless another holder has it.
+_TAKE_LEASE = """
+local time = redis.call('TIME')
+local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
+local current = redis.call('HGET', KEYS[1], ARGV[1])
+if current then
+  local holder, expiry = string.match(current, '^(%S+) (%d+)$')
+  if holder ~= ARGV[2] and tonumber(expiry) > now then return 0 end
+end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2] .. ' ' .. (now + tonumber(ARGV[3])))
+return 1
+"""
+# KEYS: leases of the cache. ARGV: name, holder.
+_DROP_LEASE = """
+local current = redis.call('HGET', KEYS[1], ARGV[1])
+if current and string.match(current, '^(%S+) ') == ARGV[2] then redis.call('HDEL', KEYS[1], ARGV[1]) end
+return 1
+"""
+# KEYS: leases, cursors (of the cache). ARGV: name, holder, cursor. Only the lease holder moves the cursor.
+_SAVE_CURSOR = """
+local current = redis.call('HGET', KEYS[1], ARGV[1])
+if not current or string.match(current, '^(%S+) ') ~= ARGV[2] then return 0 end
+redis.call('HSET', KEYS[2], ARGV[1], ARGV[3])
+return 1
+"""
+# KEYS: webhooks of the cache, webhooks version. ARGV: name, new secret.
+_SET_WEBHOOK_SECRET = """
+local current = redis.call('HGET', KEYS[1], ARGV[1])
+if not current then return 0 end
+local webhook = cjson.decode(current)
+webhook['secret'] = ARGV[2]
+redis.call('HSET', KEYS[1], ARGV[1], cjson.encode(webhook))
+redis.call('INCR', KEYS[2])
+return 1
+"""
+# KEYS: webhooks, version, leases, cursors. ARGV: name.
+_DELETE_WEBHOOK = """
+redis.call('HDEL', KEYS[3], ARGV[1])
+redis.call('HDEL', KEYS[4], ARGV[1])
+if redis.call('HDEL', KEYS[1], ARGV[1]) == 0 then return 0 end
+redis.call('INCR', KEYS[2])
 return 1
 """
 
@@ -88,7 +159,88 @@ class RedisStore:
         return await self._call(b"HSETNX", self._key(b"caches"), cache_name, time.time()) == 1
 
     async def delete_cache(self, cache_name: str) -> bool:
-        return await self._call(b"HDEL", self._key(b"caches"), cache_name) == 1
+        deleted = await self._call(
+            b"EVAL", _DELETE_CACHE, 5, self._key(b"caches"), self._webhooks_key(cache_name),
+            self._webhooks_key(cache_name, b"webhook-leases:"), self._webhooks_key(cache_name, b"webhook-cursors:"),
+            self._key(b"webhooks-version"), cache_name,
+        )  # fmt: skip
+        return deleted == 1
+
+    def _webhooks_key(self, cache_name: str, kind: bytes = b"webhooks:") -> bytes:
+        return self._key(kind + cache_name.encode())
+
+    async def list_webhooks(self) -> list[Webhook]:
+        webhooks = []
+        for cache_name in await self.list_caches():
+            stored = as_list(await self._call(b"HGETALL", self._webhooks_key(cache_name)))
+            for i in range(0, len(stored), 2):
+                fields = json.loads(as_text(stored[i + 1]))
+                webhooks.append(
+                    Webhook(cache_name, as_text(stored[i]), fields["topic"], fields["url"], fields["secret"])
+                )
+        return sorted(webhooks, key=lambda webhook: (webhook.cache_name, webhook.name))
+
+    async def put_webhook(self, webhook: Webhook) -> Webhook | None:
+        secret = await self._call(
+            b"EVAL", _PUT_WEBHOOK, 4, self._key(b"caches"), self._webhooks_key(webhook.cache_name),
+            self._key(b"webhooks-version"), self._webhooks_key(webhook.cache_name, b"webhook-cursors:"),
+            webhook.cache_name, webhook.name, webhook.topic_name, webhook.url, webhook.secret,
+        )  # fmt: skip
+        if secret is None:
+            return None
+        return Webhook(webhook.cache_name, webhook.name, webhook.topic_name, webhook.url, as_text(secret))
+
+    async def set_webhook_secret(self, cache_name: str, name: str, secret: str) -> bool:
+        changed = await self._call(
+            b"EVAL", _SET_WEBHOOK_SECRET, 2, self._webhooks_key(cache_name), self._key(b"webhooks-version"),
+            name, secret,
+        )  # fmt: skip
+        return changed == 1
+
+    async def delete_webhook(self, cache_name: str, name: str) -> bool:
+        deleted = await self._call(
+            b"EVAL", _DELETE_WEBHOOK, 4, self._webhooks_key(cache_name), self._key(b"webhooks-version"),
+            self._webhooks_key(cache_name, b"webhook-leases:"), self._webhooks_key(cache_name, b"webhook-cursors:"),
+            name,
+        )  # fmt: skip
+        return deleted == 1
+
+    async def take_webhook_lease(self, cache_name: str, name: str, holder: str, ttl: float) -> bool:
+        """Take (or, for its holder, extend) the lease to deliver a webhook for ``ttl`` seconds; False while
+        another holder's lease runs."""
+        taken = await self._call(
+            b"EVAL", _TAKE_LEASE, 1, self._webhooks_key(cache_name, b"webhook-leases:"), name, holder,
+            max(1, round(ttl * 1000)),
+        )  # fmt: skip
+        return taken == 1
+
+    async def drop_webhook_lease(self, cache_name: str, name: str, holder: str) -> None:
+        """Give the lease up (if ``holder`` has it), so another node takes over at once."""
+        await self._call(b"EVAL", _DROP_LEASE, 1, self._webhooks_key(cache_name, b"webhook-leases:"), name, holder)
+
+    async def load_webhook_cursor(self, cache_name: str, name: str) -> tuple[int, int] | None:
+        """Where the webhook's deliveries stand: (sequence page, next sequence number), None if never saved."""
+        cursor = await self._call(b"HGET", self._webhooks_key(cache_name, b"webhook-cursors:"), name)
+        if cursor is None:
+            return None
+        page, next_number = as_text(cursor).split()
+        return int(page), int(next_number)
+
+    async def save_webhook_cursor(
+        self, cache_name: str, name: str, holder: str, sequence_page: int, next_sequence_number: int
+    ) -> bool:
+        """Record where deliveries stand; only the lease ``holder`` may (False otherwise)."""
+        saved = await self._call(
+            b"EVAL", _SAVE_CURSOR, 2, self._webhooks_key(cache_name, b"webhook-leases:"),
+            self._webhooks_key(cache_name, b"webhook-cursors:"), name, holder,
+            f"{sequence_page} {next_sequence_number}",
+        )  # fmt: skip
+        return saved == 1
+
+    async def webhooks_version(self) -> int:
+        """A number every webhook change (on any node) raises: `list_webhooks` again when it moved."""
+        version = await self._call(b"GET", self._key(b"webhooks-version"))
+        return 0 if version is None else int(as_text(version))
 
     async def load_page_floor(self) -> int:
         floor = await self._call(b"GET", self._key(b"page-floor"))

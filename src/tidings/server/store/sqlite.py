@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from tidings.server.auth import MAX_TOKEN_LIFETIME, ApiKey, grants_from_json, grants_to_json
+from tidings.server.core import Webhook
 from tidings.server.store._datadir import DataDirectoryError
 
 T = TypeVar("T")
@@ -43,6 +44,15 @@ CREATE TABLE IF NOT EXISTS api_keys (
 CREATE TABLE IF NOT EXISTS revoked_tokens (
     token_id TEXT PRIMARY KEY,
     revoked_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS webhooks (
+    cache TEXT NOT NULL,
+    name TEXT NOT NULL,
+    topic TEXT NOT NULL,
+    url TEXT NOT NULL,
+    secret TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    PRIMARY KEY (cache, name)
 );
 """
 
@@ -112,7 +122,57 @@ class SqliteStore:
         return changed == 1
 
     async def delete_cache(self, cache_name: str) -> bool:
-        changed = await self._execute("DELETE FROM caches WHERE name = ?", (cache_name,))
+        changed = await self._transaction(
+            ("DELETE FROM caches WHERE name = ?", (cache_name,)),
+            ("DELETE FROM webhooks WHERE cache = ?", (cache_name,)),
+        )
+        return changed[0] == 1
+
+    async def list_webhooks(self) -> list[Webhook]:
+        rows = await self._query("SELECT cache, name, topic, url, secret FROM webhooks ORDER BY cache, name")
+        return [Webhook(*(str(column) for column in row)) for row in rows]
+
+    async def put_webhook(self, webhook: Webhook) -> Webhook | None:
+        db = self._db()
+
+        def run() -> Webhook | None:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                row = None
+                if db.execute("SELECT 1 FROM caches WHERE name = ?", (webhook.cache_name,)).fetchone() is not None:
+                    db.execute(
+                        "INSERT INTO webhooks (cache, name, topic, url, secret, created_at) VALUES (?, ?, ?, ?, ?, ?) "
+                        "ON CONFLICT(cache, name) DO UPDATE SET topic = excluded.topic, url = excluded.url",
+                        (
+                            webhook.cache_name,
+                            webhook.name,
+                            webhook.topic_name,
+                            webhook.url,
+                            webhook.secret,
+                            time.time(),
+                        ),
+                    )
+                    row = db.execute(
+                        "SELECT secret FROM webhooks WHERE cache = ? AND name = ?", (webhook.cache_name, webhook.name)
+                    ).fetchone()
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            db.execute("COMMIT")
+            if row is None:
+                return None
+            return Webhook(webhook.cache_name, webhook.name, webhook.topic_name, webhook.url, str(row[0]))
+
+        return await self._run(run)
+
+    async def set_webhook_secret(self, cache_name: str, name: str, secret: str) -> bool:
+        changed = await self._execute(
+            "UPDATE webhooks SET secret = ? WHERE cache = ? AND name = ?", (secret, cache_name, name)
+        )
+        return changed == 1
+
+    async def delete_webhook(self, cache_name: str, name: str) -> bool:
+        changed = await self._execute("DELETE FROM webhooks WHERE cache = ? AND name = ?", (cache_name, name))
         return changed == 1
 
     async def load_page_floor(self) -> int:

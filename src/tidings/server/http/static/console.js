@@ -74,6 +74,7 @@ async function loadCaches() {
       pick.addEventListener("click", () => {
         $("cache").value = name;
         markSelected();
+        loadWebhooks();
         $("topic").focus();
       });
       const remove = document.createElement("button");
@@ -89,6 +90,7 @@ async function loadCaches() {
       $("cache").value = caches[0].name;
       markSelected();
     }
+    await loadWebhooks();
   } catch (error) {
     say($("caches-status"), error.message, "error");
   }
@@ -122,6 +124,79 @@ async function deleteCache(name) {
     await loadCaches();
   } catch (error) {
     say($("caches-status"), error.message, "error");
+  }
+}
+
+// --- webhooks --------------------------------------------------------------------------------------
+
+const webhooksPath = (cache) => "/webhooks/" + segment(cache);
+
+async function loadWebhooks() {
+  const list = $("webhook-list");
+  const cache = $("cache").value.trim();
+  list.replaceChildren();
+  if (!cache) return;
+  try {
+    const { webhooks } = await api("GET", webhooksPath(cache));
+    if (!webhooks.length) {
+      const empty = document.createElement("li");
+      empty.className = "empty";
+      empty.textContent = `No webhooks in ${cache}.`;
+      list.append(empty);
+    }
+    for (const { name, topic, url } of webhooks) {
+      const item = document.createElement("li");
+      item.dataset.webhook = name;
+      const entry = document.createElement("span");
+      entry.className = "webhook-entry";
+      const title = document.createElement("b");
+      title.textContent = name;
+      const target = document.createElement("span");
+      target.className = "webhook-target";
+      target.textContent = `${topic} → ${url}`;
+      target.title = url;
+      entry.append(title, target);
+      const remove = document.createElement("button");
+      remove.type = "button";
+      remove.className = "danger";
+      remove.textContent = "Delete";
+      remove.setAttribute("aria-label", `Delete webhook ${name}`);
+      remove.addEventListener("click", () => deleteWebhook(cache, name));
+      item.append(entry, remove);
+      list.append(item);
+    }
+  } catch (error) {
+    say($("webhooks-status"), error.message, "error");
+  }
+}
+
+async function createWebhook(event) {
+  event.preventDefault();
+  const cache = $("cache").value.trim();
+  const name = $("webhook-name").value.trim();
+  if (!cache) {
+    say($("webhooks-status"), "Pick a cache above first.", "error");
+    return;
+  }
+  const body = JSON.stringify({ topic: $("webhook-topic").value.trim(), url: $("webhook-url").value.trim() });
+  try {
+    const created = await api("PUT", `${webhooksPath(cache)}/${segment(name)}`, body, "application/json");
+    $("webhook-name").value = "";
+    say($("webhooks-status"), `Created ${name}. Signing secret: ${created.secret}`, "ok");
+    await loadWebhooks();
+  } catch (error) {
+    say($("webhooks-status"), error.message, "error");
+  }
+}
+
+async function deleteWebhook(cache, name) {
+  if (!confirm(`Delete webhook "${name}"? Its deliveries stop.`)) return;
+  try {
+    await api("DELETE", `${webhooksPath(cache)}/${segment(name)}`);
+    say($("webhooks-status"), `Deleted ${name}.`, "ok");
+    await loadWebhooks();
+  } catch (error) {
+    say($("webhooks-status"), error.message, "error");
   }
 }
 
@@ -373,9 +448,12 @@ function start() {
   $("refresh-caches").addEventListener("click", loadCaches);
   $("create-cache").addEventListener("submit", createCache);
   $("cache").addEventListener("input", markSelected);
+  $("cache").addEventListener("change", loadWebhooks);
   $("subscribe").addEventListener("submit", subscribe);
   $("stop-button").addEventListener("click", stop);
   $("publish").addEventListener("submit", publish);
+  $("create-webhook").addEventListener("submit", createWebhook);
+  $("refresh-webhooks").addEventListener("click", loadWebhooks);
   setInterval(updateRate, 500);
   loadCaches();
 }

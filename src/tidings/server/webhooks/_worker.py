@@ -1,0 +1,192 @@
+"""One webhook's delivery loop: a live subscription of its topic, each message POSTed in order, one at a time."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import Awaitable, Callable
+
+from tidings.server.core import (
+    ANONYMOUS,
+    CacheNotFound,
+    Discontinuity,
+    Message,
+    Subscription,
+    TopicsError,
+    TopicsService,
+    Webhook,
+)
+from tidings.server.webhooks._events import event_body
+from tidings.server.webhooks._http import WebhookSender
+from tidings.server.webhooks._retry import Outcome, RetryPolicy, Verdict, deliver_with_retries
+from tidings.server.webhooks._stats import WebhookStats
+from tidings.webhooks import sign
+
+logger = logging.getLogger("tidings.server.webhooks")
+
+
+class WebhookWorker:
+    """Delivers one webhook: a server-side subscriber whose cursor only moves past a message once the endpoint
+    took it (or it was given up on), so delivery is in order and at least once.
+
+    ``webhook`` may be replaced while running (a new URL or secret applies from the next attempt on).
+    """
+
+    def __init__(
+        self,
+        service: TopicsService,
+        webhook: Webhook,
+        sender: WebhookSender,
+        policy: RetryPolicy,
+        *,
+        wall_clock: Callable[[], float] = time.time,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        resume: tuple[int, int] | None = None,
+        on_progress: Callable[[int, int], Awaitable[object]] | None = None,
+    ) -> None:
+        self.webhook = webhook
+        self.stats = WebhookStats()
+        self._service = service
+        self._sender = sender
+        self._policy = policy
+        self._wall_clock = wall_clock
+        self._sleep = sleep
+        self._subscription: Subscription | None = None
+        self._opened: Subscription | None = None  # subscribed by `open`, not followed yet
+        self._held = 0  # messages read from the subscription and not yet delivered
+        # Where to resume (a takeover, or after the subscription broke): (page, next sequence number).
+        self._resume = resume or (0, 0)
+        self._resumed = resume is not None
+        # Told each new position (page, next sequence number), to store it for a takeover by another node.
+        self._on_progress = on_progress
+
+    @property
+    def lag(self) -> int:
+        """Messages published to the topic and not yet delivered."""
+        subscription = self._subscription
+        return self._held + (0 if subscription is None else subscription.backlog)
+
+    async def open(self) -> None:
+        """Subscribe now, so that `run` delivers every message published from here on (a failure is left to
+        `run`, which retries)."""
+        try:
+            self._opened = await self._subscribe()
+        except TopicsError:
+            self._opened = None
+            return
+        if not self._resumed:  # a new webhook starts here: a takeover must not start later
+            self._resume = (self._opened.sequence_page, self._opened.next_sequence_number)
+            await self._progress()
+
+    def discard(self) -> None:
+        """Free what `open` took, for a worker that will not run."""
+        if self._opened is not None:
+            self._opened.close()
+            self._opened = None
+
+    async def _subscribe(self) -> Subscription:
+        webhook = self.webhook
+        return await self._service.subscribe(
+            webhook.cache_name,
+            webhook.topic_name,
+            self._resume[1],
+            self._resume[0],
+            ANONYMOUS,
+            latest=0,  # a webhook starts live: it never asked for history
+        )
+
+    async def run(self) -> None:
+        """Deliver until cancelled or the cache is deleted; a broken subscription is resumed where it stopped."""
+        failures = 0
+        while True:
+            webhook = self.webhook
+            try:
+                subscription, self._opened = self._opened or await self._subscribe(), None
+                with subscription:
+                    self._subscription = subscription
+                    try:
+                        await self._follow(subscription)
+                    finally:
+                        self._subscription = None
+            except CacheNotFound:
+                logger.info("webhook %r of cache %r stops: the cache is gone", webhook.name, webhook.cache_name)
+                return
+            except TopicsError as error:
+                failures += 1
+                delay = self._policy.delay(failures, random.random())
+                logger.warning(
+                    "webhook %r of cache %r cannot follow topic %r (%s); again in %.1f s",
+                    webhook.name, webhook.cache_name, webhook.topic_name, error.message, delay,
+                )  # fmt: skip
+                await self._sleep(delay)
+            else:  # pragma: no cover - _follow only returns by raising
+                failures = 0
+
+    async def _follow(self, subscription: Subscription) -> None:
+        while True:
+            events = await subscription.next_events()
+            self._held = sum(isinstance(event, Message) for event in events)
+            for event in events:
+                if isinstance(event, Message):
+                    await self._deliver(event)
+                    self._held -= 1
+                    self._resume = (event.sequence_page, event.sequence_number + 1)
+                    await self._progress()
+                elif isinstance(event, Discontinuity):
+                    self._record_gap(event)
+                    await self._progress()
+
+    async def _progress(self) -> None:
+        if self._on_progress is None:
+            return
+        try:
+            await self._on_progress(*self._resume)
+        except Exception as error:  # the position is kept here; a later save records it
+            logger.warning("webhook %r: could not record its position: %s", self.webhook.name, error)
+
+    def _record_gap(self, gap: Discontinuity) -> None:
+        resume_page, _ = self._resume
+        self._resume = (gap.new_sequence_page, gap.new_topic_sequence + 1)
+        same_page = resume_page in (0, gap.new_sequence_page)
+        missed = gap.new_topic_sequence - gap.last_topic_sequence if same_page else 0
+        if same_page and missed <= 0:
+            return  # nothing was lost (a resume that found the topic where it left it)
+        webhook = self.webhook
+        self.stats.discontinuities += 1
+        self.stats.missed_messages += max(0, missed)
+        logger.warning(
+            "webhook %r of cache %r skipped ahead on topic %r: %s (from sequence %d to %d, page %d)",
+            webhook.name, webhook.cache_name, webhook.topic_name,
+            f"{missed} messages left the retention buffer undelivered" if same_page else "the topic was reset",
+            gap.last_topic_sequence, gap.new_topic_sequence + 1, gap.new_sequence_page,
+        )  # fmt: skip
+
+    async def _deliver(self, message: Message) -> None:
+        webhook = self.webhook
+        now = self._wall_clock()
+        age = max(0.0, self._service.clock() - message.published_at)
+        body = event_body(webhook.cache_name, webhook.topic_name, message, round((now - age) * 1000), round(now * 1000))
+
+        def attempt() -> Awaitable[Outcome]:
+            current = self.webhook  # a rotated secret or a new URL applies at once
+            return self._sender.post(current.url, body, sign(body, current.secret))
+
+        outcome = await deliver_with_retries(
+            attempt, self._policy, clock=self._service.clock, sleep=self._sleep, on_failure=self._failed
+        )
+        if outcome.verdict is Verdict.DELIVERED:
+            self.stats.delivered += 1
+            return
+        self.stats.dropped += 1
+        logger.warning(
+            "webhook %r of cache %r gave up on message %d (page %d) of topic %r: %s",
+            webhook.name, webhook.cache_name, message.sequence_number, message.sequence_page, webhook.topic_name,
+            outcome.reason,
+        )  # fmt: skip
+
+    def _failed(self, outcome: Outcome, retrying: bool) -> None:
+        self.stats.failures[outcome.reason] += 1
+        if retrying:
+            self.stats.retries += 1

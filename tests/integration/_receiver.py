@@ -1,0 +1,90 @@
+"""A real webhook receiver for the tests: a Starlette app served by uvicorn on a free loopback port, in a thread.
+
+It records every POST (body and headers) and answers from a script: the next scripted status, or 200; a
+``hang`` status never answers (until the receiver stops).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import threading
+from collections import deque
+from dataclasses import dataclass
+from typing import Final
+
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+HANG: Final = -1
+WAIT_TIMEOUT = 30.0
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """One POST the receiver got."""
+
+    path: str
+    body: bytes
+    headers: dict[str, str]
+    status: int
+
+
+class Receiver:
+    """``with Receiver() as receiver:`` serves at ``receiver.url``; `wait_for` blocks until enough POSTs came."""
+
+    def __init__(self) -> None:
+        self.deliveries: list[Delivery] = []
+        self.script: deque[int] = deque()
+        self._changed = threading.Condition()
+        self._server: uvicorn.Server | None = None
+        self._thread: threading.Thread | None = None
+        self.port = 0
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/hook"
+
+    def answer(self, *statuses: int) -> None:
+        """Answer the next POSTs with ``statuses`` (HANG: never), then 200 again."""
+        with self._changed:
+            self.script.extend(statuses)
+
+    def wait_for(self, count: int, timeout: float = WAIT_TIMEOUT) -> list[Delivery]:
+        """The first ``count`` deliveries, once they arrived (AssertionError after ``timeout``)."""
+        with self._changed:
+            arrived = self._changed.wait_for(lambda: len(self.deliveries) >= count, timeout)
+            assert arrived, f"{len(self.deliveries)} of {count} deliveries arrived: {self.deliveries}"
+            return list(self.deliveries[:count])
+
+    async def _hook(self, request: Request) -> Response:
+        body = await request.body()
+        with self._changed:
+            status = self.script.popleft() if self.script else 200
+            self.deliveries.append(Delivery(request.url.path, body, dict(request.headers), status))
+            self._changed.notify_all()
+        if status == HANG:
+            await asyncio.Event().wait()  # never answers; uvicorn cancels it when the receiver stops
+        return Response("ok", status_code=status)
+
+    def __enter__(self) -> Receiver:
+        # Listening before the server thread runs: connections wait in the backlog, so no start-up race.
+        sock = socket.socket()
+        sock.bind(("127.0.0.1", 0))
+        sock.listen(128)
+        self.port = sock.getsockname()[1]
+        app = Starlette(routes=[Route("/{path:path}", self._hook, methods=["POST"])])
+        config = uvicorn.Config(app, log_config=None, access_log=False, timeout_graceful_shutdown=1)
+        server = self._server = uvicorn.Server(config)
+        self._thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        assert self._server is not None
+        assert self._thread is not None
+        self._server.should_exit = True
+        self._thread.join(10)
