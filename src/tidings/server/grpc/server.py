@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import Callable
-from typing import Final
+from typing import Any, Final
 
 import grpc.aio
 
@@ -12,6 +13,7 @@ from tidings.server.core import TopicsService
 from tidings.server.grpc._control import PING_SERVICE, ControlServicer, ping_handlers
 from tidings.server.grpc._control import SERVICE as CONTROL_SERVICE
 from tidings.server.grpc._faults import FaultInjectionInterceptor
+from tidings.server.grpc._h2 import H2Server
 from tidings.server.grpc._pubsub import SERVICE as PUBSUB_SERVICE
 from tidings.server.grpc._pubsub import PubsubServicer
 from tidings.server.grpc._token import SERVICE as TOKEN_SERVICE
@@ -29,7 +31,7 @@ def server_options(
     max_message_bytes: int, max_pending_calls: int = DEFAULT_MAX_PENDING_CALLS, reuse_port: bool = False
 ) -> list[tuple[str, int]]:
     """Channel arguments for the server (PROTOCOL.md *Transport details official clients rely on*)."""
-    max_length = max(_MIN_MESSAGE_LENGTH, max_message_bytes + 64 * 1024)
+    max_length = max_message_length(max_message_bytes)
     return [
         # Clients ping every few seconds, also with no call in flight: allow it, never GOAWAY them.
         ("grpc.keepalive_permit_without_calls", 1),
@@ -51,6 +53,21 @@ def server_options(
     ]
 
 
+MethodHandlers = dict[str, dict[str, "grpc.RpcMethodHandler[Any, Any]"]]
+
+
+def method_handlers(
+    service: TopicsService, authenticator: Authenticator, public_endpoint: Callable[[], str]
+) -> MethodHandlers:
+    """Pubsub, ScsControl, Token and Ping handlers by service name: one servicer layer for both transports."""
+    return {
+        PUBSUB_SERVICE: PubsubServicer(service, authenticator).handlers(),
+        CONTROL_SERVICE: ControlServicer(service, authenticator).handlers(),
+        TOKEN_SERVICE: TokenServicer(service, authenticator, public_endpoint).handlers(),
+        PING_SERVICE: ping_handlers(),
+    }
+
+
 def build_grpc_server(
     service: TopicsService,
     authenticator: Authenticator,
@@ -70,8 +87,30 @@ def build_grpc_server(
     server = grpc.aio.server(options=options, interceptors=interceptors)
     # Registered (not generic) handlers: grpcio routes them without a per-call lookup chain.
     register = server.add_registered_method_handlers  # type: ignore[attr-defined]  # missing from grpc-stubs
-    register(PUBSUB_SERVICE, PubsubServicer(service, authenticator).handlers())
-    register(CONTROL_SERVICE, ControlServicer(service, authenticator).handlers())
-    register(TOKEN_SERVICE, TokenServicer(service, authenticator, public_endpoint).handlers())
-    register(PING_SERVICE, ping_handlers())
+    for name, handlers in method_handlers(service, authenticator, public_endpoint).items():
+        register(name, handlers)
     return server
+
+
+def max_message_length(max_message_bytes: int) -> int:
+    """The largest gRPC message accepted either way: the limit on values plus room for the envelope."""
+    return max(_MIN_MESSAGE_LENGTH, max_message_bytes + 64 * 1024)
+
+
+def build_h2_server(
+    service: TopicsService,
+    authenticator: Authenticator,
+    public_endpoint: Callable[[], str],
+    *,
+    fault_injection: bool = False,
+    reuse_port: bool = False,
+    ssl_context: ssl.SSLContext | None = None,
+) -> H2Server:
+    """The same services on tidings' own HTTP/2 transport (``--grpc-transport h2``); `H2Server.start` binds it."""
+    return H2Server(
+        method_handlers(service, authenticator, public_endpoint),
+        max_message_length=max_message_length(service.limits.max_message_bytes),
+        fault_injection=fault_injection,
+        reuse_port=reuse_port,
+        ssl_context=ssl_context,
+    )
