@@ -105,8 +105,15 @@ class H2Connection(asyncio.Protocol):
         try:
             events = self._h2.receive_data(data)
         except h2.exceptions.ProtocolError as error:
-            # h2 queued a GOAWAY with the error code; send it and drop this connection only.
+            # Drop this connection only, with a GOAWAY naming the error (h2 queues one for most errors, not for
+            # a wrong preface).
             logger.info("closing an HTTP/2 connection: %s", error)
+            if self._h2.state_machine.state is not h2.connection.ConnectionState.CLOSED:
+                code = getattr(error, "error_code", None) or h2.errors.ErrorCodes.PROTOCOL_ERROR
+                frame = GoAwayFrame(stream_id=0, last_stream_id=self._h2.highest_inbound_stream_id, error_code=code)
+                self._flush()
+                if self._transport is not None:
+                    self._transport.write(frame.serialize())
             self._close_now()
             return
         self.preface_received = True
