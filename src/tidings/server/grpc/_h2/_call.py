@@ -8,9 +8,11 @@ from typing import TYPE_CHECKING, NoReturn
 import grpc
 
 from tidings.server.grpc._context import CallAborted, Metadata
-from tidings.server.grpc._h2._wire import metadata_of, pack_prefix
+from tidings.server.grpc._h2._wire import metadata_of
 
 if TYPE_CHECKING:
+    from h2.stream import H2Stream
+
     from tidings.server.grpc._h2._connection import H2Connection
 
 
@@ -25,6 +27,7 @@ class H2Call:
         "body",
         "deadline",
         "ended",
+        "h2_stream",
         "headers_sent",
         "path",
         "stream_id",
@@ -41,6 +44,7 @@ class H2Call:
         self.body = bytearray()
         self.deadline: float | None = None
         self.headers_sent = False
+        self.h2_stream: H2Stream | None = None  # h2's stream, once response headers went out
         self.ended = False
         self.task: asyncio.Task[None] | None = None
         self.window_waiter: asyncio.Future[None] | None = None
@@ -53,8 +57,9 @@ class H2Call:
         return metadata
 
     async def write(self, message: bytes) -> None:
-        """Frame ``message`` (5-byte prefix) into DATA on this stream; waits while the window is closed."""
-        await self._connection.send_message(self, pack_prefix(0, len(message)) + message)
+        """Send ``message`` (5-byte prefix) as DATA on this stream; waits while a window is closed."""
+        if not self._connection.try_send(self, message):
+            await self._connection.send_message(self, message)
 
     async def abort(self, code: grpc.StatusCode, details: str = "", trailing_metadata: Metadata = ()) -> NoReturn:
         """End the call with ``code`` (Trailers-Only when nothing was sent yet) and raise `CallAborted`."""

@@ -26,7 +26,15 @@ from hyperframe.frame import GoAwayFrame
 
 from tidings.server.grpc._context import CallAborted, Metadata
 from tidings.server.grpc._h2._call import H2Call
-from tidings.server.grpc._h2._wire import PREFIX_SIZE, RESPONSE_HEADERS, pack_prefix, parse_timeout, status_headers
+from tidings.server.grpc._h2._wire import (
+    PREFIX_SIZE,
+    RESPONSE_HEADERS,
+    pack_data_header,
+    pack_frame_header,
+    pack_prefix,
+    parse_timeout,
+    status_headers,
+)
 
 logger = logging.getLogger("tidings.server.grpc.h2")
 
@@ -72,6 +80,7 @@ class H2Connection(asyncio.Protocol):
         self._calls: dict[int, H2Call] = {}
         self._blocked: set[H2Call] = set()  # calls waiting for a window
         self._flush_scheduled = False
+        self._out: list[bytes] = []  # frames due, in order: h2's output is moved here before each DATA frame
         self._writable: asyncio.Future[None] | None = None  # set while the socket buffer is over its mark
         self._going_away = False
         self.preface_received = False
@@ -257,7 +266,7 @@ class H2Connection(asyncio.Protocol):
                     self.end_call(call, grpc.StatusCode.DEADLINE_EXCEEDED, "Deadline Exceeded")
                     return
             if not route.streaming:
-                await self.send_message(call, pack_prefix(0, len(response)) + response)
+                await call.write(response)
             self.end_call(call, _OK, "")
         except CallAborted:
             pass
@@ -265,30 +274,72 @@ class H2Connection(asyncio.Protocol):
             logger.exception("unexpected fault in %s", call.path)
             self.end_call(call, grpc.StatusCode.UNKNOWN, "unexpected server error")
 
-    async def send_message(self, call: H2Call, data: bytes) -> None:
-        """Send one framed message on ``call``'s stream, as DATA frames the windows allow, waiting for them."""
+    def try_send(self, call: H2Call, message: bytes) -> bool:
+        """Queue ``message`` as one DATA frame when the windows and frame size allow it (the hot path); False
+        when the caller must await `send_message`.
+
+        DATA frames are framed here rather than by ``h2`` (measured: its ``send_data`` was two thirds of the
+        delivery path), and ``h2``'s window counters are decremented by the same amounts, so that its
+        WINDOW_UPDATE and SETTINGS accounting stays right.
+        """
+        stream = call.h2_stream
+        if stream is None or call.ended or self._writable is not None:
+            return False
+        size = PREFIX_SIZE + len(message)
         connection = self._h2
-        stream_id = call.stream_id
+        if size > stream.outbound_flow_control_window or size > connection.outbound_flow_control_window:
+            return False
+        if size > connection.max_outbound_frame_size:
+            return False
+        data = connection.data_to_send()  # what h2 queued (HEADERS first) goes out before this frame
+        out = self._out
+        if data:
+            out.append(data)
+        out.append(pack_data_header(size >> 8, size & 0xFF, 0, 0, call.stream_id, 0, len(message)))
+        out.append(message)
+        stream.outbound_flow_control_window -= size
+        connection.outbound_flow_control_window -= size
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            self._loop.call_soon(self._flush)
+        return True
+
+    async def send_message(self, call: H2Call, message: bytes) -> None:
+        """Send ``message`` on ``call``'s stream, as DATA frames the windows allow, waiting for them."""
         if call.ended:
             raise asyncio.CancelledError  # reset by the client; its task is being cancelled
-        if not call.headers_sent:
+        connection = self._h2
+        stream_id = call.stream_id
+        if call.h2_stream is None:
             call.headers_sent = True
             connection.send_headers(stream_id, RESPONSE_HEADERS)
-        while True:
+            call.h2_stream = connection.streams[stream_id]
+            if self.try_send(call, message):
+                return
+        data = memoryview(pack_prefix(0, len(message)) + message)
+        while data:
             if self._writable is not None:
                 await self._writable
                 if call.ended:
                     raise asyncio.CancelledError
-            window = connection.local_flow_control_window(stream_id)
-            size = len(data)
-            if size <= window and size <= connection.max_outbound_frame_size:
-                connection.send_data(stream_id, data)
-                break
-            chunk = min(window, connection.max_outbound_frame_size)
+                continue
+            stream = call.h2_stream
+            chunk = min(
+                stream.outbound_flow_control_window,
+                connection.outbound_flow_control_window,
+                connection.max_outbound_frame_size,
+                len(data),
+            )
             if chunk <= 0:
                 await self._window_opened(call)
                 continue
-            connection.send_data(stream_id, data[:chunk])
+            queued = connection.data_to_send()
+            if queued:
+                self._out.append(queued)
+            self._out.append(pack_frame_header(chunk >> 8, chunk & 0xFF, 0, 0, stream_id))
+            self._out.append(bytes(data[:chunk]))
+            stream.outbound_flow_control_window -= chunk
+            connection.outbound_flow_control_window -= chunk
             data = data[chunk:]
         self._schedule_flush()
 
@@ -342,9 +393,14 @@ class H2Connection(asyncio.Protocol):
 
     def _flush(self) -> None:
         self._flush_scheduled = False
+        out = self._out
         data = self._h2.data_to_send()
-        if data and self._transport is not None:
-            self._transport.write(data)
+        if data:
+            out.append(data)
+        if out:
+            if self._transport is not None:
+                self._transport.write(b"".join(out))
+            out.clear()
 
     def _close_now(self) -> None:
         self._flush()

@@ -15,6 +15,9 @@ from tidings.server.grpc._context import Metadata
 PREFIX: Final = struct.Struct(">BI")
 PREFIX_SIZE: Final = PREFIX.size
 pack_prefix: Final = PREFIX.pack
+# An HTTP/2 frame header (24-bit length as 16 + 8 bits, type, flags, stream id), alone or with the gRPC prefix.
+pack_frame_header: Final = struct.Struct(">HBBBI").pack
+pack_data_header: Final = struct.Struct(">HBBBIBI").pack
 
 RESPONSE_HEADERS: Final = (
     (b":status", b"200"),
