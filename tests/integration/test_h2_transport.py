@@ -301,3 +301,41 @@ def test_h2_tls_negotiates_h2_by_alpn(start_server: StartServer, tmp_path: Path)
             controlclient_pb2._ListCachesRequest(), timeout=10
         )
     assert response.cache == []
+
+
+def test_h2_shutdown_sends_goaway_and_ends_streams_unavailable(start_server: StartServer) -> None:
+    server = start_server("--grpc-transport", "h2", "--create-cache", CACHE)
+    client = RawH2Client(server)
+    try:
+        stream = client.streams[client.call(SUBSCRIBE, _subscribe_request("shutdown"))]
+        client.receive_until(lambda: len(stream.messages()) == 1)
+
+        assert server.stop() == 0
+        client.receive_until(lambda: client.closed)
+    finally:
+        client.close()
+
+    assert client.terminated is not None
+    assert client.terminated.error_code == h2.errors.ErrorCodes.NO_ERROR
+    assert stream.status == b"14"
+
+
+def test_h2_10000_idle_subscriptions_each_get_a_publish(start_server: StartServer) -> None:
+    server = start_server("--grpc-transport", "h2", "--create-cache", CACHE, "--max-subscriptions-per-cache", "20000")
+    clients = [RawH2Client(server, timeout=60) for _ in range(20)]
+    try:
+        streams = [
+            client.streams[client.call(SUBSCRIBE, _subscribe_request("idle"))] for client in clients for _ in range(500)
+        ]
+        for client in clients:
+            client.receive_until(lambda client=client: all(len(s.messages()) == 1 for s in client.streams.values()))
+        assert _subscriptions(server) == 10_000
+
+        _publish(server, "idle", "to ten thousand")
+        for client in clients:
+            client.receive_until(lambda client=client: all(len(s.messages()) == 2 for s in client.streams.values()))
+    finally:
+        for client in clients:
+            client.close()
+
+    assert {_items(stream.messages())[1].item.value.text for stream in streams} == {"to ten thousand"}
