@@ -339,3 +339,16 @@ def test_h2_10000_idle_subscriptions_each_get_a_publish(start_server: StartServe
             client.close()
 
     assert {_items(stream.messages())[1].item.value.text for stream in streams} == {"to ten thousand"}
+
+
+def test_h2_connection_that_never_sends_the_preface_is_closed(h2_server: ServerProcess) -> None:
+    with socket.create_connection((h2_server.host, h2_server.port), timeout=30) as sock:
+        started = time.monotonic()
+        received = b""
+        while chunk := sock.recv(65536):  # the server's SETTINGS, then the end of the connection
+            received += chunk
+        waited = time.monotonic() - started
+
+    assert received[3:4] == b"\x04"  # a SETTINGS frame, and nothing else was asked for
+    assert 9 <= waited < 20  # the handshake timeout is 10 s, checked every second
+    _assert_serving(h2_server)
