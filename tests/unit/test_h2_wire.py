@@ -9,6 +9,7 @@ import pytest
 
 from tidings.server.grpc._h2._wire import (
     encode_grpc_message,
+    goaway_frame,
     metadata_of,
     pack_data_header,
     parse_timeout,
@@ -75,3 +76,9 @@ def test_data_header_is_a_data_frame_header_followed_by_the_grpc_prefix() -> Non
     assert header[:3] == size.to_bytes(3, "big")
     assert header[3:9] == b"\x00\x00" + (7).to_bytes(4, "big")
     assert header[9:] == b"\x00" + (70_000).to_bytes(4, "big")
+
+
+def test_goaway_frame_names_the_last_stream_and_the_error() -> None:
+    frame = goaway_frame(last_stream_id=9, error_code=1)
+
+    assert frame == (8).to_bytes(3, "big") + b"\x07\x00" + bytes(4) + (9).to_bytes(4, "big") + (1).to_bytes(4, "big")

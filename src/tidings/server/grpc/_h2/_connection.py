@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import socket
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Final, cast
@@ -23,13 +22,13 @@ import h2.errors
 import h2.events
 import h2.exceptions
 import h2.settings
-from hyperframe.frame import GoAwayFrame
 
 from tidings.server.grpc._context import CallAborted, Metadata
 from tidings.server.grpc._h2._call import H2Call
 from tidings.server.grpc._h2._wire import (
     PREFIX_SIZE,
     RESPONSE_HEADERS,
+    goaway_frame,
     pack_data_header,
     pack_frame_header,
     pack_prefix,
@@ -92,10 +91,6 @@ class H2Connection(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = cast(asyncio.Transport, transport)  # uvloop's transports are not its subclasses
-        sock = transport.get_extra_info("socket")
-        if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
-            # One write per loop turn already batches frames; Nagle would hold the next turn's for an ACK.
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self._options.connections.add(self)
         connection = self._h2
         connection.local_settings = h2.settings.Settings(
@@ -124,10 +119,9 @@ class H2Connection(asyncio.Protocol):
             logger.info("closing an HTTP/2 connection: %s", error)
             if self._h2.state_machine.state is not h2.connection.ConnectionState.CLOSED:
                 code = getattr(error, "error_code", None) or h2.errors.ErrorCodes.PROTOCOL_ERROR
-                frame = GoAwayFrame(stream_id=0, last_stream_id=self._h2.highest_inbound_stream_id, error_code=code)
                 self._flush()
                 if self._transport is not None:
-                    self._transport.write(frame.serialize())
+                    self._transport.write(goaway_frame(self._h2.highest_inbound_stream_id, code))
             self._close_now()
             return
         self.preface_received = True
@@ -422,8 +416,7 @@ class H2Connection(asyncio.Protocol):
         self._going_away = True
         self._flush()
         # Written directly: h2 refuses to send anything more once it sent a GOAWAY itself.
-        frame = GoAwayFrame(stream_id=0, last_stream_id=self._h2.highest_inbound_stream_id)
-        self._transport.write(frame.serialize())
+        self._transport.write(goaway_frame(self._h2.highest_inbound_stream_id))
 
     def end_calls(self, code: grpc.StatusCode, details: str) -> None:
         """End every open call with ``code`` and cancel its task (shutdown past its grace)."""

@@ -18,6 +18,13 @@ pack_prefix: Final = PREFIX.pack
 # An HTTP/2 frame header (24-bit length as 16 + 8 bits, type, flags, stream id), alone or with the gRPC prefix.
 pack_frame_header: Final = struct.Struct(">HBBBI").pack
 pack_data_header: Final = struct.Struct(">HBBBIBI").pack
+_GOAWAY: Final = struct.Struct(">HBBBIII")
+
+
+def goaway_frame(last_stream_id: int, error_code: int = 0) -> bytes:
+    """A GOAWAY frame (type 7, 8-byte payload) on stream 0."""
+    return _GOAWAY.pack(0, 8, 0x7, 0, 0, last_stream_id, error_code)
+
 
 RESPONSE_HEADERS: Final = (
     (b":status", b"200"),
