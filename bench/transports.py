@@ -19,6 +19,7 @@ import argparse
 import datetime
 import os
 import shlex
+import statistics
 import sys
 from typing import Any
 
@@ -64,7 +65,7 @@ def _value(results: dict[str, run.Results], target: str, key: str) -> float | No
     values = results.get(target, {}).get(key)
     if not values:
         return 0.0 if key in _SUMMED else None
-    return sum(values) if key in _SUMMED else sorted(values)[len(values) // 2]
+    return sum(values) if key in _SUMMED else statistics.median(values)
 
 
 def render(results: dict[str, run.Results]) -> str:
@@ -106,6 +107,13 @@ def main(argv: list[str] | None = None) -> int:
             run.log(f"[round {round_number}/{options.rounds}] {name}")
             run.run_target(name, options, results[name], raw, scenarios(options))
     table = render(results)
+    busy = [value for per_target in results.values() for value in per_target.get("other_cores", [])]
+    warning = (
+        f"Warning: other processes used up to {max(busy):.2f} cores during the measured windows; figures may be "
+        "low and noisy."
+        if busy and max(busy) > 0.1
+        else ""
+    )
     kind = "quick smoke run, not representative" if options.quick else f"{options.duration:g} s per scenario"
     text = "\n".join(
         [
@@ -119,6 +127,7 @@ def main(argv: list[str] | None = None) -> int:
             "",
             table,
             "",
+            warning,
         ]
     )
     print(text)

@@ -71,6 +71,7 @@ class RawH2Client:
         self.streams: dict[int, StreamState] = {}
         self.terminated: h2.events.ConnectionTerminated | None = None
         self.pings_acked = 0
+        self.pings_received = 0  # answered automatically by h2 (the ack leaves with the next flush)
         self.closed = False
         self.flush()
 
@@ -117,6 +118,8 @@ class RawH2Client:
                 self.terminated = event
             elif isinstance(event, h2.events.PingAckReceived):
                 self.pings_acked += 1
+            elif isinstance(event, h2.events.PingReceived):
+                self.pings_received += 1
         self.flush()
 
     def receive_until(self, done: object, limit: int = 10_000) -> None:

@@ -352,3 +352,25 @@ def test_h2_connection_that_never_sends_the_preface_is_closed(h2_server: ServerP
     assert received[3:4] == b"\x04"  # a SETTINGS frame, and nothing else was asked for
     assert 9 <= waited < 20  # the handshake timeout is 10 s, checked every second
     _assert_serving(h2_server)
+
+
+def test_h2_keepalive_closes_a_connection_that_does_not_answer_pings(tmp_path: Path) -> None:
+    # Test hook: keepalive ping after 1 s of silence, answer due within 1 s (30 s and 10 s in production).
+    server = ServerProcess(
+        tmp_path, ("--grpc-transport", "h2", "--create-cache", CACHE), env={"TIDINGS_TEST_H2_KEEPALIVE": "1"}
+    ).start()
+    silent, answering = RawH2Client(server), RawH2Client(server)
+    try:
+        answering.receive_until(lambda: answering.pings_received >= 3)
+        silent_bytes = b""
+        while chunk := silent.sock.recv(65536):  # read, never answer: the server's PING goes unacknowledged
+            silent_bytes += chunk
+        stream = answering.wait_end(answering.call(LIST_CACHES, b""))
+    finally:
+        silent.close()
+        answering.close()
+        server.stop()
+
+    assert b"\x00\x00\x08\x06\x00\x00\x00\x00\x00" in silent_bytes  # it was pinged (PING frame header)
+    assert answering.terminated is None
+    assert stream.status == b"0"

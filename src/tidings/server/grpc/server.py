@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import ssl
 from collections.abc import Callable
 from typing import Any, Final
@@ -13,7 +14,7 @@ from tidings.server.core import TopicsService
 from tidings.server.grpc._control import PING_SERVICE, ControlServicer, ping_handlers
 from tidings.server.grpc._control import SERVICE as CONTROL_SERVICE
 from tidings.server.grpc._faults import FaultInjectionInterceptor
-from tidings.server.grpc._h2 import H2Server
+from tidings.server.grpc._h2 import KEEPALIVE_TIME, KEEPALIVE_TIMEOUT, H2Server
 from tidings.server.grpc._pubsub import SERVICE as PUBSUB_SERVICE
 from tidings.server.grpc._pubsub import PubsubServicer
 from tidings.server.grpc._token import SERVICE as TOKEN_SERVICE
@@ -107,10 +108,14 @@ def build_h2_server(
     ssl_context: ssl.SSLContext | None = None,
 ) -> H2Server:
     """The same services on tidings' own HTTP/2 transport (``--grpc-transport h2``); `H2Server.start` binds it."""
+    # Test hook (keepalive tests): seconds of silence before a keepalive ping, and to wait for its answer.
+    keepalive = os.environ.get("TIDINGS_TEST_H2_KEEPALIVE")
     return H2Server(
         method_handlers(service, authenticator, public_endpoint),
         max_message_length=max_message_length(service.limits.max_message_bytes),
         fault_injection=fault_injection,
         reuse_port=reuse_port,
         ssl_context=ssl_context,
+        keepalive_time=float(keepalive) if keepalive else KEEPALIVE_TIME,
+        keepalive_timeout=float(keepalive) if keepalive else KEEPALIVE_TIMEOUT,
     )

@@ -5,6 +5,6 @@ running the servicer with a `_call.H2Call` as its context; all frames due on a c
 leave in one ``transport.write``. `H2Server` listens, reaps dead connections and shuts down with GOAWAY.
 """
 
-from tidings.server.grpc._h2._server import H2Server, tls_context
+from tidings.server.grpc._h2._server import KEEPALIVE_TIME, KEEPALIVE_TIMEOUT, H2Server, tls_context
 
-__all__ = ["H2Server", "tls_context"]
+__all__ = ["KEEPALIVE_TIME", "KEEPALIVE_TIMEOUT", "H2Server", "tls_context"]
