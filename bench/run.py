@@ -64,9 +64,15 @@ def tidings_command(port: int, data_dir: Path, payload_size: int) -> list[str]:
     ]  # fmt: skip
 
 
+def tidings_h2_command(port: int, data_dir: Path, payload_size: int) -> list[str]:
+    """tidings serving gRPC on its own HTTP/2 transport (``--grpc-transport h2``)."""
+    return [*tidings_command(port, data_dir, payload_size), "--grpc-transport", "h2"]
+
+
 TARGETS: dict[str, Callable[[int, Path, int], list[str]]] = {
     "ceiling": ceiling_command,
     "tidings": tidings_command,
+    "tidings-h2": tidings_h2_command,
 }
 
 
@@ -233,11 +239,17 @@ def summary(name: str, report: dict[str, Any]) -> str:
     return f"{name}: " + " ".join(parts) + (f" ANOMALIES={flagged}" if flagged else "")
 
 
-def run_target(name: str, options: argparse.Namespace, results: Results, raw: list[dict[str, Any]]) -> None:
-    """Start one target, run every scenario against it, add its metrics to ``results``."""
+def run_target(
+    name: str,
+    options: argparse.Namespace,
+    results: Results,
+    raw: list[dict[str, Any]],
+    scenarios: list[Scenario] | None = None,
+) -> None:
+    """Start one target, run every scenario (default: `plan`'s) against it, add its metrics to ``results``."""
     try:
         with running_server(name, options.payload_size, options.start_timeout) as (port, pid):
-            for scenario in plan(options):
+            for scenario in plan(options) if scenarios is None else scenarios:
                 report = run_loadgen(scenario, port, pid, options)
                 raw.append({"target": name, "scenario": scenario.name, **report})
                 log(f"  {name} {summary(scenario.name, report)}")

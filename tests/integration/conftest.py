@@ -122,6 +122,12 @@ def pubsub(channel: grpc.aio.Channel) -> cachepubsub_pb2_grpc.PubsubStub:
 _DOCS_COLLECTED = pytest.StashKey[bool]()
 
 
+def pytest_report_header(config: pytest.Config) -> str:
+    """Which gRPC transport the servers the tests start use (``TIDINGS_GRPC_TRANSPORT``; the Makefile runs the
+    gRPC modules over both)."""
+    return f"tidings gRPC transport: {os.environ.get('TIDINGS_GRPC_TRANSPORT', 'grpcio')}"
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     config.stash[_DOCS_COLLECTED] = any(item.nodeid.startswith("tests/integration/test_docs.py") for item in items)
 

@@ -263,6 +263,14 @@ def _worker_count(value: str) -> int:
     help="gRPC calls that may wait to be taken by the server; beyond it new calls are reset (CANCELLED).",
 )
 @click.option(
+    "--grpc-transport",
+    type=click.Choice(["grpcio", "h2"]),
+    default=_DEFAULTS.grpc_transport,
+    show_default=True,
+    envvar="TIDINGS_GRPC_TRANSPORT",
+    help="What serves gRPC: grpcio (grpc.aio) or h2 (tidings' own HTTP/2 server on asyncio + h2).",
+)
+@click.option(
     "--fault-injection",
     is_flag=True,
     envvar="TIDINGS_FAULT_INJECTION",
@@ -365,6 +373,7 @@ def server(
     tls_cert: Path | None,
     tls_key: Path | None,
     max_pending_calls: int,
+    grpc_transport: str,
     fault_injection: bool,
     allow_fault_injection_with_auth: bool,
     redis_url: str | None,
@@ -416,6 +425,7 @@ def server(
             tls_cert=tls_cert,
             tls_key=tls_key,
             max_pending_calls=max_pending_calls,
+            grpc_transport=grpc_transport,
             fault_injection=fault_injection,
             allow_fault_injection_with_auth=allow_fault_injection_with_auth,
             redis_url=redis_cluster or redis_url,

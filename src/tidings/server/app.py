@@ -44,7 +44,8 @@ from tidings.server.core import (
     WebhookRegistry,
 )
 from tidings.server.engine.memory import MemoryEngine
-from tidings.server.grpc.server import build_grpc_server
+from tidings.server.grpc._h2 import H2Server, tls_context
+from tidings.server.grpc.server import build_grpc_server, build_h2_server
 from tidings.server.http import ConnectionLimits, HttpServer
 from tidings.server.store import DataDirectoryError, DataDirectoryLock
 from tidings.server.store.sqlite import SqliteStore
@@ -123,7 +124,7 @@ class Server:
         self._store: SqliteStore | RedisStore | None = None
         self._redis_engine: RedisEngine | None = None
         self._data_dir_lock: DataDirectoryLock | None = None
-        self._grpc: grpc.aio.Server | None = None
+        self._grpc: grpc.aio.Server | H2Server | None = None
         self._http: HttpServer | None = None
         self._housekeeping: asyncio.Task[None] | None = None
         self._key_watch: asyncio.Task[None] | None = None
@@ -209,30 +210,10 @@ class Server:
                 except TopicsError as error:
                     raise ValueError(f"--create-cache {cache_name!r}: {error.message}") from None
             max_connections = self._max_connections()
-            self._grpc = build_grpc_server(
-                service,
-                self._authenticator,
-                lambda: self.public_endpoint,
-                fault_injection=settings.fault_injection,
-                max_pending_calls=settings.max_pending_calls,
-                reuse_port=settings.workers > 1,
-                max_connections=max_connections,
-                handshake_timeout=settings.request_timeout,
-                webhooks=webhooks,
-            )
-            address = _host_port(settings.host, settings.port)
-            _refuse_busy_port(settings.host, settings.port)
-            try:
-                if settings.tls_cert is not None and settings.tls_key is not None:
-                    credentials = grpc.ssl_server_credentials([_tls_key_pair(settings.tls_cert, settings.tls_key)])
-                    self._port = self._grpc.add_secure_port(address, credentials)
-                else:
-                    self._port = self._grpc.add_insecure_port(address)
-            except RuntimeError as error:
-                raise OSError(f"cannot listen on {address}: {error}") from None
-            if self._port == 0:
-                raise OSError(f"cannot listen on {address}")
-            await self._grpc.start()
+            if settings.grpc_transport == "h2":
+                await self._start_h2(service, self._authenticator, webhooks)
+            else:
+                await self._start_grpcio(service, self._authenticator, webhooks, max_connections)
             self._housekeeping = _background(service.run_housekeeping(), "tidings-housekeeping")
             self._key_watch = _background(self._watch_keys(), "tidings-key-watch")
             self._memory = _background(return_freed_memory(_TRIM_INTERVAL), "tidings-memory")
@@ -260,9 +241,13 @@ class Server:
         except BaseException:
             await self.stop()
             raise
-        logger.info(
-            "gRPC: up to %d calls may wait to be taken during a burst (--max-pending-calls)", settings.max_pending_calls
-        )
+        if settings.grpc_transport == "h2":
+            logger.info("gRPC served by tidings' own HTTP/2 transport (--grpc-transport h2)")
+        else:
+            logger.info(
+                "gRPC: up to %d calls may wait to be taken during a burst (--max-pending-calls)",
+                settings.max_pending_calls,
+            )
         if settings.fault_injection:
             logger.warning(
                 "FAULT INJECTION IS ON (--fault-injection): any caller can make calls fail, wait or end their "
@@ -290,6 +275,64 @@ class Server:
                 settings.host,
                 self.endpoint,
             )
+
+    async def _start_grpcio(
+        self,
+        service: TopicsService,
+        authenticator: Authenticator,
+        webhooks: WebhookRegistry | None,
+        max_connections: int,
+    ) -> None:
+        """Build, bind and start the grpc.aio server."""
+        settings = self.settings
+        self._grpc = build_grpc_server(
+            service,
+            authenticator,
+            lambda: self.public_endpoint,
+            fault_injection=settings.fault_injection,
+            max_pending_calls=settings.max_pending_calls,
+            reuse_port=settings.workers > 1,
+            max_connections=max_connections,
+            handshake_timeout=settings.request_timeout,
+            webhooks=webhooks,
+        )
+        address = _host_port(settings.host, settings.port)
+        _refuse_busy_port(settings.host, settings.port)
+        try:
+            if settings.tls_cert is not None and settings.tls_key is not None:
+                credentials = grpc.ssl_server_credentials([_tls_key_pair(settings.tls_cert, settings.tls_key)])
+                self._port = self._grpc.add_secure_port(address, credentials)
+            else:
+                self._port = self._grpc.add_insecure_port(address)
+        except RuntimeError as error:
+            raise OSError(f"cannot listen on {address}: {error}") from None
+        if self._port == 0:
+            raise OSError(f"cannot listen on {address}")
+        await self._grpc.start()
+
+    async def _start_h2(
+        self, service: TopicsService, authenticator: Authenticator, webhooks: WebhookRegistry | None
+    ) -> None:
+        """Build and bind tidings' own HTTP/2 gRPC server (``--grpc-transport h2``)."""
+        settings = self.settings
+        _refuse_busy_port(settings.host, settings.port)
+        ssl_context = None
+        if settings.tls_cert is not None and settings.tls_key is not None:
+            _tls_key_pair(settings.tls_cert, settings.tls_key)  # names a bad file
+            ssl_context = tls_context(settings.tls_cert, settings.tls_key)
+        server = self._grpc = build_h2_server(
+            service,
+            authenticator,
+            lambda: self.public_endpoint,
+            fault_injection=settings.fault_injection,
+            reuse_port=settings.workers > 1,
+            ssl_context=ssl_context,
+            webhooks=webhooks,
+        )
+        try:
+            self._port = await server.start(settings.host, settings.port)
+        except OSError as error:
+            raise OSError(f"cannot listen on {_host_port(settings.host, settings.port)}: {error}") from None
 
     async def _open_engine(self) -> Engine:
         """The memory engine, or with ``--redis-url`` the Redis engine, connected."""

@@ -44,6 +44,8 @@ class Settings:
     key_refresh_interval: float = 0.5
     fault_injection: bool = False
     max_pending_calls: int = 10_000
+    # What carries gRPC: grpc.aio (grpc-core) or tidings' own HTTP/2 server on asyncio + h2.
+    grpc_transport: str = "grpcio"
     allow_fault_injection_with_auth: bool = False
     # The Redis engine and store (None: the memory engine and the SQLite store in data_dir).
     redis_url: str | None = None
@@ -104,6 +106,8 @@ class Settings:
             )
         if self.max_pending_calls < 1:
             raise ValueError("max_pending_calls must be at least 1")
+        if self.grpc_transport not in ("grpcio", "h2"):
+            raise ValueError(f"--grpc-transport must be grpcio or h2, not {self.grpc_transport!r}")
         if self.fault_injection and self.require_auth and not self.allow_fault_injection_with_auth:
             raise ValueError(
                 "--fault-injection lets any caller make calls fail; with --require-auth it also needs "

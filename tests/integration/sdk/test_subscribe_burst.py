@@ -63,7 +63,8 @@ async def test_2500_concurrent_subscribes_all_succeed(start_server: StartServer)
 async def test_calls_beyond_the_pending_limit_are_reset_and_the_sdk_subscribes_through_it(
     start_server: StartServer,
 ) -> None:
-    server = start_server("--max-pending-calls", "20")
+    # --max-pending-calls is grpc-core's queue; the h2 transport takes each call as its request arrives.
+    server = start_server("--grpc-transport", "grpcio", "--max-pending-calls", "20")
     cache = create_cache(server)
     assert any("up to 20 calls may wait" in line for line in server.log)
 

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any, Final
+from typing import Final
 
-import grpc.aio
 from momento_wire_types import permissionmessages_pb2 as perm
 
 from tidings.server._credentials import credential_from_header
 from tidings.server.core import InvalidArgument, TopicGrant, TopicRole, validate_name
+from tidings.server.grpc._context import CallContext
 
 _TOPIC_ROLES: Final = {
     perm.TopicReadWrite: TopicRole.READ_WRITE,
@@ -17,7 +17,7 @@ _TOPIC_ROLES: Final = {
 }
 
 
-def credential_of(context: grpc.aio.ServicerContext[Any, Any]) -> str | None:
+def credential_of(context: CallContext) -> str | None:
     """The token in the ``authorization`` metadata, raw or ``Bearer <token>`` as over HTTP; None means anonymous."""
     for key, value in context.invocation_metadata() or ():
         if key == "authorization":

@@ -15,6 +15,7 @@ from momento_wire_types import controlclient_pb2 as pb
 from tidings.server.auth import Authenticator
 from tidings.server.core import TopicsService
 from tidings.server.grpc._auth import credential_of
+from tidings.server.grpc._context import CallContext
 from tidings.server.grpc._status import guarded, parse_request
 
 SERVICE: Final = "control_client.ScsControl"
@@ -30,21 +31,21 @@ class ControlServicer:
         self.stats = service.stats_for("grpc")
 
     @guarded
-    async def create_cache(self, data: bytes, context: grpc.aio.ServicerContext[Any, Any]) -> bytes:
+    async def create_cache(self, data: bytes, context: CallContext) -> bytes:
         """Create a cache; ALREADY_EXISTS if it exists."""
         principal = self._authenticate(credential_of(context))
         await self._service.create_cache(parse_request(pb._CreateCacheRequest, data).cache_name, principal)
         return b""
 
     @guarded
-    async def delete_cache(self, data: bytes, context: grpc.aio.ServicerContext[Any, Any]) -> bytes:
+    async def delete_cache(self, data: bytes, context: CallContext) -> bytes:
         """Delete a cache; its subscriptions end with NOT_FOUND."""
         principal = self._authenticate(credential_of(context))
         await self._service.delete_cache(parse_request(pb._DeleteCacheRequest, data).cache_name, principal)
         return b""
 
     @guarded
-    async def list_caches(self, data: bytes, context: grpc.aio.ServicerContext[Any, Any]) -> bytes:
+    async def list_caches(self, data: bytes, context: CallContext) -> bytes:
         """All caches with the topic limits that apply to them, in one page."""
         principal = self._authenticate(credential_of(context))
         limits = self._service.limits
@@ -68,7 +69,7 @@ class ControlServicer:
         }
 
 
-async def _ping(data: bytes, context: grpc.aio.ServicerContext[Any, Any]) -> bytes:
+async def _ping(data: bytes, context: CallContext) -> bytes:
     return b""  # _PingResponse is empty
 
 

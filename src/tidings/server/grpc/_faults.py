@@ -23,6 +23,7 @@ from typing import Any, Final
 import grpc
 import grpc.aio
 
+from tidings.server.grpc._context import CallContext
 from tidings.server.grpc._pubsub import HEARTBEAT_BYTES
 
 logger = logging.getLogger("tidings.server.faults")
@@ -192,7 +193,7 @@ class FaultCounters:
 class _BreakingContext:
     """A servicer context whose stream ends with an injected error after ``limit`` messages (not heartbeats)."""
 
-    def __init__(self, context: grpc.aio.ServicerContext[Any, Any], code: grpc.StatusCode, limit: int) -> None:
+    def __init__(self, context: CallContext, code: grpc.StatusCode, limit: int) -> None:
         self._context = context
         self._code = code
         self._limit = limit
@@ -232,38 +233,38 @@ class FaultInjectionInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[typ
             return handler
         if handler.unary_unary is not None:
             return grpc.unary_unary_rpc_method_handler(
-                self._wrap(rpc, handler.unary_unary),
+                with_faults(rpc, handler.unary_unary, self.counters),
                 request_deserializer=handler.request_deserializer,
                 response_serializer=handler.response_serializer,
             )
         if handler.unary_stream is not None:
             return grpc.unary_stream_rpc_method_handler(
-                self._wrap(rpc, handler.unary_stream),  # type: ignore[arg-type]  # an async behaviour in grpc.aio
+                with_faults(rpc, handler.unary_stream, self.counters),  # type: ignore[arg-type]  # an async behaviour in grpc.aio
                 request_deserializer=handler.request_deserializer,
                 response_serializer=handler.response_serializer,
             )
         return handler
 
-    def _wrap(self, rpc: str, behaviour: Behaviour) -> Behaviour:
-        counters = self.counters
 
-        async def faulty(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
-            try:
-                plan = FaultPlan.from_metadata(context.invocation_metadata() or ())
-            except BadFaultHeader as error:
-                await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(error))
-                raise  # abort raises; unreachable
-            if plan is None:
-                return await behaviour(request, context)
-            if plan.delays(rpc) and counters.take(plan.request_id, "delay", plan.delay_count):
-                await asyncio.sleep(plan.delay_ms / 1000)  # type: ignore[operator]
-            if plan.fails(rpc) and counters.take(plan.request_id, "error", plan.error_count):
-                assert plan.return_error is not None
-                await context.abort(plan.return_error, f"injected error on {rpc} (request-id {plan.request_id!r})")
-            if plan.breaks_stream(rpc):
-                assert plan.stream_error is not None
-                breaking = _BreakingContext(context, plan.stream_error, plan.stream_error_message_limit)
-                return await behaviour(request, breaking)
+def with_faults(rpc: str, behaviour: Behaviour, counters: FaultCounters) -> Behaviour:
+    """``behaviour`` applying each call's `FaultPlan` first (both transports wrap their handlers with it)."""
+
+    async def faulty(request: Any, context: CallContext) -> Any:
+        try:
+            plan = FaultPlan.from_metadata(context.invocation_metadata() or ())
+        except BadFaultHeader as error:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(error))
+        if plan is None:
             return await behaviour(request, context)
+        if plan.delays(rpc) and counters.take(plan.request_id, "delay", plan.delay_count):
+            await asyncio.sleep(plan.delay_ms / 1000)  # type: ignore[operator]
+        if plan.fails(rpc) and counters.take(plan.request_id, "error", plan.error_count):
+            assert plan.return_error is not None
+            await context.abort(plan.return_error, f"injected error on {rpc} (request-id {plan.request_id!r})")
+        if plan.breaks_stream(rpc):
+            assert plan.stream_error is not None
+            breaking = _BreakingContext(context, plan.stream_error, plan.stream_error_message_limit)
+            return await behaviour(request, breaking)
+        return await behaviour(request, context)
 
-        return faulty
+    return faulty

@@ -17,6 +17,7 @@ from momento_wire_types import cachepubsub_pb2 as pb
 from tidings.server.auth import Authenticator
 from tidings.server.core import HEARTBEAT, Discontinuity, InvalidArgument, Message, TopicsService
 from tidings.server.grpc._auth import credential_of
+from tidings.server.grpc._context import CallContext
 from tidings.server.grpc._status import guarded, parse_request
 
 SERVICE: Final = "cache_client.pubsub.Pubsub"
@@ -63,7 +64,7 @@ class PubsubServicer:
         self.stats = service.stats_for("grpc")
 
     @guarded
-    async def publish(self, data: bytes, context: grpc.aio.ServicerContext[Any, Any]) -> bytes:
+    async def publish(self, data: bytes, context: CallContext) -> bytes:
         """Publish one value; answers ``_Empty``."""
         started = perf_counter()
         principal = self._authenticate(credential_of(context))
@@ -79,7 +80,7 @@ class PubsubServicer:
         return EMPTY
 
     @guarded
-    async def subscribe(self, data: bytes, context: grpc.aio.ServicerContext[Any, Any]) -> None:
+    async def subscribe(self, data: bytes, context: CallContext) -> None:
         """Stream a heartbeat, then the topic's items, discontinuities and idle heartbeats."""
         principal = self._authenticate(credential_of(context))
         request = parse_request(pb._SubscriptionRequest, data)

@@ -7,7 +7,6 @@ from collections.abc import Awaitable, Callable
 from typing import Any, Protocol, TypeVar
 
 import grpc
-import grpc.aio
 from google.protobuf.message import DecodeError, Message
 
 from tidings.server.core import (
@@ -22,6 +21,7 @@ from tidings.server.core import (
     Unavailable,
     WebhookNotFound,
 )
+from tidings.server.grpc._context import ABORTS, CallContext
 
 logger = logging.getLogger("tidings.server.grpc")
 
@@ -68,13 +68,13 @@ class Servicer(Protocol):
 def guarded(handler: Handler) -> Handler:
     """Map domain errors to statuses and unexpected faults to INTERNAL (logged, not leaked), counting them."""
 
-    async def call(self: Servicer, request: bytes, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+    async def call(self: Servicer, request: bytes, context: CallContext) -> Any:
         try:
             return await handler(self, request, context)
         except TopicsError as error:
             code, metadata = status_of(error)
             message = error.message
-        except grpc.aio.AbortError:
+        except ABORTS:
             raise
         except Exception:
             logger.exception("unexpected fault in %s", handler.__qualname__)

@@ -12,6 +12,7 @@ from momento_wire_types import token_pb2 as pb
 from tidings.server.auth import Authenticator
 from tidings.server.core import PermissionDenied, TopicsService
 from tidings.server.grpc._auth import credential_of, grants_from_permissions
+from tidings.server.grpc._context import CallContext
 from tidings.server.grpc._status import guarded, parse_request
 
 SERVICE: Final = "token.Token"
@@ -28,7 +29,7 @@ class TokenServicer:
         self._public_endpoint = public_endpoint
 
     @guarded
-    async def generate_disposable_token(self, data: bytes, context: grpc.aio.ServicerContext[Any, Any]) -> bytes:
+    async def generate_disposable_token(self, data: bytes, context: CallContext) -> bytes:
         """Mint a token with the requested permissions, expiry (at most an hour) and token id."""
         request = parse_request(pb._GenerateDisposableTokenRequest, data)
         caller = self._authenticator.authenticate(credential_of(context) or request.auth_token or None)

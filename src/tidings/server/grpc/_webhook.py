@@ -11,6 +11,7 @@ from tidings.protos import webhook_pb2 as pb
 from tidings.server.auth import Authenticator
 from tidings.server.core import TopicsService, Webhook, WebhookRegistry
 from tidings.server.grpc._auth import credential_of
+from tidings.server.grpc._context import CallContext
 from tidings.server.grpc._status import guarded, parse_request
 
 SERVICE: Final = "webhook.Webhook"
@@ -33,7 +34,7 @@ class WebhookServicer:
         self.stats = service.stats_for("grpc")
 
     @guarded
-    async def put_webhook(self, data: bytes, context: grpc.aio.ServicerContext[Any, Any]) -> bytes:
+    async def put_webhook(self, data: bytes, context: CallContext) -> bytes:
         """Create or replace a webhook; answers its secret (the existing one on replace)."""
         principal = self._authenticate(credential_of(context))
         webhook = parse_request(pb._PutWebhookRequest, data).webhook
@@ -47,7 +48,7 @@ class WebhookServicer:
         return pb._PutWebhookResponse(secret_string=stored.secret).SerializeToString()
 
     @guarded
-    async def delete_webhook(self, data: bytes, context: grpc.aio.ServicerContext[Any, Any]) -> bytes:
+    async def delete_webhook(self, data: bytes, context: CallContext) -> bytes:
         """Delete a webhook; its deliveries stop."""
         principal = self._authenticate(credential_of(context))
         webhook_id = parse_request(pb._DeleteWebhookRequest, data).webhook_id
@@ -55,7 +56,7 @@ class WebhookServicer:
         return b""  # _DeleteWebhookResponse is empty
 
     @guarded
-    async def list_webhooks(self, data: bytes, context: grpc.aio.ServicerContext[Any, Any]) -> bytes:
+    async def list_webhooks(self, data: bytes, context: CallContext) -> bytes:
         """The cache's webhooks (without their secrets)."""
         principal = self._authenticate(credential_of(context))
         cache_name = parse_request(pb._ListWebhookRequest, data).cache_name
@@ -63,7 +64,7 @@ class WebhookServicer:
         return pb._ListWebhooksResponse(webhook=[_wire(webhook) for webhook in webhooks]).SerializeToString()
 
     @guarded
-    async def get_webhook_secret(self, data: bytes, context: grpc.aio.ServicerContext[Any, Any]) -> bytes:
+    async def get_webhook_secret(self, data: bytes, context: CallContext) -> bytes:
         """The webhook's current signing secret."""
         principal = self._authenticate(credential_of(context))
         request = parse_request(pb._GetWebhookSecretRequest, data)
@@ -73,7 +74,7 @@ class WebhookServicer:
         ).SerializeToString()
 
     @guarded
-    async def rotate_webhook_secret(self, data: bytes, context: grpc.aio.ServicerContext[Any, Any]) -> bytes:
+    async def rotate_webhook_secret(self, data: bytes, context: CallContext) -> bytes:
         """A new signing secret; the old one stops signing at once."""
         principal = self._authenticate(credential_of(context))
         webhook_id = parse_request(pb._RotateWebhookSecretRequest, data).webhook_id

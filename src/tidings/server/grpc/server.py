@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import ssl
 from collections.abc import Callable
-from typing import Final
+from typing import Any, Final
 
 import grpc.aio
 
@@ -12,6 +14,7 @@ from tidings.server.core import TopicsService, WebhookRegistry
 from tidings.server.grpc._control import PING_SERVICE, ControlServicer, ping_handlers
 from tidings.server.grpc._control import SERVICE as CONTROL_SERVICE
 from tidings.server.grpc._faults import FaultInjectionInterceptor
+from tidings.server.grpc._h2 import KEEPALIVE_TIME, KEEPALIVE_TIMEOUT, H2Server
 from tidings.server.grpc._pubsub import SERVICE as PUBSUB_SERVICE
 from tidings.server.grpc._pubsub import PubsubServicer
 from tidings.server.grpc._token import SERVICE as TOKEN_SERVICE
@@ -72,6 +75,28 @@ def server_options(
     ]
 
 
+MethodHandlers = dict[str, dict[str, "grpc.RpcMethodHandler[Any, Any]"]]
+
+
+def method_handlers(
+    service: TopicsService,
+    authenticator: Authenticator,
+    public_endpoint: Callable[[], str],
+    webhooks: WebhookRegistry | None = None,
+) -> MethodHandlers:
+    """Pubsub, ScsControl, Token, Ping and (given ``webhooks``) Webhook handlers by service name: one servicer
+    layer for both transports."""
+    handlers = {
+        PUBSUB_SERVICE: PubsubServicer(service, authenticator).handlers(),
+        CONTROL_SERVICE: ControlServicer(service, authenticator).handlers(),
+        TOKEN_SERVICE: TokenServicer(service, authenticator, public_endpoint).handlers(),
+        PING_SERVICE: ping_handlers(),
+    }
+    if webhooks is not None:
+        handlers[WEBHOOK_SERVICE] = WebhookServicer(service, webhooks, authenticator).handlers()
+    return handlers
+
+
 def build_grpc_server(
     service: TopicsService,
     authenticator: Authenticator,
@@ -97,10 +122,31 @@ def build_grpc_server(
     server = grpc.aio.server(options=options, interceptors=interceptors)
     # Registered (not generic) handlers: grpcio routes them without a per-call lookup chain.
     register = server.add_registered_method_handlers  # type: ignore[attr-defined]  # missing from grpc-stubs
-    register(PUBSUB_SERVICE, PubsubServicer(service, authenticator).handlers())
-    register(CONTROL_SERVICE, ControlServicer(service, authenticator).handlers())
-    register(TOKEN_SERVICE, TokenServicer(service, authenticator, public_endpoint).handlers())
-    register(PING_SERVICE, ping_handlers())
-    if webhooks is not None:
-        register(WEBHOOK_SERVICE, WebhookServicer(service, webhooks, authenticator).handlers())
+    for name, handlers in method_handlers(service, authenticator, public_endpoint, webhooks).items():
+        register(name, handlers)
     return server
+
+
+def build_h2_server(
+    service: TopicsService,
+    authenticator: Authenticator,
+    public_endpoint: Callable[[], str],
+    *,
+    fault_injection: bool = False,
+    reuse_port: bool = False,
+    ssl_context: ssl.SSLContext | None = None,
+    webhooks: WebhookRegistry | None = None,
+) -> H2Server:
+    """The same services on tidings' own HTTP/2 transport (``--grpc-transport h2``); `H2Server.start` binds it."""
+    # Test hook (keepalive tests): seconds of silence before a keepalive ping, and to wait for its answer.
+    keepalive = os.environ.get("TIDINGS_TEST_H2_KEEPALIVE")
+    return H2Server(
+        method_handlers(service, authenticator, public_endpoint, webhooks),
+        # The same receive limit as grpcio's: unauthenticated callers cannot make the server buffer more.
+        max_message_length=receive_limit(service.limits.max_message_bytes),
+        fault_injection=fault_injection,
+        reuse_port=reuse_port,
+        ssl_context=ssl_context,
+        keepalive_time=float(keepalive) if keepalive else KEEPALIVE_TIME,
+        keepalive_timeout=float(keepalive) if keepalive else KEEPALIVE_TIMEOUT,
+    )

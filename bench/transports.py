@@ -1,0 +1,141 @@
+"""The h2 gRPC transport against grpc.aio: tidings on each transport and the grpc.aio ceiling, in one run.
+
+Scenarios (``bench/loadgen.py``): 10,000 idle subscriptions over 50 connections (RSS per subscription), 32
+publishes in flight (server CPU per publish), fan-out to 100 subscribers (server CPU per delivery,
+deliveries/s) and 50 publishes/s to 100 subscribers (p99 publish-to-deliver). Targets interleave per round
+(ceiling, tidings on grpcio, tidings on h2, ...); the table shows medians and each tidings transport's ratio to
+the ceiling, with the targets of the h2 transport. ``uptime``'s load average is recorded before and after.
+
+Usage::
+
+    python bench/transports.py                               # 2 rounds, 10 s per scenario (~8 min)
+    python bench/transports.py --quick                       # smoke run
+    python bench/transports.py --write docs/performance.md   # replace the <!-- bench:h2:... --> section
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+import shlex
+import statistics
+import sys
+from typing import Any
+
+import run
+from _report import write_section
+
+TARGETS = ("ceiling", "tidings", "tidings-h2")
+
+# (key, label, digits, h2 target as text, check(h2 value, h2 ratio to the ceiling))
+ROWS: list[tuple[str, str, int, str, Any]] = [
+    ("cpu_ms_per_1k_deliveries", "server CPU per 1,000 deliveries, fan-out@100 (ms)", 1, "≤ 0.33x",
+     lambda value, ratio: ratio <= 0.33),
+    ("fanout100_per_s", "deliveries/s, fan-out@100", 0, "≥ 2x", lambda value, ratio: ratio >= 2.0),
+    ("cpu_ms_per_1k_publishes", "server CPU per 1,000 publishes, 32 in flight (ms)", 1, "≤ 0.6x",
+     lambda value, ratio: ratio <= 0.6),
+    ("publish_per_s", "publishes/s, 32 in flight", 0, "", None),
+    ("latency_p50_ms", "latency p50, 50/s x 100 subscribers (ms)", 2, "", None),
+    ("latency_p99_ms", "latency p99, 50/s x 100 subscribers (ms)", 2, "≤ 5 ms", lambda value, ratio: value <= 5.0),
+    ("idle_rss_kib", "server RSS per idle subscription, 10,000 (KiB)", 1, "≤ 10 KiB",
+     lambda value, ratio: value <= 10.0),
+    ("fanout100_server_cores", "server CPU during fan-out@100 (cores)", 2, "", None),
+    ("fanout100_client_cores", "load generator CPU during fan-out@100 (cores)", 2, "", None),
+    ("publish_client_cores", "load generator CPU during publish (cores)", 2, "", None),
+    ("anomalies", "gaps, reorders, discontinuities, lost or failed streams (total)", 0, "", None),
+    ("errors", "scenarios that failed (total)", 0, "", None),
+]  # fmt: skip
+_SUMMED = {"anomalies", "errors"}
+
+
+def scenarios(options: argparse.Namespace) -> list[run.Scenario]:
+    """Idle first (its RSS reading needs a fresh process), then the loaded scenarios."""
+    timing = ("--duration", str(options.duration), "--warmup", str(options.warmup))
+    idle = "1000" if options.quick else "10000"
+    return [
+        run.Scenario("idle", ("idle", "--subscribers", idle, "--channels", "50", "--settle", "1")),
+        run.Scenario("publish", ("publish", "--concurrency", "32", "--channels", "2", *timing)),
+        run.Scenario("fanout100", ("fanout", "--subscribers", "100", *timing)),
+        run.Scenario("latency", ("latency", "--subscribers", "100", "--rate", "50", *timing)),
+    ]
+
+
+def _value(results: dict[str, run.Results], target: str, key: str) -> float | None:
+    values = results.get(target, {}).get(key)
+    if not values:
+        return 0.0 if key in _SUMMED else None
+    return sum(values) if key in _SUMMED else statistics.median(values)
+
+
+def render(results: dict[str, run.Results]) -> str:
+    """metric | ceiling | tidings grpcio (ratio) | tidings h2 (ratio) | h2 target."""
+    rows = [
+        "| metric | ceiling (grpc.aio) | tidings, grpcio | tidings, h2 | h2 target |",
+        "| --- | ---: | ---: | ---: | --- |",
+    ]
+    for key, label, digits, goal, check in ROWS:
+        ceiling = _value(results, "ceiling", key)
+        cells = [label, run._number(ceiling, digits)]
+        for target in ("tidings", "tidings-h2"):
+            value = _value(results, target, key)
+            ratio = value / ceiling if value is not None and ceiling and key not in _SUMMED else None
+            cells.append(run._number(value, digits) + (f" ({ratio:.2f}x)" if ratio is not None else ""))
+        value = _value(results, "tidings-h2", key)
+        ratio = value / ceiling if value is not None and ceiling else None
+        if check is not None and value is not None and (ratio is not None or "x" not in goal):
+            goal += " — pass" if check(value, ratio) else " — **miss**"
+        cells.append(goal)
+        rows.append("| " + " | ".join(cells) + " |")
+    return "\n".join(rows)
+
+
+def load() -> str:
+    """The 1, 5 and 15 minute load averages."""
+    one, five, fifteen = os.getloadavg()
+    return f"{one:.2f}, {five:.2f}, {fifteen:.2f}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    options = run.parse_args(argv)
+    command = shlex.join(["python", "bench/transports.py", *(sys.argv[1:] if argv is None else argv)])
+    load_before = load()
+    results: dict[str, run.Results] = {name: {} for name in TARGETS}
+    raw: list[dict[str, Any]] = []
+    for round_number in range(1, options.rounds + 1):
+        for name in TARGETS:
+            run.log(f"[round {round_number}/{options.rounds}] {name}")
+            run.run_target(name, options, results[name], raw, scenarios(options))
+    table = render(results)
+    busy = [value for per_target in results.values() for value in per_target.get("other_cores", [])]
+    warning = (
+        f"Warning: other processes used up to {max(busy):.2f} cores during the measured windows; figures may be "
+        "low and noisy."
+        if busy and max(busy) > 0.1
+        else ""
+    )
+    kind = "quick smoke run, not representative" if options.quick else f"{options.duration:g} s per scenario"
+    text = "\n".join(
+        [
+            "## The h2 gRPC transport against grpc.aio",
+            "",
+            f"Measured {datetime.date.today().isoformat()} on {run.machine()}; {options.rounds} interleaved "
+            f"round(s), medians; {kind}; payload {options.payload_size} bytes. Load average (1, 5, 15 min) "
+            f"before: {load_before}; after: {load()}.",
+            "",
+            f"Command: `{command}`",
+            "",
+            table,
+            "",
+            warning,
+        ]
+    )
+    print(text)
+    if options.write:
+        write_section(options.write, "h2", text)
+        run.log(f"wrote {options.write}")
+    return 1 if any(results[name].get("errors") for name in TARGETS) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,39 @@
+"""What the servicers need of a call, whichever transport carries it.
+
+grpc.aio's ``ServicerContext`` satisfies `CallContext` as it is (no wrapper on that path); the h2 transport's
+call object implements the same four things. ``abort`` ends the call with a status and raises: grpc.aio raises
+its ``AbortError``, the h2 transport `CallAborted`; `ABORTS` names both for code that must let them through.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Final, NoReturn, Protocol
+
+import grpc
+import grpc.aio
+
+Metadata = Sequence[tuple[str, str | bytes]]
+
+
+class CallContext(Protocol):
+    """The servicer's view of one call: its request metadata, the response stream, and how to end it."""
+
+    def invocation_metadata(self) -> Metadata | None:
+        """The request's metadata (custom headers), as (lower-case key, value) pairs."""
+        ...
+
+    async def write(self, message: bytes) -> None:
+        """Send one response message of a server-streaming call (waits while the client's window is closed)."""
+        ...
+
+    async def abort(self, code: grpc.StatusCode, details: str = "", trailing_metadata: Metadata = ()) -> NoReturn:
+        """End the call with ``code``, ``details`` and trailing metadata; raises."""
+        ...
+
+
+class CallAborted(Exception):
+    """Raised by the h2 transport's ``abort`` once the call's status is on its way to the client."""
+
+
+ABORTS: Final = (grpc.aio.AbortError, CallAborted)

@@ -1,0 +1,67 @@
+"""One gRPC call on an h2 connection: the servicer's `CallContext`."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING, NoReturn
+
+import grpc
+
+from tidings.server.grpc._context import CallAborted, Metadata
+from tidings.server.grpc._h2._wire import metadata_of
+
+if TYPE_CHECKING:
+    from h2.stream import H2Stream
+
+    from tidings.server.grpc._h2._connection import H2Connection
+
+
+class H2Call:
+    """A call's request (headers, body) and response state; `write`, `abort` and `invocation_metadata` are
+    what servicers use (`CallContext`)."""
+
+    __slots__ = (
+        "_connection",
+        "_headers",
+        "_metadata",
+        "body",
+        "deadline",
+        "ended",
+        "h2_stream",
+        "headers_sent",
+        "path",
+        "stream_id",
+        "task",
+        "window_waiter",
+    )
+
+    def __init__(self, connection: H2Connection, stream_id: int, path: str, headers: list[tuple[bytes, bytes]]) -> None:
+        self._connection = connection
+        self.stream_id = stream_id
+        self.path = path
+        self._headers = headers
+        self._metadata: Metadata | None = None
+        self.body = bytearray()
+        self.deadline: float | None = None
+        self.headers_sent = False
+        self.h2_stream: H2Stream | None = None  # h2's stream, once response headers went out
+        self.ended = False
+        self.task: asyncio.Task[None] | None = None
+        self.window_waiter: asyncio.Future[None] | None = None
+
+    def invocation_metadata(self) -> Metadata:
+        """The request's metadata, decoded on first use."""
+        metadata = self._metadata
+        if metadata is None:
+            metadata = self._metadata = metadata_of(self._headers)
+        return metadata
+
+    async def write(self, message: bytes) -> None:
+        """Send ``message`` (5-byte prefix) as DATA on this stream; waits while a window is closed."""
+        if not self._connection.try_send(self, message):
+            await self._connection.send_message(self, message)
+
+    async def abort(self, code: grpc.StatusCode, details: str = "", trailing_metadata: Metadata = ()) -> NoReturn:
+        """End the call with ``code`` (Trailers-Only when nothing was sent yet) and raise `CallAborted`."""
+        self._connection.end_call(self, code, details, trailing_metadata)
+        raise CallAborted(code, details)

@@ -1,0 +1,133 @@
+"""`H2Server`: listens, hands each connection an `H2Connection`, reaps dead ones, shuts down with GOAWAY."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import ssl
+from pathlib import Path
+from typing import Any, Final
+
+import grpc
+
+from tidings.server.grpc._faults import RPCS, FaultCounters, with_faults
+from tidings.server.grpc._h2._connection import ConnectionOptions, H2Connection, Route
+
+logger = logging.getLogger("tidings.server.grpc.h2")
+
+# As grpc.aio is configured (server.server_options): ping a connection silent for 30 s, drop it 10 s later.
+KEEPALIVE_TIME: Final = 30.0
+KEEPALIVE_TIMEOUT: Final = 10.0
+# A connection that has not sent the HTTP/2 preface by then is dropped.
+HANDSHAKE_TIMEOUT: Final = 10.0
+_REAP_INTERVAL: Final = 1.0
+# Streams one connection may have open at once (advertised in SETTINGS); grpc-core sets no limit.
+MAX_CONCURRENT_STREAMS: Final = 1 << 20
+
+
+def tls_context(cert: Path, key: Path) -> ssl.SSLContext:
+    """A server TLS context for ``cert``/``key`` that negotiates ``h2`` by ALPN."""
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    context.set_alpn_protocols(["h2"])
+    return context
+
+
+class H2Server:
+    """A gRPC server on asyncio and ``h2`` serving the given method handlers (grpc ``RpcMethodHandler`` tables
+    by service name, as the servicers build them)."""
+
+    def __init__(
+        self,
+        method_handlers: dict[str, dict[str, grpc.RpcMethodHandler[Any, Any]]],
+        *,
+        max_message_length: int,
+        fault_injection: bool = False,
+        reuse_port: bool = False,
+        ssl_context: ssl.SSLContext | None = None,
+        keepalive_time: float = KEEPALIVE_TIME,
+        keepalive_timeout: float = KEEPALIVE_TIMEOUT,
+    ) -> None:
+        counters = FaultCounters() if fault_injection else None
+        routes: dict[str, Route] = {}
+        for service_name, handlers in method_handlers.items():
+            for method_name, handler in handlers.items():
+                path = f"/{service_name}/{method_name}"
+                streaming = handler.unary_stream is not None
+                behaviour: Any = handler.unary_stream if streaming else handler.unary_unary
+                rpc = RPCS.get(path)
+                if counters is not None and rpc is not None:
+                    behaviour = with_faults(rpc, behaviour, counters)
+                routes[path] = Route(behaviour, streaming)
+        self._options = ConnectionOptions(routes, max_message_length, MAX_CONCURRENT_STREAMS, set(), set())
+        self._reuse_port = reuse_port
+        self._ssl_context = ssl_context
+        self._keepalive_time = keepalive_time
+        self._keepalive_timeout = keepalive_timeout
+        self._listener: asyncio.Server | None = None
+        self._reaper: asyncio.Task[None] | None = None
+        self._stopped = False
+
+    @property
+    def connection_count(self) -> int:
+        """Open client connections."""
+        return len(self._options.connections)
+
+    async def start(self, host: str, port: int) -> int:
+        """Listen on ``host:port`` (port 0: a free port) and return the bound port; OSError if it cannot."""
+        loop = asyncio.get_running_loop()
+        options = self._options
+        self._listener = await loop.create_server(
+            lambda: H2Connection(options),
+            host.strip("[]") or None,
+            port,
+            reuse_port=self._reuse_port or None,
+            ssl=self._ssl_context,
+            backlog=4096,
+        )
+        self._reaper = loop.create_task(self._reap(), name="tidings-h2-reaper")
+        sockets = self._listener.sockets
+        return int(sockets[0].getsockname()[1])
+
+    async def _reap(self) -> None:
+        """Keepalive: ping connections silent for `keepalive_time`, close those that do not answer in time."""
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(_REAP_INTERVAL)
+            now = loop.time()
+            for connection in list(self._options.connections):
+                silent = now - connection.last_received
+                if not connection.preface_received:
+                    if silent >= HANDSHAKE_TIMEOUT:
+                        logger.info("closing a connection that sent no HTTP/2 preface in %g s", HANDSHAKE_TIMEOUT)
+                        connection.close()
+                elif connection.ping_sent_at is not None:
+                    if now - connection.ping_sent_at >= self._keepalive_timeout:
+                        logger.info("closing a connection that did not answer a keepalive ping")
+                        connection.close()
+                elif silent >= self._keepalive_time:
+                    connection.ping()
+
+    async def stop(self, grace: float | None) -> None:
+        """Refuse new calls (GOAWAY), let open ones finish for ``grace`` seconds, end the rest UNAVAILABLE."""
+        if self._stopped:
+            return
+        self._stopped = True
+        if self._listener is not None:
+            self._listener.close()
+        options = self._options
+        for connection in list(options.connections):
+            connection.go_away()
+        if options.tasks and grace:
+            await asyncio.wait(list(options.tasks), timeout=grace)
+        for connection in list(options.connections):
+            connection.end_calls(grpc.StatusCode.UNAVAILABLE, "server shutting down")
+        if options.tasks:
+            await asyncio.gather(*options.tasks, return_exceptions=True)
+        for connection in list(options.connections):
+            connection.close()
+        if self._reaper is not None:
+            self._reaper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reaper
