@@ -49,12 +49,17 @@ class RetentionBudget:
             self._logs.pop(log, None)
 
     def _trim(self, growing: MemoryTopicLog) -> None:
-        """Empty the least recently used buffers (``growing`` last, keeping its newest message) until within."""
-        for log in list(self._logs):
+        """Empty the least recently used buffers (``growing`` last, keeping its newest message) until within.
+
+        An emptied buffer leaves the recency order until its next append, so a trim never walks past it again.
+        """
+        logs = self._logs
+        for log in list(logs):
             if self.used_bytes <= self.max_bytes:
                 return
             if log is not growing:
                 self.trimmed_bytes += log.evict_down_to(0)
+                del logs[log]
         if self.used_bytes > self.max_bytes:
             self.trimmed_bytes += growing.evict_down_to(1)
 
