@@ -106,6 +106,14 @@ class RedisCluster:
         return self.nodes[0].url
 
     def start(self) -> RedisCluster:
+        """Start the nodes and join them; on any failure, stop the nodes already started."""
+        try:
+            return self._start()
+        except BaseException:
+            self.stop()
+            raise
+
+    def _start(self) -> RedisCluster:
         for index in range(self.masters):
             self.nodes.append(
                 RedisServer(

@@ -118,9 +118,8 @@ class RedisTopic(MemoryTopicLog):
                 self.push(Message(page, seq, live[2], live[3], live[4], self._engine.clock()))
                 self._listener.messages_arrived()
                 return
-        elif page < self._page:
-            return  # a straggler of an older instance
-        # Sequence numbers skipped, or a new page: read the stream (the buffer collects what arrives meanwhile).
+        # Sequence numbers skipped, or another page: read the stream, whose page is the truth (a smaller page too:
+        # Redis lost the topic and a node with a late clock opened it). The buffer collects what arrives meanwhile.
         self._buffer = [live]
         self.resync()
 
@@ -164,7 +163,8 @@ class RedisTopic(MemoryTopicLog):
             if first > self._next:  # the stream no longer has what we missed: the mirror jumps (a discontinuity)
                 self.restart(page, first)
             self._push_entries(entries, now)
-        buffered, self._buffer = self._buffer or [], None
+        # Live messages of another page arrived before the read and are older than it: drop them.
+        buffered, self._buffer = [live for live in self._buffer or () if live[0] == page], None
         self._listener.messages_arrived()
         for live in buffered:
             self._receive(live)
