@@ -68,7 +68,9 @@ class Receiver:
             self._changed.notify_all()
         if status == HANG:
             await asyncio.Event().wait()  # never answers; uvicorn cancels it when the receiver stops
-        return Response("ok", status_code=status)
+        # A redirect points elsewhere on this receiver: a client that followed it would show up there.
+        headers = {"location": "/redirected"} if 300 <= status < 400 else None
+        return Response("ok", status_code=status, headers=headers)
 
     def __enter__(self) -> Receiver:
         # Listening before the server thread runs: connections wait in the backlog, so no start-up race.

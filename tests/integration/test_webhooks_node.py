@@ -133,12 +133,13 @@ async def test_a_failed_delivery_is_retried_before_the_next_message(
     assert deliveries[0].body == deliveries[2].body  # the same event, byte for byte
 
 
+@pytest.mark.parametrize("status", [400, 404, 302], ids=["400", "404", "redirect-not-followed"])
 async def test_a_refused_delivery_is_not_retried(
-    server: ServerProcess, cache: str, receiver: Receiver, topic_client: TopicClient
+    server: ServerProcess, cache: str, receiver: Receiver, topic_client: TopicClient, status: int
 ) -> None:
     # Arrange
     put(server, cache, receiver.url)
-    receiver.answer(400)
+    receiver.answer(status)
 
     # Act
     publish_texts(topic_client, cache, ["refused", "next"])
@@ -146,6 +147,7 @@ async def test_a_refused_delivery_is_not_retried(
 
     # Assert
     assert [event["text"] for event in events(deliveries)] == ["refused", "next"]
+    assert [delivery.path for delivery in deliveries] == ["/hook", "/hook"]
 
 
 async def test_a_hanging_receiver_does_not_delay_a_subscriber(
