@@ -173,8 +173,23 @@ class WebhookWorker:
             current = self.webhook  # a rotated secret or a new URL applies at once
             return self._sender.post(current.url, body, sign(body, current.secret))
 
+        failures = 0
+
+        def failed(outcome: Outcome, retrying: bool) -> None:
+            nonlocal failures
+            failures += 1
+            self.stats.failures[outcome.reason] += 1
+            if retrying:
+                self.stats.retries += 1
+                if failures == 1:  # once per message: a dead endpoint does not flood the log
+                    logger.warning(
+                        "webhook %r of cache %r: delivery of message %d (page %d) failed (%s); retrying with backoff",
+                        webhook.name, webhook.cache_name, message.sequence_number, message.sequence_page,
+                        outcome.reason,
+                    )  # fmt: skip
+
         outcome = await deliver_with_retries(
-            attempt, self._policy, clock=self._service.clock, sleep=self._sleep, on_failure=self._failed
+            attempt, self._policy, clock=self._service.clock, sleep=self._sleep, on_failure=failed
         )
         if outcome.verdict is Verdict.DELIVERED:
             self.stats.delivered += 1
@@ -185,8 +200,3 @@ class WebhookWorker:
             webhook.name, webhook.cache_name, message.sequence_number, message.sequence_page, webhook.topic_name,
             outcome.reason,
         )  # fmt: skip
-
-    def _failed(self, outcome: Outcome, retrying: bool) -> None:
-        self.stats.failures[outcome.reason] += 1
-        if retrying:
-            self.stats.retries += 1
