@@ -36,9 +36,14 @@ class Delivery:
 class Receiver:
     """``with Receiver() as receiver:`` serves at ``receiver.url``; `wait_for` blocks until enough POSTs came."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, listening: bool = True, hang_paths: frozenset[str] = frozenset()) -> None:
+        """``listening=False``: the port is reserved but refuses connections until `listen` (an outage);
+        POSTs to ``hang_paths`` are never answered."""
         self.deliveries: list[Delivery] = []
         self.script: deque[int] = deque()
+        self.hang_paths = hang_paths
+        self._listening = listening
+        self._socket: socket.socket | None = None
         self._changed = threading.Condition()
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
@@ -63,28 +68,37 @@ class Receiver:
     async def _hook(self, request: Request) -> Response:
         body = await request.body()
         with self._changed:
-            status = self.script.popleft() if self.script else 200
+            status = HANG if request.url.path in self.hang_paths else self.script.popleft() if self.script else 200
             self.deliveries.append(Delivery(request.url.path, body, dict(request.headers), status))
             self._changed.notify_all()
         if status == HANG:
             await asyncio.Event().wait()  # never answers; uvicorn cancels it when the receiver stops
-        return Response("ok", status_code=status)
+        # A redirect points elsewhere on this receiver: a client that followed it would show up there.
+        headers = {"location": "/redirected"} if 300 <= status < 400 else None
+        return Response("ok", status_code=status, headers=headers)
 
     def __enter__(self) -> Receiver:
-        # Listening before the server thread runs: connections wait in the backlog, so no start-up race.
-        sock = socket.socket()
-        sock.bind(("127.0.0.1", 0))
-        sock.listen(128)
+        sock = self._socket = socket.socket()
+        sock.bind(("127.0.0.1", 0))  # bound but not listening: connections are refused
         self.port = sock.getsockname()[1]
+        if self._listening:
+            self.listen()
+        return self
+
+    def listen(self) -> None:
+        """Accept connections from now on (the outage, if any, is over)."""
+        assert self._socket is not None
+        # Listening before the server thread runs: connections wait in the backlog, so no start-up race.
+        self._socket.listen(128)
         app = Starlette(routes=[Route("/{path:path}", self._hook, methods=["POST"])])
         config = uvicorn.Config(app, log_config=None, access_log=False, timeout_graceful_shutdown=1)
         server = self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+        self._thread = threading.Thread(target=server.run, kwargs={"sockets": [self._socket]}, daemon=True)
         self._thread.start()
-        return self
 
     def __exit__(self, *exc_info: object) -> None:
-        assert self._server is not None
-        assert self._thread is not None
-        self._server.should_exit = True
-        self._thread.join(10)
+        if self._server is not None and self._thread is not None:
+            self._server.should_exit = True
+            self._thread.join(10)
+        if self._socket is not None:
+            self._socket.close()

@@ -133,12 +133,13 @@ async def test_a_failed_delivery_is_retried_before_the_next_message(
     assert deliveries[0].body == deliveries[2].body  # the same event, byte for byte
 
 
+@pytest.mark.parametrize("status", [400, 404, 302], ids=["400", "404", "redirect-not-followed"])
 async def test_a_refused_delivery_is_not_retried(
-    server: ServerProcess, cache: str, receiver: Receiver, topic_client: TopicClient
+    server: ServerProcess, cache: str, receiver: Receiver, topic_client: TopicClient, status: int
 ) -> None:
     # Arrange
     put(server, cache, receiver.url)
-    receiver.answer(400)
+    receiver.answer(status)
 
     # Act
     publish_texts(topic_client, cache, ["refused", "next"])
@@ -146,6 +147,7 @@ async def test_a_refused_delivery_is_not_retried(
 
     # Assert
     assert [event["text"] for event in events(deliveries)] == ["refused", "next"]
+    assert [delivery.path for delivery in deliveries] == ["/hook", "/hook"]
 
 
 async def test_a_hanging_receiver_does_not_delay_a_subscriber(
@@ -323,3 +325,40 @@ async def test_messages_that_left_retention_are_recorded_as_a_gap(
     # Assert
     assert [event["text"] for event in events(deliveries)] == ["m1", "m1", "m8", "m9", "m10"]
     assert gap.group(1) == "6"
+
+
+async def test_messages_wait_through_an_outage_of_the_receiver(
+    server: ServerProcess, cache: str, topic_client: TopicClient
+) -> None:
+    with Receiver(listening=False) as down:
+        # Arrange
+        put(server, cache, down.url)
+        publish_texts(topic_client, cache, ["during", "the outage"])
+        await asyncio.to_thread(
+            server.wait_for_log, rf"webhook 'hook' of cache '{cache}': delivery of message 1 .*failed \(connection\)"
+        )
+
+        # Act
+        down.listen()
+        deliveries = await wait_for(down, 2)
+
+    # Assert
+    assert [event["text"] for event in events(deliveries)] == ["during", "the outage"]
+
+
+async def test_a_hanging_endpoint_does_not_delay_another_webhook(
+    server: ServerProcess, cache: str, topic_client: TopicClient
+) -> None:
+    with Receiver(hang_paths=frozenset({"/slow"})) as receiver:
+        # Arrange
+        put(server, cache, receiver.url.replace("/hook", "/slow"), name="slow")
+        put(server, cache, receiver.url.replace("/hook", "/fast"), name="fast")
+
+        # Act
+        publish_texts(topic_client, cache, [f"m{i}" for i in range(5)])
+        deliveries = await asyncio.wait_for(wait_for(receiver, 6), 4.0)  # within the slow one's 5 s timeout
+
+    # Assert
+    fast = [json.loads(d.body)["text"] for d in deliveries if d.path == "/fast"]
+    assert fast == [f"m{i}" for i in range(5)]
+    assert [d.path for d in deliveries].count("/slow") == 1

@@ -118,3 +118,27 @@ def _wait_for_sequence(receiver: Receiver, last: int) -> list[Delivery]:
         if last in _sequence(deliveries):
             return deliveries
         count += 1
+
+
+async def test_a_stopping_node_hands_its_webhooks_over_at_once(
+    tmp_path: Path, redis_server: RedisServer, receiver: Receiver
+) -> None:
+    # Arrange: leases of 20 s; the survivor seeks free ones every 5 s.
+    env = {"TIDINGS_TEST_WEBHOOK_LEASE_SECONDS": "20"}
+    holder = start_node(tmp_path / "a", redis_server, env=env)
+    cache = create_cache(holder)
+    async with TopicClientAsync(holder.endpoint, timeout=20) as client:
+        assert isinstance(await client.put_webhook(cache, "hook", "events", receiver.url), PutWebhook.Success)
+    holder.wait_for_log(HOLDING)
+    survivor = start_node(tmp_path / "b", redis_server, env=env)
+    try:
+        # Act
+        assert holder.stop() == 0
+        survivor.wait_for_log(HOLDING, timeout=12)  # well before the stopped node's lease would have run out
+        await _publish(survivor, cache, ["after the handover"])
+        (delivery,) = await asyncio.to_thread(receiver.wait_for, 1)
+    finally:
+        survivor.stop()
+
+    # Assert
+    assert json.loads(delivery.body)["text"] == "after the handover"

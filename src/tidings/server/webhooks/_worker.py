@@ -56,6 +56,7 @@ class WebhookWorker:
         self._subscription: Subscription | None = None
         self._opened: Subscription | None = None  # subscribed by `open`, not followed yet
         self._held = 0  # messages read from the subscription and not yet delivered
+        self._broken = 0  # subscriptions in a row that broke before delivering anything (the backoff)
         # Where to resume (a takeover, or after the subscription broke): (page, next sequence number).
         self._resume = resume or (0, 0)
         self._resumed = resume is not None
@@ -99,7 +100,6 @@ class WebhookWorker:
 
     async def run(self) -> None:
         """Deliver until cancelled or the cache is deleted; a broken subscription is resumed where it stopped."""
-        failures = 0
         while True:
             webhook = self.webhook
             try:
@@ -114,19 +114,18 @@ class WebhookWorker:
                 logger.info("webhook %r of cache %r stops: the cache is gone", webhook.name, webhook.cache_name)
                 return
             except TopicsError as error:
-                failures += 1
-                delay = self._policy.delay(failures, random.random())
+                self._broken += 1
+                delay = self._policy.delay(self._broken, random.random())
                 logger.warning(
                     "webhook %r of cache %r cannot follow topic %r (%s); again in %.1f s",
                     webhook.name, webhook.cache_name, webhook.topic_name, error.message, delay,
                 )  # fmt: skip
                 await self._sleep(delay)
-            else:  # pragma: no cover - _follow only returns by raising
-                failures = 0
 
     async def _follow(self, subscription: Subscription) -> None:
         while True:
             events = await subscription.next_events()
+            self._broken = 0  # the subscription works: a later break starts the backoff over
             self._held = sum(isinstance(event, Message) for event in events)
             for event in events:
                 if isinstance(event, Message):
@@ -173,8 +172,23 @@ class WebhookWorker:
             current = self.webhook  # a rotated secret or a new URL applies at once
             return self._sender.post(current.url, body, sign(body, current.secret))
 
+        failures = 0
+
+        def failed(outcome: Outcome, retrying: bool) -> None:
+            nonlocal failures
+            failures += 1
+            self.stats.failures[outcome.reason] += 1
+            if retrying:
+                self.stats.retries += 1
+                if failures == 1:  # once per message: a dead endpoint does not flood the log
+                    logger.warning(
+                        "webhook %r of cache %r: delivery of message %d (page %d) failed (%s); retrying with backoff",
+                        webhook.name, webhook.cache_name, message.sequence_number, message.sequence_page,
+                        outcome.reason,
+                    )  # fmt: skip
+
         outcome = await deliver_with_retries(
-            attempt, self._policy, clock=self._service.clock, sleep=self._sleep, on_failure=self._failed
+            attempt, self._policy, clock=self._service.clock, sleep=self._sleep, on_failure=failed
         )
         if outcome.verdict is Verdict.DELIVERED:
             self.stats.delivered += 1
@@ -185,8 +199,3 @@ class WebhookWorker:
             webhook.name, webhook.cache_name, message.sequence_number, message.sequence_page, webhook.topic_name,
             outcome.reason,
         )  # fmt: skip
-
-    def _failed(self, outcome: Outcome, retrying: bool) -> None:
-        self.stats.failures[outcome.reason] += 1
-        if retrying:
-            self.stats.retries += 1
