@@ -74,6 +74,7 @@ bench: $(VENV)/.installed-test
 	$(BIN)/python bench/auth.py --write docs/performance.md
 	$(BIN)/python bench/sdk.py --write docs/performance.md
 	$(BIN)/python bench/http_bench.py --write docs/performance.md
+	$(BIN)/python bench/transports.py --write docs/performance.md
 
 clean:
 	rm -rf $(VENV) $(NODE_DIR)/node_modules .coverage .coverage.* .pytest_cache .mypy_cache .ruff_cache
