@@ -59,6 +59,7 @@ _MAX_FRAME_SIZE: Final = 1 << 16
 # Room for an over-long authorization header, so it is refused as UNAUTHENTICATED, not a broken connection.
 _MAX_HEADER_LIST_SIZE: Final = 4 << 20
 _OK: Final = grpc.StatusCode.OK
+_OK_TRAILERS: Final = ((b"grpc-status", b"0"),)
 
 
 @dataclass(frozen=True, slots=True)
@@ -361,6 +362,12 @@ class H2Connection(asyncio.Protocol):
         blocks never change, so they are encoded once. The stream's state machine takes the same inputs
         ``send_headers`` would give it, so ``h2`` knows the stream's state as if it had sent them.
         """
+        if self._h2.encoder.table_size_changes:
+            # The client changed its HPACK table size: the next block must begin with the size update, which
+            # only h2's encoder can write. Rare (clients keep the default); h2 encodes this one.
+            headers = RESPONSE_HEADERS if block is RESPONSE_HEADER_BLOCK else _OK_TRAILERS
+            self._h2.send_headers(stream.stream_id, headers, end_stream=end_stream)
+            return
         state = stream.state_machine
         state.process_input(StreamInputs.SEND_HEADERS)
         if end_stream:
