@@ -57,11 +57,12 @@ typecheck: $(VENV)/.installed-test
 
 # The modules that speak gRPC run a second time over the h2 transport (TIDINGS_GRPC_TRANSPORT reaches every
 # server the tests start): wire protocol, auth, fault injection, the official Python and Node SDKs, TLS, drain and
-# shutdown, tidings' SDK. The HTTP, Redis and docs modules do not depend on the gRPC transport.
+# shutdown, --workers, tidings' SDK. The other modules (HTTP, Redis faults and nodes, limits, retention, docs) run
+# once, on the default transport.
 H2_TESTS := tests/integration/test_wire_protocol.py tests/integration/test_auth.py \
 	tests/integration/test_fault_injection.py tests/integration/test_official_python_sdk.py \
 	tests/integration/test_official_node_sdk.py tests/integration/test_drain.py \
-	tests/integration/test_server_lifecycle.py tests/integration/sdk
+	tests/integration/test_server_lifecycle.py tests/integration/test_redis_workers.py tests/integration/sdk
 
 test: $(VENV)/.installed-test $(NODE_DIR)/node_modules/.package-lock.json $(CHROMIUM) $(REDIS_SERVER) lint typecheck
 	$(BIN)/python -m pytest --cov --cov-report=
@@ -75,6 +76,7 @@ bench: $(VENV)/.installed-test
 	$(BIN)/python bench/http_bench.py --write docs/performance.md
 	$(BIN)/python bench/redis_bench.py --write docs/performance.md
 	$(BIN)/python bench/webhooks.py --write docs/performance.md
+	$(BIN)/python bench/transports.py --write docs/performance.md
 
 $(VENV)/.installed-bench: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e ".[test,bench]"

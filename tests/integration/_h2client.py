@@ -60,14 +60,21 @@ class StreamState:
 class RawH2Client:
     """An HTTP/2 client connection with manual flow control (``auto_ack=False``: windows open only when asked)."""
 
-    def __init__(self, server: ServerProcess, initial_window: int | None = None, timeout: float = 10.0) -> None:
+    def __init__(
+        self,
+        server: ServerProcess,
+        initial_window: int | None = None,
+        timeout: float = 10.0,
+        settings: dict[h2.settings.SettingCodes, int] | None = None,
+    ) -> None:
         self.sock = socket.create_connection((server.host, server.port), timeout=timeout)
         self.h2 = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True, header_encoding=None))
-        if initial_window is not None:
-            self.h2.local_settings = h2.settings.Settings(
-                client=True, initial_values={h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: initial_window}
-            )
         self.h2.initiate_connection()
+        values = dict(settings or {})
+        if initial_window is not None:
+            values[h2.settings.SettingCodes.INITIAL_WINDOW_SIZE] = initial_window
+        if values:
+            self.h2.update_settings(values)
         self.streams: dict[int, StreamState] = {}
         self.terminated: h2.events.ConnectionTerminated | None = None
         self.pings_acked = 0

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import grpc
 import h2.errors
+import h2.settings
 import httpx
 import pytest
 from momento_wire_types import cachepubsub_pb2 as pb
@@ -374,3 +375,17 @@ def test_h2_keepalive_closes_a_connection_that_does_not_answer_pings(tmp_path: P
     assert b"\x00\x00\x08\x06\x00\x00\x00\x00\x00" in silent_bytes  # it was pinged (PING frame header)
     assert answering.terminated is None
     assert stream.status == b"0"
+
+
+def test_h2_client_with_a_smaller_hpack_table_gets_valid_header_blocks(h2_server: ServerProcess) -> None:
+    # A client that shrinks its HPACK table must see a size update first; h2's decoder refuses blocks without it.
+    client = RawH2Client(h2_server, settings={h2.settings.SettingCodes.HEADER_TABLE_SIZE: 0})
+    try:
+        client.receive_until(lambda: client.h2.decoder.max_allowed_table_size == 0)  # our SETTINGS acknowledged
+        first = client.wait_end(client.call(LIST_CACHES, b""))
+        second = client.wait_end(client.call(LIST_CACHES, b""))
+    finally:
+        client.close()
+
+    assert (first.status, second.status) == (b"0", b"0")
+    assert first.header(b"content-type") == b"application/grpc"

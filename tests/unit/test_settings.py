@@ -26,3 +26,13 @@ def test_settings_keep_path_paths() -> None:
 def test_settings_refuse_a_drain_timeout_that_is_not_finite_and_positive(drain_timeout: float) -> None:
     with pytest.raises(ValueError, match="drain_timeout"):
         Settings(drain_timeout=drain_timeout)
+
+
+def test_settings_choose_grpcio_unless_told_h2() -> None:
+    assert Settings().grpc_transport == "grpcio"
+    assert Settings(grpc_transport="h2").grpc_transport == "h2"
+
+
+def test_settings_refuse_an_unknown_grpc_transport() -> None:
+    with pytest.raises(ValueError, match="--grpc-transport must be grpcio or h2"):
+        Settings(grpc_transport="quic")

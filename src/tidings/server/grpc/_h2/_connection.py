@@ -10,6 +10,7 @@ message length per call.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -22,12 +23,17 @@ import h2.errors
 import h2.events
 import h2.exceptions
 import h2.settings
+from h2.stream import H2Stream, StreamInputs
 
 from tidings.server.grpc._context import CallAborted, Metadata
 from tidings.server.grpc._h2._call import H2Call
 from tidings.server.grpc._h2._wire import (
+    HEADERS_FLAGS,
+    OK_TRAILER_BLOCK,
     PREFIX_SIZE,
+    RESPONSE_HEADER_BLOCK,
     RESPONSE_HEADERS,
+    TRAILERS_FLAGS,
     goaway_frame,
     pack_data_header,
     pack_frame_header,
@@ -40,7 +46,12 @@ logger = logging.getLogger("tidings.server.grpc.h2")
 
 Behaviour = Callable[[bytes, Any], Awaitable[Any]]
 
-_CONFIG: Final = h2.config.H2Configuration(client_side=False, header_encoding=None, validate_inbound_headers=True)
+# h2's inbound header validation was a fifth of a unary call. It is off: the transport matches only the exact
+# lower-case names it needs (a malformed :method, :path, content-type or te gets its error response), and the rest
+# is metadata that servicers look up by exact name (an "Authorization" is not "authorization": no credentials).
+_CONFIG: Final = h2.config.H2Configuration(
+    client_side=False, header_encoding=None, validate_inbound_headers=False, normalize_inbound_headers=False
+)
 # Per-stream receive window; requests are unary and bounded by the maximum message length, acknowledged as read.
 _STREAM_WINDOW: Final = 1 << 20
 _CONNECTION_WINDOW: Final = 16 << 20
@@ -48,6 +59,7 @@ _MAX_FRAME_SIZE: Final = 1 << 16
 # Room for an over-long authorization header, so it is refused as UNAUTHENTICATED, not a broken connection.
 _MAX_HEADER_LIST_SIZE: Final = 4 << 20
 _OK: Final = grpc.StatusCode.OK
+_OK_TRAILERS: Final = ((b"grpc-status", b"0"),)
 
 
 @dataclass(frozen=True, slots=True)
@@ -256,11 +268,12 @@ class H2Connection(asyncio.Protocol):
             if call.deadline is None:
                 response = await route.behaviour(request, call)
             else:
+                deadline = asyncio.timeout_at(call.deadline)
                 try:
-                    async with asyncio.timeout_at(call.deadline):
+                    async with deadline:
                         response = await route.behaviour(request, call)
                 except TimeoutError:
-                    if call.deadline > self._loop.time():
+                    if not deadline.expired():  # the servicer's own TimeoutError, not the deadline
                         raise
                     self.end_call(call, grpc.StatusCode.DEADLINE_EXCEEDED, "Deadline Exceeded")
                     return
@@ -311,8 +324,8 @@ class H2Connection(asyncio.Protocol):
         stream_id = call.stream_id
         if call.h2_stream is None:
             call.headers_sent = True
-            connection.send_headers(stream_id, RESPONSE_HEADERS)
             call.h2_stream = connection.streams[stream_id]
+            self._send_header_block(call.h2_stream, RESPONSE_HEADER_BLOCK, end_stream=False)
             if self.try_send(call, message):
                 return
         data = memoryview(pack_prefix(0, len(message)) + message)
@@ -342,6 +355,32 @@ class H2Connection(asyncio.Protocol):
             data = data[chunk:]
         self._schedule_flush()
 
+    def _send_header_block(self, stream: H2Stream, block: bytes, *, end_stream: bool) -> None:
+        """Send a pre-encoded header block (response headers, OK trailers) in one HEADERS frame.
+
+        ``h2``'s ``send_headers`` (HPACK encoding, frame objects) was the largest part of a unary call; these
+        blocks never change, so they are encoded once. The stream's state machine takes the same inputs
+        ``send_headers`` would give it, so ``h2`` knows the stream's state as if it had sent them.
+        """
+        if self._h2.encoder.table_size_changes:
+            # The client changed its HPACK table size: the next block must begin with the size update, which
+            # only h2's encoder can write. Rare (clients keep the default); h2 encodes this one.
+            headers = RESPONSE_HEADERS if block is RESPONSE_HEADER_BLOCK else _OK_TRAILERS
+            self._h2.send_headers(stream.stream_id, headers, end_stream=end_stream)
+            return
+        state = stream.state_machine
+        state.process_input(StreamInputs.SEND_HEADERS)
+        if end_stream:
+            state.process_input(StreamInputs.SEND_END_STREAM)
+        queued = self._h2.data_to_send()
+        out = self._out
+        if queued:
+            out.append(queued)
+        size = len(block)
+        flags = TRAILERS_FLAGS if end_stream else HEADERS_FLAGS
+        out.append(pack_frame_header(size >> 8, size & 0xFF, 0x1, flags, stream.stream_id))
+        out.append(block)
+
     async def _window_opened(self, call: H2Call) -> None:
         waiter = call.window_waiter = self._loop.create_future()
         self._blocked.add(call)
@@ -368,6 +407,11 @@ class H2Connection(asyncio.Protocol):
         if self._calls.get(call.stream_id) is call:
             del self._calls[call.stream_id]
         if self._transport is None:
+            return
+        if code is _OK and call.h2_stream is not None and not trailing_metadata:
+            with contextlib.suppress(h2.exceptions.ProtocolError):  # the stream was reset meanwhile
+                self._send_header_block(call.h2_stream, OK_TRAILER_BLOCK, end_stream=True)
+            self._schedule_flush()
             return
         trailers = status_headers(code, details, trailing_metadata)
         if not call.headers_sent:

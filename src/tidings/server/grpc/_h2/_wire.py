@@ -19,6 +19,23 @@ pack_prefix: Final = PREFIX.pack
 pack_frame_header: Final = struct.Struct(">HBBBI").pack
 pack_data_header: Final = struct.Struct(">HBBBIBI").pack
 _GOAWAY: Final = struct.Struct(">HBBBIII")
+HEADERS_FLAGS: Final = 0x4  # END_HEADERS
+TRAILERS_FLAGS: Final = 0x4 | 0x1  # END_HEADERS, END_STREAM
+
+
+def _literal(name: bytes, value: bytes) -> bytes:
+    """An HPACK "literal header field without indexing, new name" (short name and value, no Huffman)."""
+    return bytes((0x00, len(name))) + name + bytes((len(value),)) + value
+
+
+# The header blocks every successful call sends, HPACK-encoded once. Indexed from the static table or literal
+# without indexing, they leave the dynamic table alone, so h2's encoder stays in step with the client's decoder.
+RESPONSE_HEADER_BLOCK: Final = (
+    b"\x88"  # :status 200 (static index 8)
+    + _literal(b"content-type", b"application/grpc")
+    + _literal(b"grpc-accept-encoding", b"identity")
+)
+OK_TRAILER_BLOCK: Final = _literal(b"grpc-status", b"0")
 
 
 def goaway_frame(last_stream_id: int, error_code: int = 0) -> bytes:
