@@ -5,6 +5,9 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import socket
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -104,3 +107,27 @@ def test_workers_without_redis_are_refused(tmp_path: Path) -> None:
     server = ServerProcess(tmp_path, ("--workers", "2"))
     with pytest.raises((RuntimeError, TimeoutError), match="needs --redis-url"):  # exited, or EOF seen first
         server.start()
+
+
+def test_workers_refuse_a_busy_port_in_one_line(tmp_path: Path, redis_server: RedisServer) -> None:
+    # Arrange: another process holds the port (the workers' SO_REUSEPORT must not quietly share it).
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+
+        # Act
+        command = [sys.executable, "-m", "tidings", "server", "--port", str(port), "--http-port", "0"]
+        command += ["--data-dir", str(tmp_path), "--redis-url", redis_server.url, "--workers", "2"]
+        refused = subprocess.run(
+            command,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+
+    # Assert
+    assert refused.returncode != 0
+    assert f"cannot listen on 127.0.0.1:{port}: Address already in use" in refused.stderr
+    assert "Traceback" not in refused.stderr
+    assert "worker 0 started" not in refused.stderr

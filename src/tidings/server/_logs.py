@@ -22,13 +22,19 @@ class JsonFormatter(logging.Formatter):
     """A record as one JSON object: ``time`` (UTC, ISO 8601), ``level``, ``logger``, ``message`` and, for a
     logged exception, ``exception`` (its traceback as text)."""
 
+    def __init__(self, worker: int | None = None) -> None:
+        super().__init__()
+        self.worker = worker
+
     def format(self, record: logging.LogRecord) -> str:
-        document = {
+        document: dict[str, object] = {
             "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
             "level": record.levelname,
             "logger": record.name,
             "message": record.getMessage(),
         }
+        if self.worker is not None:
+            document["worker"] = self.worker
         if record.exc_info:
             document["exception"] = self.formatException(record.exc_info)
         elif record.exc_text:
@@ -49,10 +55,15 @@ class UvicornAsTransport(logging.Filter):
         return True
 
 
-def configure_logging(level: str, log_format: LogFormat = "text") -> None:
-    """Log records of ``level`` and above to stderr, one line each, as ``log_format``."""
+def configure_logging(level: str, log_format: LogFormat = "text", worker: int | None = None) -> None:
+    """Log records of ``level`` and above to stderr, one line each, as ``log_format``; a ``--workers`` process
+    says which ``worker`` it is on every line."""
     handler = logging.StreamHandler()
-    handler.setFormatter(JsonFormatter() if log_format == "json" else logging.Formatter(TEXT_FORMAT))
+    if log_format == "json":
+        handler.setFormatter(JsonFormatter(worker))
+    else:
+        tag = "" if worker is None else f"[worker {worker}]"
+        handler.setFormatter(logging.Formatter(TEXT_FORMAT.replace("%(name)s:", f"%(name)s{tag}:")))
     root = logging.getLogger()
     for existing in root.handlers[:]:
         root.removeHandler(existing)

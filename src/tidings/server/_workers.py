@@ -21,6 +21,7 @@ import time
 from multiprocessing.process import BaseProcess
 from types import FrameType
 
+from tidings.server._logs import JsonFormatter, LogFormat, configure_logging
 from tidings.server.config import Settings
 
 logger = logging.getLogger("tidings.server")
@@ -31,10 +32,18 @@ _MAX_BACKOFF = 30.0
 
 def supervise(settings: Settings) -> None:
     """Run ``settings.workers`` workers until SIGTERM or SIGINT (blocking)."""
+    from tidings.server.app import refuse_busy_port
+
+    # The workers bind with SO_REUSEPORT, which would share a port another server holds: check it once here.
+    refuse_busy_port(settings.host, settings.port)
+    if settings.http_port:
+        refuse_busy_port(settings.host, settings.http_port)
     settings = _with_fixed_port(settings)
     _prepare(settings)
     context = multiprocessing.get_context("spawn")
-    level = logging.getLogger().level
+    root = logging.getLogger()
+    level = logging.getLevelName(root.level)
+    log_format: LogFormat = "json" if any(isinstance(h.formatter, JsonFormatter) for h in root.handlers) else "text"
     workers: dict[int, tuple[BaseProcess, float]] = {}
     failures: dict[int, int] = {}
     restart_at: dict[int, float] = {}
@@ -50,7 +59,9 @@ def supervise(settings: Settings) -> None:
     previous_fd = signal.set_wakeup_fd(wake_write.fileno())
 
     def start(index: int) -> None:
-        process = context.Process(target=_worker, args=(settings, index, level), name=f"tidings-worker-{index}")
+        process = context.Process(
+            target=_worker, args=(settings, index, level, log_format), name=f"tidings-worker-{index}"
+        )
         process.start()
         workers[index] = (process, time.monotonic())
         logger.info("worker %d started (pid %s)", index, process.pid)
@@ -90,8 +101,10 @@ def supervise(settings: Settings) -> None:
         for process, _ in workers.values():
             if process.is_alive():
                 process.terminate()  # SIGTERM: the worker drains gracefully
+        # Each worker drains (--drain-timeout), then has the shutdown grace; one deadline for them all.
+        deadline = time.monotonic() + settings.drain_timeout + settings.shutdown_grace + 10
         for process, _ in workers.values():
-            process.join(settings.shutdown_grace + 10)
+            process.join(max(0.0, deadline - time.monotonic()))
             if process.is_alive():
                 process.kill()
                 process.join()
@@ -134,11 +147,15 @@ def _prepare(settings: Settings) -> None:
         raise OSError(f"cannot use --redis-url: {error.message}") from None
 
 
-def _worker(settings: Settings, index: int, level: int) -> None:
+def _worker(settings: Settings, index: int, level: str, log_format: LogFormat) -> None:
     """A worker process: one server on its own loop (it handles SIGTERM and SIGINT by draining)."""
-    logging.basicConfig(level=level, format=f"%(asctime)s %(levelname)s %(name)s[worker {index}]: %(message)s")
+    configure_logging(level, log_format, worker=index)
     import uvloop
 
     from tidings.server.app import serve
 
-    uvloop.run(serve(settings))
+    try:
+        uvloop.run(serve(settings))
+    except (OSError, ValueError) as error:  # one line, as `tidings server` says it
+        logger.error("%s", error)
+        raise SystemExit(1) from None

@@ -89,7 +89,7 @@ def _count(number: int, noun: str) -> str:
     return f"{number} {noun}" if number == 1 else f"{number} {noun}s"
 
 
-def _refuse_busy_port(host: str, port: int, reuse_port: bool = False) -> None:
+def refuse_busy_port(host: str, port: int, reuse_port: bool = False) -> None:
     """`OSError` naming the address if ``host:port`` cannot be bound (checked before grpcio tries, which would
     print a line of its own first and a less clear error). Workers sharing the port (``reuse_port``) skip it."""
     if port == 0 or reuse_port:
@@ -297,7 +297,7 @@ class Server:
             webhooks=webhooks,
         )
         address = _host_port(settings.host, settings.port)
-        _refuse_busy_port(settings.host, settings.port, reuse_port=settings.workers > 1)
+        refuse_busy_port(settings.host, settings.port, reuse_port=settings.workers > 1)
         try:
             if settings.tls_cert is not None and settings.tls_key is not None:
                 credentials = grpc.ssl_server_credentials([_tls_key_pair(settings.tls_cert, settings.tls_key)])
@@ -315,7 +315,7 @@ class Server:
     ) -> None:
         """Build and bind tidings' own HTTP/2 gRPC server (``--grpc-transport h2``)."""
         settings = self.settings
-        _refuse_busy_port(settings.host, settings.port, reuse_port=settings.workers > 1)
+        refuse_busy_port(settings.host, settings.port, reuse_port=settings.workers > 1)
         ssl_context = None
         if settings.tls_cert is not None and settings.tls_key is not None:
             _tls_key_pair(settings.tls_cert, settings.tls_key)  # names a bad file
