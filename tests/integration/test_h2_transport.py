@@ -355,6 +355,33 @@ def test_h2_connection_that_never_sends_the_preface_is_closed(h2_server: ServerP
     _assert_serving(h2_server)
 
 
+def test_h2_connections_past_max_connections_are_closed_and_request_timeout_applies(tmp_path: Path) -> None:
+    server = ServerProcess(
+        tmp_path,
+        ("--grpc-transport", "h2", "--max-connections", "4", "--request-timeout", "1", "--create-cache", CACHE),
+    ).start()
+    held = [socket.create_connection((server.host, server.port), timeout=30) for _ in range(4)]
+    try:
+        with socket.create_connection((server.host, server.port), timeout=30) as refused:
+            started = time.monotonic()
+            assert refused.recv(65536) == b""  # closed at once, before any SETTINGS
+            refused_after = time.monotonic() - started
+        started = time.monotonic()
+        for sock in held:  # none sends the preface: each is closed at the 1 s --request-timeout
+            while sock.recv(65536):
+                pass
+        closed_after = time.monotonic() - started
+    finally:
+        for sock in held:
+            sock.close()
+
+    assert refused_after < 1
+    assert closed_after < 5  # 1 s, checked every second (10 s without the flag)
+    assert any("refused 1 gRPC connections: --max-connections 4 are open" in line for line in server.log)
+    _assert_serving(server)
+    server.stop()
+
+
 def test_h2_keepalive_closes_a_connection_that_does_not_answer_pings(tmp_path: Path) -> None:
     # Test hook: keepalive ping after 1 s of silence, answer due within 1 s (30 s and 10 s in production).
     server = ServerProcess(

@@ -211,7 +211,7 @@ class Server:
                     raise ValueError(f"--create-cache {cache_name!r}: {error.message}") from None
             max_connections = self._max_connections()
             if settings.grpc_transport == "h2":
-                await self._start_h2(service, self._authenticator, webhooks)
+                await self._start_h2(service, self._authenticator, webhooks, max_connections)
             else:
                 await self._start_grpcio(service, self._authenticator, webhooks, max_connections)
             self._housekeeping = _background(service.run_housekeeping(), "tidings-housekeeping")
@@ -311,7 +311,11 @@ class Server:
         await self._grpc.start()
 
     async def _start_h2(
-        self, service: TopicsService, authenticator: Authenticator, webhooks: WebhookRegistry | None
+        self,
+        service: TopicsService,
+        authenticator: Authenticator,
+        webhooks: WebhookRegistry | None,
+        max_connections: int,
     ) -> None:
         """Build and bind tidings' own HTTP/2 gRPC server (``--grpc-transport h2``)."""
         settings = self.settings
@@ -328,6 +332,8 @@ class Server:
             reuse_port=settings.workers > 1,
             ssl_context=ssl_context,
             webhooks=webhooks,
+            max_connections=max_connections,
+            handshake_timeout=settings.request_timeout,
         )
         try:
             self._port = await server.start(settings.host, settings.port)

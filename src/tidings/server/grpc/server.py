@@ -136,6 +136,8 @@ def build_h2_server(
     reuse_port: bool = False,
     ssl_context: ssl.SSLContext | None = None,
     webhooks: WebhookRegistry | None = None,
+    max_connections: int = 1 << 30,
+    handshake_timeout: float = 10.0,
 ) -> H2Server:
     """The same services on tidings' own HTTP/2 transport (``--grpc-transport h2``); `H2Server.start` binds it."""
     # Test hook (keepalive tests): seconds of silence before a keepalive ping, and to wait for its answer.
@@ -149,4 +151,6 @@ def build_h2_server(
         ssl_context=ssl_context,
         keepalive_time=float(keepalive) if keepalive else KEEPALIVE_TIME,
         keepalive_timeout=float(keepalive) if keepalive else KEEPALIVE_TIMEOUT,
+        max_connections=max_connections,
+        handshake_timeout=handshake_timeout,
     )

@@ -79,6 +79,8 @@ class ConnectionOptions:
     max_concurrent_streams: int
     connections: set[H2Connection]
     tasks: set[asyncio.Task[None]]  # every call in progress, for the server's shutdown
+    max_connections: int = 1 << 30  # --max-connections: past it a new connection is closed at once
+    refused_connections: int = 0
 
 
 class H2Connection(asyncio.Protocol):
@@ -102,8 +104,19 @@ class H2Connection(asyncio.Protocol):
     # asyncio.Protocol
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        options = self._options
+        if len(options.connections) >= options.max_connections:
+            options.refused_connections += 1
+            if options.refused_connections == 1 or options.refused_connections % 1000 == 0:
+                logger.warning(
+                    "refused %d gRPC connections: --max-connections %d are open",
+                    options.refused_connections,
+                    options.max_connections,
+                )
+            transport.close()
+            return
         self._transport = cast(asyncio.Transport, transport)  # uvloop's transports are not its subclasses
-        self._options.connections.add(self)
+        options.connections.add(self)
         connection = self._h2
         connection.local_settings = h2.settings.Settings(
             client=False,

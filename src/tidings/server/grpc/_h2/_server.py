@@ -48,6 +48,8 @@ class H2Server:
         ssl_context: ssl.SSLContext | None = None,
         keepalive_time: float = KEEPALIVE_TIME,
         keepalive_timeout: float = KEEPALIVE_TIMEOUT,
+        max_connections: int = 1 << 30,
+        handshake_timeout: float = HANDSHAKE_TIMEOUT,
     ) -> None:
         counters = FaultCounters() if fault_injection else None
         routes: dict[str, Route] = {}
@@ -60,7 +62,10 @@ class H2Server:
                 if counters is not None and rpc is not None:
                     behaviour = with_faults(rpc, behaviour, counters)
                 routes[path] = Route(behaviour, streaming)
-        self._options = ConnectionOptions(routes, max_message_length, MAX_CONCURRENT_STREAMS, set(), set())
+        self._options = ConnectionOptions(
+            routes, max_message_length, MAX_CONCURRENT_STREAMS, set(), set(), max_connections=max_connections
+        )
+        self._handshake_timeout = handshake_timeout
         self._reuse_port = reuse_port
         self._ssl_context = ssl_context
         self._keepalive_time = keepalive_time
@@ -84,6 +89,7 @@ class H2Server:
             port,
             reuse_port=self._reuse_port or None,
             ssl=self._ssl_context,
+            ssl_handshake_timeout=self._handshake_timeout if self._ssl_context is not None else None,
             backlog=4096,
         )
         self._reaper = loop.create_task(self._reap(), name="tidings-h2-reaper")
@@ -99,8 +105,8 @@ class H2Server:
             for connection in list(self._options.connections):
                 silent = now - connection.last_received
                 if not connection.preface_received:
-                    if silent >= HANDSHAKE_TIMEOUT:
-                        logger.info("closing a connection that sent no HTTP/2 preface in %g s", HANDSHAKE_TIMEOUT)
+                    if silent >= self._handshake_timeout:
+                        logger.info("closing a connection that sent no HTTP/2 preface in %g s", self._handshake_timeout)
                         connection.close()
                 elif connection.ping_sent_at is not None:
                     if now - connection.ping_sent_at >= self._keepalive_timeout:
