@@ -31,6 +31,12 @@ _FLAG_OF_FIELD = {
     "max_pending_calls": "--max-pending-calls",
     "webhook_timeout": "--webhook-timeout",
     "webhook_max_attempts": "--webhook-max-attempts",
+    "heartbeat_interval": "--heartbeat-interval",
+    "http_long_poll_timeout": "--http-long-poll-timeout",
+    "request_timeout": "--request-timeout",
+    "http_idle_timeout": "--http-idle-timeout",
+    "max_connections": "--max-connections",
+    "drain_timeout": "--drain-timeout",
 }
 
 

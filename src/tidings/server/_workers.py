@@ -144,7 +144,7 @@ def _prepare(settings: Settings) -> None:
     try:
         asyncio.run(prepare())
     except Unavailable as error:
-        raise OSError(f"cannot use --redis-url: {error.message}") from None
+        raise OSError(f"cannot use {settings.redis_flag}: {error.message}") from None
 
 
 def _worker(settings: Settings, index: int, level: str, log_format: LogFormat) -> None:

@@ -10,7 +10,7 @@ import signal
 import socket
 import ssl
 import time
-from collections.abc import Coroutine
+from collections.abc import Awaitable, Coroutine
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
@@ -103,6 +103,14 @@ def refuse_busy_port(host: str, port: int, reuse_port: bool = False) -> None:
             probe.bind(address)
     except OSError as error:
         raise OSError(f"cannot listen on {_host_port(host, port)}: {error.strerror or error}") from None
+
+
+async def _logged_failure(step: Awaitable[object], what: str) -> None:
+    """Await one step of stopping; a failure is logged and stopping goes on."""
+    try:
+        await step
+    except Exception:
+        logger.exception("%s failed", what)
 
 
 def _host_port(host: str, port: int) -> str:
@@ -358,8 +366,11 @@ class Server:
         )
         try:
             await engine.start()
-        except Unavailable as error:
-            raise OSError(f"cannot use --redis-url: {error.message}") from None
+        except BaseException as error:
+            await _logged_failure(engine.close(), "closing the Redis engine")
+            if isinstance(error, Unavailable):
+                raise OSError(f"cannot use {self.settings.redis_flag}: {error.message}") from None
+            raise
         self._redis_engine = engine
         return engine
 
@@ -400,7 +411,7 @@ class Server:
         try:
             return await RedisStore.open(self.settings.redis_url, cluster=self.settings.redis_cluster)
         except Unavailable as error:
-            raise OSError(f"cannot use --redis-url: {error.message}") from None
+            raise OSError(f"cannot use {self.settings.redis_flag}: {error.message}") from None
 
     async def _open_authenticator(self, store: SqliteStore | RedisStore) -> Authenticator:
         data_dir = self.settings.data_dir
@@ -516,23 +527,21 @@ class Server:
         With ``drain_timeout``, new calls are refused first and open streams go on until they end or the drain
         timeout passes.
         """
+        # Each part stops even when one before it failed (logged): the store closes and the lock is released.
         if self._dispatcher is not None:
             # Webhooks are the server's own subscribers: they stop first, so a drain waits for clients only.
-            await self._dispatcher.close()
+            await _logged_failure(self._dispatcher.close(), "stopping webhooks")
         draining_possible = self._service is not None and self._grpc is not None and self._grpc_stopping is None
         if self.settings.drain_timeout > 0 and draining_possible:
-            try:
-                await self._drain()
-            except Exception:
-                logger.exception("draining failed; shutting down now")
+            await _logged_failure(self._drain(), "draining (shutting down now)")
         if self._http is not None:
-            await self._http.stop()
+            await _logged_failure(self._http.stop(), "stopping HTTP")
         if self._service is not None:
-            await self._service.close()
+            await _logged_failure(self._service.close(), "ending subscriptions")
         if self._grpc_stopping is not None:
-            await self._grpc_stopping
+            await _logged_failure(self._grpc_stopping, "stopping gRPC")
         elif self._grpc is not None:
-            await self._grpc.stop(self.settings.shutdown_grace)
+            await _logged_failure(self._grpc.stop(self.settings.shutdown_grace), "stopping gRPC")
         for task in (self._housekeeping, self._key_watch, self._memory, self._webhook_watch):
             if task is not None:
                 task.cancel()

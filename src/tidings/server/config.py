@@ -114,7 +114,7 @@ class Settings:
                 "--allow-fault-injection-with-auth"
             )
         if self.redis_url is not None and not self.redis_url.startswith(("redis://", "rediss://", "unix://")):
-            raise ValueError("--redis-url must start with redis://, rediss:// or unix://")
+            raise ValueError(f"{self.redis_flag} must start with redis://, rediss:// or unix://")
         if self.redis_cluster and self.redis_url is None:
             raise ValueError("redis_cluster needs a node's URL")
         if self.workers < 1:
@@ -137,6 +137,11 @@ class Settings:
     def webhooks_reach_private(self) -> bool:
         """Whether webhooks may POST to loopback, private and link-local addresses."""
         return is_loopback(self.host) if self.webhook_allow_private is None else self.webhook_allow_private
+
+    @property
+    def redis_flag(self) -> str:
+        """The flag that named the Redis in use, for messages: ``--redis-cluster`` or ``--redis-url``."""
+        return "--redis-cluster" if self.redis_cluster else "--redis-url"
 
     @property
     def anonymous_allowed(self) -> bool:
