@@ -55,14 +55,15 @@ lint: $(VENV)/.installed-test
 typecheck: $(VENV)/.installed-test
 	$(BIN)/mypy
 
-# The modules that speak gRPC run a second time over the h2 transport (TIDINGS_GRPC_TRANSPORT reaches every
-# server the tests start): wire protocol, auth, fault injection, the official Python and Node SDKs, TLS, drain and
-# shutdown, --workers, tidings' SDK. The other modules (HTTP, Redis faults and nodes, limits, retention, docs) run
-# once, on the default transport.
+# The modules that exercise the gRPC transport itself run a second time over the h2 transport
+# (TIDINGS_GRPC_TRANSPORT reaches every server the tests start): the wire protocol, auth, fault injection, the
+# official Python and Node SDKs, shutdown and lifecycle, TLS and tidings' SDK client. The rest (HTTP, Redis,
+# workers, drain, docs, SDK behaviour that does not depend on the server's transport) runs once, on grpcio.
 H2_TESTS := tests/integration/test_wire_protocol.py tests/integration/test_auth.py \
 	tests/integration/test_fault_injection.py tests/integration/test_official_python_sdk.py \
-	tests/integration/test_official_node_sdk.py tests/integration/test_drain.py \
-	tests/integration/test_server_lifecycle.py tests/integration/test_redis_workers.py tests/integration/sdk
+	tests/integration/test_official_node_sdk.py tests/integration/test_server_lifecycle.py \
+	tests/integration/sdk/test_topic_client.py tests/integration/sdk/test_auth_and_tls.py \
+	tests/integration/sdk/test_subscribe_burst.py
 
 test: $(VENV)/.installed-test $(NODE_DIR)/node_modules/.package-lock.json $(CHROMIUM) $(REDIS_SERVER) lint typecheck
 	$(BIN)/python -m pytest --cov --cov-report=

@@ -240,7 +240,13 @@ class H2Connection(asyncio.Protocol):
         call.body += event.data
         if len(call.body) > self._options.max_message_length + PREFIX_SIZE:
             limit = self._options.max_message_length
-            self.end_call(call, grpc.StatusCode.RESOURCE_EXHAUSTED, f"request larger than {limit} bytes")
+            # Our own limit answer (RESOURCE_EXHAUSTED + err), which grpcio cannot give for its receive limit.
+            self.end_call(
+                call,
+                grpc.StatusCode.RESOURCE_EXHAUSTED,
+                f"request larger than {limit} bytes",
+                (("err", "request_size_limit_exceeded"),),
+            )
             call.body = bytearray()
 
     def _on_request_end(self, stream_id: int) -> None:
