@@ -66,8 +66,8 @@ H2_TESTS := tests/integration/test_wire_protocol.py tests/integration/test_auth.
 	tests/integration/sdk/test_subscribe_burst.py
 
 test: $(VENV)/.installed-test $(NODE_DIR)/node_modules/.package-lock.json $(CHROMIUM) $(REDIS_SERVER) lint typecheck
-	$(BIN)/python -m pytest --cov --cov-report=
-	TIDINGS_GRPC_TRANSPORT=h2 $(BIN)/python -m pytest --cov --cov-append --cov-report=term:skip-covered $(H2_TESTS)
+	$(BIN)/python -m pytest -n 4 --cov --cov-report=
+	TIDINGS_GRPC_TRANSPORT=h2 $(BIN)/python -m pytest -n 4 --cov --cov-append --cov-report=term:skip-covered $(H2_TESTS)
 
 # Each benchmark rewrites its own section of docs/performance.md; run them on an otherwise idle machine.
 bench: $(VENV)/.installed-test

@@ -322,7 +322,10 @@ def test_h2_shutdown_sends_goaway_and_ends_streams_unavailable(start_server: Sta
 
 
 def test_h2_10000_idle_subscriptions_each_get_a_publish(start_server: StartServer) -> None:
-    server = start_server("--grpc-transport", "h2", "--create-cache", CACHE, "--max-subscriptions-per-cache", "20000")
+    server = start_server(
+        "--grpc-transport", "h2", "--create-cache", CACHE, "--max-subscriptions-per-cache", "20000",
+        "--heartbeat-interval", "600",  # idle heartbeats would come between the first one and the publish
+    )  # fmt: skip
     clients = [RawH2Client(server, timeout=60) for _ in range(20)]
     try:
         streams = [
