@@ -201,6 +201,8 @@ def _run_until_stopped(block: DocBlock, command: list[str], environment: DocEnvi
     process = subprocess.Popen(
         command, cwd=environment.workdir, env=environment.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
         text=True, start_new_session=True,
+        # SIGINT below is a reader's Ctrl-C: not ignored by inheritance (a run started from a background shell).
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )  # fmt: skip
     try:
         process.wait(UNTIL_STOPPED_SECONDS)

@@ -49,6 +49,11 @@ def tidings(
     return subprocess.CompletedProcess(result.args, result.returncode, result.stdout.decode(), result.stderr.decode())
 
 
+def default_sigint() -> None:
+    """In a child before it runs: SIGINT does what it does by default (interrupt), whatever the parent ignores."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def start_subscriber(*args: str, endpoint: str) -> tuple[subprocess.Popen[str], dict[str, Any]]:
     """Start ``tidings subscribe ... --events --json`` and return once it printed its first heartbeat (live)."""
     process = subprocess.Popen(
@@ -57,6 +62,9 @@ def start_subscriber(*args: str, endpoint: str) -> tuple[subprocess.Popen[str], 
         stderr=subprocess.PIPE,
         text=True,
         env=environment(endpoint),
+        # The tests stop it with SIGINT, as Ctrl-C would: make sure it is not ignored by inheritance (a test run
+        # started from a background shell ignores it).
+        preexec_fn=default_sigint,
     )
     assert process.stdout is not None
     first = json.loads(process.stdout.readline())
@@ -211,18 +219,23 @@ def test_cli_subscribe_prints_binary_values_readably(
 def test_cli_subscriber_says_once_that_it_reconnected_after_a_restart(start_server: StartServer) -> None:
     server = start_server("--create-cache", "c")
     subscriber, first = start_subscriber("c", "t", endpoint=server.endpoint)
-    assert subscriber.stdout is not None
-    assert subscriber.stderr is not None
+    try:
+        assert subscriber.stdout is not None
+        assert subscriber.stderr is not None
 
-    server.restart()
-    said = readline_within(subscriber.stderr, WITHIN)  # once the new stream is live (its first heartbeat arrived)
-    with TopicClient(server.endpoint) as client:
-        assert isinstance(client.publish("c", "t", "after the restart"), TopicPublish.Success)
-    lines = [subscriber.stdout.readline()]
-    while json.loads(lines[-1])["type"] != "text":
-        lines.append(subscriber.stdout.readline())
-    subscriber.send_signal(signal.SIGINT)
-    _, rest = subscriber.communicate(timeout=WITHIN)
+        server.restart()
+        said = readline_within(subscriber.stderr, WITHIN)  # once the new stream is live (its first heartbeat arrived)
+        with TopicClient(server.endpoint) as client:
+            assert isinstance(client.publish("c", "t", "after the restart"), TopicPublish.Success)
+        lines = [subscriber.stdout.readline()]
+        while json.loads(lines[-1])["type"] != "text":
+            lines.append(subscriber.stdout.readline())
+        subscriber.send_signal(signal.SIGINT)
+        _, rest = subscriber.communicate(timeout=WITHIN)
+    finally:
+        if subscriber.poll() is None:  # a failure above: do not leave the process behind
+            subscriber.kill()
+            subscriber.communicate()
 
     assert first == {"type": "heartbeat"}
     assert said == "reconnected: the stream broke (server restart or lost connection); resumed live\n"
