@@ -7,6 +7,13 @@ written in: RSS from ``/proc/<pid>/status`` and user + system CPU time from ``/p
 from __future__ import annotations
 
 import os
+import re
+import signal
+import socket
+import subprocess
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 _CLOCK_TICKS_PER_SECOND = os.sysconf("SC_CLK_TCK")
@@ -56,3 +63,35 @@ def machine_busy_seconds() -> float:
     # cpu user nice system idle iowait irq softirq steal ...; steal is time another VM took from us.
     user, nice, system, steal = (int(fields[index]) for index in (1, 2, 3, 8))
     return (user + nice + system + steal) / _CLOCK_TICKS_PER_SECOND
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port on ``host`` that was free a moment ago."""
+    with socket.socket() as probe:
+        probe.bind((host, 0))
+        return int(probe.getsockname()[1])
+
+
+@contextmanager
+def running(command: list[str], ready: re.Pattern[str]) -> Iterator[subprocess.Popen[str]]:
+    """Run ``command`` until the block ends (SIGTERM); return once a stderr line matches ``ready``."""
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    assert process.stderr is not None
+    log: list[str] = []
+    try:
+        for line in process.stderr:
+            log.append(line)
+            if ready.search(line):
+                break
+        else:
+            raise RuntimeError(f"{command[2:4]} did not start:\n{''.join(log)}")
+        # Keep reading its log, so that a full pipe never blocks it; the last lines are shown on failure.
+        threading.Thread(target=lambda: log.extend(process.stderr or ()), daemon=True).start()
+        yield process
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(20)
+        finally:
+            process.kill()
+            process.stderr.close()

@@ -26,8 +26,6 @@ import itertools
 import os
 import platform
 import re
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -38,6 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import grpc.aio
+from _proc import free_port, running
 from _report import write_section
 from momento_wire_types import cachepubsub_pb2 as pb
 from momento_wire_types import cachepubsub_pb2_grpc
@@ -122,54 +121,25 @@ class Result:
 # --- servers ---------------------------------------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind((HOST, 0))
-        return int(probe.getsockname()[1])
-
-
-@contextmanager
-def _process(command: list[str], ready: re.Pattern[str]) -> Iterator[subprocess.Popen[str]]:
-    """Run ``command`` until the block ends (SIGTERM); return once a stderr line matches ``ready``."""
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    assert process.stderr is not None
-    log: list[str] = []
-    try:
-        for line in process.stderr:
-            log.append(line)
-            if ready.search(line):
-                break
-        else:
-            raise RuntimeError(f"{command[2:4]} did not start:\n{''.join(log)}")
-        yield process
-    finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(20)
-        finally:
-            process.kill()
-            process.stderr.close()
-
-
 @contextmanager
 def tidings_server(data_dir: str) -> Iterator[tuple[subprocess.Popen[str], int, int]]:
     """tidings with HTTP on; yields the process, its gRPC port and its HTTP port."""
-    grpc_port, http_port = _free_port(), _free_port()
+    grpc_port, http_port = free_port(HOST), free_port(HOST)
     command = [
         sys.executable, "-m", "tidings", "server", "--host", HOST, "--port", str(grpc_port),
         "--http-port", str(http_port), "--data-dir", data_dir, "--create-cache", CACHE,
         "--max-subscriptions-per-cache", "100000",
     ]  # fmt: skip
-    with _process(command, re.compile("listening on grpc://")) as process:
+    with running(command, re.compile("listening on grpc://")) as process:
         yield process, grpc_port, http_port
 
 
 @contextmanager
 def ceiling_server() -> Iterator[tuple[subprocess.Popen[str], int]]:
     """The do-nothing Starlette endpoint under the same uvicorn; yields the process and its port."""
-    port = _free_port()
+    port = free_port(HOST)
     command = [sys.executable, str(Path(__file__).resolve()), "--serve-ceiling", str(port)]
-    with _process(command, re.compile("ceiling listening")) as process:
+    with running(command, re.compile("ceiling listening")) as process:
         yield process, port
 
 

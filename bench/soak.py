@@ -26,7 +26,6 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -38,7 +37,7 @@ from pathlib import Path
 import grpc
 import grpc.aio
 import httpx
-from _proc import cpu_seconds, rss_kib
+from _proc import cpu_seconds, free_port, rss_kib
 from _report import write_section
 from momento_wire_types import cachepubsub_pb2 as pb
 from momento_wire_types import cachepubsub_pb2_grpc
@@ -80,14 +79,8 @@ class Order:
         self.page, self.last = page, new_sequence
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 def start_server(data_dir: str) -> tuple[subprocess.Popen[str], int, int]:
-    http_port = str(_free_port())  # --http-port 0 would disable HTTP
+    http_port = str(free_port())  # --http-port 0 would disable HTTP
     command = [sys.executable, "-m", "tidings", "server", "--port", "0", "--http-port", http_port]
     command += ["--data-dir", data_dir, "--create-cache", CACHE]
     command += ["--heartbeat-interval", "2", "--http-long-poll-timeout", "5"]

@@ -22,13 +22,10 @@ import datetime
 import os
 import platform
 import re
-import signal
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -36,6 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+from _proc import free_port, running
 from _report import write_section
 
 from tidings import PutWebhook, TopicClientAsync, TopicPublish
@@ -56,46 +54,15 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / _TICKS
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind((HOST, 0))
-        return int(probe.getsockname()[1])
-
-
-@contextmanager
-def _process(command: list[str], ready: re.Pattern[str]) -> Iterator[subprocess.Popen[str]]:
-    """Run ``command`` until the block ends (SIGTERM); return once a stderr line matches ``ready``."""
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    assert process.stderr is not None
-    log: list[str] = []
-    try:
-        for line in process.stderr:
-            log.append(line)
-            if ready.search(line):
-                break
-        else:
-            raise RuntimeError(f"{command[2:4]} did not start:\n{''.join(log)}")
-        # Keep reading its log, so that a full pipe never blocks it; the last lines are shown on failure.
-        threading.Thread(target=lambda: log.extend(process.stderr or ()), daemon=True).start()
-        yield process
-    finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(20)
-        finally:
-            process.kill()
-            process.stderr.close()
-
-
 @contextmanager
 def tidings_server(data_dir: str) -> Iterator[tuple[subprocess.Popen[str], int]]:
     """tidings on loopback with retention for every message of a run; yields the process and its gRPC port."""
-    port = _free_port()
+    port = free_port(HOST)
     command = [
         sys.executable, "-m", "tidings", "server", "--host", HOST, "--port", str(port), "--http-port", "0",
         "--data-dir", data_dir, "--create-cache", CACHE, "--retention-messages", "100000",
     ]  # fmt: skip
-    with _process(command, re.compile("listening on grpc://")) as process:
+    with running(command, re.compile("listening on grpc://")) as process:
         yield process, port
 
 
@@ -103,9 +70,9 @@ def tidings_server(data_dir: str) -> Iterator[tuple[subprocess.Popen[str], int]]
 def receiver() -> Iterator[tuple[subprocess.Popen[str], int]]:
     """The do-nothing receiver in its own process; yields it and its port (``GET /count``: POSTs so far;
     ``GET /count?at_least=N`` answers once there were N)."""
-    port = _free_port()
+    port = free_port(HOST)
     command = [sys.executable, str(Path(__file__).resolve()), "--serve-receiver", str(port)]
-    with _process(command, re.compile("receiver listening")) as process:
+    with running(command, re.compile("receiver listening")) as process:
         yield process, port
 
 
