@@ -245,6 +245,7 @@ class TlsHandshake(asyncio.Protocol):
         self._task: asyncio.Task[None] | None = None
         self._http: GuardedH11Protocol | None = None
         self._early: list[bytes] = []
+        self._hello: list[bytes] = []
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         limits = self.limits
@@ -257,6 +258,10 @@ class TlsHandshake(asyncio.Protocol):
         self._task = self._loop.create_task(self._handshake(transport))
 
     async def _handshake(self, transport: asyncio.Transport) -> None:
+        # Bytes that came before the handshake began (the ClientHello: uvloop starts reading after
+        # `connection_made`, before this task's first step) go to the TLS protocol that `start_tls` installs
+        # before it first yields, so ahead of that protocol's own start.
+        self._loop.call_soon(self._hand_over_hello, transport)
         try:
             secured = await self._loop.start_tls(
                 transport,
@@ -279,11 +284,31 @@ class TlsHandshake(asyncio.Protocol):
             http.data_received(data)
         self._early.clear()
 
+    def _hand_over_hello(self, transport: asyncio.Transport) -> None:
+        hello, self._hello = b"".join(self._hello), []
+        tls = transport.get_protocol()
+        if not hello or tls is self or transport.is_closing():
+            return
+        # Both asyncio's and uvloop's TLS protocols are buffered protocols (uvloop's is not a subclass of
+        # asyncio.BufferedProtocol, hence no isinstance).
+        buffered: Any = tls
+        while hello:
+            buffer = memoryview(buffered.get_buffer(len(hello)))
+            size = min(len(buffer), len(hello))
+            buffer[:size] = hello[:size]
+            buffered.buffer_updated(size)
+            hello = hello[size:]
+
     def data_received(self, data: bytes) -> None:
-        # Application data that arrived between the end of the handshake and the handover.
-        if self._http is not None:
+        raw = self._raw
+        if raw is not None and raw.get_protocol() is self:
+            # Before the handshake began: the start of the ClientHello (see `_handshake`).
+            raw.pause_reading()
+            self._hello.append(data)
+        elif self._http is not None:
             self._http.data_received(data)
         else:
+            # Application data that arrived between the end of the handshake and the handover.
             self._early.append(data)
 
     def eof_received(self) -> None:
