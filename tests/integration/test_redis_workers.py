@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import os
+import select
 import signal
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -100,6 +102,31 @@ def test_sigterm_to_the_supervisor_drains_every_worker(workers: ServerProcess) -
     assert code == 0
     assert len(workers.wait_for_log(r"\]: tidings stopped", count=2)) == 2
     assert not any(_alive(pid) for pid in pids)
+
+
+def test_workers_drain_and_stop_when_the_supervisor_is_killed(workers: ServerProcess) -> None:
+    # Arrange
+    pids = [int(m.group(2)) for m in workers.wait_for_log(_WORKER_STARTED, count=2)]
+    exits = [os.pidfd_open(pid) for pid in pids]  # readable once that process has exited
+
+    # Act: SIGKILL leaves the supervisor no chance to stop its workers.
+    assert workers.process is not None
+    workers.process.kill()
+    workers.process.wait()
+
+    # Assert
+    try:
+        deadline = time.monotonic() + 20
+        for pid, exited in zip(pids, exits, strict=True):
+            readable, _, _ = select.select([exited], [], [], max(0.0, deadline - time.monotonic()))
+            assert readable, f"worker {pid} still serves after its supervisor died"
+    finally:
+        for pid, exited in zip(pids, exits, strict=True):
+            if not select.select([exited], [], [], 0)[0]:
+                os.kill(pid, signal.SIGKILL)  # the test failed: leave nothing behind
+            os.close(exited)
+    assert len(workers.wait_for_log(r"the supervisor \(pid \d+\) is gone; draining", count=2)) == 2
+    assert len(workers.wait_for_log(r"\]: tidings stopped", count=2)) == 2
 
 
 def test_workers_without_redis_are_refused(tmp_path: Path) -> None:

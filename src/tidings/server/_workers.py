@@ -17,6 +17,7 @@ import multiprocessing.connection
 import os
 import signal
 import socket
+import threading
 import time
 from multiprocessing.process import BaseProcess
 from types import FrameType
@@ -28,6 +29,7 @@ logger = logging.getLogger("tidings.server")
 
 _YOUNG = 5.0  # a worker that dies within this many seconds of starting is restarted after a backoff
 _MAX_BACKOFF = 30.0
+_ORPHAN_CHECK = 0.5  # how often a worker checks that its supervisor is still there
 
 
 def supervise(settings: Settings) -> None:
@@ -60,7 +62,7 @@ def supervise(settings: Settings) -> None:
 
     def start(index: int) -> None:
         process = context.Process(
-            target=_worker, args=(settings, index, level, log_format), name=f"tidings-worker-{index}"
+            target=_worker, args=(settings, index, level, log_format, os.getpid()), name=f"tidings-worker-{index}"
         )
         process.start()
         workers[index] = (process, time.monotonic())
@@ -147,9 +149,10 @@ def _prepare(settings: Settings) -> None:
         raise OSError(f"cannot use {settings.redis_flag}: {error.message}") from None
 
 
-def _worker(settings: Settings, index: int, level: str, log_format: LogFormat) -> None:
+def _worker(settings: Settings, index: int, level: str, log_format: LogFormat, supervisor: int) -> None:
     """A worker process: one server on its own loop (it handles SIGTERM and SIGINT by draining)."""
     configure_logging(level, log_format, worker=index)
+    _drain_when_orphaned(supervisor, index)
     import uvloop
 
     from tidings.server.app import serve
@@ -159,3 +162,16 @@ def _worker(settings: Settings, index: int, level: str, log_format: LogFormat) -
     except (OSError, ValueError) as error:  # one line, as `tidings server` says it
         logger.error("%s", error)
         raise SystemExit(1) from None
+
+
+def _drain_when_orphaned(supervisor: int, index: int) -> None:
+    """Drain (SIGTERM to itself) when the supervisor is gone without stopping the workers (SIGKILL, a crash):
+    otherwise the workers would go on serving the ports, unsupervised, until someone finds them."""
+
+    def watch() -> None:
+        while os.getppid() == supervisor:
+            time.sleep(_ORPHAN_CHECK)
+        logger.error("worker %d: the supervisor (pid %d) is gone; draining and stopping", index, supervisor)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=watch, name="tidings-orphan-watch", daemon=True).start()
