@@ -73,6 +73,10 @@ class RedisLink:
 
         Raises `Unavailable` when Redis cannot be reached or the connection breaks before the reply.
         """
+        return await self.send(pack_command(args))
+
+    async def send(self, command: bytes) -> Reply:
+        """`call` with the command already in RESP (`pack_command`, or parts of it packed ahead of time)."""
         connection = self._connection
         if connection is None:
             connection = await self._connect()
@@ -81,7 +85,7 @@ class RedisLink:
         if not self._waiting:
             self._progress_at = loop.time()
         self._waiting.append(reply)
-        self._outgoing.append(pack_command(args))
+        self._outgoing.append(command)
         if not self._flush_scheduled:
             self._flush_scheduled = True
             loop.call_soon(self._flush)
@@ -214,7 +218,12 @@ async def _disconnect(connection: AbstractConnection) -> None:
 
 def pack_command(args: tuple[Arg, ...]) -> bytes:
     """``args`` in RESP (an array of bulk strings); text is UTF-8, numbers in decimal."""
-    parts = [b"*%d\r\n" % len(args)]
+    return b"*%d\r\n" % len(args) + pack_arguments(args)
+
+
+def pack_arguments(args: tuple[Arg, ...]) -> bytes:
+    """``args`` as consecutive RESP bulk strings: a part of a command (`pack_command` adds the array header)."""
+    parts = []
     for arg in args:
         if isinstance(arg, str):
             arg = arg.encode()

@@ -19,7 +19,7 @@ from redis.crc import key_slot
 from redis.exceptions import MovedError, ResponseError
 
 from tidings.server.core import EngineStats, Unavailable
-from tidings.server.engine._redis_link import Arg, RedisLink, as_list, as_text
+from tidings.server.engine._redis_link import Arg, RedisLink, as_list, as_text, pack_command
 from tidings.server.engine._redis_pubsub import ChannelSubscriber
 
 logger = logging.getLogger("tidings.server.redis")
@@ -103,8 +103,12 @@ class Shards:
 
     async def call_at(self, slot: int, *args: Arg) -> object:
         """Send a command to the node owning ``slot``, following one ``MOVED`` redirection."""
+        return await self.send_at(slot, pack_command(args))
+
+    async def send_at(self, slot: int, command: bytes) -> object:
+        """`call_at` with the command already in RESP."""
         try:
-            return await self._link(self._slot_owner[slot]).call(*args)
+            return await self._link(self._slot_owner[slot]).send(command)
         except MovedError:
             if not self.cluster:
                 raise
@@ -113,7 +117,7 @@ class Shards:
                 raise
         logger.info("Redis Cluster slots moved; reading the slot map again")
         await self._discover()
-        return await self._link(self._slot_owner[slot]).call(*args)
+        return await self._link(self._slot_owner[slot]).send(command)
 
     def _link(self, address: str) -> RedisLink:
         link = self._links.get(address)

@@ -25,7 +25,7 @@ from redis.crc import key_slot
 from redis.exceptions import NoScriptError, ResponseError
 
 from tidings.server.core import EngineStats, Message, PageClock, RetentionUsage, TopicListener, Unavailable
-from tidings.server.engine._redis_link import Arg, as_list
+from tidings.server.engine._redis_link import as_list, pack_arguments, pack_command
 from tidings.server.engine._redis_scripts import (
     PUBLISH,
     READ,
@@ -46,7 +46,7 @@ _Live = tuple[int, int, str | bytes, str, int]  # page, seq, value, publisher id
 class RedisTopic(MemoryTopicLog):
     """A topic of the Redis engine: publishes go to Redis; the log is this node's mirror of the topic's stream."""
 
-    __slots__ = ("_buffer", "_current", "_engine", "_following", "_listener", "_pages", "keys")
+    __slots__ = ("_buffer", "_current", "_engine", "_following", "_listener", "_pages", "keys", "publish_parts")
 
     def __init__(
         self, engine: RedisEngine, keys: TopicKeys, pages: PageClock, listener: TopicListener, max_count: int,
@@ -55,6 +55,7 @@ class RedisTopic(MemoryTopicLog):
         super().__init__(0, max_count, max_bytes)  # page 0 until followed
         self._engine = engine
         self.keys = keys
+        self.publish_parts = engine.publish_parts(keys)
         self._pages = pages
         self._listener = listener
         self._current = False  # the mirror follows the stream
@@ -207,6 +208,7 @@ class RedisEngine:
         # Mirrors are bounded per topic; the stream in Redis, not this process, holds what they trim.
         self.budget: RetentionUsage | None = None
         self._ttl_ms = max(1, int(topic_idle_ttl * 1000))
+        self._ttl_argument = pack_arguments((self._ttl_ms,))
         self._keep_alive_every = min(topic_idle_ttl / 4, 30.0)
         self._prefix = prefix
         self._publish_command = b"SPUBLISH" if cluster else b"PUBLISH"
@@ -280,18 +282,29 @@ class RedisEngine:
         topic.forget()
         self.shards.subscriber_at(topic.keys.slot).unsubscribe(topic.keys.channel)
 
+    def publish_parts(self, keys: TopicKeys) -> tuple[bytes, bytes]:
+        """The parts of a topic's publish command that never change, packed once (publish is the hot path):
+        ``EVALSHA sha 3 <keys>`` before the per-message arguments, the limits, channel and command after."""
+        head = b"*%d\r\n" % (6 + 5 + 4) + pack_arguments(  # 6 here, 5 per message, 4 in the tail
+            (b"EVALSHA", self._shas[PUBLISH], 3, keys.meta, keys.stream, keys.last_page)
+        )
+        tail = pack_arguments((self._retention_messages, self._retention_bytes, keys.channel, self._publish_command))
+        return head, tail
+
     async def publish(
         self, topic: RedisTopic, value: str | bytes, publisher_id: str, size: int, published_at: float
     ) -> Message:
         """Run the publish script; the message reaches this node's mirror through the channel like any other."""
-        keys = topic.keys
-        reply = as_list(
-            await self._run(
-                keys.slot, PUBLISH, keys.meta, keys.stream, keys.last_page, topic._pages.next_page(), self._ttl_ms,
-                value, b"b" if isinstance(value, bytes) else b"t", publisher_id, self._retention_messages,
-                self._retention_bytes, keys.channel, self._publish_command,
-            )
+        head, tail = topic.publish_parts
+        # ARGV: offered page, idle TTL, value, kind, publisher id, then the tail's.
+        raw = value if isinstance(value, bytes) else value.encode()
+        publisher = publisher_id.encode()
+        page_offered = b"%d" % topic._pages.next_page()
+        command = b"%s$%d\r\n%s\r\n%s$%d\r\n%s\r\n$1\r\n%s\r\n$%d\r\n%s\r\n%s" % (
+            head, len(page_offered), page_offered, self._ttl_argument, len(raw), raw,
+            b"b" if isinstance(value, bytes) else b"t", len(publisher), publisher, tail,
         )  # fmt: skip
+        reply = as_list(await self._run(topic.keys.slot, PUBLISH, command))
         page = int(reply[0])  # type: ignore[call-overload]
         topic._pages.observe(page)
         return Message(page, int(reply[1]), value, publisher_id, size, published_at)  # type: ignore[call-overload]
@@ -299,24 +312,25 @@ class RedisEngine:
     async def read(self, topic: RedisTopic, first: int) -> tuple[int, int, list[Any]]:
         """(page, last seq, stream entries from ``first``) of the topic, opening an instance if it has none."""
         keys = topic.keys
-        reply = as_list(
-            await self._run(
-                keys.slot, READ, keys.meta, keys.stream, keys.last_page, topic._pages.next_page(), self._ttl_ms, first
-            )
-        )
+        command = pack_command(
+            (b"EVALSHA", self._shas[READ], 3, keys.meta, keys.stream, keys.last_page, topic._pages.next_page(),
+             self._ttl_ms, first)
+        )  # fmt: skip
+        reply = as_list(await self._run(keys.slot, READ, command))
         return int(reply[0]), int(reply[1]), list(reply[2])  # type: ignore[call-overload]
 
-    async def _run(self, slot: int, script: str, *args: Arg) -> object:
-        """EVALSHA with three keys in ``slot``, loading the script when Redis does not have it (after a restart)."""
+    async def _run(self, slot: int, script: str, command: bytes) -> object:
+        """An ``EVALSHA`` of ``script`` in ``slot`` (packed), loading the script when Redis does not have it
+        (after a restart) and sending the command again."""
         try:
-            return await self.shards.call_at(slot, b"EVALSHA", self._shas[script], 3, *args)
+            return await self.shards.send_at(slot, command)
         except NoScriptError:
             pass
         except ResponseError as error:
             raise Unavailable(f"Redis refused the operation: {error}") from None
         await self.shards.call_at(slot, b"SCRIPT", b"LOAD", script)
         try:
-            return await self.shards.call_at(slot, b"EVALSHA", self._shas[script], 3, *args)
+            return await self.shards.send_at(slot, command)
         except ResponseError as error:
             raise Unavailable(f"Redis refused the operation: {error}") from None
 
