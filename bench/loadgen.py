@@ -18,12 +18,18 @@ Scenarios:
   subscriber falls so far behind that a retention buffer has to drop messages (as an unpaced open loop
   would, which makes a server that drops look faster than one that queues).
 - ``latency``: K subscribers, publishes at a fixed ``--rate`` (open loop); each payload carries its index
-  and a ``time.perf_counter_ns()`` stamp -> p50/p99 publish-to-deliver over all deliveries. A server that
-  does not echo payloads (the ceiling) is timed by delivery order instead: the n-th item a subscriber reads
-  belongs to the n-th publish.
+  and a ``time.monotonic_ns()`` stamp (one clock for all processes) -> p50/p99 publish-to-deliver over all
+  deliveries. A server that does not echo payloads (the ceiling) is timed by delivery order instead: the
+  n-th item a subscriber reads belongs to the n-th publish.
 - ``idle``: ``--subscribers`` idle subscriptions spread over ``--channels`` connections (one HTTP/2
   connection carries ~100 concurrent streams by default) -> server RSS growth per subscription once every
   stream has had its first heartbeat.
+
+``fanout`` and ``latency`` take ``--processes P``: the subscribers are split over P processes (this one,
+which also publishes, and P - 1 children; see ``bench/_split.py``), so that decoding the streams of one
+client process is not what bounds the server. The fan-out publisher then runs at most ``--window`` messages
+ahead of the slowest subscriber of any process; deliveries, latency samples and anomalies are those of all
+processes, and the client CPU (``client_cores``) is their sum (``client_cores_by_process`` shows each).
 
 Subscribers decode every message, count items and check that sequence numbers increase when the server
 provides them (gaps, reorders and discontinuities are reported; a clean run has none).
@@ -59,9 +65,18 @@ from _client import (
     window_report,
 )
 from _proc import rss_kib
+from _split import (
+    Listeners,
+    SubscriberProcesses,
+    emit,
+    merge_anomalies,
+    report_progress,
+    shares,
+    stop_requested,
+)
 from momento_wire_types import cachepubsub_pb2
 
-# Latency payloads: magic, publish index, perf_counter_ns() at publish; padded to the payload size.
+# Latency payloads: magic, publish index, monotonic_ns() at publish; padded to the payload size.
 _STAMP = struct.Struct("<4sIq")
 _STAMP_MAGIC = b"TBN1"
 
@@ -143,55 +158,93 @@ def publisher_channel(target: Target, args: argparse.Namespace) -> grpc.aio.Chan
     return grpc.aio.insecure_channel(args.publish_address, options=[("grpc.use_local_subchannel_pool", 1)])
 
 
+def pool_channels(subscribers: int, args: argparse.Namespace) -> int:
+    """Connections for ``subscribers`` subscriptions at ``--streams`` per connection."""
+    streams: int = args.streams
+    return -(-subscribers // streams)
+
+
+def helper_commands(args: argparse.Namespace, topic: str, counts: list[int]) -> list[list[str]]:
+    """The command lines of the child processes holding ``counts`` subscribers of ``topic``."""
+    common = [
+        sys.executable, __file__, args.scenario, "--subscriber-topic", topic, "--address", args.address,
+        "--cache", args.cache, "--token", args.token, "--streams", str(args.streams),
+        "--ready-timeout", str(args.ready_timeout), "--warmup", str(args.warmup), "--rate", str(args.rate),
+    ]  # fmt: skip
+    return [[*common, "--subscribers", str(count)] for count in counts]
+
+
+async def run_for(seconds: float, publishers: list[asyncio.Task[None]]) -> None:
+    """Let the publishers run for ``seconds``; raise at once what one of them raised (a stall, a failed process)."""
+    done, _ = await asyncio.wait(publishers, timeout=seconds, return_when=asyncio.FIRST_EXCEPTION)
+    for publisher in done:
+        publisher.result()
+
+
 async def run_fanout(target: Target, args: argparse.Namespace) -> dict[str, Any]:
     """One publisher, K subscribers; the publisher runs at most ``window`` messages ahead."""
     topic = unique_topic(f"fanout{args.subscribers}")
-    tracker = FanoutTracker(args.subscribers)
-    pool = SubscriberPool(target, topic, tracker, args.subscribers, -(-args.subscribers // args.streams))
+    local, *remote = shares(args.subscribers, args.processes)
+    tracker = FanoutTracker(local)
+    helpers = SubscriberProcesses(on_progress=tracker.advanced.set)
+    pool = SubscriberPool(target, topic, tracker, local, pool_channels(local, args))
     request = encode_publish(target.cache, topic, b"x" * args.payload_size)
     channel = publisher_channel(target, args)
     publish = channel.unary_unary(PUBLISH, request_serializer=None, response_deserializer=None)
     published = 0
     stop = asyncio.Event()
 
+    def fully_delivered() -> int:
+        return min(tracker.fully_delivered, helpers.fully_delivered)
+
     async def publisher() -> None:
         nonlocal published
         while not stop.is_set():
-            while published - tracker.fully_delivered >= args.window:
+            while published - fully_delivered() >= args.window:
                 tracker.advanced.clear()
                 try:
                     await asyncio.wait_for(tracker.advanced.wait(), args.stall_timeout)
                 except TimeoutError:
                     raise BenchError(
                         f"no delivery progress for {args.stall_timeout} s "
-                        f"(published {published}, delivered to all {tracker.fully_delivered})"
+                        f"(published {published}, delivered to all {fully_delivered()})"
                     ) from None
                 if stop.is_set():
                     return
+                helpers.check()
             published += 1
             await publish(request, metadata=target.metadata)
 
+    workers: list[asyncio.Task[None]] = []
     try:
-        await pool.start(args.ready_timeout)
+        await asyncio.gather(
+            helpers.start(helper_commands(args, topic, remote), args.ready_timeout), pool.start(args.ready_timeout)
+        )
         workers = [asyncio.create_task(publisher()) for _ in range(args.inflight)]
-        await asyncio.sleep(args.warmup)
-        start = Snapshot.take(target, tracker.deliveries)
+        await run_for(args.warmup, workers)
+        start = helpers.snapshot(target, tracker.deliveries)
         published_at_start = published
-        await asyncio.sleep(args.duration)
-        end = Snapshot.take(target, tracker.deliveries)
+        await run_for(args.duration, workers)
+        end = helpers.snapshot(target, tracker.deliveries)
         published_in_window = published - published_at_start
         stop.set()
         tracker.advanced.set()
         await asyncio.gather(*workers)
+        helper_reports = await helpers.stop()
     finally:
+        for worker in workers:
+            worker.cancel()
+        await asyncio.gather(*workers, return_exceptions=True)
+        await helpers.close()
         await pool.close()
         await channel.close(grace=None)
     report = window_report(start, end, "deliveries")
     report.update(
         subscribers=args.subscribers,
+        loadgen_processes=args.processes,
         window=args.window,
         publishes_per_s=published_in_window / report["seconds"],
-        **pool.anomalies(),
+        **merge_anomalies([pool.anomalies(), *helper_reports]),
     )
     return report
 
@@ -199,10 +252,11 @@ async def run_fanout(target: Target, args: argparse.Namespace) -> dict[str, Any]
 class LatencyRecorder:
     """Publish-to-deliver latency of every delivery of a measured publish."""
 
-    def __init__(self, sent_ns: list[int], first_measured: int) -> None:
-        self.sent_ns = sent_ns
+    def __init__(self, sent_ns: list[int] | None, first_measured: int) -> None:
+        self.sent_ns = sent_ns  # None in a child process: the publishing process has the send times
         self.first_measured = first_measured
         self.latencies_ns: list[int] = []
+        self.unmatched: list[tuple[int, int]] = []  # (publish index, delivery time) for the publisher to match
         self.deliveries = 0
         self.expected = -1
         self.all_delivered = asyncio.Event()
@@ -213,6 +267,11 @@ class LatencyRecorder:
             _, index, stamp_ns = _STAMP.unpack_from(payload)
         else:  # a server that does not echo payloads: the n-th item belongs to the n-th publish
             index = subscription.position - 1
+            if self.sent_ns is None:
+                if index >= self.first_measured:
+                    self.unmatched.append((index, now_ns))
+                self._count()
+                return
             stamp_ns = self.sent_ns[index] if index < len(self.sent_ns) else now_ns
         if index >= self.first_measured:
             self.latencies_ns.append(now_ns - stamp_ns)
@@ -233,14 +292,23 @@ def percentile(sorted_values: Sequence[int], fraction: float) -> int:
     return sorted_values[rank]
 
 
+def warmup_publishes(args: argparse.Namespace) -> int:
+    """Latency: the publishes before this index are not measured."""
+    warmup: float = args.warmup
+    rate: float = args.rate
+    return round(warmup * rate)
+
+
 async def run_latency(target: Target, args: argparse.Namespace) -> dict[str, Any]:
     """Publish at a fixed rate to K subscribers; time every delivery."""
     topic = unique_topic("latency")
-    warmup_publishes = round(args.warmup * args.rate)
-    total = warmup_publishes + round(args.duration * args.rate)
+    warmup = warmup_publishes(args)
+    total = warmup + round(args.duration * args.rate)
     sent_ns: list[int] = []
-    recorder = LatencyRecorder(sent_ns, warmup_publishes)
-    pool = SubscriberPool(target, topic, recorder, args.subscribers, -(-args.subscribers // args.streams))
+    local, *remote = shares(args.subscribers, args.processes)
+    recorder = LatencyRecorder(sent_ns, warmup)
+    helpers = SubscriberProcesses(on_progress=lambda: None)
+    pool = SubscriberPool(target, topic, recorder, local, pool_channels(local, args))
     channel = publisher_channel(target, args)
     publish = channel.unary_unary(PUBLISH, request_serializer=None, response_deserializer=None)
     padding = b"x" * max(0, args.payload_size - _STAMP.size)
@@ -251,17 +319,19 @@ async def run_latency(target: Target, args: argparse.Namespace) -> dict[str, Any
         await publish(request, metadata=target.metadata)
 
     try:
-        await pool.start(args.ready_timeout)
-        recorder.expected = total * args.subscribers
+        await asyncio.gather(
+            helpers.start(helper_commands(args, topic, remote), args.ready_timeout), pool.start(args.ready_timeout)
+        )
+        recorder.expected = total * local
         begin = loop.time() + 0.05
         start: Snapshot | None = None
         for index in range(total):
             delay = begin + index / args.rate - loop.time()
             if delay > 0:
                 await asyncio.sleep(delay)
-            if index == warmup_publishes:
-                start = Snapshot.take(target, recorder.deliveries)
-            stamp_ns = time.perf_counter_ns()
+            if index == warmup:
+                start = helpers.snapshot(target, recorder.deliveries)
+            stamp_ns = time.monotonic_ns()
             sent_ns.append(stamp_ns)
             request = encode_publish(target.cache, topic, _STAMP.pack(_STAMP_MAGIC, index, stamp_ns) + padding)
             # Open loop: a slow publish must not delay the next one.
@@ -270,28 +340,77 @@ async def run_latency(target: Target, args: argparse.Namespace) -> dict[str, Any
             task.add_done_callback(in_flight.discard)
         await asyncio.gather(*in_flight)
         with contextlib.suppress(TimeoutError):  # what did not arrive is reported as missing
-            await asyncio.wait_for(recorder.all_delivered.wait(), args.stall_timeout)
-        end = Snapshot.take(target, recorder.deliveries)
+            await asyncio.wait_for(
+                asyncio.gather(recorder.all_delivered.wait(), helpers.delivered(total * sum(remote))),
+                args.stall_timeout,
+            )
+        end = helpers.snapshot(target, recorder.deliveries)
+        helper_reports = await helpers.stop()
     finally:
+        await helpers.close()
         await pool.close()
         await channel.close(grace=None)
     assert start is not None
-    latencies = sorted(recorder.latencies_ns)
+    samples = recorder.latencies_ns
+    for helper in helper_reports:
+        samples += helper["latencies_ns"]
+        samples += [
+            now_ns - (sent_ns[index] if index < len(sent_ns) else now_ns) for index, now_ns in helper["unmatched"]
+        ]
+    latencies = sorted(samples)
     if not latencies:
         raise BenchError("no deliveries")
     report = window_report(start, end, "deliveries")
     report.update(
         subscribers=args.subscribers,
+        loadgen_processes=args.processes,
         rate=args.rate,
         samples=len(latencies),
-        missing=recorder.expected - recorder.deliveries,
+        missing=total * args.subscribers - recorder.deliveries - sum(helper["deliveries"] for helper in helper_reports),
         p50_ms=percentile(latencies, 0.50) / 1e6,
         p90_ms=percentile(latencies, 0.90) / 1e6,
         p99_ms=percentile(latencies, 0.99) / 1e6,
         max_ms=latencies[-1] / 1e6,
         mean_ms=statistics.fmean(latencies) / 1e6,
-        **pool.anomalies(),
+        **merge_anomalies([pool.anomalies(), *helper_reports]),
     )
+    return report
+
+
+async def run_subscriber_process(target: Target, args: argparse.Namespace) -> dict[str, Any]:
+    """A child of a ``--processes`` run: hold ``--subscribers`` subscriptions of the main process's topic.
+
+    It reports progress on stdout until a line or end of file on stdin, then its deliveries, anomalies and
+    (latency) samples as its last line (`bench/_split.py` has the protocol). Progress is the fan-out credit
+    in both scenarios: in ``latency`` the main process waits for every delivery with it.
+    """
+    tracker = FanoutTracker(args.subscribers)
+    recorder = LatencyRecorder(None, warmup_publishes(args)) if args.scenario == "latency" else None
+    listener = tracker if recorder is None else Listeners(tracker, recorder)
+    pool = SubscriberPool(
+        target, args.subscriber_topic, listener, args.subscribers, pool_channels(args.subscribers, args)
+    )
+    stop = asyncio.create_task(stop_requested())
+    reporting = asyncio.create_task(
+        report_progress(tracker.advanced, lambda: (tracker.fully_delivered, tracker.deliveries))
+    )
+    starting = asyncio.create_task(pool.start(args.ready_timeout))
+    try:
+        await asyncio.wait({starting, stop}, return_when=asyncio.FIRST_COMPLETED)
+        if not starting.done():  # asked to stop (or orphaned) before all subscriptions were ready
+            raise BenchError("stopped before its subscriptions were ready")
+        starting.result()
+        emit("ready")
+        await stop
+    finally:
+        tasks = (starting, stop, reporting)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await pool.close()
+    report: dict[str, Any] = {"deliveries": tracker.deliveries, **pool.anomalies()}
+    if recorder is not None:
+        report |= {"latencies_ns": recorder.latencies_ns, "unmatched": recorder.unmatched}
     return report
 
 
@@ -351,12 +470,26 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--settle", type=float, default=1.0, help="idle: seconds before reading RSS")
     parser.add_argument("--ready-timeout", type=float, default=120.0, help="seconds to wait for heartbeats")
     parser.add_argument("--stall-timeout", type=float, default=10.0, help="seconds without progress = fail")
-    return parser.parse_args(argv)
+    parser.add_argument(
+        "--processes", type=int, default=1, help="fanout, latency: split the subscribers over this many processes"
+    )
+    # Internal: run as a child process of a --processes run, subscribed to this topic (see bench/_split.py).
+    parser.add_argument("--subscriber-topic", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.processes != 1 and args.scenario not in ("fanout", "latency"):
+        parser.error("--processes applies to the fanout and latency scenarios only")
+    if not 1 <= args.processes <= args.subscribers:
+        parser.error("--processes must be between 1 and --subscribers")
+    if args.subscriber_topic and args.scenario not in ("fanout", "latency"):
+        parser.error("--subscriber-topic applies to the fanout and latency scenarios only")
+    return args
 
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     """Run one scenario against the target and return its report."""
     target = Target(args.address, args.cache, args.token, args.server_pid)
+    if args.subscriber_topic:  # a child of a --processes run: the main process has created the cache
+        return await run_subscriber_process(target, args)
     if not args.no_create_cache:
         await ensure_cache(target)
     report = await SCENARIOS[args.scenario](target, args)
@@ -366,12 +499,14 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> int:
     """Run the scenario named on the command line; print its report (or its error) as one JSON line."""
     args = parse_args(argv)
+    # A child of a --processes run writes unbuffered and quietly drops its report if its parent is gone.
+    output = emit if args.subscriber_topic else lambda line: print(line, flush=True)
     try:
         report = uvloop.run(run(args))
     except (BenchError, grpc.aio.AioRpcError) as error:
-        print(json.dumps({"scenario": args.scenario, "error": str(error)}), flush=True)
+        output(json.dumps({"scenario": args.scenario, "error": str(error)}))
         return 1
-    print(json.dumps(report), flush=True)
+    output(json.dumps(report))
     return 0
 
 

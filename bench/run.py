@@ -387,8 +387,9 @@ def log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description="Benchmark tidings against the ceiling server.")
+def argument_parser(description: str = "Benchmark tidings against the ceiling server.") -> argparse.ArgumentParser:
+    """The options every orchestrator shares; one may add its own before `parse_args`."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--target", choices=sorted(TARGETS), help="run only this target")
     parser.add_argument("--rounds", type=int, default=2, help="interleaved rounds per target (default 2)")
     parser.add_argument("--quick", action="store_true", help="smoke run: ~1 s scenarios, fewer subscriptions")
@@ -398,7 +399,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--start-timeout", type=float, default=60.0, help="seconds to wait for 'listening'")
     parser.add_argument("--write", type=Path, metavar="FILE", help="replace the marked section in FILE")
     parser.add_argument("--json", type=Path, metavar="FILE", help="also write every scenario's raw report")
-    options = parser.parse_args(argv)
+    return parser
+
+
+def parse_args(argv: list[str] | None, parser: argparse.ArgumentParser | None = None) -> argparse.Namespace:
+    """Parse ``argv`` with ``parser`` (default: `argument_parser`'s) and fill in the quick/full defaults."""
+    options = (parser or argument_parser()).parse_args(argv)
     if options.duration is None:
         options.duration = 1.0 if options.quick else 10.0
     if options.warmup is None:

@@ -6,10 +6,15 @@ deliveries/s) and 50 publishes/s to 100 subscribers (p99 publish-to-deliver). Ta
 (ceiling, tidings on grpcio, tidings on h2, ...); the table shows medians and each tidings transport's ratio to
 the ceiling, with the targets of the h2 transport. ``uptime``'s load average is recorded before and after.
 
+The fan-out and latency scenarios split their 100 subscribers over ``--loadgen-processes`` load-generator
+processes (default 2), so that one client process decoding every stream is not the bound; the load
+generator's CPU in the table is the sum over its processes.
+
 Usage::
 
     python bench/transports.py                               # 2 rounds, 10 s per scenario (~8 min)
     python bench/transports.py --quick                       # smoke run
+    python bench/transports.py --loadgen-processes 1         # one load-generator process, as before
     python bench/transports.py --write docs/performance.md   # replace the <!-- bench:h2:... --> section
 """
 
@@ -52,12 +57,13 @@ _SUMMED = {"anomalies", "errors"}
 def scenarios(options: argparse.Namespace) -> list[run.Scenario]:
     """Idle first (its RSS reading needs a fresh process), then the loaded scenarios."""
     timing = ("--duration", str(options.duration), "--warmup", str(options.warmup))
+    split = ("--processes", str(options.loadgen_processes))
     idle = "1000" if options.quick else "10000"
     return [
         run.Scenario("idle", ("idle", "--subscribers", idle, "--channels", "50", "--settle", "1")),
         run.Scenario("publish", ("publish", "--concurrency", "32", "--channels", "2", *timing)),
-        run.Scenario("fanout100", ("fanout", "--subscribers", "100", *timing)),
-        run.Scenario("latency", ("latency", "--subscribers", "100", "--rate", "50", *timing)),
+        run.Scenario("fanout100", ("fanout", "--subscribers", "100", *split, *timing)),
+        run.Scenario("latency", ("latency", "--subscribers", "100", "--rate", "50", *split, *timing)),
     ]
 
 
@@ -96,8 +102,38 @@ def load() -> str:
     return f"{one:.2f}, {five:.2f}, {fifteen:.2f}"
 
 
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    """run.py's options, and how many load-generator processes share the subscribers."""
+    parser = run.argument_parser("The h2 gRPC transport against grpc.aio and the grpc.aio ceiling.")
+    parser.add_argument(
+        "--loadgen-processes",
+        type=int,
+        default=2,
+        metavar="P",
+        help="fan-out and latency: split the subscribers over P load-generator processes (default 2)",
+    )
+    options = run.parse_args(argv, parser)
+    if not 1 <= options.loadgen_processes <= 100:
+        parser.error("--loadgen-processes must be between 1 and 100 (the subscribers)")
+    return options
+
+
+def loadgen_note(processes: int) -> str:
+    """How the load generator ran, for the section text."""
+    if processes == 1:
+        return (
+            "One load-generator process for every scenario (`bench/loadgen.py`); it publishes and reads all 100 "
+            "subscriber streams, so it can be the bound: its CPU is shown."
+        )
+    return (
+        f"Load generator (`bench/loadgen.py`): {processes} processes for fan-out@100 and latency, the 100 "
+        "subscribers split evenly over them (the first also publishes), so that one client process is not the "
+        'bound; one process for idle and publish. "Load generator CPU" is the sum over its processes.'
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
-    options = run.parse_args(argv)
+    options = parse_args(argv)
     command = shlex.join(["python", "bench/transports.py", *(sys.argv[1:] if argv is None else argv)])
     load_before = load()
     results: dict[str, run.Results] = {name: {} for name in TARGETS}
@@ -124,6 +160,8 @@ def main(argv: list[str] | None = None) -> int:
             f"before: {load_before}; after: {load()}.",
             "",
             f"Command: `{command}`",
+            "",
+            loadgen_note(options.loadgen_processes),
             "",
             table,
             "",
