@@ -60,6 +60,27 @@ def test_grpc_client_on_the_http_port_gets_one_helpful_line(start_server: StartS
     assert "Invalid HTTP request" not in log
 
 
+def test_http1_request_on_the_h2_grpc_port_is_answered_and_logged_once(start_server: StartServer) -> None:
+    server = start_server("--grpc-transport", "h2")
+    answers = []
+    for _ in range(2):
+        with socket.create_connection((server.host, server.port), timeout=10) as client:
+            client.sendall(b"GET /health HTTP/1.1\r\nHost: localhost\r\n\r\n")
+            answer = b""
+            while chunk := client.recv(4096):  # the server closes after its answer
+                answer += chunk
+        answers.append(answer.decode())
+    with grpc.insecure_channel(server.endpoint) as channel:  # and gRPC goes on as before
+        grpc.channel_ready_future(channel).result(timeout=10)
+    log = "".join(server.log)
+
+    assert all(answer.startswith("HTTP/1.1 400 Bad Request\r\n") for answer in answers), answers
+    assert f"The HTTP API is served on port {server.http_port}." in answers[0]
+    lines = [line for line in server.log if "HTTP/1.1 request to the gRPC port" in line]
+    assert len(lines) == 1, log
+    assert f"HTTP is served on port {server.http_port} (such connections so far: 1)" in lines[0]
+
+
 def test_startup_log_has_no_uvicorn_chatter_and_counts_caches_in_english(start_server: StartServer) -> None:
     server = start_server("--create-cache", "c")
     server.stop()

@@ -246,6 +246,8 @@ class Server:
                     webhook_statuses=self._dispatcher.statuses,
                 )
                 await self._http.start()
+                if isinstance(self._grpc, H2Server):
+                    self._grpc.http_port = self._http.port
         except BaseException:
             await self.stop()
             raise

@@ -24,6 +24,7 @@ from typing import Any, Final
 
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
+from tidings.server._notices import WrongPortNotices
 from tidings.server.http._encoding import encode_error
 
 logger = logging.getLogger("tidings.server.http")
@@ -36,8 +37,6 @@ LINGER_BYTES: Final = 16 * 1024 * 1024
 MAX_LINGERING: Final = 256
 # What an HTTP/2 (gRPC) client sends first.
 _HTTP2_PREFACE: Final = b"PRI * HTTP/2.0\r\n"
-# A wrong-port notice is logged at most once per this many seconds.
-_NOTICE_INTERVAL: Final = 60.0
 # h11's states of the client's side (by name: h11 is uvicorn's dependency, not ours). The request is in: the
 # deadline for receiving it is met.
 _RECEIVED: Final = frozenset({"DONE", "MUST_CLOSE", "CLOSED"})
@@ -67,8 +66,7 @@ class ConnectionLimits:
     grpc_port: int = 0
     refused: int = 0
     lingering: set[asyncio.Transport] = field(default_factory=set)
-    wrong_protocol: int = 0
-    _wrong_protocol_logged: float = -_NOTICE_INTERVAL
+    wrong_protocol: WrongPortNotices = field(default_factory=lambda: WrongPortNotices(logger))
     handshaking: set[asyncio.Transport] = field(default_factory=set)
 
     @property
@@ -162,18 +160,9 @@ class GuardedH11Protocol(H11Protocol):
     def _grpc_on_http_port(self) -> None:
         """A gRPC (HTTP/2) client on this HTTP/1.1 port: say where gRPC is, once a minute at most, and close."""
         limits = self.limits
-        limits.wrong_protocol += 1
-        now = self.loop.time()
-        if now - limits._wrong_protocol_logged >= _NOTICE_INTERVAL:
-            limits._wrong_protocol_logged = now
-            where = f"port {limits.grpc_port}" if limits.grpc_port else "the gRPC port (--port)"
-            client = "%s:%d" % self.client if self.client else "a client"  # noqa: UP031
-            logger.warning(
-                "%s spoke gRPC (HTTP/2) to the HTTP port; gRPC is served on %s (%d such connections so far)",
-                client,
-                where,
-                limits.wrong_protocol,
-            )
+        where = f"port {limits.grpc_port}" if limits.grpc_port else "the gRPC port (--port)"
+        client = "%s:%d" % self.client if self.client else "a client"  # noqa: UP031
+        limits.wrong_protocol.seen("%s spoke gRPC (HTTP/2) to the HTTP port; gRPC is served on %s", client, where)
         if self._raw is not None:
             self._raw.close()
 

@@ -12,8 +12,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Final, cast
 
 import grpc
@@ -25,6 +26,7 @@ import h2.exceptions
 import h2.settings
 from h2.stream import H2Stream, StreamInputs
 
+from tidings.server._notices import WrongPortNotices
 from tidings.server.grpc._context import CallAborted, Metadata
 from tidings.server.grpc._h2._call import H2Call
 from tidings.server.grpc._h2._wire import (
@@ -59,6 +61,8 @@ _MAX_FRAME_SIZE: Final = 1 << 16
 # Room for an over-long authorization header, so it is refused as UNAUTHENTICATED, not a broken connection.
 _MAX_HEADER_LIST_SIZE: Final = 4 << 20
 _OK: Final = grpc.StatusCode.OK
+# The request line an HTTP/1.x client starts with (instead of the HTTP/2 preface).
+_HTTP1_REQUEST: Final = re.compile(rb"[A-Z]{3,10} \S+ HTTP/1\.[01]\r?\n")
 _OK_TRAILERS: Final = ((b"grpc-status", b"0"),)
 
 
@@ -81,6 +85,8 @@ class ConnectionOptions:
     tasks: set[asyncio.Task[None]]  # every call in progress, for the server's shutdown
     max_connections: int = 1 << 30  # --max-connections: past it a new connection is closed at once
     refused_connections: int = 0
+    http_port: int = 0  # where the HTTP API is (0: not served, or not known yet), for HTTP/1.1 clients here
+    wrong_protocol: WrongPortNotices = field(default_factory=lambda: WrongPortNotices(logger))
 
 
 class H2Connection(asyncio.Protocol):
@@ -139,6 +145,9 @@ class H2Connection(asyncio.Protocol):
         try:
             events = self._h2.receive_data(data)
         except h2.exceptions.ProtocolError as error:
+            if not self.preface_received and _HTTP1_REQUEST.match(data):
+                self._http1_on_grpc_port()
+                return
             # Drop this connection only, with a GOAWAY naming the error (h2 queues one for most errors, not for
             # a wrong preface).
             logger.info("closing an HTTP/2 connection: %s", error)
@@ -165,6 +174,23 @@ class H2Connection(asyncio.Protocol):
             elif kind is h2.events.ConnectionTerminated:
                 self._going_away = True  # the client is leaving; its open calls go on until it closes
         self._schedule_flush()
+
+    def _http1_on_grpc_port(self) -> None:
+        """An HTTP/1.1 request (curl, a browser, an HTTP client given the wrong port): answer it in HTTP/1.1,
+        saying where the HTTP API is, log one line (a minute at most) and close."""
+        options = self._options
+        where = f"port {options.http_port}" if options.http_port else "the HTTP port (--http-port)"
+        transport = self._transport
+        peer = transport.get_extra_info("peername") if transport is not None else None
+        client = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else "a client"
+        options.wrong_protocol.seen("%s sent an HTTP/1.1 request to the gRPC port; HTTP is served on %s", client, where)
+        if transport is not None:
+            body = f"This port serves gRPC (HTTP/2). The HTTP API is served on {where}.\n".encode()
+            transport.write(
+                b"HTTP/1.1 400 Bad Request\r\ncontent-type: text/plain; charset=utf-8\r\n"
+                b"content-length: %d\r\nconnection: close\r\n\r\n%s" % (len(body), body)
+            )
+            transport.close()  # after what is written is sent
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._options.connections.discard(self)

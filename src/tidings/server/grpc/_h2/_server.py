@@ -75,6 +75,15 @@ class H2Server:
         self._stopped = False
 
     @property
+    def http_port(self) -> int:
+        """The HTTP API's port, named in the answer to an HTTP/1.1 request on this one (0: not served)."""
+        return self._options.http_port
+
+    @http_port.setter
+    def http_port(self, port: int) -> None:
+        self._options.http_port = port
+
+    @property
     def connection_count(self) -> int:
         """Open client connections."""
         return len(self._options.connections)
