@@ -6,6 +6,7 @@ prometheus-client. A custom collector turns the counters into metric families wh
 
 from __future__ import annotations
 
+import gc
 import math
 from collections.abc import Callable, Iterator
 
@@ -78,6 +79,11 @@ class TopicsCollector:
         yield GaugeMetricFamily("tidings_subscriptions", "Open subscriptions", service.subscription_total())
         yield GaugeMetricFamily("tidings_topics", "Live topic instances", service.topic_count())
         yield GaugeMetricFamily("tidings_caches", "Caches", len(service.list_caches()))
+        yield GaugeMetricFamily(
+            "tidings_gc_frozen_objects",
+            "Start-up objects kept out of the garbage collector's full collections (tidings server freezes them)",
+            gc.get_freeze_count(),
+        )
         usage = service.retention_usage
         if usage is not None:
             yield GaugeMetricFamily(
