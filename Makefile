@@ -69,8 +69,9 @@ test: $(VENV)/.installed-test $(NODE_DIR)/node_modules/.package-lock.json $(CHRO
 	$(BIN)/python -m pytest -n 4 --cov --cov-report=
 	TIDINGS_GRPC_TRANSPORT=h2 $(BIN)/python -m pytest -n 4 --cov --cov-append --cov-report=term:skip-covered $(H2_TESTS)
 
-# Each benchmark rewrites its own section of docs/performance.md; run them on an otherwise idle machine.
-bench: $(VENV)/.installed-test
+# Each benchmark rewrites its own section of docs/performance.md (and its figure under docs/); run them on an
+# otherwise idle machine.
+bench: $(VENV)/.installed-bench
 	$(BIN)/python bench/run.py --write docs/performance.md
 	$(BIN)/python bench/auth.py --write docs/performance.md
 	$(BIN)/python bench/sdk.py --write docs/performance.md

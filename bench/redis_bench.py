@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import redis
+from _plot import draw
 from _report import write_section
 from run import HOST, TARGETS, Scenario, log, machine, run_loadgen, running_server, tidings_command
 
@@ -74,6 +75,9 @@ def scenarios(options: argparse.Namespace) -> list[Scenario]:
         Scenario("publish", ("publish", "--concurrency", "32", "--channels", "2", *timing)),
         Scenario("fanout100", ("fanout", "--subscribers", "100", *timing)),
         Scenario("latency", ("latency", "--subscribers", "100", "--rate", "50", *timing)),
+        # For the curve of deliveries/s against subscribers (one process per engine only).
+        Scenario("fanout1", ("fanout", "--subscribers", "1", *timing)),
+        Scenario("fanout10", ("fanout", "--subscribers", "10", *timing)),
     ]
 
 
@@ -104,12 +108,13 @@ def run_engine(name: str, options: argparse.Namespace, redis_port: int, results:
 
 
 def _fan_out_results(name: str, report: dict[str, Any], results: dict[str, list[float]]) -> None:
-    if name == "fanout100":
-        results.setdefault("fanout100_per_s", []).append(report["deliveries_per_s"])
-        results.setdefault("cpu_ms_per_1k_deliveries", []).append(report["server_cpu_ms_per_1k_deliveries"])
+    if name.startswith("fanout"):
+        results.setdefault(f"{name}_per_s", []).append(report["deliveries_per_s"])
+        if name == "fanout100":
+            results.setdefault("cpu_ms_per_1k_deliveries", []).append(report["server_cpu_ms_per_1k_deliveries"])
     else:
-        results.setdefault("latency_p50_ms", []).append(report["p50_ms"])
-        results.setdefault("latency_p99_ms", []).append(report["p99_ms"])
+        for percentile in ("p50", "p90", "p99", "max"):
+            results.setdefault(f"latency_{percentile}_ms", []).append(report[f"{percentile}_ms"])
 
 
 def run_workers(options: argparse.Namespace, results: dict[str, list[float]]) -> None:
@@ -131,7 +136,7 @@ def run_cross_node(options: argparse.Namespace, results: dict[str, list[float]])
         running_server("tidings-redis", options.payload_size, 60.0) as (port_a, _),
         running_server("tidings-redis", options.payload_size, 60.0) as (port_b, pid_b),
     ):
-        for scenario in scenarios(options)[1:]:
+        for scenario in scenarios(options)[1:3]:  # fan-out to 100 and latency
             crossing = Scenario(scenario.name, (*scenario.args, "--publish-address", f"{HOST}:{port_a}"))
             report = run_loadgen(crossing, port_b, pid_b, options)
             if "error" in report:
@@ -252,9 +257,17 @@ def main() -> int:
                 rendered,
                 "",
                 notes,
+                "",
+                "![deliveries/s against subscribers, and latency percentiles, per engine](redis.png)",
             ]
         )
         write_section(options.write, "redis", body)
+        labels = {
+            "tidings": "memory engine",
+            "tidings-redis": "redis engine",
+            "cross-node": "redis, publisher on another node",
+        }
+        draw(results, labels, options.write.parent / "redis.png", "Redis engine against the memory engine")
     return 0
 
 

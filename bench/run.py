@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import IO, Any
 
 import grpc
+from _plot import draw
 from _report import write_section
 
 BENCH = Path(__file__).resolve().parent
@@ -222,7 +223,12 @@ def extract(name: str, report: dict[str, Any]) -> dict[str, float]:
                 "fanout100_client_cores": report.get("client_cores"),
             }
     elif name == "latency":
-        values |= {"latency_p50_ms": report.get("p50_ms"), "latency_p99_ms": report.get("p99_ms")}
+        values |= {
+            "latency_p50_ms": report.get("p50_ms"),
+            "latency_p90_ms": report.get("p90_ms"),
+            "latency_p99_ms": report.get("p99_ms"),
+            "latency_max_ms": report.get("max_ms"),
+        }
     return {key: float(value) for key, value in values.items() if value is not None}
 
 
@@ -378,6 +384,7 @@ def section(table: str, options: argparse.Namespace, command: str, notes: list[s
         table,
         "",
         *notes,
+        "![deliveries/s against subscribers, and latency percentiles, tidings and the ceiling](core.png)",
     ]
     return "\n".join(lines) + "\n"
 
@@ -440,7 +447,9 @@ def main(argv: list[str] | None = None) -> int:
         options.json.write_text(json.dumps(raw, indent=2) + "\n")
     if options.write:
         write_section(options.write, "core", section(table, options, command, notes))
-        log(f"wrote {options.write}")
+        labels = {"ceiling": "ceiling (grpc.aio)", "tidings": "tidings"}
+        draw(results, labels, options.write.parent / "core.png", "Core benchmark: tidings against the ceiling")
+        log(f"wrote {options.write} and core.png")
     return 1 if any(results[name].get("errors") for name in targets) else 0
 
 

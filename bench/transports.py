@@ -29,6 +29,7 @@ import sys
 from typing import Any
 
 import run
+from _plot import draw
 from _report import write_section
 
 TARGETS = ("ceiling", "tidings", "tidings-h2")
@@ -62,6 +63,9 @@ def scenarios(options: argparse.Namespace) -> list[run.Scenario]:
     return [
         run.Scenario("idle", ("idle", "--subscribers", idle, "--channels", "50", "--settle", "1")),
         run.Scenario("publish", ("publish", "--concurrency", "32", "--channels", "2", *timing)),
+        # 1 and 10 subscribers: for the curve (one load-generator process reads them easily).
+        run.Scenario("fanout1", ("fanout", "--subscribers", "1", *timing)),
+        run.Scenario("fanout10", ("fanout", "--subscribers", "10", *timing)),
         run.Scenario("fanout100", ("fanout", "--subscribers", "100", *split, *timing)),
         run.Scenario("latency", ("latency", "--subscribers", "100", "--rate", "50", *split, *timing)),
     ]
@@ -166,12 +170,16 @@ def main(argv: list[str] | None = None) -> int:
             table,
             "",
             warning,
+            "",
+            "![deliveries/s against subscribers, and latency percentiles, per transport](h2.png)",
         ]
     )
     print(text)
     if options.write:
         write_section(options.write, "h2", text)
-        run.log(f"wrote {options.write}")
+        labels = {"ceiling": "ceiling (grpc.aio)", "tidings": "tidings, grpcio", "tidings-h2": "tidings, h2"}
+        draw(results, labels, options.write.parent / "h2.png", "The h2 gRPC transport against grpc.aio")
+        run.log(f"wrote {options.write} and h2.png")
     return 1 if any(results[name].get("errors") for name in TARGETS) else 0
 
 

@@ -159,7 +159,8 @@ def test_h2_grpc_timeout_ends_a_stream_with_deadline_exceeded(h2_server: ServerP
 
 def test_h2_bad_preface_closes_that_connection_only(h2_server: ServerProcess, connect: Connect) -> None:
     with socket.create_connection((h2_server.host, h2_server.port), timeout=10) as sock:
-        sock.sendall(b"GET / HTTP/1.1\r\nHost: tidings\r\n\r\n" + b"\x00" * 64)
+        # Not HTTP/2, not HTTP/1.1 either (that gets an HTTP/1.1 answer: test_server_logs.py): a TLS ClientHello.
+        sock.sendall(b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" + b"\x00" * 64)
         received = b""
         while chunk := sock.recv(65536):
             received += chunk

@@ -135,19 +135,20 @@ class H2Connection(asyncio.Protocol):
         )
         connection.max_inbound_frame_size = _MAX_FRAME_SIZE
         connection.decoder.max_header_list_size = _MAX_HEADER_LIST_SIZE
+        # The server's preface (SETTINGS) leaves with the answer to the client's, not before: a client that sends
+        # HTTP/1.1 here gets a plain HTTP/1.1 answer (`_http1_on_grpc_port`), not binary frames first.
         connection.initiate_connection()
         connection.increment_flow_control_window(_CONNECTION_WINDOW - 65_535)
-        self._flush()
 
     def data_received(self, data: bytes) -> None:
         self.last_received = self._loop.time()
         self.ping_sent_at = None
+        if not self.preface_received and _HTTP1_REQUEST.match(data):
+            self._http1_on_grpc_port()
+            return
         try:
             events = self._h2.receive_data(data)
         except h2.exceptions.ProtocolError as error:
-            if not self.preface_received and _HTTP1_REQUEST.match(data):
-                self._http1_on_grpc_port()
-                return
             # Drop this connection only, with a GOAWAY naming the error (h2 queues one for most errors, not for
             # a wrong preface).
             logger.info("closing an HTTP/2 connection: %s", error)
