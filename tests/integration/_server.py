@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import re
-import resource
 import signal
 import socket
 import subprocess
@@ -12,6 +11,8 @@ import sys
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from tests._child import prepared
 
 _LISTENING = re.compile(r"listening on grpcs?://([^\s]+):(\d+)")
 _LISTENING_HTTP = re.compile(r"listening on https?://([^\s]+):(\d+)")
@@ -58,14 +59,14 @@ class ServerProcess:
             "--data-dir", str(self.data_dir), *self.args,
         ]  # fmt: skip
         self.log = []
-        open_files = self.open_files
+        if self.open_files is not None:
+            command = prepared(command, open_files=self.open_files)
         process = self.process = subprocess.Popen(
             command,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
             text=True,
             env={**os.environ, **self.env},
-            preexec_fn=None if open_files is None else lambda: resource.setrlimit(resource.RLIMIT_NOFILE, open_files),
         )
         # One thread reads the log from the start: a select() on the pipe would miss lines that arrived in the
         # same read as an earlier one and sit in the reader's buffer.

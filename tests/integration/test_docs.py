@@ -46,6 +46,7 @@ from pathlib import Path
 
 import pytest
 
+from tests._child import prepared
 from tests.integration._docs import NOT_CODE, PYTHON, ROOT, SHELL, DocBlock, doc_files, extract_blocks
 from tests.integration._server import ServerProcess
 
@@ -151,10 +152,22 @@ def test_the_harness_finds_the_docs() -> None:
     assert len(RUN_BLOCKS) >= 20
 
 
-@pytest.mark.parametrize("block", RUN_BLOCKS, ids=[block.where for block in RUN_BLOCKS])
-def test_doc_block_runs(block: DocBlock, doc_environment: Callable[[Path], DocEnvironment]) -> None:
-    """The block runs to completion (or keeps running, if it is a stream) against the file's server."""
-    environment = doc_environment(block.path)
+# One test per file, not per block: a file's blocks run in order on one server (later blocks use what earlier
+# ones made, as a reader's would), and pytest-xdist could give the blocks of one file to different workers.
+RUN_FILES = list(dict.fromkeys(block.path for block in RUN_BLOCKS))
+
+
+@pytest.mark.parametrize("path", RUN_FILES, ids=[path.relative_to(ROOT).as_posix() for path in RUN_FILES])
+def test_doc_blocks_run(path: Path, doc_environment: Callable[[Path], DocEnvironment]) -> None:
+    """Every block of the file runs to completion (or keeps running, if it is a stream), in order, against the
+    file's server; a failure names the block."""
+    environment = doc_environment(path)
+    for block in RUN_BLOCKS:
+        if block.path == path:
+            _run_block(block, environment)
+
+
+def _run_block(block: DocBlock, environment: DocEnvironment) -> None:
     code = environment.substitute(block.code)
     if block.language in PYTHON:
         command = _python_command(block, code, environment.workdir)
@@ -198,11 +211,10 @@ def unused_functions(code: str) -> list[str]:
 
 
 def _run_until_stopped(block: DocBlock, command: list[str], environment: DocEnvironment) -> None:
+    # SIGINT below is a reader's Ctrl-C: not ignored by inheritance (a run started from a background shell).
     process = subprocess.Popen(
-        command, cwd=environment.workdir, env=environment.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        text=True, start_new_session=True,
-        # SIGINT below is a reader's Ctrl-C: not ignored by inheritance (a run started from a background shell).
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+        prepared(command), cwd=environment.workdir, env=environment.env, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True, start_new_session=True,
     )  # fmt: skip
     try:
         process.wait(UNTIL_STOPPED_SECONDS)

@@ -16,6 +16,7 @@ from typing import IO, Any
 
 import pytest
 
+from tests._child import prepared
 from tests.integration._server import ServerProcess
 from tidings import TopicClient, TopicPublish
 
@@ -49,22 +50,15 @@ def tidings(
     return subprocess.CompletedProcess(result.args, result.returncode, result.stdout.decode(), result.stderr.decode())
 
 
-def default_sigint() -> None:
-    """In a child before it runs: SIGINT does what it does by default (interrupt), whatever the parent ignores."""
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-
-
 def start_subscriber(*args: str, endpoint: str) -> tuple[subprocess.Popen[str], dict[str, Any]]:
     """Start ``tidings subscribe ... --events --json`` and return once it printed its first heartbeat (live)."""
+    # The tests stop it with SIGINT, as Ctrl-C would: `prepared` makes sure it is not ignored by inheritance.
     process = subprocess.Popen(
-        [sys.executable, "-m", "tidings", "subscribe", *args, "--events", "--json"],
+        prepared([sys.executable, "-m", "tidings", "subscribe", *args, "--events", "--json"]),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
         env=environment(endpoint),
-        # The tests stop it with SIGINT, as Ctrl-C would: make sure it is not ignored by inheritance (a test run
-        # started from a background shell ignores it).
-        preexec_fn=default_sigint,
     )
     assert process.stdout is not None
     first = json.loads(process.stdout.readline())
