@@ -79,17 +79,25 @@ async def test_one_node_delivers_each_message_once_and_both_manage_it(
     _holder(nodes)
 
 
-async def test_a_surviving_node_takes_over_where_the_dead_one_stopped(
-    tmp_path: Path, redis_server: RedisServer, receiver: Receiver
-) -> None:
-    # Arrange: A holds the webhook (B starts after A took its lease).
-    env = {"TIDINGS_TEST_WEBHOOK_LEASE_SECONDS": LEASE_SECONDS}
+async def _holder_then_survivor(
+    tmp_path: Path, redis_server: RedisServer, receiver: Receiver, lease_seconds: str
+) -> tuple[ServerProcess, ServerProcess, str]:
+    """(holder, survivor, cache): node A with a webhook "hook" on topic "events" whose lease it holds, then node
+    B, started after A took the lease."""
+    env = {"TIDINGS_TEST_WEBHOOK_LEASE_SECONDS": lease_seconds}
     holder = start_node(tmp_path / "a", redis_server, env=env)
     cache = create_cache(holder)
     async with TopicClientAsync(holder.endpoint, timeout=20) as client:
         assert isinstance(await client.put_webhook(cache, "hook", "events", receiver.url), PutWebhook.Success)
     holder.wait_for_log(HOLDING)
-    survivor = start_node(tmp_path / "b", redis_server, env=env)
+    return holder, start_node(tmp_path / "b", redis_server, env=env), cache
+
+
+async def test_a_surviving_node_takes_over_where_the_dead_one_stopped(
+    tmp_path: Path, redis_server: RedisServer, receiver: Receiver
+) -> None:
+    # Arrange: A holds the webhook (B starts after A took its lease).
+    holder, survivor, cache = await _holder_then_survivor(tmp_path, redis_server, receiver, LEASE_SECONDS)
     try:
         await _publish(survivor, cache, ["m1", "m2", "m3"])
         await asyncio.to_thread(receiver.wait_for, 3)
@@ -124,13 +132,7 @@ async def test_a_stopping_node_hands_its_webhooks_over_at_once(
     tmp_path: Path, redis_server: RedisServer, receiver: Receiver
 ) -> None:
     # Arrange: leases of 20 s; the survivor seeks free ones every 5 s.
-    env = {"TIDINGS_TEST_WEBHOOK_LEASE_SECONDS": "20"}
-    holder = start_node(tmp_path / "a", redis_server, env=env)
-    cache = create_cache(holder)
-    async with TopicClientAsync(holder.endpoint, timeout=20) as client:
-        assert isinstance(await client.put_webhook(cache, "hook", "events", receiver.url), PutWebhook.Success)
-    holder.wait_for_log(HOLDING)
-    survivor = start_node(tmp_path / "b", redis_server, env=env)
+    holder, survivor, cache = await _holder_then_survivor(tmp_path, redis_server, receiver, "20")
     try:
         # Act
         assert holder.stop() == 0

@@ -5,9 +5,14 @@ from __future__ import annotations
 import urllib.parse
 
 import grpc
+import hpack
 import pytest
 
 from tidings.server.grpc._h2._wire import (
+    OK_TRAILER_BLOCK,
+    OK_TRAILERS,
+    RESPONSE_HEADER_BLOCK,
+    RESPONSE_HEADERS,
     encode_grpc_message,
     goaway_frame,
     metadata_of,
@@ -82,3 +87,19 @@ def test_goaway_frame_names_the_last_stream_and_the_error() -> None:
     frame = goaway_frame(last_stream_id=9, error_code=1)
 
     assert frame == (8).to_bytes(3, "big") + b"\x07\x00" + bytes(4) + (9).to_bytes(4, "big") + (1).to_bytes(4, "big")
+
+
+@pytest.mark.parametrize(
+    ("block", "headers"),
+    [(RESPONSE_HEADER_BLOCK, RESPONSE_HEADERS), (OK_TRAILER_BLOCK, OK_TRAILERS)],
+    ids=["response headers", "OK trailers"],
+)
+def test_pre_encoded_header_blocks_decode_to_their_headers_and_leave_the_dynamic_table_alone(
+    block: bytes, headers: tuple[tuple[bytes, bytes], ...]
+) -> None:
+    decoder = hpack.Decoder()
+
+    decoded = decoder.decode(block, raw=True)
+
+    assert tuple(decoded) == headers
+    assert len(decoder.header_table.dynamic_entries) == 0  # the client's table stays in step with h2's encoder

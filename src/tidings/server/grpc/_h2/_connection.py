@@ -32,6 +32,7 @@ from tidings.server.grpc._h2._call import H2Call
 from tidings.server.grpc._h2._wire import (
     HEADERS_FLAGS,
     OK_TRAILER_BLOCK,
+    OK_TRAILERS,
     PREFIX_SIZE,
     RESPONSE_HEADER_BLOCK,
     RESPONSE_HEADERS,
@@ -63,7 +64,6 @@ _MAX_HEADER_LIST_SIZE: Final = 4 << 20
 _OK: Final = grpc.StatusCode.OK
 # The request line an HTTP/1.x client starts with (instead of the HTTP/2 preface).
 _HTTP1_REQUEST: Final = re.compile(rb"[A-Z]{3,10} \S+ HTTP/1\.[01]\r?\n")
-_OK_TRAILERS: Final = ((b"grpc-status", b"0"),)
 
 
 @dataclass(frozen=True, slots=True)
@@ -371,7 +371,7 @@ class H2Connection(asyncio.Protocol):
         if call.h2_stream is None:
             call.headers_sent = True
             call.h2_stream = connection.streams[stream_id]
-            self._send_header_block(call.h2_stream, RESPONSE_HEADER_BLOCK, end_stream=False)
+            self._send_header_block(call.h2_stream, RESPONSE_HEADERS, RESPONSE_HEADER_BLOCK, end_stream=False)
             if self.try_send(call, message):
                 return
         data = memoryview(pack_prefix(0, len(message)) + message)
@@ -401,8 +401,10 @@ class H2Connection(asyncio.Protocol):
             data = data[chunk:]
         self._schedule_flush()
 
-    def _send_header_block(self, stream: H2Stream, block: bytes, *, end_stream: bool) -> None:
-        """Send a pre-encoded header block (response headers, OK trailers) in one HEADERS frame.
+    def _send_header_block(
+        self, stream: H2Stream, headers: tuple[tuple[bytes, bytes], ...], block: bytes, *, end_stream: bool
+    ) -> None:
+        """Send ``headers``, pre-encoded as ``block`` (response headers, OK trailers), in one HEADERS frame.
 
         ``h2``'s ``send_headers`` (HPACK encoding, frame objects) was the largest part of a unary call; these
         blocks never change, so they are encoded once. The stream's state machine takes the same inputs
@@ -411,7 +413,6 @@ class H2Connection(asyncio.Protocol):
         if self._h2.encoder.table_size_changes:
             # The client changed its HPACK table size: the next block must begin with the size update, which
             # only h2's encoder can write. Rare (clients keep the default); h2 encodes this one.
-            headers = RESPONSE_HEADERS if block is RESPONSE_HEADER_BLOCK else _OK_TRAILERS
             self._h2.send_headers(stream.stream_id, headers, end_stream=end_stream)
             return
         state = stream.state_machine
@@ -456,7 +457,7 @@ class H2Connection(asyncio.Protocol):
             return
         if code is _OK and call.h2_stream is not None and not trailing_metadata:
             with contextlib.suppress(h2.exceptions.ProtocolError):  # the stream was reset meanwhile
-                self._send_header_block(call.h2_stream, OK_TRAILER_BLOCK, end_stream=True)
+                self._send_header_block(call.h2_stream, OK_TRAILERS, OK_TRAILER_BLOCK, end_stream=True)
             self._schedule_flush()
             return
         trailers = status_headers(code, details, trailing_metadata)

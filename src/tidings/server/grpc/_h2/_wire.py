@@ -28,14 +28,16 @@ def _literal(name: bytes, value: bytes) -> bytes:
     return bytes((0x00, len(name))) + name + bytes((len(value),)) + value
 
 
-# The header blocks every successful call sends, HPACK-encoded once. Indexed from the static table or literal
-# without indexing, they leave the dynamic table alone, so h2's encoder stays in step with the client's decoder.
+# The header blocks every successful call sends (RESPONSE_HEADERS, below, and OK_TRAILERS), HPACK-encoded once.
+# Indexed from the static table or literal without indexing, they leave the dynamic table alone, so h2's encoder
+# stays in step with the client's decoder.
 RESPONSE_HEADER_BLOCK: Final = (
     b"\x88"  # :status 200 (static index 8)
     + _literal(b"content-type", b"application/grpc")
     + _literal(b"grpc-accept-encoding", b"identity")
 )
 OK_TRAILER_BLOCK: Final = _literal(b"grpc-status", b"0")
+OK_TRAILERS: Final = ((b"grpc-status", b"0"),)  # what OK_TRAILER_BLOCK encodes
 
 
 def goaway_frame(last_stream_id: int, error_code: int = 0) -> bytes:
