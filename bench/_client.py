@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol, cast
 
 import grpc
+from _h2client import H2Channel
 from _proc import cpu_seconds, machine_busy_seconds
 from momento_wire_types import cachepubsub_pb2, controlclient_pb2
 
@@ -181,11 +182,12 @@ class Readiness:
 
 @dataclass(eq=False)
 class Subscription:
-    """One Subscribe stream: decodes every message, counts items, checks sequence order."""
+    """One Subscribe stream: decodes every message, counts items, checks sequence order.
 
-    method: grpc.aio.UnaryStreamMultiCallable[bytes, bytes]
-    request: bytes
-    metadata: tuple[tuple[str, str], ...]
+    A client reads the stream and hands each message to `receive`, then `end` once; `run` is grpc.aio's loop,
+    `bench/_h2client.py`'s channels call them from their reads.
+    """
+
     listener: DeliveryListener
     readiness: Readiness
     position: int = 0  # publishes accounted for: items read plus items a gap or discontinuity skipped
@@ -196,45 +198,70 @@ class Subscription:
     out_of_order: int = 0
     last_sequence: int = 0
     last_page: int = 0
+    started: bool = False  # the first message (a heartbeat) was read
     error: str | None = None
 
-    async def run(self, opening: asyncio.Semaphore) -> None:
-        """Read the stream until it ends, fails or the task is cancelled.
+    async def run(
+        self,
+        method: grpc.aio.UnaryStreamMultiCallable[bytes, bytes],
+        request: bytes,
+        metadata: tuple[tuple[str, str], ...],
+        opening: asyncio.Semaphore,
+    ) -> None:
+        """Read a grpc.aio stream until it ends, fails or the task is cancelled.
 
         ``opening`` bounds the streams that are still waiting for their first message: grpc servers cancel
         new streams beyond ~1,000 that the application has not picked up yet, so a burst of thousands
         of subscribes would fail although each one alone is fine.
         """
         await opening.acquire()
-        call = self.method(self.request, metadata=self.metadata)
-        started = False
+        holding = True
+        call = method(request, metadata=metadata)
         try:
             while True:
                 raw = await call.read()
                 if raw is _EOF:
                     break
-                now_ns = time.monotonic_ns()  # one clock for every process: publish stamps come from another
-                message = cachepubsub_pb2._SubscriptionItem.FromString(cast(bytes, raw))
-                kind = message.WhichOneof("kind")
-                if kind == "item":
-                    self._on_item(now_ns, message.item)
-                elif kind == "heartbeat":
-                    self.heartbeats += 1
-                elif kind == "discontinuity":
-                    self._on_discontinuity(message.discontinuity)
-                if not started:
-                    started = True
+                # One clock for every process: publish stamps come from another.
+                self.receive(time.monotonic_ns(), cast(bytes, raw))
+                if holding:
+                    holding = False
                     opening.release()
-                    self.readiness.settle(ok=kind == "heartbeat")
-                    if kind != "heartbeat":
-                        self.error = f"first message was {kind}, not a heartbeat"
         except grpc.aio.AioRpcError as error:
             self.error = f"{error.code().name}: {error.details()}"
         finally:
             call.cancel()
-            if not started:
+            if holding:
                 opening.release()
-                self.readiness.settle(ok=False, error=self.error or "stream ended before its first message")
+            self.end()
+
+    def receive(self, now_ns: int, raw: bytes) -> None:
+        """Account for one message of the stream, read at ``now_ns`` (``time.monotonic_ns``)."""
+        message = cachepubsub_pb2._SubscriptionItem.FromString(raw)
+        kind = message.WhichOneof("kind")
+        if kind == "item":
+            self._on_item(now_ns, message.item)
+        elif kind == "heartbeat":
+            self.heartbeats += 1
+        elif kind == "discontinuity":
+            self._on_discontinuity(message.discontinuity)
+        if not self.started:
+            self.started = True
+            self.readiness.settle(ok=kind == "heartbeat")
+            if kind != "heartbeat":
+                self.error = f"first message was {kind}, not a heartbeat"
+
+    def ended(self, status: int, message: str) -> None:
+        """`bench/_h2client.py`'s end of the stream: its grpc-status (-1: the stream or connection broke)."""
+        self.end(f"grpc-status {status}: {message}")
+
+    def end(self, error: str | None = None) -> None:
+        """The stream ended (``error``: how it failed); one that never started settles its readiness as failed."""
+        if error and self.error is None:
+            self.error = error
+        if not self.started:
+            self.started = True
+            self.readiness.settle(ok=False, error=self.error or "stream ended before its first message")
 
     def _on_item(self, now_ns: int, item: cachepubsub_pb2._TopicItem) -> None:
         self.items += 1
@@ -269,16 +296,19 @@ class Subscription:
 
 @dataclass
 class SubscriberPool:
-    """Many subscriptions to one topic spread over several connections."""
+    """Many subscriptions to one topic spread over several connections, read by grpc.aio or, with
+    ``client="h2"``, by `bench/_h2client.py`."""
 
     target: Target
     topic: str
     listener: DeliveryListener
     count: int
     channels: int
+    client: str = "grpcio"
     opening_limit: int = 200
     subscriptions: list[Subscription] = field(default_factory=list)
     _open_channels: list[grpc.aio.Channel] = field(default_factory=list)
+    _h2_channels: list[H2Channel] = field(default_factory=list)
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     async def start(self, ready_within_s: float) -> None:
@@ -287,18 +317,30 @@ class SubscriberPool:
             cache_name=self.target.cache, topic=self.topic
         ).SerializeToString()
         readiness = Readiness(self.count)
-        self._open_channels = [self.target.open_channel() for _ in range(max(1, self.channels))]
-        methods = [
-            channel.unary_stream(SUBSCRIBE, request_serializer=None, response_deserializer=None)
-            for channel in self._open_channels
-        ]
-        opening = asyncio.Semaphore(self.opening_limit)
-        for index in range(self.count):
-            method = methods[index % len(methods)]
-            subscription = Subscription(method, request, self.target.metadata, self.listener, readiness)
-            self.subscriptions.append(subscription)
-            self._tasks.append(asyncio.create_task(subscription.run(opening)))
+        self.subscriptions = [Subscription(self.listener, readiness) for _ in range(self.count)]
+        if self.client == "h2":
+            await self._start_h2(request)
+        else:
+            self._open_channels = [self.target.open_channel() for _ in range(max(1, self.channels))]
+            methods = [
+                channel.unary_stream(SUBSCRIBE, request_serializer=None, response_deserializer=None)
+                for channel in self._open_channels
+            ]
+            opening = asyncio.Semaphore(self.opening_limit)
+            for index, subscription in enumerate(self.subscriptions):
+                method = methods[index % len(methods)]
+                self._tasks.append(
+                    asyncio.create_task(subscription.run(method, request, self.target.metadata, opening))
+                )
         await readiness.wait(ready_within_s)
+
+    async def _start_h2(self, request: bytes) -> None:
+        self._h2_channels = list(
+            await asyncio.gather(*(H2Channel.connect(self.target.address) for _ in range(max(1, self.channels))))
+        )
+        for index, subscription in enumerate(self.subscriptions):
+            channel = self._h2_channels[index % len(self._h2_channels)]
+            channel.start_call(SUBSCRIBE, request, self.target.metadata, subscription.receive, subscription.ended)
 
     async def close(self) -> None:
         """Cancel every stream, wait for its task, and close the connections."""
@@ -306,6 +348,9 @@ class SubscriberPool:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await asyncio.gather(*(channel.close(grace=None) for channel in self._open_channels))
+        for h2_channel in self._h2_channels:
+            h2_channel.close()
+        await asyncio.gather(*(h2_channel.closed for h2_channel in self._h2_channels))
 
     def anomalies(self) -> dict[str, Any]:
         """Sums of what a clean run does not have: gaps, reorders, discontinuities, stream errors."""

@@ -64,6 +64,7 @@ from _client import (
     unique_topic,
     window_report,
 )
+from _h2client import CallFailed, H2Channel
 from _proc import rss_kib
 from _split import (
     Listeners,
@@ -151,11 +152,35 @@ class FanoutTracker:
         self.advanced.set()
 
 
-def publisher_channel(target: Target, args: argparse.Namespace) -> grpc.aio.Channel:
-    """The publisher's connection: to ``--publish-address`` (another node of one cluster) if given."""
-    if not args.publish_address:
-        return target.open_channel()
-    return grpc.aio.insecure_channel(args.publish_address, options=[("grpc.use_local_subchannel_pool", 1)])
+class Publisher:
+    """The fan-out and latency publisher: one connection (to ``--publish-address``, another node of one cluster,
+    if given), on grpc.aio or, with ``--client h2``, on `bench/_h2client.py`."""
+
+    def __init__(self, target: Target, args: argparse.Namespace) -> None:
+        self._metadata = target.metadata
+        self._address: str = args.publish_address or target.address
+        self._h2: H2Channel | None = None
+        self._grpc: grpc.aio.Channel | None = None
+        if args.client != "h2":
+            self._grpc = grpc.aio.insecure_channel(self._address, options=[("grpc.use_local_subchannel_pool", 1)])
+            self._publish = self._grpc.unary_unary(PUBLISH, request_serializer=None, response_deserializer=None)
+
+    async def publish(self, request: bytes) -> None:
+        """Publish one pre-encoded ``_PublishRequest``."""
+        if self._grpc is not None:
+            await self._publish(request, metadata=self._metadata)
+            return
+        if self._h2 is None:
+            self._h2 = await H2Channel.connect(self._address)
+        await self._h2.unary(PUBLISH, request, self._metadata)
+
+    async def close(self) -> None:
+        """Close the connection."""
+        if self._grpc is not None:
+            await self._grpc.close(grace=None)
+        if self._h2 is not None:
+            self._h2.close()
+            await self._h2.closed
 
 
 def pool_channels(subscribers: int, args: argparse.Namespace) -> int:
@@ -170,6 +195,7 @@ def helper_commands(args: argparse.Namespace, topic: str, counts: list[int]) -> 
         sys.executable, __file__, args.scenario, "--subscriber-topic", topic, "--address", args.address,
         "--cache", args.cache, "--token", args.token, "--streams", str(args.streams),
         "--ready-timeout", str(args.ready_timeout), "--warmup", str(args.warmup), "--rate", str(args.rate),
+        "--client", args.client,
     ]  # fmt: skip
     return [[*common, "--subscribers", str(count)] for count in counts]
 
@@ -187,17 +213,16 @@ async def run_fanout(target: Target, args: argparse.Namespace) -> dict[str, Any]
     local, *remote = shares(args.subscribers, args.processes)
     tracker = FanoutTracker(local)
     helpers = SubscriberProcesses(on_progress=tracker.advanced.set)
-    pool = SubscriberPool(target, topic, tracker, local, pool_channels(local, args))
+    pool = SubscriberPool(target, topic, tracker, local, pool_channels(local, args), args.client)
     request = encode_publish(target.cache, topic, b"x" * args.payload_size)
-    channel = publisher_channel(target, args)
-    publish = channel.unary_unary(PUBLISH, request_serializer=None, response_deserializer=None)
+    publisher = Publisher(target, args)
     published = 0
     stop = asyncio.Event()
 
     def fully_delivered() -> int:
         return min(tracker.fully_delivered, helpers.fully_delivered)
 
-    async def publisher() -> None:
+    async def publish() -> None:
         nonlocal published
         while not stop.is_set():
             while published - fully_delivered() >= args.window:
@@ -213,14 +238,14 @@ async def run_fanout(target: Target, args: argparse.Namespace) -> dict[str, Any]
                     return
                 helpers.check()
             published += 1
-            await publish(request, metadata=target.metadata)
+            await publisher.publish(request)
 
     workers: list[asyncio.Task[None]] = []
     try:
         await asyncio.gather(
             helpers.start(helper_commands(args, topic, remote), args.ready_timeout), pool.start(args.ready_timeout)
         )
-        workers = [asyncio.create_task(publisher()) for _ in range(args.inflight)]
+        workers = [asyncio.create_task(publish()) for _ in range(args.inflight)]
         await run_for(args.warmup, workers)
         start = helpers.snapshot(target, tracker.deliveries)
         published_at_start = published
@@ -237,11 +262,12 @@ async def run_fanout(target: Target, args: argparse.Namespace) -> dict[str, Any]
         await asyncio.gather(*workers, return_exceptions=True)
         await helpers.close()
         await pool.close()
-        await channel.close(grace=None)
+        await publisher.close()
     report = window_report(start, end, "deliveries")
     report.update(
         subscribers=args.subscribers,
         loadgen_processes=args.processes,
+        client=args.client,
         window=args.window,
         publishes_per_s=published_in_window / report["seconds"],
         **merge_anomalies([pool.anomalies(), *helper_reports]),
@@ -308,15 +334,11 @@ async def run_latency(target: Target, args: argparse.Namespace) -> dict[str, Any
     local, *remote = shares(args.subscribers, args.processes)
     recorder = LatencyRecorder(sent_ns, warmup)
     helpers = SubscriberProcesses(on_progress=lambda: None)
-    pool = SubscriberPool(target, topic, recorder, local, pool_channels(local, args))
-    channel = publisher_channel(target, args)
-    publish = channel.unary_unary(PUBLISH, request_serializer=None, response_deserializer=None)
+    pool = SubscriberPool(target, topic, recorder, local, pool_channels(local, args), args.client)
+    publisher = Publisher(target, args)
     padding = b"x" * max(0, args.payload_size - _STAMP.size)
     loop = asyncio.get_running_loop()
     in_flight: set[asyncio.Task[None]] = set()
-
-    async def send(request: bytes) -> None:
-        await publish(request, metadata=target.metadata)
 
     try:
         await asyncio.gather(
@@ -335,7 +357,7 @@ async def run_latency(target: Target, args: argparse.Namespace) -> dict[str, Any
             sent_ns.append(stamp_ns)
             request = encode_publish(target.cache, topic, _STAMP.pack(_STAMP_MAGIC, index, stamp_ns) + padding)
             # Open loop: a slow publish must not delay the next one.
-            task = asyncio.create_task(send(request))
+            task = asyncio.create_task(publisher.publish(request))
             in_flight.add(task)
             task.add_done_callback(in_flight.discard)
         await asyncio.gather(*in_flight)
@@ -349,7 +371,7 @@ async def run_latency(target: Target, args: argparse.Namespace) -> dict[str, Any
     finally:
         await helpers.close()
         await pool.close()
-        await channel.close(grace=None)
+        await publisher.close()
     assert start is not None
     samples = recorder.latencies_ns
     for helper in helper_reports:
@@ -364,6 +386,7 @@ async def run_latency(target: Target, args: argparse.Namespace) -> dict[str, Any
     report.update(
         subscribers=args.subscribers,
         loadgen_processes=args.processes,
+        client=args.client,
         rate=args.rate,
         samples=len(latencies),
         missing=total * args.subscribers - recorder.deliveries - sum(helper["deliveries"] for helper in helper_reports),
@@ -388,7 +411,7 @@ async def run_subscriber_process(target: Target, args: argparse.Namespace) -> di
     recorder = LatencyRecorder(None, warmup_publishes(args)) if args.scenario == "latency" else None
     listener = tracker if recorder is None else Listeners(tracker, recorder)
     pool = SubscriberPool(
-        target, args.subscriber_topic, listener, args.subscribers, pool_channels(args.subscribers, args)
+        target, args.subscriber_topic, listener, args.subscribers, pool_channels(args.subscribers, args), args.client
     )
     stop = asyncio.create_task(stop_requested())
     reporting = asyncio.create_task(
@@ -473,6 +496,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--processes", type=int, default=1, help="fanout, latency: split the subscribers over this many processes"
     )
+    parser.add_argument(
+        "--client",
+        choices=("grpcio", "h2"),
+        default="grpcio",
+        help="fanout, latency: publish and read the streams with grpc.aio or with bench/_h2client.py",
+    )
     # Internal: run as a child process of a --processes run, subscribed to this topic (see bench/_split.py).
     parser.add_argument("--subscriber-topic", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -503,7 +532,7 @@ def main(argv: list[str] | None = None) -> int:
     output = emit if args.subscriber_topic else lambda line: print(line, flush=True)
     try:
         report = uvloop.run(run(args))
-    except (BenchError, grpc.aio.AioRpcError) as error:
+    except (BenchError, CallFailed, grpc.aio.AioRpcError) as error:
         output(json.dumps({"scenario": args.scenario, "error": str(error)}))
         return 1
     output(json.dumps(report))

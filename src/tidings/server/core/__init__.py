@@ -20,7 +20,7 @@ from tidings.server.core._pages import PageClock
 from tidings.server.core._ports import Engine, EngineTopic, RetentionUsage, Store, TopicListener, TopicLog
 from tidings.server.core._service import TopicsService, resume_position
 from tidings.server.core._stats import LATENCY_BUCKETS, EngineStats, Histogram, TransportStats
-from tidings.server.core._topics import READ_BATCH, Subscription
+from tidings.server.core._topics import READ_BATCH, Sink, Subscription
 from tidings.server.core._webhooks import (
     Webhook,
     WebhookListener,
@@ -54,6 +54,7 @@ __all__ = [
     "PermissionDenied",
     "Principal",
     "RetentionUsage",
+    "Sink",
     "Store",
     "Subscription",
     "TokenBucket",

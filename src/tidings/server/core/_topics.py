@@ -8,11 +8,12 @@ behind the buffer gets a discontinuity, so a slow subscriber costs nothing but i
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Final
 
 from tidings.server.core._auth import Principal
 from tidings.server.core._errors import TopicsError
-from tidings.server.core._events import HEARTBEAT, Discontinuity, Event
+from tidings.server.core._events import HEARTBEAT, Discontinuity, Event, Message
 from tidings.server.core._limits import TokenBucket
 from tidings.server.core._ports import EngineTopic
 
@@ -21,6 +22,11 @@ if TYPE_CHECKING:
 
 # How many messages one read hands a subscriber: bounds what a slow subscriber holds on to.
 READ_BATCH: Final = 32
+
+# A transport's synchronous writer for one subscription (`Subscription.sink`): takes every message of the batch
+# (True) or none of them (False: its socket or flow-control window is full; the subscription's reader then
+# delivers them as usual).
+Sink = Callable[[Sequence[Message]], bool]
 
 
 class CacheState:
@@ -63,7 +69,20 @@ class TopicInstance:
                 if waiter is not None and not waiter.done():
                     waiter.set_result(None)
 
-    messages_arrived = wake_all
+    def messages_arrived(self) -> None:
+        """New messages: hand them to each waiting subscription's `Subscription.sink` where it has one and takes
+        them now (it stays waiting: no task wakes per delivery); wake the others."""
+        waiting = self.waiting
+        if waiting:
+            still_waiting: dict[Subscription, None] = {}
+            self.waiting = still_waiting
+            for subscription in waiting:
+                if subscription.sink is not None and subscription.push():
+                    still_waiting[subscription] = None
+                    continue
+                waiter = subscription._waiter
+                if waiter is not None and not waiter.done():
+                    waiter.set_result(None)
 
     @property
     def in_use(self) -> bool:
@@ -102,6 +121,7 @@ class Subscription:
         "_waiter",
         "last_sent",
         "principal",
+        "sink",
     )
 
     def __init__(
@@ -123,6 +143,9 @@ class Subscription:
         self._ended_by: TopicsError | None = None
         self.last_sent = now
         self.principal = principal
+        # Set by a transport that can write without waiting: new messages are then pushed to it from the
+        # publish (`TopicInstance.messages_arrived`) instead of waking the subscription's reader.
+        self.sink: Sink | None = None
 
     @property
     def cache_name(self) -> str:
@@ -187,6 +210,30 @@ class Subscription:
             self.last_sent = self._service.clock()
             return [HEARTBEAT]
         return None
+
+    def push(self) -> bool:
+        """Hand the messages after the cursor to `sink` (the fast path of `TopicInstance.messages_arrived`);
+        False when the reader must take over: the sink refused, or there is a discontinuity or an end to tell.
+        """
+        topic = self._topic
+        if self._closed or self._pending is not None or self._ended_by is not None or topic.closed_by is not None:
+            return False
+        sink = self.sink
+        log = topic.log
+        cursor = self._cursor
+        if sink is None or cursor < log.first_sequence_number:
+            return False
+        end = log.next_sequence_number
+        if cursor >= end:
+            return True  # nothing new for this one: it goes on waiting
+        while cursor < end:
+            batch = log.read_from(cursor, READ_BATCH)
+            if not sink(batch):
+                return False
+            cursor = self._cursor = cursor + len(batch)
+        self._heartbeat_due = False
+        self.last_sent = self._service.clock()
+        return True
 
     def restart_at(self, first: int, sequence_page: int) -> None:
         """Continue at ``first`` in a new page, with a discontinuity from what this subscription delivered."""

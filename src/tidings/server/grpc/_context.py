@@ -7,7 +7,7 @@ its ``AbortError``, the h2 transport `CallAborted`; `ABORTS` names both for code
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Final, NoReturn, Protocol
 
 import grpc
@@ -30,6 +30,19 @@ class CallContext(Protocol):
     async def abort(self, code: grpc.StatusCode, details: str = "", trailing_metadata: Metadata = ()) -> NoReturn:
         """End the call with ``code``, ``details`` and trailing metadata; raises."""
         ...
+
+
+class DirectWrites(Protocol):
+    """A transport that can queue response messages without waiting (the h2 transport; grpc.aio cannot)."""
+
+    def try_write_all(self, messages: Sequence[bytes]) -> bool:
+        """Queue every one of ``messages`` now (True), or none of them (False: a window or the socket is full)."""
+        ...
+
+
+def direct_writer(context: CallContext) -> Callable[[Sequence[bytes]], bool] | None:
+    """``context``'s `DirectWrites.try_write_all`, or None on a transport without one."""
+    return getattr(context, "try_write_all", None)
 
 
 class CallAborted(Exception):

@@ -193,6 +193,9 @@ class FaultCounters:
 class _BreakingContext:
     """A servicer context whose stream ends with an injected error after ``limit`` messages (not heartbeats)."""
 
+    # Every message must pass `write` to be counted: no direct writes (`DirectWrites`) past it.
+    try_write_all = None
+
     def __init__(self, context: CallContext, code: grpc.StatusCode, limit: int) -> None:
         self._context = context
         self._code = code

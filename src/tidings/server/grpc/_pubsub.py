@@ -7,6 +7,7 @@ written to every subscriber (ARCHITECTURE.md *Serialize once*).
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from time import perf_counter
 from typing import Any, Final
 
@@ -15,9 +16,17 @@ import grpc.aio
 from momento_wire_types import cachepubsub_pb2 as pb
 
 from tidings.server.auth import Authenticator
-from tidings.server.core import HEARTBEAT, Discontinuity, InvalidArgument, Message, TopicsService
+from tidings.server.core import (
+    HEARTBEAT,
+    Discontinuity,
+    InvalidArgument,
+    Message,
+    Sink,
+    TopicsService,
+    TransportStats,
+)
 from tidings.server.grpc._auth import credential_of
-from tidings.server.grpc._context import CallContext
+from tidings.server.grpc._context import CallContext, direct_writer
 from tidings.server.grpc._status import guarded, parse_request
 
 SERVICE: Final = "cache_client.pubsub.Pubsub"
@@ -53,6 +62,19 @@ def encode_discontinuity(discontinuity: Discontinuity) -> bytes:
             new_sequence_page=discontinuity.new_sequence_page,
         )
     ).SerializeToString()
+
+
+def _sink(write_all: Callable[[Sequence[bytes]], bool], stats: TransportStats, clock: Callable[[], float]) -> Sink:
+    """A subscription's `Sink` on a transport with direct writes: new messages are written from the publish,
+    counted as the reader loop counts them."""
+
+    def push(messages: Sequence[Message]) -> bool:
+        if not write_all([encode_message(message) for message in messages]):
+            return False
+        stats.count_delivered(messages, clock())
+        return True
+
+    return push
 
 
 class PubsubServicer:
@@ -97,6 +119,9 @@ class PubsubServicer:
             write = context.write
             await write(HEARTBEAT_BYTES)
             stats.heartbeats += 1
+            write_all = direct_writer(context)
+            if write_all is not None:
+                subscription.sink = _sink(write_all, stats, clock)
             poll = subscription.poll
             wait = subscription.wait
             while True:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, NoReturn
 
 import grpc
@@ -58,8 +59,13 @@ class H2Call:
 
     async def write(self, message: bytes) -> None:
         """Send ``message`` (5-byte prefix) as DATA on this stream; waits while a window is closed."""
-        if not self._connection.try_send(self, message):
+        if not self._connection.try_send(self, (message,)):
             await self._connection.send_message(self, message)
+
+    def try_write_all(self, messages: Sequence[bytes]) -> bool:
+        """Queue all of ``messages`` now, or none (False: a window or the socket buffer is full); see
+        `DirectWrites`."""
+        return self._connection.try_send(self, messages)
 
     async def abort(self, code: grpc.StatusCode, details: str = "", trailing_metadata: Metadata = ()) -> NoReturn:
         """End the call with ``code`` (Trailers-Only when nothing was sent yet) and raise `CallAborted`."""

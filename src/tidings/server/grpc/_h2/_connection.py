@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import logging
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, cast
 
@@ -174,7 +174,13 @@ class H2Connection(asyncio.Protocol):
                 self._on_reset(event.stream_id)  # type: ignore[attr-defined]
             elif kind is h2.events.ConnectionTerminated:
                 self._going_away = True  # the client is leaving; its open calls go on until it closes
-        self._schedule_flush()
+        # What h2 answers at once (SETTINGS and PING acks, WINDOW_UPDATEs, refusals) leaves at the end of this loop
+        # turn. Nothing to answer, no flush: a publish's deliveries, queued when its task runs, then leave before
+        # its own response, rather than after it.
+        queued = self._h2.data_to_send()
+        if queued:
+            self._out.append(queued)
+            self._schedule_flush()
 
     def _http1_on_grpc_port(self) -> None:
         """An HTTP/1.1 request (curl, a browser, an HTTP client given the wrong port): answer it in HTTP/1.1,
@@ -332,9 +338,9 @@ class H2Connection(asyncio.Protocol):
             logger.exception("unexpected fault in %s", call.path)
             self.end_call(call, grpc.StatusCode.UNKNOWN, "unexpected server error")
 
-    def try_send(self, call: H2Call, message: bytes) -> bool:
-        """Queue ``message`` as one DATA frame when the windows and frame size allow it (the hot path); False
-        when the caller must await `send_message`.
+    def try_send(self, call: H2Call, messages: Sequence[bytes]) -> bool:
+        """Queue ``messages``, one DATA frame each, when the windows and frame size allow them all (the hot
+        path); False, queueing none, when the caller must await `send_message`.
 
         DATA frames are framed here rather than by ``h2`` (measured: its ``send_data`` was two thirds of the
         delivery path), and ``h2``'s window counters are decremented by the same amounts, so that its
@@ -343,20 +349,24 @@ class H2Connection(asyncio.Protocol):
         stream = call.h2_stream
         if stream is None or call.ended or self._writable is not None:
             return False
-        size = PREFIX_SIZE + len(message)
         connection = self._h2
-        if size > stream.outbound_flow_control_window or size > connection.outbound_flow_control_window:
+        largest = max(map(len, messages)) + PREFIX_SIZE
+        total = len(messages) * PREFIX_SIZE + sum(map(len, messages))
+        if total > stream.outbound_flow_control_window or total > connection.outbound_flow_control_window:
             return False
-        if size > connection.max_outbound_frame_size:
+        if largest > connection.max_outbound_frame_size:
             return False
-        data = connection.data_to_send()  # what h2 queued (HEADERS first) goes out before this frame
+        data = connection.data_to_send()  # what h2 queued (HEADERS first) goes out before these frames
         out = self._out
         if data:
             out.append(data)
-        out.append(pack_data_header(size >> 8, size & 0xFF, 0, 0, call.stream_id, 0, len(message)))
-        out.append(message)
-        stream.outbound_flow_control_window -= size
-        connection.outbound_flow_control_window -= size
+        stream_id = call.stream_id
+        for message in messages:
+            size = PREFIX_SIZE + len(message)
+            out.append(pack_data_header(size >> 8, size & 0xFF, 0, 0, stream_id, 0, len(message)))
+            out.append(message)
+        stream.outbound_flow_control_window -= total
+        connection.outbound_flow_control_window -= total
         if not self._flush_scheduled:
             self._flush_scheduled = True
             self._loop.call_soon(self._flush)
@@ -372,7 +382,7 @@ class H2Connection(asyncio.Protocol):
             call.headers_sent = True
             call.h2_stream = connection.streams[stream_id]
             self._send_header_block(call.h2_stream, RESPONSE_HEADERS, RESPONSE_HEADER_BLOCK, end_stream=False)
-            if self.try_send(call, message):
+            if self.try_send(call, (message,)):
                 return
         data = memoryview(pack_prefix(0, len(message)) + message)
         while data:
