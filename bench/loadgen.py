@@ -154,33 +154,38 @@ class FanoutTracker:
 
 class Publisher:
     """The fan-out and latency publisher: one connection (to ``--publish-address``, another node of one cluster,
-    if given), on grpc.aio or, with ``--client h2``, on `bench/_h2client.py`."""
+    if given), on grpc.aio or, with ``--client h2``, on `bench/_h2client.py`; `open` one."""
 
-    def __init__(self, target: Target, args: argparse.Namespace) -> None:
-        self._metadata = target.metadata
-        self._address: str = args.publish_address or target.address
-        self._h2: H2Channel | None = None
-        self._grpc: grpc.aio.Channel | None = None
-        if args.client != "h2":
-            self._grpc = grpc.aio.insecure_channel(self._address, options=[("grpc.use_local_subchannel_pool", 1)])
-            self._publish = self._grpc.unary_unary(PUBLISH, request_serializer=None, response_deserializer=None)
+    def __init__(self, metadata: tuple[tuple[str, str], ...], channel: grpc.aio.Channel | H2Channel) -> None:
+        self._metadata = metadata
+        self._channel = channel
+        if isinstance(channel, grpc.aio.Channel):
+            self._publish = channel.unary_unary(PUBLISH, request_serializer=None, response_deserializer=None)
+
+    @classmethod
+    async def open(cls, target: Target, args: argparse.Namespace) -> Publisher:
+        """Connect to the publish address with the client ``--client`` names."""
+        address: str = args.publish_address or target.address
+        if args.client == "h2":
+            return cls(target.metadata, await H2Channel.connect(address))
+        return cls(target.metadata, grpc.aio.insecure_channel(address, options=[("grpc.use_local_subchannel_pool", 1)]))
 
     async def publish(self, request: bytes) -> None:
         """Publish one pre-encoded ``_PublishRequest``."""
-        if self._grpc is not None:
+        channel = self._channel
+        if isinstance(channel, H2Channel):
+            await channel.unary(PUBLISH, request, self._metadata)
+        else:
             await self._publish(request, metadata=self._metadata)
-            return
-        if self._h2 is None:
-            self._h2 = await H2Channel.connect(self._address)
-        await self._h2.unary(PUBLISH, request, self._metadata)
 
     async def close(self) -> None:
         """Close the connection."""
-        if self._grpc is not None:
-            await self._grpc.close(grace=None)
-        if self._h2 is not None:
-            self._h2.close()
-            await self._h2.closed
+        channel = self._channel
+        if isinstance(channel, H2Channel):
+            channel.close()
+            await channel.closed
+        else:
+            await channel.close(grace=None)
 
 
 def pool_channels(subscribers: int, args: argparse.Namespace) -> int:
@@ -215,7 +220,7 @@ async def run_fanout(target: Target, args: argparse.Namespace) -> dict[str, Any]
     helpers = SubscriberProcesses(on_progress=tracker.advanced.set)
     pool = SubscriberPool(target, topic, tracker, local, pool_channels(local, args), args.client)
     request = encode_publish(target.cache, topic, b"x" * args.payload_size)
-    publisher = Publisher(target, args)
+    publisher = await Publisher.open(target, args)
     published = 0
     stop = asyncio.Event()
 
@@ -335,7 +340,7 @@ async def run_latency(target: Target, args: argparse.Namespace) -> dict[str, Any
     recorder = LatencyRecorder(sent_ns, warmup)
     helpers = SubscriberProcesses(on_progress=lambda: None)
     pool = SubscriberPool(target, topic, recorder, local, pool_channels(local, args), args.client)
-    publisher = Publisher(target, args)
+    publisher = await Publisher.open(target, args)
     padding = b"x" * max(0, args.payload_size - _STAMP.size)
     loop = asyncio.get_running_loop()
     in_flight: set[asyncio.Task[None]] = set()

@@ -8,13 +8,17 @@ the ceiling, with the targets of the h2 transport. ``uptime``'s load average is 
 
 The fan-out and latency scenarios split their 100 subscribers over ``--loadgen-processes`` load-generator
 processes (default 2), so that one client process decoding every stream is not the bound; the load
-generator's CPU in the table is the sum over its processes.
+generator's CPU in the table is the sum over its processes. They publish and read with ``--client``:
+``bench/_h2client.py`` (default), whose reads hand every stream's messages over at once, or grpc.aio, whose
+client wakes one coroutine per stream through grpc-core's threads (milliseconds of the latency figure on a
+2-core machine are then the client's).
 
 Usage::
 
     python bench/transports.py                               # 2 rounds, 10 s per scenario (~8 min)
     python bench/transports.py --quick                       # smoke run
     python bench/transports.py --loadgen-processes 1         # one load-generator process, as before
+    python bench/transports.py --client grpcio               # fan-out and latency read with grpc.aio
     python bench/transports.py --write docs/performance.md   # replace the <!-- bench:h2:... --> section
 """
 
@@ -58,14 +62,14 @@ _SUMMED = {"anomalies", "errors"}
 def scenarios(options: argparse.Namespace) -> list[run.Scenario]:
     """Idle first (its RSS reading needs a fresh process), then the loaded scenarios."""
     timing = ("--duration", str(options.duration), "--warmup", str(options.warmup))
-    split = ("--processes", str(options.loadgen_processes))
+    split = ("--processes", str(options.loadgen_processes), "--client", options.client)
     idle = "1000" if options.quick else "10000"
     return [
         run.Scenario("idle", ("idle", "--subscribers", idle, "--channels", "50", "--settle", "1")),
         run.Scenario("publish", ("publish", "--concurrency", "32", "--channels", "2", *timing)),
         # 1 and 10 subscribers: for the curve (one load-generator process reads them easily).
-        run.Scenario("fanout1", ("fanout", "--subscribers", "1", *timing)),
-        run.Scenario("fanout10", ("fanout", "--subscribers", "10", *timing)),
+        run.Scenario("fanout1", ("fanout", "--subscribers", "1", "--client", options.client, *timing)),
+        run.Scenario("fanout10", ("fanout", "--subscribers", "10", "--client", options.client, *timing)),
         run.Scenario("fanout100", ("fanout", "--subscribers", "100", *split, *timing)),
         run.Scenario("latency", ("latency", "--subscribers", "100", "--rate", "50", *split, *timing)),
     ]
@@ -116,23 +120,37 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         metavar="P",
         help="fan-out and latency: split the subscribers over P load-generator processes (default 2)",
     )
+    parser.add_argument(
+        "--client",
+        choices=("h2", "grpcio"),
+        default="h2",
+        help="fan-out and latency: the load generator's client, bench/_h2client.py (default) or grpc.aio",
+    )
     options = run.parse_args(argv, parser)
     if not 1 <= options.loadgen_processes <= 100:
         parser.error("--loadgen-processes must be between 1 and 100 (the subscribers)")
     return options
 
 
-def loadgen_note(processes: int) -> str:
+def loadgen_note(processes: int, client: str) -> str:
     """How the load generator ran, for the section text."""
+    if client == "h2":
+        how = (
+            "Fan-out and latency publish and read with the load generator's own client (`bench/_h2client.py`, "
+            "asyncio + `h2`: every stream's messages in one read are handed over in that read, stamped when it "
+            "returned); idle and publish use grpc.aio."
+        )
+    else:
+        how = "Every scenario publishes and reads with grpc.aio."
     if processes == 1:
         return (
             "One load-generator process for every scenario (`bench/loadgen.py`); it publishes and reads all 100 "
-            "subscriber streams, so it can be the bound: its CPU is shown."
+            f"subscriber streams, so it can be the bound: its CPU is shown. {how}"
         )
     return (
         f"Load generator (`bench/loadgen.py`): {processes} processes for fan-out@100 and latency, the 100 "
         "subscribers split evenly over them (the first also publishes), so that one client process is not the "
-        'bound; one process for idle and publish. "Load generator CPU" is the sum over its processes.'
+        'bound; one process for idle and publish. "Load generator CPU" is the sum over its processes. ' + how
     )
 
 
@@ -165,7 +183,7 @@ def main(argv: list[str] | None = None) -> int:
             "",
             f"Command: `{command}`",
             "",
-            loadgen_note(options.loadgen_processes),
+            loadgen_note(options.loadgen_processes, options.client),
             "",
             table,
             "",
