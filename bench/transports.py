@@ -8,17 +8,17 @@ the ceiling, with the targets of the h2 transport. ``uptime``'s load average is 
 
 The fan-out and latency scenarios split their 100 subscribers over ``--loadgen-processes`` load-generator
 processes (default 2), so that one client process decoding every stream is not the bound; the load
-generator's CPU in the table is the sum over its processes. They publish and read with ``--client``:
-``bench/_h2client.py`` (default), whose reads hand every stream's messages over at once, or grpc.aio, whose
-client wakes one coroutine per stream through grpc-core's threads (milliseconds of the latency figure on a
-2-core machine are then the client's).
+generator's CPU in the table is the sum over its processes. They publish and read with ``--client``: grpc.aio
+(default, as the targets were set), whose client wakes one coroutine per stream through grpc-core's threads, or
+``bench/_h2client.py``, whose reads hand every stream's messages over at once (less of the latency figure is
+then the client's).
 
 Usage::
 
     python bench/transports.py                               # 2 rounds, 10 s per scenario (~8 min)
     python bench/transports.py --quick                       # smoke run
     python bench/transports.py --loadgen-processes 1         # one load-generator process, as before
-    python bench/transports.py --client grpcio               # fan-out and latency read with grpc.aio
+    python bench/transports.py --client h2                   # fan-out and latency on bench/_h2client.py
     python bench/transports.py --write docs/performance.md   # replace the <!-- bench:h2:... --> section
 """
 
@@ -122,9 +122,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--client",
-        choices=("h2", "grpcio"),
-        default="h2",
-        help="fan-out and latency: the load generator's client, bench/_h2client.py (default) or grpc.aio",
+        choices=("grpcio", "h2"),
+        default="grpcio",
+        help="fan-out and latency: the load generator's client, grpc.aio (default) or bench/_h2client.py",
     )
     options = run.parse_args(argv, parser)
     if not 1 <= options.loadgen_processes <= 100:

@@ -6,8 +6,10 @@ import urllib.parse
 
 import grpc
 import hpack
+import hyperframe.frame
 import pytest
 
+from tidings.server.grpc._h2 import H2Server
 from tidings.server.grpc._h2._wire import (
     OK_TRAILER_BLOCK,
     OK_TRAILERS,
@@ -103,3 +105,14 @@ def test_pre_encoded_header_blocks_decode_to_their_headers_and_leave_the_dynamic
 
     assert tuple(decoded) == headers
     assert len(decoder.header_table.dynamic_entries) == 0  # the client's table stays in step with h2's encoder
+
+
+def test_an_h2_server_makes_frame_reprs_type_and_stream_only() -> None:
+    # Arrange
+    frame = hyperframe.frame.DataFrame(7, data=b"x" * 1000, flags=["END_STREAM"])
+
+    # Act
+    H2Server({}, max_message_length=1024)
+
+    # Assert: what h2 formats for its trace log of every received frame costs no flag sorting or hex dump
+    assert repr(frame) == "DataFrame(stream_id=7)"

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any, Final
 
 import grpc
+import hyperframe.frame
 
 from tidings.server.grpc._faults import RPCS, FaultCounters, with_faults
 from tidings.server.grpc._h2._connection import ConnectionOptions, H2Connection, Route
@@ -24,6 +25,20 @@ HANDSHAKE_TIMEOUT: Final = 10.0
 _REAP_INTERVAL: Final = 1.0
 # Streams one connection may have open at once (advertised in SETTINGS); grpc-core sets no limit.
 MAX_CONCURRENT_STREAMS: Final = 1 << 20
+
+
+def _short_frame_repr(frame: hyperframe.frame.Frame) -> str:
+    return f"{type(frame).__name__}(stream_id={frame.stream_id})"
+
+
+def shorten_frame_reprs() -> None:
+    """Make ``repr`` of an HTTP/2 frame its type and stream only, in this process.
+
+    ``h2`` formats ``repr(frame)`` of every frame it receives, for a trace log, before any logger can decline
+    it (``H2Connection._receive_frame``, h2 4.x): the flags as a sorted set, the payload in hex. Measured on
+    the publish benchmark, that was 9-18% of the server's CPU per unary call. Nothing in tidings logs frames.
+    """
+    hyperframe.frame.Frame.__repr__ = _short_frame_repr  # type: ignore[method-assign]
 
 
 def tls_context(cert: Path, key: Path) -> ssl.SSLContext:
@@ -51,6 +66,7 @@ class H2Server:
         max_connections: int = 1 << 30,
         handshake_timeout: float = HANDSHAKE_TIMEOUT,
     ) -> None:
+        shorten_frame_reprs()
         counters = FaultCounters() if fault_injection else None
         routes: dict[str, Route] = {}
         for service_name, handlers in method_handlers.items():
