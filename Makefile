@@ -55,11 +55,12 @@ lint: $(VENV)/.installed-test
 typecheck: $(VENV)/.installed-test
 	$(BIN)/mypy
 
-# The modules that exercise the gRPC transport itself run a second time over the h2 transport
+# The modules that exercise the gRPC transport itself run a second time over the grpcio transport
 # (TIDINGS_GRPC_TRANSPORT reaches every server the tests start): the wire protocol, auth, fault injection, the
 # official Python and Node SDKs, shutdown and lifecycle, TLS and tidings' SDK client. The rest (HTTP, Redis,
-# workers, drain, docs, SDK behaviour that does not depend on the server's transport) runs once, on grpcio.
-H2_TESTS := tests/integration/test_wire_protocol.py tests/integration/test_auth.py \
+# workers, drain, docs, SDK behaviour that does not depend on the server's transport) runs once, on the default
+# transport, h2.
+TRANSPORT_TESTS := tests/integration/test_wire_protocol.py tests/integration/test_auth.py \
 	tests/integration/test_fault_injection.py tests/integration/test_official_python_sdk.py \
 	tests/integration/test_official_node_sdk.py tests/integration/test_server_lifecycle.py \
 	tests/integration/sdk/test_topic_client.py tests/integration/sdk/test_auth_and_tls.py \
@@ -67,7 +68,8 @@ H2_TESTS := tests/integration/test_wire_protocol.py tests/integration/test_auth.
 
 test: $(VENV)/.installed-test $(NODE_DIR)/node_modules/.package-lock.json $(CHROMIUM) $(REDIS_SERVER) lint typecheck
 	$(BIN)/python -m pytest -n 4 --cov --cov-report=
-	TIDINGS_GRPC_TRANSPORT=h2 $(BIN)/python -m pytest -n 4 --cov --cov-append --cov-report=term:skip-covered $(H2_TESTS)
+	TIDINGS_GRPC_TRANSPORT=grpcio $(BIN)/python -m pytest -n 4 --cov --cov-append --cov-report=term:skip-covered \
+		$(TRANSPORT_TESTS)
 
 # Each benchmark rewrites its own section of docs/performance.md (and its figure under docs/); run them on an
 # otherwise idle machine.

@@ -125,7 +125,7 @@ _DOCS_COLLECTED = pytest.StashKey[bool]()
 def pytest_report_header(config: pytest.Config) -> str:
     """Which gRPC transport the servers the tests start use (``TIDINGS_GRPC_TRANSPORT``; the Makefile runs the
     gRPC modules over both)."""
-    return f"tidings gRPC transport: {os.environ.get('TIDINGS_GRPC_TRANSPORT', 'grpcio')}"
+    return f"tidings gRPC transport: {os.environ.get('TIDINGS_GRPC_TRANSPORT', 'h2')}"
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -29,8 +29,8 @@ def test_settings_refuse_a_drain_timeout_that_is_not_finite_and_positive(drain_t
 
 
 def test_settings_choose_grpcio_unless_told_h2() -> None:
-    assert Settings().grpc_transport == "grpcio"
-    assert Settings(grpc_transport="h2").grpc_transport == "h2"
+    assert Settings().grpc_transport == "h2"
+    assert Settings(grpc_transport="grpcio").grpc_transport == "grpcio"
 
 
 def test_settings_refuse_an_unknown_grpc_transport() -> None:

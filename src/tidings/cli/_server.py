@@ -274,7 +274,7 @@ def _worker_count(value: str) -> int:
     default=_DEFAULTS.grpc_transport,
     show_default=True,
     envvar="TIDINGS_GRPC_TRANSPORT",
-    help="What serves gRPC: grpcio (grpc.aio) or h2 (tidings' own HTTP/2 server on asyncio + h2).",
+    help="What serves gRPC: h2 (tidings' own HTTP/2 server on asyncio + h2) or grpcio (grpc.aio).",
 )
 @click.option(
     "--fault-injection",

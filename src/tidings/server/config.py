@@ -44,8 +44,9 @@ class Settings:
     key_refresh_interval: float = 0.5
     fault_injection: bool = False
     max_pending_calls: int = 10_000
-    # What carries gRPC: grpc.aio (grpc-core) or tidings' own HTTP/2 server on asyncio + h2.
-    grpc_transport: str = "grpcio"
+    # What carries gRPC: tidings' own HTTP/2 server on asyncio + h2 (the default, chosen by the figures of
+    # docs/performance.md), or grpc.aio (grpc-core).
+    grpc_transport: str = "h2"
     allow_fault_injection_with_auth: bool = False
     # The Redis engine and store (None: the memory engine and the SQLite store in data_dir).
     redis_url: str | None = None
