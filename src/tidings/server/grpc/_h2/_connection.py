@@ -66,6 +66,19 @@ _OK: Final = grpc.StatusCode.OK
 _HTTP1_REQUEST: Final = re.compile(rb"[A-Z]{3,10} \S+ HTTP/1\.[01]\r?\n")
 
 
+class StateMachine(h2.connection.H2Connection):
+    """``h2``'s connection state machine, remembering fewer closed streams.
+
+    ``h2`` keeps how each of the last ``MAX_CLOSED_STREAMS`` closed streams closed (so that a late frame on one it
+    reset gets RST_STREAM, not a connection error). With its 65,536, every connection that carries that many
+    calls holds several MiB for it: measured, the server's RSS grew by 4.4 MiB over 40,000 streams of subscribe
+    and publish churn on one connection, still growing. With 4,096, which covers the frames in flight of any call
+    closed since, it stayed flat after the first 8,000 streams.
+    """
+
+    MAX_CLOSED_STREAMS = 4096
+
+
 @dataclass(frozen=True, slots=True)
 class Route:
     """A method: its behaviour (the servicer's coroutine function) and whether it streams responses."""
@@ -95,7 +108,7 @@ class H2Connection(asyncio.Protocol):
     def __init__(self, options: ConnectionOptions) -> None:
         self._options = options
         self._loop = asyncio.get_running_loop()
-        self._h2 = h2.connection.H2Connection(_CONFIG)
+        self._h2 = StateMachine(_CONFIG)
         self._transport: asyncio.Transport | None = None
         self._calls: dict[int, H2Call] = {}
         self._blocked: set[H2Call] = set()  # calls waiting for a window
