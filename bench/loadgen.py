@@ -31,6 +31,9 @@ client process is not what bounds the server. The fan-out publisher then runs at
 ahead of the slowest subscriber of any process; deliveries, latency samples and anomalies are those of all
 processes, and the client CPU (``client_cores``) is their sum (``client_cores_by_process`` shows each).
 
+``fanout`` and ``latency`` also take ``--client h2``: publish and read with ``bench/_h2client.py`` (asyncio +
+``h2``, every stream's messages of one read handed over in that read) instead of grpc.aio.
+
 Subscribers decode every message, count items and check that sequence numbers increase when the server
 provides them (gaps, reorders and discontinuities are reported; a clean run has none).
 """
