@@ -99,58 +99,70 @@ async def test_a_sink_refusing_midway_leaves_the_rest_to_the_reader_in_order(ser
     subscription.close()
 
 
-async def test_a_discontinuity_goes_through_the_reader(make_service: MakeService) -> None:
-    # Arrange: a subscription that fell behind retention before it parked with a sink.
+async def test_a_subscription_behind_retention_gets_its_discontinuity_from_the_reader(
+    make_service: MakeService,
+) -> None:
+    # Arrange: a subscription fell behind retention, then parked with a sink without reading (as one does that
+    # parks in the same loop turn as the publishes).
     service = await make_service(SMALL_RETENTION)
     subscription = await service.subscribe(CACHE, TOPIC, 0, 0)
+    published = [await service.publish(CACHE, TOPIC, f"v{i}") for i in range(5)]  # retains 3..5
     subscription.sink = sink = RecordingSink()
-    for i in range(5):
-        await service.publish(CACHE, TOPIC, f"v{i}")  # retains 3..5; not parked: nothing pushed
-    events = subscription.poll()
-    assert events is not None
-    assert isinstance(events[0], Discontinuity)
     waiter = subscription.wait()
 
     # Act
-    live = await service.publish(CACHE, TOPIC, "live")
+    subscription._topic.messages_arrived()
 
-    # Assert: caught up again, so the live message is pushed.
+    # Assert: nothing pushed; the reader delivers the discontinuity, then what is retained, then goes live.
+    assert sink.batches == []
+    assert waiter.done()
+    assert subscription.poll() == [Discontinuity(0, 2, published[0].sequence_page), *published[2:]]
+    waiter = await _parked(subscription, sink)
+    live = await service.publish(CACHE, TOPIC, "live")
     assert sink.batches == [[live]]
     assert not waiter.done()
     subscription.close()
 
 
-async def test_a_page_change_wakes_the_reader_with_the_discontinuity(service: TopicsService) -> None:
-    # Arrange
+async def test_a_page_change_is_delivered_by_the_reader_before_newer_messages(service: TopicsService) -> None:
+    # Arrange: the page changed, and the subscription parked again before its reader took the discontinuity.
     subscription = await service.subscribe(CACHE, TOPIC)
     sink = RecordingSink()
-    waiter = await _parked(subscription, sink)
-    topic = subscription._topic
+    first_waiter = await _parked(subscription, sink)
+    subscription._topic.page_changed()
+    waiter = subscription.wait()
 
     # Act
-    topic.page_changed()
+    message = await service.publish(CACHE, TOPIC, "after the change")
 
-    # Assert
-    assert waiter.done()
+    # Assert: the page change woke the reader; the publish was not pushed past the discontinuity.
+    assert first_waiter.done()
     assert sink.batches == []
+    assert waiter.done()
     events = subscription.poll()
     assert events is not None
+    assert len(events) == 1
     assert isinstance(events[0], Discontinuity)
+    assert subscription.poll() == [message]
     subscription.close()
 
 
 async def test_deleting_the_cache_ends_a_parked_subscription_through_its_reader(service: TopicsService) -> None:
-    # Arrange
+    # Arrange: the cache is deleted, and the subscription parked again before its reader saw the end.
     subscription = await service.subscribe(CACHE, TOPIC)
     sink = RecordingSink()
-    waiter = await _parked(subscription, sink)
+    first_waiter = await _parked(subscription, sink)
+    topic = subscription._topic
+    await service.delete_cache(CACHE)
+    waiter = subscription.wait()
 
     # Act
-    await service.delete_cache(CACHE)
+    topic.messages_arrived()
 
     # Assert
+    assert first_waiter.done()
     assert waiter.done()
+    assert sink.batches == []
     with pytest.raises(CacheNotFound):
         subscription.poll()
-    assert sink.batches == []
     subscription.close()
