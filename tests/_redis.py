@@ -35,6 +35,16 @@ def free_port(cluster_bus: bool = False) -> int:
         return port
 
 
+def ask_node(host: str, port: int, *command: str) -> object:
+    """One command on one node, its RESP reply as parsed from the wire (no redis-py reply callback applies)."""
+    connection = redis.Connection(host=host, port=port, protocol=2)
+    try:
+        connection.send_command(*command)
+        return connection.read_response()
+    finally:
+        connection.disconnect()
+
+
 @dataclass
 class RedisServer:
     """A ``redis-server`` without persistence (a restart loses every key) in ``directory``."""
