@@ -9,6 +9,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import redis
 
@@ -35,7 +36,7 @@ def free_port(cluster_bus: bool = False) -> int:
         return port
 
 
-def ask_node(host: str, port: int, *command: str) -> object:
+def ask_node(host: str, port: int, *command: str | bytes) -> Any:
     """One command on one node, its RESP reply as parsed from the wire (no redis-py reply callback applies)."""
     connection = redis.Connection(host=host, port=port, protocol=2)
     try:
@@ -104,11 +105,15 @@ class RedisServer:
 
 @dataclass
 class RedisCluster:
-    """A Redis Cluster of ``masters`` masters (no replicas), each a `RedisServer`, created with redis-cli."""
+    """A Redis Cluster of ``masters`` masters, each with ``replicas`` replicas, every node a `RedisServer`,
+    created with redis-cli. ``node_timeout_ms`` is ``cluster-node-timeout``: how long a silent master takes to be
+    failed over (promotion follows it by about a second)."""
 
     directory: Path
     masters: int = 3
     nodes: list[RedisServer] = field(default_factory=list)
+    replicas: int = 0
+    node_timeout_ms: int = 2000
 
     @property
     def url(self) -> str:
@@ -124,7 +129,7 @@ class RedisCluster:
             raise
 
     def _start(self) -> RedisCluster:
-        for index in range(self.masters):
+        for index in range(self.masters * (1 + self.replicas)):
             self.nodes.append(
                 RedisServer(
                     self.directory / f"node{index}",
@@ -134,13 +139,13 @@ class RedisCluster:
                         "--cluster-config-file",
                         "nodes.conf",
                         "--cluster-node-timeout",
-                        "2000",
+                        str(self.node_timeout_ms),
                     ),
                 ).start()
             )
         addresses = [f"127.0.0.1:{node.port}" for node in self.nodes]
         subprocess.run(
-            [REDIS_CLI, "--cluster", "create", *addresses, "--cluster-replicas", "0", "--cluster-yes"],
+            [REDIS_CLI, "--cluster", "create", *addresses, "--cluster-replicas", str(self.replicas), "--cluster-yes"],
             check=True,
             capture_output=True,
             timeout=60,
@@ -154,8 +159,51 @@ class RedisCluster:
                     if time.monotonic() > deadline:
                         raise RuntimeError("the Redis Cluster did not reach state ok")
                     time.sleep(0.05)
+                if client.info("replication")["role"] == "slave":
+                    # A replica must hold its master's data before a test fails that master over.
+                    while client.info("replication").get("master_link_status") != "up":
+                        if time.monotonic() > deadline:
+                            raise RuntimeError("a Redis Cluster replica did not sync with its master")
+                        time.sleep(0.05)
         return self
 
     def stop(self) -> None:
         for node in self.nodes:
             node.stop()
+
+    def node_at(self, port: int) -> RedisServer:
+        """The node listening on ``port``."""
+        return next(node for node in self.nodes if node.port == port)
+
+    def owner_of(self, slot: int, asking: RedisServer | None = None) -> RedisServer:
+        """The master serving ``slot`` according to ``asking`` (any running node by default)."""
+        for node in [asking] if asking is not None else self.running():
+            for first, last, master, *_ in ask_node("127.0.0.1", node.port, "CLUSTER", "SLOTS"):
+                if first <= slot <= last:
+                    return self.node_at(int(master[1]))
+        raise LookupError(f"no node serves slot {slot}")
+
+    def replica_of(self, master: RedisServer) -> RedisServer:
+        """One replica of ``master`` (as ``master`` sees them)."""
+        node_id = ask_node("127.0.0.1", master.port, "CLUSTER", "MYID")
+        replicas = ask_node("127.0.0.1", master.port, "CLUSTER", "REPLICAS", node_id)
+        port = int(replicas[0].split()[1].split(b"@")[0].rsplit(b":", 1)[1])
+        return self.node_at(port)
+
+    def running(self) -> list[RedisServer]:
+        """The nodes whose process runs (and is not frozen by a test)."""
+        return [node for node in self.nodes if node.process is not None and node.process.poll() is None]
+
+    def wait_for_owner(self, slot: int, owner: RedisServer, timeout: float = 30.0) -> float:
+        """Wait until every running node names ``owner`` as the master of ``slot`` (a failover completed);
+        returns the monotonic time it was first seen. Redis announces no event for it: ask every 20 ms."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                if all(self.owner_of(slot, node).port == owner.port for node in self.running()):
+                    return time.monotonic()
+            except (redis.RedisError, OSError, LookupError):
+                pass  # a node that is starting or restarting
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"slot {slot} did not move to 127.0.0.1:{owner.port}")
+            time.sleep(0.02)

@@ -179,6 +179,25 @@ async def test_engine_retention_keeps_the_newest_message_even_when_alone_too_big
     assert numbers(events) == [2]
 
 
+async def test_engine_resume_depth_does_not_depend_on_cached_encodings(engines: Engines) -> None:
+    # Arrange: ten 10-byte values under an 80-byte bound; a reader caches a 30-byte encoding on each it reads,
+    # as transports do (this process's copy of the topic counts them).
+    service = await engines.make_service(Limits(max_message_bytes=16, retention_messages=100, retention_bytes=80))
+    published = await _publish(engines, service, *(f"{i:010d}" for i in range(1, 11)))
+    with await service.subscribe(CACHE, TOPIC, 1) as reader:
+        for event in await ready_events(reader):
+            if isinstance(event, Message):
+                event.encoded("wire", lambda message: bytes(30))
+
+    # Act
+    with await service.subscribe(CACHE, TOPIC, 1) as replay:
+        events = await ready_events(replay)
+
+    # Assert: the eight newest values still fit, encodings or not.
+    assert events[0] == Discontinuity(0, 2, published[0].sequence_page)
+    assert numbers(events) == list(range(3, 11))
+
+
 async def test_engine_stale_page_gets_a_discontinuity_then_everything_retained(engines: Engines) -> None:
     # Arrange
     service = await engines.make_service(SMALL)

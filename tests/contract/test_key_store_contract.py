@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -127,3 +128,30 @@ async def test_key_store_keeps_token_revocations_for_the_longest_token_lifetime(
     assert kept == {"a": 1000.0, "b": 1000.0 + MAX_TOKEN_LIFETIME}
     assert pruned == {"b": 1000.0 + MAX_TOKEN_LIFETIME, "c": 1001.0 + MAX_TOKEN_LIFETIME}
     assert bumped == version + 4  # each revocation reaches running servers
+
+
+async def test_redis_store_gives_a_deployment_one_id_and_one_generated_admin_key(redis_server: object) -> None:
+    # Arrange: two nodes' stores on one Redis, each with an admin key of its own to offer.
+    url = redis_server.url  # type: ignore[attr-defined]
+    prefix = f"k{next(_prefixes)}:"
+    first, second = await RedisStore.open(url, prefix=prefix), await RedisStore.open(url, prefix=prefix)
+    offered = [_key("admin1", 1.0, super_user=True, grants=()), _key("admin2", 2.0, super_user=True, grants=())]
+
+    try:
+        # Act: both claim at once; then the winner's key is revoked and the other claims again.
+        ids = await asyncio.gather(first.deployment_id(), second.deployment_id())
+        holders = await asyncio.gather(first.claim_admin_key(offered[0]), second.claim_admin_key(offered[1]))
+        stored = [key.key_id for key in await first.list_api_keys()]
+        await first.revoke_api_key(holders[0], 3.0)
+        loser = offered[1] if holders[0] == "admin1" else offered[0]
+        replaced = await second.claim_admin_key(loser)
+    finally:
+        await first.close()
+        await second.close()
+
+    # Assert
+    assert ids[0] == ids[1]
+    assert len(ids[0]) == 8
+    assert holders[0] == holders[1]
+    assert stored == [holders[0]]  # the loser's key was not stored
+    assert replaced == loser.key_id

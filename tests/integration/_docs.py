@@ -15,6 +15,8 @@ NOT_CODE = frozenset({"text", "console", "json", "output"})
 
 _FENCE = re.compile(r"^(?P<indent>[ \t]*)(?P<fence>`{3,}|~{3,})(?P<info>.*)$")
 _MARKER = re.compile(r"^\s*<!--\s*docs-test:\s*(?P<directive>[\w-]+)(?P<argument>.*?)-->\s*$")
+# `print(x)  # prints 1 hello` in a python block: the output the reader is promised ("..." matches anything).
+_PRINTS = re.compile(r"#\s*prints\s+(?P<text>.+?)\s*$")
 
 
 @dataclass(frozen=True)
@@ -30,12 +32,30 @@ class DocBlock:
 
     @property
     def where(self) -> str:
-        return f"{self.path.relative_to(ROOT)}:{self.line}"
+        shown = self.path.relative_to(ROOT) if self.path.is_relative_to(ROOT) else self.path
+        return f"{shown}:{self.line}"
+
+    @property
+    def printed(self) -> list[str]:
+        """What the block says it prints: the ``# prints TEXT`` comments of a python block, in order."""
+        if self.language not in PYTHON:
+            return []
+        return [match["text"] for match in map(_PRINTS.search, self.code.splitlines()) if match is not None]
 
 
 def doc_files() -> list[Path]:
     """README.md and every docs/*.md, in a stable order."""
     return [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+
+
+def example_files() -> list[Path]:
+    """The READMEs of examples/*: read by readers too, but their blocks need several terminals, so not run."""
+    return sorted((ROOT / "examples").glob("*/README.md"))
+
+
+def printed_line_pattern(promised: str) -> re.Pattern[str]:
+    """A whole output line as a ``# prints`` comment promises it, with ``...`` standing for anything."""
+    return re.compile(".*".join(re.escape(part) for part in promised.split("...")))
 
 
 def extract_blocks(path: Path) -> list[DocBlock]:

@@ -19,6 +19,10 @@ _LISTENING_HTTP = re.compile(r"listening on https?://([^\s]+):(\d+)")
 START_TIMEOUT = 30.0
 
 
+class _PortTaken(RuntimeError):
+    """The server could not listen: its port was taken."""
+
+
 @dataclass
 class ServerProcess:
     """A ``tidings server`` subprocess; ``log`` collects what it printed.
@@ -50,9 +54,23 @@ class ServerProcess:
         return f"http://{self.host}:{self.http_port}"
 
     def start(self) -> ServerProcess:
-        """Start the server and return once it logged that it listens (port 0 picks a free port)."""
-        if not self.http_port:
-            self.http_port = _free_port(self.host)
+        """Start the server and return once it logged that it listens (port 0 picks a free port).
+
+        The HTTP port is picked here, so another process can take it before the server binds it (CI runs many
+        servers and Redis nodes at once): then a new one is picked, up to three times.
+        """
+        picked = not self.http_port
+        for attempt in range(3):
+            if picked:
+                self.http_port = _free_port(self.host)
+            try:
+                return self._start_once()
+            except _PortTaken:
+                if not picked or attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
+
+    def _start_once(self) -> ServerProcess:
         command = [
             sys.executable, "-m", "tidings", "server",
             "--host", self.host, "--port", str(self.port), "--http-port", str(self.http_port),
@@ -79,7 +97,9 @@ class ServerProcess:
                 self.kill()
                 raise TimeoutError(f"server did not start: {''.join(self.log)}")
             self._reap(10.0)
-            raise RuntimeError(f"server exited with {process.returncode}: {''.join(self.log)}")
+            log = "".join(self.log)
+            failure = _PortTaken if "Address already in use" in log else RuntimeError
+            raise failure(f"server exited with {process.returncode}: {log}")
         return self
 
     def _drain_log(self, process: subprocess.Popen[str], listening: threading.Event) -> None:

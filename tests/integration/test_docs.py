@@ -2,10 +2,14 @@
 
 For doc authors — what happens to a fenced block:
 
-- ```python (or py) runs in a fresh ``python`` process. Top-level ``await`` / ``async with`` is allowed (run as
-  ``python -m asyncio`` would). A block that defines a function must use it: an ``async def main()`` that is
-  never called is a failure, not a pass. A block whose first line is ``# test_<name>.py`` is a pytest module:
-  it is saved under that name and run with ``python -m pytest`` (the ``tidings_server`` fixture is there).
+- ```python (or py) runs as a reader runs it: saved to a file and run with ``python file.py``, nothing added.
+  So there is no top-level ``await`` / ``async with`` / ``async for`` (a ``SyntaxError``, as for the reader):
+  put them in an ``async def main()`` and end with ``asyncio.run(main())``. A block that defines a function
+  must use it: an ``async def main()`` that is never called is a failure, not a pass. A line's
+  ``# prints TEXT`` comment is a promise: TEXT must be a line of what the block prints (``...`` matches
+  anything; several such comments, in order). A block whose first line is ``# test_<name>.py`` is a pytest
+  module: it is saved under that name and run with ``python -m pytest`` (the ``tidings_server`` fixture is
+  there).
 - ```sh (or bash, shell) runs with ``bash -e -o pipefail``: every command must succeed. ``tidings`` and
   ``python3`` are the ones of the test environment; ``curl`` and ``jq`` are the system's.
 - ```text, ```console, ```json and ```output are not code (output samples, data, usage synopses): not run.
@@ -47,7 +51,17 @@ from pathlib import Path
 import pytest
 
 from tests._child import prepared
-from tests.integration._docs import NOT_CODE, PYTHON, ROOT, SHELL, DocBlock, doc_files, extract_blocks
+from tests.integration._docs import (
+    NOT_CODE,
+    PYTHON,
+    ROOT,
+    SHELL,
+    DocBlock,
+    doc_files,
+    example_files,
+    extract_blocks,
+    printed_line_pattern,
+)
 from tests.integration._server import ServerProcess
 
 BLOCKS = [block for path in doc_files() for block in extract_blocks(path)]
@@ -55,16 +69,6 @@ DIRECTIVES = frozenset({"skip", "runs-until-stopped"})
 BLOCK_TIMEOUT = 60.0
 UNTIL_STOPPED_SECONDS = 3.0
 _TEST_MODULE = re.compile(r"^#\s*(test_\w+\.py)\s*$")
-# Runs a python block like `python -m asyncio` would: top-level await allowed, the coroutine run to completion.
-_RUNNER = """\
-import ast, asyncio, inspect, sys
-path = sys.argv[1]
-with open(path, encoding="utf-8") as file:
-    code = compile(file.read(), path, "exec", flags=ast.PyCF_ALLOW_TOP_LEVEL_AWAIT)
-result = eval(code, {"__name__": "__main__", "__file__": path})
-if inspect.iscoroutine(result):
-    asyncio.run(result)
-"""
 
 
 def _is_run(block: DocBlock) -> bool:
@@ -169,17 +173,19 @@ def test_doc_blocks_run(path: Path, doc_environment: Callable[[Path], DocEnviron
 
 def _run_block(block: DocBlock, environment: DocEnvironment) -> None:
     code = environment.substitute(block.code)
-    if block.language in PYTHON:
-        command = _python_command(block, code, environment.workdir)
-    else:
-        command = ["bash", "-e", "-o", "pipefail", "-c", code]
     if block.directive == "runs-until-stopped":
-        _run_until_stopped(block, command, environment)
+        _run_until_stopped(block, _command(block, code, environment.workdir), environment)
         return
+    run_to_completion(block, code, environment.workdir, environment.env)
+
+
+def run_to_completion(block: DocBlock, code: str, workdir: Path, env: dict[str, str]) -> None:
+    """Run ``code`` (``block`` after substitutions) in ``workdir`` as a reader would; it must succeed and
+    print what its ``# prints`` comments promise."""
+    command = _command(block, code, workdir)
     try:
         finished = subprocess.run(
-            command, cwd=environment.workdir, env=environment.env, capture_output=True, text=True,
-            timeout=BLOCK_TIMEOUT,
+            command, cwd=workdir, env=env, capture_output=True, text=True, timeout=BLOCK_TIMEOUT,
         )  # fmt: skip
     except subprocess.TimeoutExpired as error:
         pytest.fail(f"{block.where} did not finish within {BLOCK_TIMEOUT:.0f} s:\n{code}\n{error.stderr or ''}")
@@ -187,9 +193,26 @@ def _run_block(block: DocBlock, environment: DocEnvironment) -> None:
         f"{block.where} failed (exit {finished.returncode}):\n{code}\n--- stdout\n{finished.stdout}"
         f"\n--- stderr\n{finished.stderr}"
     )
+    missing = unprinted(block.printed, finished.stdout)
+    assert not missing, (
+        f"{block.where} promises `# prints {missing[0]}`, which is not a line of what it printed (in order):\n"
+        f"{code}\n--- stdout\n{finished.stdout}"
+    )
 
 
-def _python_command(block: DocBlock, code: str, workdir: Path) -> list[str]:
+def unprinted(promised: list[str], stdout: str) -> list[str]:
+    """The promised lines (from the first one not found on) that ``stdout`` does not print, in order."""
+    lines = iter(line.strip() for line in stdout.splitlines())
+    for index, text in enumerate(promised):
+        pattern = printed_line_pattern(text)
+        if not any(pattern.fullmatch(line) for line in lines):
+            return promised[index:]
+    return []
+
+
+def _command(block: DocBlock, code: str, workdir: Path) -> list[str]:
+    if block.language not in PYTHON:
+        return ["bash", "-e", "-o", "pipefail", "-c", code]
     first_line = code.splitlines()[0] if code.strip() else ""
     test_module = _TEST_MODULE.match(first_line)
     if test_module is not None:
@@ -199,7 +222,7 @@ def _python_command(block: DocBlock, code: str, workdir: Path) -> list[str]:
     assert not unused, f"{block.where} defines {', '.join(f'{name}()' for name in unused)} but never calls it"
     script = workdir / f"snippet_{block.path.stem}_{block.line}.py"
     script.write_text(code, encoding="utf-8")
-    return [sys.executable, "-c", _RUNNER, str(script)]
+    return [sys.executable, script.name]  # `python file.py`: no top-level await, nothing wrapped around it
 
 
 def unused_functions(code: str) -> list[str]:
@@ -226,6 +249,55 @@ def _run_until_stopped(block: DocBlock, command: list[str], environment: DocEnvi
     assert process.returncode == 0, f"{block.where} exited with {process.returncode} while it should run:\n{stderr}"
 
 
+def _sample_blocks(tmp_path: Path, *codes: str) -> list[DocBlock]:
+    """The python blocks of a small Markdown page holding ``codes``, as the docs test reads them."""
+    page = tmp_path / "sample.md"
+    page.write_text("".join(f"Some prose.\n\n```python\n{code}```\n\n" for code in codes), encoding="utf-8")
+    return extract_blocks(page)
+
+
+def _run_sample(block: DocBlock, tmp_path: Path) -> None:
+    run_to_completion(block, block.code, tmp_path, {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"})
+
+
+@pytest.mark.parametrize(
+    "statement",
+    ["await asyncio.sleep(0)\n", "async with asyncio.timeout(1):\n    pass\n", "async for _ in aiter([]):\n    pass\n"],
+    ids=["await", "async-with", "async-for"],
+)
+def test_a_python_block_with_top_level_await_fails_as_it_would_for_a_reader(tmp_path: Path, statement: str) -> None:
+    """Saved to a file and run with ``python``, top-level ``await`` is a SyntaxError: so is it in the docs test."""
+    [block] = _sample_blocks(tmp_path, f"import asyncio\n\n{statement}")
+
+    with pytest.raises(AssertionError, match="SyntaxError"):
+        _run_sample(block, tmp_path)
+
+
+def test_a_python_block_with_asyncio_run_main_runs(tmp_path: Path) -> None:
+    [block] = _sample_blocks(
+        tmp_path,
+        "import asyncio\n\n\nasync def main():\n    async with asyncio.timeout(5):\n"
+        "        await asyncio.sleep(0)\n    print('done')  # prints done\n\n\nasyncio.run(main())\n",
+    )
+
+    _run_sample(block, tmp_path)
+
+
+def test_a_python_block_must_print_what_its_prints_comments_promise(tmp_path: Path) -> None:
+    kept, broken, out_of_order = _sample_blocks(
+        tmp_path,
+        "print(1, 'hello')  # prints 1 hello\nprint('127.0.0.1:40123')  # prints 127.0.0.1:...\n",
+        "print(6, 'hello')  # prints 1 hello\n",
+        "print('b')  # prints a\nprint('a')  # prints b\n",
+    )
+
+    _run_sample(kept, tmp_path)
+    with pytest.raises(AssertionError, match="promises `# prints 1 hello`"):
+        _run_sample(broken, tmp_path)
+    with pytest.raises(AssertionError, match="promises `# prints b`"):
+        _run_sample(out_of_order, tmp_path)
+
+
 def test_unused_functions_finds_an_uncalled_main() -> None:
     """The check behind "an async example that defines main() must call it"."""
     assert unused_functions("async def main():\n    pass\n") == ["main"]
@@ -233,10 +305,11 @@ def test_unused_functions_finds_an_uncalled_main() -> None:
 
 
 def test_no_doc_tells_users_to_install_tidings_from_pypi() -> None:
-    """tidings is not on PyPI: ``pip install tidings`` would fail (or install a stranger's package)."""
+    """tidings is not on PyPI: ``pip install tidings`` would fail (or install a stranger's package); the
+    examples' READMEs included."""
     commands = [
         f"{block.where}: {line.strip()}"
-        for block in BLOCKS
+        for block in [*BLOCKS, *(block for path in example_files() for block in extract_blocks(path))]
         if block.language in SHELL
         for line in block.code.splitlines()
         if re.match(r"\s*pip install (-U |--upgrade )?tidings\b", line)
@@ -245,6 +318,19 @@ def test_no_doc_tells_users_to_install_tidings_from_pypi() -> None:
 
     assert commands == []
     assert not sdk_guide_opening.startswith("`pip install tidings`")
+
+
+def test_docs_name_only_markdown_files_that_are_in_the_project() -> None:
+    """A reader follows "see X.md": X must be there, next to the page or at the top of the checkout (the
+    project's design notes are not part of it)."""
+    missing = [
+        f"{page.relative_to(ROOT)}: {name}"
+        for page in [*doc_files(), *example_files()]
+        for name in re.findall(r"[\w./-]+\.md\b", page.read_text(encoding="utf-8"))
+        if not (page.parent / name).is_file() and not (ROOT / name).is_file()
+    ]
+
+    assert missing == []
 
 
 def test_readme_says_how_to_get_tidings_on_path_after_make_run() -> None:

@@ -1,5 +1,6 @@
 """Momento Local's fault-injection protocol (``--fault-injection``) through raw stubs, the official Python and
-Node SDKs and ours: errors, delays and broken streams, counted per ``request-id``; ignored when off."""
+Node SDKs and ours: errors, delays and broken streams, counted per ``request-id``; ignored when off. And its
+test-admin API (``--test-admin-port``): ``GET /block`` silences the gRPC port, ``GET /unblock`` restores it."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from typing import Any
 
 import grpc
 import grpc.aio
+import httpx
 import pytest
 from momento import CacheClient, Configurations, CredentialProvider
 from momento.config.middleware import MiddlewareMessage, MiddlewareRequestHandlerContext, MiddlewareStatus
@@ -25,9 +27,9 @@ from momento_wire_types import cachepubsub_pb2 as pb
 from momento_wire_types import cachepubsub_pb2_grpc
 
 from tests.integration._server import ServerProcess
-from tests.integration._wire import open_subscription, publish, read, read_items, status_of, text
+from tests.integration._wire import open_subscription, publish, read_items, status_of, text
 from tests.integration.conftest import create_cache
-from tests.integration.test_official_node_sdk import node_subscriber, run_node
+from tests.integration.test_official_node_sdk import INTEROP, NodeSubscriber, node_subscriber, run_node
 from tidings import ErrorCode, TopicClientAsync, TopicPublish, TopicSubscribe, TopicSubscriptionItem
 
 StartServer = Callable[..., ServerProcess]
@@ -98,6 +100,12 @@ async def test_delay_longer_than_the_deadline_times_the_call_out(faulty: ServerP
     assert timed_out.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
 
 
+async def _collect_messages(call: Any, messages: list[pb._SubscriptionItem]) -> None:
+    """Append every message of ``call`` to ``messages`` until the stream ends."""
+    async for message in call:
+        messages.append(message)
+
+
 async def test_stream_error_ends_the_stream_after_the_message_limit(faulty: ServerProcess) -> None:
     cache = create_cache(faulty)
     metadata = (("stream-error", "unavailable"), ("stream-error-message-limit", "3"))
@@ -108,13 +116,14 @@ async def test_stream_error_ends_the_stream_after_the_message_limit(faulty: Serv
         call = stub.Subscribe(
             pb._SubscriptionRequest(cache_name=cache, topic="t", resume_at_topic_sequence_number=1), metadata=metadata
         )
-        first = await read(call)
-        items = await read_items(call, 3)
-        error = await status_of(call)
+        messages: list[pb._SubscriptionItem] = []
+        with pytest.raises(grpc.aio.AioRpcError) as ended:
+            await asyncio.wait_for(_collect_messages(call, messages), 10)
 
-    assert first.WhichOneof("kind") == "heartbeat"  # heartbeats are not counted as messages
-    assert [i.topic_sequence_number for i in items] == [1, 2, 3]
-    assert (error.code(), error.details()) == (
+    # The first heartbeat counts, as Momento Local counts it.
+    assert [m.WhichOneof("kind") for m in messages] == ["heartbeat", "item", "item"]
+    assert [m.item.topic_sequence_number for m in messages[1:]] == [1, 2]
+    assert (ended.value.code(), ended.value.details()) == (
         grpc.StatusCode.UNAVAILABLE,
         "injected stream error after 3 messages",
     )
@@ -152,6 +161,27 @@ async def test_fault_headers_are_ignored_without_the_flag(server: ServerProcess,
 
     assert outcomes == ["OK", "OK"]
     assert [i.topic_sequence_number for i in items] == [1, 2]
+
+
+async def test_stream_error_counts_heartbeats_toward_the_message_limit(start_server: StartServer) -> None:
+    # Momento's own retry tests subscribe, publish nothing and expect the error "after a couple of heartbeats".
+    server = start_server("--fault-injection", "--heartbeat-interval", "0.2")
+    cache = create_cache(server)
+    metadata = (("stream-error", "unavailable"), ("stream-error-message-limit", "3"))
+    messages: list[pb._SubscriptionItem] = []
+
+    async with grpc.aio.insecure_channel(server.endpoint) as channel:
+        call = cachepubsub_pb2_grpc.PubsubStub(channel).Subscribe(
+            pb._SubscriptionRequest(cache_name=cache, topic="t"), metadata=metadata
+        )
+        with pytest.raises(grpc.aio.AioRpcError) as ended:
+            await asyncio.wait_for(_collect_messages(call, messages), 10)  # 50 heartbeat intervals
+
+    assert [m.WhichOneof("kind") for m in messages] == ["heartbeat", "heartbeat", "heartbeat"]
+    assert (ended.value.code(), ended.value.details()) == (
+        grpc.StatusCode.UNAVAILABLE,
+        "injected stream error after 3 messages",
+    )
 
 
 def test_fault_injection_is_refused_with_require_auth_unless_allowed(start_server: StartServer, tmp_path: Path) -> None:
@@ -318,7 +348,8 @@ async def test_official_node_sdk_resubscribes_through_stream_errors_losing_nothi
 
 async def test_official_node_sdk_stops_on_a_not_found_stream_error(faulty: ServerProcess) -> None:
     cache = create_cache(faulty)
-    fault = _node_fault(streamError="not-found", streamErrorRpcs=["_SubscriptionRequest"], streamErrorMessageLimit=1)
+    # The first heartbeat and the item: two messages.
+    fault = _node_fault(streamError="not-found", streamErrorRpcs=["_SubscriptionRequest"], streamErrorMessageLimit=2)
 
     async with (
         grpc.aio.insecure_channel(faulty.endpoint) as channel,
@@ -332,3 +363,174 @@ async def test_official_node_sdk_stops_on_a_not_found_stream_error(faulty: Serve
     assert error["code"] == "NOT_FOUND_ERROR"
     assert [i["value"] for i in subscriber.of_kind("item")] == ["only"]
     assert len(subscriber.of_kind("subscribe_request")) == 1  # not retried
+
+
+async def test_official_node_sdk_ends_a_subscription_on_a_stream_error_after_heartbeats_alone(
+    start_server: StartServer,
+) -> None:
+    # Momento's "mid-stream error should end the subscription" (topic-subscribe.test.ts): nothing is published.
+    server = start_server("--fault-injection", "--heartbeat-interval", "0.2")
+    cache = create_cache(server)
+    fault = _node_fault(streamError="not-found", streamErrorRpcs=["_SubscriptionRequest"], streamErrorMessageLimit=3)
+
+    async with node_subscriber(server, cache, "--seconds", "15", "--heartbeats", "--fault", fault) as subscriber:
+        exit_code = await subscriber.finish()
+
+    [error] = subscriber.of_kind("error")
+    assert exit_code == 1
+    assert error["code"] == "NOT_FOUND_ERROR"
+    assert len(subscriber.of_kind("heartbeat")) == 3
+    assert subscriber.of_kind("item") == []
+
+
+# --- the test-admin API (--test-admin-port) ---------------------------------------------------------------
+
+# Heartbeats every quarter second: a port that is not silent shows within `QUIET`.
+BLOCK_HEARTBEAT_INTERVAL = 0.25
+QUIET = 6 * BLOCK_HEARTBEAT_INTERVAL
+
+
+def _test_admin_url(server: ServerProcess) -> str:
+    [logged] = server.wait_for_log(r"test-admin API at (http://\S+) ")
+    return logged.group(1)
+
+
+async def _queue_messages(call: Any, messages: asyncio.Queue[pb._SubscriptionItem]) -> None:
+    """Put every message of ``call`` in ``messages`` as it arrives, until the stream ends."""
+    while (message := await call.read()) is not grpc.aio.EOF:
+        messages.put_nowait(message)
+
+
+async def _next_within(messages: asyncio.Queue[pb._SubscriptionItem], seconds: float) -> pb._SubscriptionItem | None:
+    """The next message to arrive within ``seconds``; None if none does."""
+    try:
+        return await asyncio.wait_for(messages.get(), seconds)
+    except TimeoutError:
+        return None
+
+
+async def _through_item(messages: asyncio.Queue[pb._SubscriptionItem], text: str) -> list[pb._SubscriptionItem]:
+    """The messages that arrive until the item of value ``text`` has, that one included, within 10 s."""
+    received: list[pb._SubscriptionItem] = []
+    async with asyncio.timeout(10):
+        while not received or received[-1].item.value.text != text:
+            received.append(await messages.get())
+    return received
+
+
+async def test_test_admin_block_silences_open_streams_and_new_calls_until_unblock(start_server: StartServer) -> None:
+    server = start_server(
+        "--fault-injection", "--test-admin-port", "0", "--heartbeat-interval", str(BLOCK_HEARTBEAT_INTERVAL)
+    )
+    admin = _test_admin_url(server)
+    cache = create_cache(server)
+    request = pb._PublishRequest(cache_name=cache, topic="t", value=text("after"))
+    messages: asyncio.Queue[pb._SubscriptionItem] = asyncio.Queue()
+
+    async with (
+        httpx.AsyncClient() as http,
+        grpc.aio.insecure_channel(server.endpoint) as channel,
+        # A connection of its own (channels to one address share one otherwise), opened while blocked.
+        grpc.aio.insecure_channel(server.endpoint, options=[("grpc.use_local_subchannel_pool", 1)]) as new_channel,
+    ):
+        call = await open_subscription(cachepubsub_pb2_grpc.PubsubStub(channel), cache, "t")
+        reader = asyncio.ensure_future(_queue_messages(call, messages))
+        blocked = await http.get(f"{admin}/block")
+        new_stub = cachepubsub_pb2_grpc.PubsubStub(new_channel)
+        with pytest.raises(grpc.aio.AioRpcError) as unanswered:  # meanwhile, what passed before the block arrives
+            await new_stub.Publish(request, timeout=1)
+        for _ in range(messages.qsize()):  # what the relay passed before it was blocked (a heartbeat on its way)
+            messages.get_nowait()
+        published = await http.post(
+            f"{server.http_url}/topics/{cache}/t", content="during", headers={"content-type": "text/plain"}
+        )  # the HTTP port is not blocked
+        leaked = await _next_within(messages, QUIET)  # bounded negative check: 6 heartbeat intervals
+        unblocked = await http.get(f"{admin}/unblock")
+        await new_stub.Publish(request, timeout=10)  # the connection opened while blocked goes through
+        resumed = await _through_item(messages, "after")
+        call.cancel()
+        await asyncio.gather(reader, return_exceptions=True)
+
+    assert (blocked.status_code, blocked.text, unblocked.status_code, unblocked.text) == (
+        200,
+        "blocked\n",
+        200,
+        "unblocked\n",
+    )
+    assert published.status_code == 204
+    assert unanswered.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+    assert leaked is None, f"a message reached the client through a blocked port: {leaked}"
+    assert resumed[0].WhichOneof("kind") == "heartbeat"  # heartbeats sent while blocked waited, and come first
+    assert [m.item.value.text for m in resumed if m.WhichOneof("kind") == "item"] == ["during", "after"]
+    assert all(m.WhichOneof("kind") in ("heartbeat", "item") for m in resumed)  # no discontinuity: nothing lost
+
+
+async def test_official_node_sdk_detects_a_blocked_port_and_resumes_after_unblock(start_server: StartServer) -> None:
+    # The shape of Momento's test-admin retry test (topic-client-retry.test.ts), plus messages published meanwhile.
+    # The block comes after 15 heartbeats (7 s or more): past the 5 s deadline of the SDK's first stream, which it
+    # also reports as a lost connection, so that the loss seen after the block is the block's.
+    server = start_server("--fault-injection", "--test-admin-port", "0", "--heartbeat-interval", "0.5")
+    admin_port = _test_admin_url(server).rsplit(":", 1)[1]
+    cache = create_cache(server)
+    async with grpc.aio.insecure_channel(server.endpoint) as channel:
+        await publish(cachepubsub_pb2_grpc.PubsubStub(channel), cache, "t", "m1")  # the SDK's resume point
+    process = await asyncio.create_subprocess_exec(
+        "node", str(INTEROP), "blocked-subscribe", "--host", server.host, "--port", str(server.port),
+        "--cache", cache, "--topic", "t", "--trace", "--count", "5", "--seconds", "60",
+        "--admin-port", admin_port, "--block-after", "15", "--quiet-ms", "2000",
+        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    subscriber = NodeSubscriber(process)
+    assert process.stdin is not None
+    try:
+        await subscriber.wait_for("blocked")
+        async with httpx.AsyncClient() as http:  # the HTTP API's port is not blocked
+            during = [
+                await http.post(
+                    f"{server.http_url}/topics/{cache}/t", content=value, headers={"content-type": "text/plain"}
+                )
+                for value in ("m2", "m3")
+            ]
+        await subscriber.wait_for("quiet")
+        process.stdin.write(b"unblock\n")
+        await process.stdin.drain()
+        await subscriber.wait_for("unblocked")
+        async with grpc.aio.insecure_channel(server.endpoint) as channel:
+            stub = cachepubsub_pb2_grpc.PubsubStub(channel)
+            for value in ("m4", "m5"):
+                await publish(stub, cache, "t", value)
+        exit_code = await subscriber.finish()
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+
+    after_block = subscriber.lines[next(n for n, line in enumerate(subscriber.lines) if "blocked" in line) :]
+    lost = next(line["connection_lost"] for line in after_block if "connection_lost" in line)
+    ended = next(line["stream_status"] for line in after_block if "stream_status" in line)
+    [quiet] = subscriber.of_kind("quiet")
+    items = subscriber.of_kind("item")
+    assert exit_code == 0
+    assert [response.status_code for response in during] == [204, 204]
+    assert ended == {"code": grpc.StatusCode.UNAVAILABLE.value[0], "details": "Connection dropped"}  # keepalive
+    # Counted from /block's answer, taken about 6 s before the loss (12 heartbeat intervals): at most the one
+    # heartbeat the relay passed just before the block, if Node handled it after the answer.
+    assert lost["heartbeats_since_block"] <= 1
+    # None in the 2 s (4 intervals) after the loss, on the old connection or the SDK's new one; and the loss seen.
+    # (More than one loss is legitimate: a resubscription over the silent port can end the same way.)
+    assert quiet["heartbeats_since_block"] == lost["heartbeats_since_block"]
+    assert quiet["losses_since_block"] >= 1
+    assert [(i["sequence_number"], i["value"]) for i in items] == [(n, f"m{n}") for n in range(1, 6)]
+    assert subscriber.of_kind("discontinuity") == []
+
+
+def test_test_admin_port_is_refused_without_fault_injection(tmp_path: Path) -> None:
+    refused = subprocess.run(
+        [sys.executable, "-m", "tidings", "server", "--data-dir", str(tmp_path), "--test-admin-port", "0"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+    assert refused.returncode == 2
+    assert "--test-admin-port needs --fault-injection" in refused.stderr

@@ -362,8 +362,11 @@ def test_h2_connection_that_never_sends_the_preface_is_closed(h2_server: ServerP
 def test_h2_connections_past_max_connections_are_closed_and_request_timeout_applies(tmp_path: Path) -> None:
     server = ServerProcess(
         tmp_path,
-        ("--grpc-transport", "h2", "--max-connections", "4", "--request-timeout", "1", "--create-cache", CACHE),
-    ).start()
+        (
+            "--grpc-transport", "h2", "--max-connections", "4", "--request-timeout", "1", "--create-cache", CACHE,
+            "--max-connections-per-address", "4",  # all come from 127.0.0.1 (the default would be half of 4)
+        ),
+    ).start()  # fmt: skip
     held = [socket.create_connection((server.host, server.port), timeout=30) for _ in range(4)]
     try:
         with socket.create_connection((server.host, server.port), timeout=30) as refused:

@@ -117,19 +117,79 @@ async def test_redis_unreachable_fails_fast_keeps_streams_and_recovers(
     after = await read_items(live, 1)  # fails on a discontinuity
     if after[0].value.text == "unsure":
         # Its command was on the wire when the node gave up: Redis ran it once it was thawed. The client was
-        # told UNAVAILABLE, as with any publish whose answer was lost; it is delivered, and numbered, like others.
+        # told DEADLINE_EXCEEDED (it may have been applied); it is delivered, and numbered, like others.
         after += await read_items(live, 1)
     async with httpx.AsyncClient() as http:
         ready = (await http.get(ready_url)).status_code
     live.cancel()
 
     # Assert
-    assert publishing.value.code() == grpc.StatusCode.UNAVAILABLE
+    assert publishing.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED  # sent to Redis, no answer
     assert subscribing.value.code() == grpc.StatusCode.UNAVAILABLE
     assert (not_ready, ready) == (503, 200)
     assert failed_in < 4.0
     assert after[-1].value.text == "after"
     assert [i.topic_sequence_number for i in after] == list(range(2, 2 + len(after)))
+
+
+async def test_publishes_during_a_redis_freeze_answer_unavailable_only_when_not_applied(
+    redis: RedisServer, node: ServerProcess, stub: cachepubsub_pb2_grpc.PubsubStub
+) -> None:
+    # Arrange: publishers keep several publishes in flight, so that some are on the wire when Redis freezes
+    cache = create_cache(node)
+    outcomes: dict[str, list[str]] = {"OK": [], "UNAVAILABLE": [], "DEADLINE_EXCEEDED": []}
+    published = asyncio.Event()  # set at every successful publish
+    publishing = True
+
+    async def publisher(name: str) -> None:
+        number = 0
+        while publishing:
+            number += 1
+            value = f"{name}-{number}"
+            try:
+                await stub.Publish(pb._PublishRequest(cache_name=cache, topic="t", value=pb._TopicValue(text=value)))
+                outcomes["OK"].append(value)
+                published.set()
+            except grpc.aio.AioRpcError as error:
+                outcomes.setdefault(error.code().name, []).append(value)
+                await asyncio.sleep(0.05)  # the node answers at once while Redis is away: do not spin
+
+    async def successes(count: int) -> None:
+        while len(outcomes["OK"]) < count:
+            published.clear()
+            await published.wait()
+
+    publishers = [asyncio.create_task(publisher(f"p{i}")) for i in range(4)]
+    assert redis.process is not None
+    await asyncio.wait_for(successes(20), 10)
+
+    # Act: a freeze longer than the node's 2 s command timeout, then Redis runs what it had received
+    os.kill(redis.process.pid, signal.SIGSTOP)
+    await asyncio.to_thread(node.wait_for_log, r"Redis connection lost")
+    # The freeze goes on (its length, not a synchronisation): new publishes meet a Redis that accepts connections
+    # and never answers, so reconnecting times out after 2 s and they are not sent.
+    await asyncio.sleep(3.0)
+    os.kill(redis.process.pid, signal.SIGCONT)
+    await asyncio.to_thread(node.wait_for_log, _RECONNECTED)
+    await asyncio.wait_for(successes(len(outcomes["OK"]) + 20), 10)
+    publishing = False
+    await asyncio.gather(*publishers)
+    with redis.client() as client:
+        applied = {
+            fields[b"v"].decode() for _, fields in client.xrange(b"tidings:{%d:%s:t}:s" % (len(cache), cache.encode()))
+        }
+
+    # Assert
+    unavailable, unknown = set(outcomes["UNAVAILABLE"]), set(outcomes["DEADLINE_EXCEEDED"])
+    print(
+        f"freeze: {len(outcomes['OK'])} OK, {len(unavailable)} UNAVAILABLE (none applied),",
+        f"{len(unknown)} DEADLINE_EXCEEDED ({len(unknown & applied)} applied)",
+    )
+    assert unknown, outcomes  # publishes were in flight when Redis froze
+    assert unavailable, outcomes  # and others could not be sent
+    assert not unavailable & applied, sorted(unavailable & applied)  # UNAVAILABLE: nothing happened
+    assert set(outcomes["OK"]) <= applied
+    assert set(outcomes) == {"OK", "UNAVAILABLE", "DEADLINE_EXCEEDED"}, outcomes.keys()
 
 
 async def test_killed_pubsub_connection_is_repaired_and_backfilled(

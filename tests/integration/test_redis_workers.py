@@ -80,7 +80,7 @@ async def test_a_killed_worker_is_restarted_and_serving_goes_on(workers: ServerP
 
     # Act
     os.kill(victim, signal.SIGKILL)
-    workers.wait_for_log(r"worker 0 \(pid \d+\) exited with -9; restarting it", count=1)
+    workers.wait_for_log(r"worker 0 \(pid \d+\) was killed by SIGKILL; restarting it", count=1)
     restarted = workers.wait_for_log(_WORKER_STARTED, count=3)[2]
     workers.wait_for_log(_WORKER_LISTENING, count=3)
     received = await _fan_out(workers, cache, "t", connections=6)
@@ -89,6 +89,21 @@ async def test_a_killed_worker_is_restarted_and_serving_goes_on(workers: ServerP
     assert int(restarted.group(1)) == 0
     assert int(restarted.group(2)) != victim
     assert received == [["a", "b"]] * 6
+
+
+def test_workers_are_titled_by_their_number_in_ps(workers: ServerProcess) -> None:
+    # Arrange: each worker names itself before it starts listening, which the fixture waited for.
+    pids = {int(m.group(1)): int(m.group(2)) for m in workers.wait_for_log(_WORKER_STARTED, count=2)}
+
+    # Act: what `ps -o args` and `ps -o comm` (and top) read.
+    titles = {
+        index: Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0].decode().strip() for index, pid in pids.items()
+    }
+    names = {index: Path(f"/proc/{pid}/comm").read_text().strip() for index, pid in pids.items()}
+
+    # Assert
+    assert titles == {0: "tidings worker 0", 1: "tidings worker 1"}
+    assert names == {0: "tidings-w0", 1: "tidings-w1"}
 
 
 def test_sigterm_to_the_supervisor_drains_every_worker(workers: ServerProcess) -> None:

@@ -11,7 +11,7 @@ import httpx
 from momento_wire_types import cachepubsub_pb2_grpc
 
 from tests.integration._server import ServerProcess
-from tests.integration._wire import open_subscription, publish, read_items, read_non_heartbeat
+from tests.integration._wire import open_subscription, publish, read_non_heartbeat
 from tests.integration.conftest import create_cache
 
 StartServer = Callable[..., ServerProcess]
@@ -69,23 +69,49 @@ async def test_max_retained_bytes_bounds_what_all_topics_hold(start_server: Star
     assert grown < 40 * MiB, f"RSS grew by {grown / MiB:.0f} MiB"
 
 
-async def test_a_topics_retention_size_counts_its_encodings(start_server: StartServer) -> None:
-    server = start_server("--max-message-size", "64KiB", "--retention-size", "1MiB")
+async def _read_over_grpc_and_sse(server: ServerProcess, cache: str, topic: str, last: int) -> None:
+    """Read everything ``topic`` retains over gRPC and over SSE, caching both encodings of every message."""
+    async with grpc.aio.insecure_channel(server.endpoint) as channel:
+        reader = await open_subscription(cachepubsub_pb2_grpc.PubsubStub(channel), cache, topic, resume_at=1)
+        while (await read_non_heartbeat(reader)).item.topic_sequence_number != last:
+            pass
+        reader.cancel()
+    async with (
+        httpx.AsyncClient(base_url=server.http_url, timeout=30) as http,
+        http.stream("GET", f"/topics/{cache}/{topic}/events", params={"sequence_number": 1}) as stream,
+    ):
+        async for line in stream.aiter_lines():
+            if line.startswith("id: ") and line.endswith(f":{last}"):
+                break
+
+
+async def _oldest_resumable(server: ServerProcess, cache: str, topic: str) -> int:
+    """The sequence number a subscriber resuming from 1 continues at (after the discontinuity it gets)."""
+    async with grpc.aio.insecure_channel(server.endpoint) as channel:
+        call = await open_subscription(cachepubsub_pb2_grpc.PubsubStub(channel), cache, topic, resume_at=1)
+        gap = await read_non_heartbeat(call)
+        call.cancel()
+    assert gap.WhichOneof("kind") == "discontinuity"
+    return int(gap.discontinuity.new_topic_sequence) + 1
+
+
+async def test_resume_depth_does_not_depend_on_which_transports_read_the_topic(start_server: StartServer) -> None:
+    # Arrange: 300 values of 4,000 bytes in each of two topics under 1 MiB each (262 fit), 2 MiB in all.
+    server = start_server("--retention-size", "1MiB", "--max-retained-bytes", "2MiB")
     cache = create_cache(server)
-    value = "e" * (64 * 1024 - 16)
     async with grpc.aio.insecure_channel(server.endpoint) as channel:
         stub = cachepubsub_pb2_grpc.PubsubStub(channel)
-        for i in range(PER_TOPIC):
-            await publish(stub, cache, "t", f"{i:08d}{value}")
-        reader = await open_subscription(stub, cache, "t", resume_at=1)
-        await read_items(reader, PER_TOPIC)  # caches the gRPC encoding of every message: ~2 MiB held
-        reader.cancel()
+        for i in range(300):
+            for topic in ("read", "unread"):
+                await publish(stub, cache, topic, f"{i:04d}".ljust(4000, "v"))
 
-        # Act: a new subscriber asks for everything from 1.
-        replay = await open_subscription(stub, cache, "t", resume_at=1)
-        gap = await read_non_heartbeat(replay)
-        replay.cancel()
+    # Act: one topic is read over gRPC and SSE, which caches both encodings (and the JSON) of each message.
+    await _read_over_grpc_and_sse(server, cache, "read", 300)
 
-    # The buffer dropped about half its messages to stay within 1 MiB with their encodings.
-    assert gap.WhichOneof("kind") == "discontinuity"
-    assert 7 <= gap.discontinuity.new_topic_sequence <= 9
+    # Assert: both keep the same 262 messages, and what retention holds, every encoding counted, stays
+    # within --max-retained-bytes: encodings were dropped, not messages.
+    assert await _oldest_resumable(server, cache, "read") == await _oldest_resumable(server, cache, "unread") == 39
+    async with httpx.AsyncClient(base_url=server.http_url) as http:
+        metrics = (await http.get("/metrics")).text
+    assert _metric(metrics, "tidings_retained_bytes") <= 2 * MiB
+    assert _metric(metrics, "tidings_retained_bytes_trimmed_total") == 0

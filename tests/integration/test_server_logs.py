@@ -51,7 +51,11 @@ def test_grpc_client_on_the_http_port_gets_one_helpful_line(start_server: StartS
     for _ in range(2):
         with grpc.insecure_channel(f"127.0.0.1:{server.http_port}") as channel, pytest.raises(grpc.RpcError) as error:
             cachepubsub_pb2_grpc.PubsubStub(channel).Publish(request, timeout=5)
-        assert error.value.code() == grpc.StatusCode.UNAVAILABLE  # type: ignore[attr-defined]
+        # Answered in gRPC, saying where gRPC is (not a closed socket).
+        assert error.value.code() == grpc.StatusCode.UNIMPLEMENTED  # type: ignore[attr-defined]
+        assert error.value.details() == (  # type: ignore[attr-defined]
+            f"this is tidings' HTTP port (HTTP API, browser stream, console); gRPC is served on port {server.port}"
+        )
     log = "".join(server.log)
 
     lines = [line for line in server.log if "gRPC (HTTP/2) to the HTTP port" in line]

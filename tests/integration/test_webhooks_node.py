@@ -338,7 +338,8 @@ async def test_messages_wait_through_an_outage_of_the_receiver(
         put(server, cache, down.url)
         publish_texts(topic_client, cache, ["during", "the outage"])
         await asyncio.to_thread(
-            server.wait_for_log, rf"webhook 'hook' of cache '{cache}': delivery of message 1 .*failed \(connection\)"
+            server.wait_for_log,
+            rf"webhook 'hook' of cache '{cache}' is failing: delivery of message 1 .*failed \(connection\)",
         )
 
         # Act

@@ -5,6 +5,7 @@
 //   node tests/node/interop.mjs <scenario> --host 127.0.0.1 --port P --cache NAME
 //        [--topic T] [--count N] [--seconds S] [--heartbeats] [--trace]
 //        [--binary] [--interval-ms MS] [--verbose] [--fault JSON]
+//        [--admin-port P] [--block-after N] [--quiet-ms MS]
 //
 // Scenarios (one JSON object per line on stdout):
 //   publish       publish --count (default 1) messages "msg-<i>" (i from 1; --binary sends
@@ -15,6 +16,16 @@
 //                 With --trace also prints {"subscribe_request": {...}} for every Subscribe
 //                 the SDK sends (incl. its automatic resubscribes), {"stream_status": {...}}
 //                 when a Subscribe stream ends, and {"connection_lost": true}.
+//   blocked-subscribe
+//                 Momento's blocked-connection retry test, against the test-admin API on --admin-port: subscribe;
+//                 after --block-after heartbeats (default 5) GET /block, and once it answered {"blocked":
+//                 {"heartbeats"}}; whenever the SDK reports the connection lost, {"connection_lost":
+//                 {"heartbeats_since_block"}} (null before the block is answered); --quiet-ms after the first
+//                 loss since the block (default 2000), {"quiet": {"heartbeats_since_block",
+//                 "losses_since_block"}}; then, on a line on stdin, GET /unblock,
+//                 {"unblocked": true}; at the next heartbeat or item, {"resumed": {...}}. Items print as with
+//                 subscribe; exits 0 after --count items. (The SDK's first stream ends at its 5 s deadline, which
+//                 it reports as a lost connection too: block after more than 5 s to see the block detected.)
 //   cache         create --cache (twice: success, already_exists), list, delete (twice:
 //                 success, NOT_FOUND error), list again.
 //   create-cache  create --cache; prints {"create_cache": "success"|"already_exists"}.
@@ -57,9 +68,10 @@ const {
 
 // ---------------------------------------------------------------- arguments
 const USAGE =
-  'usage: node interop.mjs <publish|subscribe|cache|create-cache|delete-cache|webhook> ' +
+  'usage: node interop.mjs <publish|subscribe|blocked-subscribe|cache|create-cache|delete-cache|webhook> ' +
   '--host H --port P --cache NAME [--topic T] [--count N] [--seconds S] [--heartbeats] ' +
-  '[--trace] [--binary] [--interval-ms MS] [--verbose] [--fault JSON] [--keep-going]';
+  '[--trace] [--binary] [--interval-ms MS] [--verbose] [--fault JSON] [--keep-going] ' +
+  '[--admin-port P] [--block-after N] [--quiet-ms MS]';
 
 function usage(msg) {
   process.stderr.write(`${msg ? msg + '\n' : ''}${USAGE}\n`);
@@ -87,6 +99,9 @@ try {
       action: { type: 'string', multiple: true, default: [] },
       webhook: { type: 'string', default: 'hook' },
       url: { type: 'string', default: '' },
+      'admin-port': { type: 'string' },
+      'block-after': { type: 'string', default: '5' },
+      'quiet-ms': { type: 'string', default: '2000' },
     },
   });
 } catch (e) {
@@ -97,7 +112,7 @@ const scenario = parsed.positionals[0];
 if (parsed.positionals.length !== 1) usage('exactly one scenario expected');
 if (!opts.port || !/^\d+$/.test(opts.port)) usage('--port is required');
 if (!opts.cache) usage('--cache is required');
-for (const k of ['count', 'seconds', 'interval-ms']) {
+for (const k of ['count', 'seconds', 'interval-ms', 'admin-port', 'block-after', 'quiet-ms']) {
   if (opts[k] !== undefined && !/^\d+(\.\d+)?$/.test(opts[k])) usage(`--${k} must be a number`);
 }
 const port = Number(opts.port);
@@ -314,6 +329,96 @@ async function runSubscribe() {
   }
 }
 
+// ---------------------------------------------------------------- blocked-subscribe
+// The shape of Momento's "should pause subscription when admin port is blocked and resume subscription once admin
+// port is unblocked" (topic-client-retry.test.ts), with items and a stdin gate so the caller can publish meanwhile.
+async function testAdmin(path) {
+  const resp = await fetch(`http://${opts.host}:${opts['admin-port']}${path}`);
+  if (!resp.ok) throw new Error(`GET ${path} answered ${resp.status}`);
+}
+
+function deferred() {
+  let resolve;
+  const promise = new Promise(r => (resolve = r));
+  return { promise, resolve };
+}
+
+async function runBlockedSubscribe() {
+  if (opts['admin-port'] === undefined) usage('--admin-port is required');
+  const blockAfter = Number(opts['block-after']);
+  const configuration = topicConfiguration(opts.trace ? [traceMiddleware()] : []);
+  const client = new TopicClient({ configuration, credentialProvider });
+  const lines = (await import('node:readline')).createInterface({ input: process.stdin });
+  const stdinLine = new Promise(resolve => lines.once('line', resolve));
+  const enoughHeartbeats = deferred();
+  const lostSinceBlock = deferred();
+  const resumed = deferred();
+  let heartbeats = 0;
+  let items = 0;
+  let connectionLosses = 0;
+  let lossesAtBlock = null;
+  let heartbeatsAtBlock = null;
+  let unblocked = false;
+  const sinceBlock = () => (heartbeatsAtBlock === null ? null : heartbeats - heartbeatsAtBlock);
+  let subscription;
+  const finish = code => {
+    emit({ done: { items, heartbeats, connection_losses: connectionLosses } });
+    subscription?.unsubscribe();
+    process.exit(code);
+  };
+  setTimeout(() => {
+    process.stderr.write(`interop: blocked-subscribe timed out after ${seconds}s with ${items} item(s)\n`);
+    finish(3);
+  }, seconds * 1000);
+
+  const resp = await client.subscribe(opts.cache, opts.topic, {
+    onItem: item => {
+      items++;
+      emit({ item: { value: item.value(), sequence_number: item.sequenceNumber() } });
+      if (unblocked) resumed.resolve();
+      if (count !== undefined && items >= count) finish(0);
+    },
+    onDiscontinuity: d => {
+      emit({ discontinuity: { last_topic_sequence: d.lastSequenceNumber(), new_topic_sequence: d.newSequenceNumber() } });
+    },
+    onHeartbeat: () => {
+      heartbeats++;
+      if (heartbeats === blockAfter) enoughHeartbeats.resolve();
+      if (unblocked) resumed.resolve();
+    },
+    onConnectionLost: () => {
+      connectionLosses++;
+      emit({ connection_lost: { heartbeats_since_block: sinceBlock() } });
+      if (heartbeatsAtBlock !== null) lostSinceBlock.resolve();
+    },
+    onError: err => {
+      emit({ error: errorInfo('subscribe', err) });
+      process.exit(1);
+    },
+  });
+  if (!(resp instanceof TopicSubscribe.Subscription)) failWith('subscribe', resp);
+  subscription = resp;
+  emit({ ready: true });
+
+  await enoughHeartbeats.promise;
+  await testAdmin('/block');
+  // Counted from the answer on: a heartbeat that arrived while the request was on its way was not blocked.
+  heartbeatsAtBlock = heartbeats;
+  lossesAtBlock = connectionLosses;
+  emit({ blocked: { heartbeats: heartbeatsAtBlock } });
+  await lostSinceBlock.promise;
+  // Bounded negative check: no heartbeat reaches a blocked port, on the old connection or a new one.
+  await new Promise(r => setTimeout(r, Number(opts['quiet-ms'])));
+  emit({ quiet: { heartbeats_since_block: sinceBlock(), losses_since_block: connectionLosses - lossesAtBlock } });
+  await stdinLine;
+  lines.close();
+  await testAdmin('/unblock');
+  unblocked = true;
+  emit({ unblocked: true });
+  await resumed.promise;
+  emit({ resumed: { heartbeats_since_block: sinceBlock() } });
+}
+
 // ---------------------------------------------------------------- control plane
 function cacheClient() {
   return new CacheClient({
@@ -432,6 +537,7 @@ async function runWebhook() {
 const scenarios = {
   publish: runPublish,
   subscribe: runSubscribe,
+  'blocked-subscribe': runBlockedSubscribe,
   cache: runCache,
   'create-cache': runCreateCache,
   'delete-cache': runDeleteCache,

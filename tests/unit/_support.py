@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from typing import Any
 
 from tidings.server.core import Discontinuity, Event, Message, PageClock, Subscription, TopicListener
 from tidings.server.engine.memory import MemoryEngine, MemoryTopic
@@ -36,6 +37,12 @@ class MemoryStore:
 
     async def list_caches(self) -> list[str]:
         return sorted(self.caches)
+
+    async def cache_exists(self, cache_name: str) -> bool:
+        return cache_name in self.caches
+
+    async def caches_version(self) -> int:
+        return 0
 
     async def create_cache(self, cache_name: str) -> bool:
         if cache_name in self.caches:
@@ -103,3 +110,50 @@ def numbers(events: list[Event]) -> list[int]:
 def discontinuities(events: list[Event]) -> list[Discontinuity]:
     """The discontinuities among ``events``."""
     return [event for event in events if isinstance(event, Discontinuity)]
+
+
+class RecordingTransport(asyncio.Transport):
+    """A transport without a socket, for a protocol fed by hand: records what is written to it, whether it
+    reads and whether it was closed; its peer is ``peername``."""
+
+    def __init__(self, peername: tuple[str, int] | None = ("127.0.0.1", 40000)) -> None:
+        super().__init__()
+        self.written = bytearray()
+        self.reading = True
+        self.closing = False
+        self.peername = peername
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        self.written += data
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return self.peername if name == "peername" else default
+
+    def is_reading(self) -> bool:
+        return self.reading
+
+    def pause_reading(self) -> None:
+        self.reading = False
+
+    def resume_reading(self) -> None:
+        self.reading = True
+
+    def is_closing(self) -> bool:
+        return self.closing
+
+    def close(self) -> None:
+        self.closing = True
+
+
+def grpc_request_headers(method: str = "Publish", authority: str = "localhost") -> list[tuple[bytes, bytes]]:
+    """What a gRPC client sends to call ``cache_client.pubsub.Pubsub/<method>`` at ``authority``, for tests that
+    drive an HTTP/2 connection by hand (``H2Connection.send_headers``): pseudo-headers first, then
+    ``content-type`` and ``te``, as gRPC requires."""
+    return [
+        (b":method", b"POST"),
+        (b":scheme", b"http"),
+        (b":path", f"/cache_client.pubsub.Pubsub/{method}".encode()),
+        (b":authority", authority.encode()),
+        (b"content-type", b"application/grpc"),
+        (b"te", b"trailers"),
+    ]

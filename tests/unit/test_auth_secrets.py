@@ -15,6 +15,7 @@ from click.testing import CliRunner
 from tidings.cli._keys import key as key_command
 from tidings.cli._keys import parse_duration
 from tidings.server.auth import (
+    AdminKey,
     Authenticator,
     AuthPolicy,
     TokenSigner,
@@ -114,8 +115,8 @@ async def test_load_or_create_admin_key_creates_a_private_super_user_key_once(tm
     store = await SqliteStore.open(tmp_path)
     try:
         # Act
-        path = await load_or_create_admin_key(tmp_path, store, environ={})
-        again = await load_or_create_admin_key(tmp_path, store, environ={})
+        path = (await load_or_create_admin_key(tmp_path, store, environ={})).path
+        again = (await load_or_create_admin_key(tmp_path, store, environ={})).path
         keys = await store.list_api_keys()
     finally:
         await store.close()
@@ -138,7 +139,7 @@ async def test_admin_key_file_authenticates_as_super_user(tmp_path: Path) -> Non
     # Arrange
     store = await SqliteStore.open(tmp_path)
     try:
-        path = await load_or_create_admin_key(tmp_path, store, environ={})
+        path = (await load_or_create_admin_key(tmp_path, store, environ={})).path
         assert path is not None
         auth = Authenticator(TokenSigner(b"s" * 32), AuthPolicy(allow_anonymous=False))
         await auth.refresh(store)
@@ -164,15 +165,15 @@ async def test_load_or_create_admin_key_refuses_a_short_environment_key(tmp_path
 async def test_load_or_create_admin_key_replaces_a_revoked_one(tmp_path: Path) -> None:
     store = await SqliteStore.open(tmp_path)
     try:
-        path = await load_or_create_admin_key(tmp_path, store, environ={})
+        path = (await load_or_create_admin_key(tmp_path, store, environ={})).path
         assert path is not None
         first = path.read_text().strip()
         [record] = await store.list_api_keys()
         await store.revoke_api_key(record.key_id, 1.0)
 
-        again = await load_or_create_admin_key(tmp_path, store, environ={})
+        again = (await load_or_create_admin_key(tmp_path, store, environ={})).path
         second = path.read_text().strip()
-        kept = await load_or_create_admin_key(tmp_path, store, environ={})
+        kept = (await load_or_create_admin_key(tmp_path, store, environ={})).path
     finally:
         await store.close()
 
@@ -187,13 +188,14 @@ async def test_load_or_create_admin_key_does_nothing_when_the_environment_has_on
     store = await SqliteStore.open(tmp_path)
     try:
         # Act
-        path = await load_or_create_admin_key(tmp_path, store, environ={ADMIN_KEY_ENV: "k" * 32})
+        admin_key = await load_or_create_admin_key(tmp_path, store, environ={ADMIN_KEY_ENV: "k" * 32})
         keys = await store.list_api_keys()
     finally:
         await store.close()
 
-    # Assert
-    assert path is None
+    # Assert: the environment's key, and no other
+    assert admin_key == AdminKey(configured="k" * 32, exclusive=True)
+    assert "k" * 32 not in repr(admin_key)
     assert keys == []
     assert not (tmp_path / ADMIN_KEY_FILE).exists()
 
@@ -202,12 +204,12 @@ async def test_switching_to_the_environment_admin_key_revokes_the_generated_one(
     # Arrange: a server ran with a generated admin key.
     store = await SqliteStore.open(tmp_path)
     try:
-        path = await load_or_create_admin_key(tmp_path, store, environ={})
+        path = (await load_or_create_admin_key(tmp_path, store, environ={})).path
         assert path is not None
         generated = path.read_text().strip()
 
         # Act: it starts again with TIDINGS_ADMIN_KEY.
-        again = await load_or_create_admin_key(tmp_path, store, environ={ADMIN_KEY_ENV: "k" * 32})
+        again = (await load_or_create_admin_key(tmp_path, store, environ={ADMIN_KEY_ENV: "k" * 32})).path
         auth = Authenticator(TokenSigner(b"s" * 32), AuthPolicy(allow_anonymous=False), admin_key="k" * 32)
         await auth.refresh(store)
         [record] = await store.list_api_keys()
@@ -227,7 +229,7 @@ async def test_a_new_generated_admin_key_revokes_the_one_it_replaces(tmp_path: P
     # Arrange: the file of a usable generated key is lost.
     store = await SqliteStore.open(tmp_path)
     try:
-        path = await load_or_create_admin_key(tmp_path, store, environ={})
+        path = (await load_or_create_admin_key(tmp_path, store, environ={})).path
         assert path is not None
         path.unlink()
 

@@ -174,8 +174,8 @@ async def test_service_cache_management_needs_super_user(service: TopicsService,
     with pytest.raises(PermissionDenied, match="super-user"):
         await service.delete_cache(CACHE, principal)
     with pytest.raises(PermissionDenied, match="super-user"):
-        service.list_caches(principal)
-    assert service.list_caches(ADMIN) == [CACHE]
+        await service.list_caches(principal)
+    assert await service.list_caches(ADMIN) == [CACHE]
 
 
 async def test_service_cache_management_validates_names_before_permission(service: TopicsService) -> None:
@@ -189,12 +189,12 @@ async def test_service_cache_management_validates_names_before_permission(servic
 async def test_service_super_user_manages_caches(service: TopicsService) -> None:
     # Act
     await service.create_cache("new", ADMIN)
-    listed = service.list_caches(ADMIN)
+    listed = await service.list_caches(ADMIN)
     await service.delete_cache("new", ADMIN)
 
     # Assert
     assert listed == [CACHE, "new"]
-    assert service.list_caches(ADMIN) == [CACHE]
+    assert await service.list_caches(ADMIN) == [CACHE]
 
 
 # --- token id as publisher id --------------------------------------------------------------------

@@ -7,7 +7,15 @@ from typing import Any
 import grpc
 import pytest
 
-from tidings.server.core import CacheNotFound, Limit, LimitExceeded, TopicsError, TransportStats
+from tidings.server.core import (
+    CacheNotFound,
+    Limit,
+    LimitExceeded,
+    OutcomeUnknown,
+    TopicsError,
+    TransportStats,
+    Unavailable,
+)
 from tidings.server.grpc._status import INTERNAL_MESSAGE, guarded
 
 
@@ -46,10 +54,19 @@ class _Servicer:
             "slow down",
             (("err", "operations_rate_limit_exceeded"),),
         ),
+        (Unavailable("not sent"), grpc.StatusCode.UNAVAILABLE, "not sent", ()),
+        (OutcomeUnknown("maybe applied"), grpc.StatusCode.DEADLINE_EXCEEDED, "maybe applied", ()),
         (TopicsError("odd"), grpc.StatusCode.INTERNAL, "odd", ()),
         (RuntimeError("secret internals at 0xdeadbeef"), grpc.StatusCode.INTERNAL, INTERNAL_MESSAGE, ()),
     ],
-    ids=["domain-error", "limit-with-err", "unmapped-domain-error", "unexpected-fault"],
+    ids=[
+        "domain-error",
+        "limit-with-err",
+        "unavailable",
+        "outcome-unknown",
+        "unmapped-domain-error",
+        "unexpected-fault",
+    ],
 )
 async def test_guarded_maps_failures_to_statuses_and_counts_them(
     failure: Exception, code: grpc.StatusCode, details: str, metadata: tuple[Any, ...]

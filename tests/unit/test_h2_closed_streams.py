@@ -7,16 +7,10 @@ import h2.config
 import h2.connection
 import pytest
 
+from tests.unit._support import grpc_request_headers
 from tidings.server.grpc._h2._connection import StateMachine
 
-_REQUEST = [
-    (b":method", b"POST"),
-    (b":scheme", b"http"),
-    (b":path", b"/cache_client.pubsub.Pubsub/Publish"),
-    (b":authority", b"localhost"),
-    (b"content-type", b"application/grpc"),
-    (b"te", b"trailers"),
-]
+_REQUEST = grpc_request_headers("Publish")
 _CALLS = StateMachine.MAX_CLOSED_STREAMS + 2_000
 
 

@@ -219,10 +219,10 @@ async def test_create_cache_over_max_caches_is_cache_count_limit(make_service: M
 
     # Assert: deleting a cache frees its slot.
     assert raised.value.limit is Limit.CACHE_COUNT
-    assert service.list_caches() == [CACHE, "second"]
+    assert await service.list_caches() == [CACHE, "second"]
     await service.delete_cache("second")
     await service.create_cache("third")
-    assert service.list_caches() == [CACHE, "third"]
+    assert await service.list_caches() == [CACHE, "third"]
 
 
 async def test_retention_bounds_what_a_late_subscriber_can_replay(make_service: MakeService) -> None:

@@ -232,26 +232,11 @@ def test_memory_log_matches_a_plain_list_model(max_count: int, max_bytes: int, o
         assert log.retained_bytes == retained_bytes == sum(size for _, size in model[start:])
 
 
-# --- retention counts what messages hold; the process-wide budget ----------------------------------------
+# --- retention counts what messages hold (see also test_retention_encodings.py); the process-wide budget ---
 
 
 def _encode_twice(message: Message) -> bytes:
     return bytes(2 * message.size)
-
-
-def test_memory_log_counts_cached_encodings_and_evicts_for_them() -> None:
-    # Arrange: room for three 100-byte values, as long as nothing is encoded.
-    log = MemoryTopicLog(PAGE, max_count=100, max_bytes=300)
-    messages = [log.append(b"x" * 100, "", 100) for _ in range(3)]
-    assert (log.first_sequence_number, log.retained_bytes) == (1, 300)
-
-    # Act: a transport caches a 200-byte encoding of the newest message.
-    messages[-1].encoded("wire", _encode_twice)
-
-    # Assert: the log now holds 300 bytes for the newest alone, so the others went.
-    assert messages[-1].footprint == 300
-    assert (log.first_sequence_number, log.retained_bytes) == (3, 300)
-    assert messages[0].retainer is None  # evicted: its later encodings are not counted
 
 
 def test_memory_log_does_not_count_encodings_of_evicted_messages() -> None:
@@ -283,20 +268,6 @@ def test_retention_budget_empties_the_least_recently_published_topics_first() ->
     assert [topics[name].retained_bytes for name in ("old", "mid", "new")] == [0, 600, 300]
     assert (engine.budget.used_bytes, engine.budget.trimmed_bytes) == (900, 300)
     assert topics["old"].first_sequence_number == topics["old"].next_sequence_number == 2
-
-
-def test_retention_budget_counts_encodings_too() -> None:
-    engine, pages = _budget_engine(max_retained_bytes=1000)
-    first = engine.open_topic("c", "a", pages, _Listener())
-    second = engine.open_topic("c", "b", pages, _Listener())
-    first.publish(b"x" * 400, "", 400, 0.0)
-    message = second.publish(b"y" * 400, "", 400, 0.0)
-
-    message.encoded("wire", _encode_twice)  # 800 more for "b": "a" (least recent) goes
-
-    # The newest message of a topic stays even when it alone is over a bound: only by its own footprint.
-    assert engine.budget is not None
-    assert (first.retained_bytes, second.retained_bytes, engine.budget.used_bytes) == (0, 1200, 1200)
 
 
 def test_retention_budget_keeps_the_newest_message_of_the_topic_being_published() -> None:

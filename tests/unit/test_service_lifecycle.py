@@ -200,7 +200,7 @@ async def test_create_cache_lists_it_and_stores_it(service: TopicsService, store
     await service.create_cache("alpha")
 
     # Assert
-    assert service.list_caches() == ["alpha", CACHE, "zeta"]
+    assert await service.list_caches() == ["alpha", CACHE, "zeta"]
     assert store.caches == {"alpha", CACHE, "zeta"}
     assert service.has_cache("alpha")
 
@@ -229,7 +229,7 @@ async def test_start_loads_caches_from_the_store(make_service: MakeService, stor
     service = await make_service(caches=())
 
     # Assert
-    assert service.list_caches() == ["also-kept", "kept"]
+    assert await service.list_caches() == ["also-kept", "kept"]
 
 
 async def test_delete_cache_ends_subscriptions_with_cache_not_found(

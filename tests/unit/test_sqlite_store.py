@@ -66,6 +66,35 @@ async def test_store_delete_cache_reports_whether_it_existed(any_store: Store) -
     assert await any_store.list_caches() == []
 
 
+async def test_store_cache_exists_while_created_and_not_deleted(any_store: Store) -> None:
+    # Act
+    before = await any_store.cache_exists("c")
+    await any_store.create_cache("c")
+    created = await any_store.cache_exists("c")
+    await any_store.delete_cache("c")
+    deleted = await any_store.cache_exists("c")
+
+    # Assert
+    assert (before, created, deleted) == (False, True, False)
+
+
+async def test_store_caches_version_moves_with_every_change_when_shared(any_store: Store) -> None:
+    # Act
+    versions = [await any_store.caches_version()]
+    await any_store.create_cache("c")
+    versions.append(await any_store.caches_version())
+    await any_store.create_cache("c")  # no change
+    versions.append(await any_store.caches_version())
+    await any_store.delete_cache("c")
+    versions.append(await any_store.caches_version())
+
+    # Assert: other servers notice each change of a shared store; an unshared one has no one to tell.
+    if any_store.shared:
+        assert versions[0] < versions[1] == versions[2] < versions[3]
+    else:
+        assert versions == [0, 0, 0, 0]
+
+
 async def test_store_page_floor_starts_at_zero_and_keeps_the_last_saved(any_store: Store) -> None:
     # Arrange
     initial = await any_store.load_page_floor()

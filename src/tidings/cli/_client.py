@@ -1,21 +1,25 @@
 """What the client commands share: connection options, one-line errors, and a clean Ctrl-C.
 
 ``--endpoint`` and ``--api-key`` may be given to the ``tidings`` group or to each command (the command's
-win); unset, they come from ``TIDINGS_ENDPOINT`` / ``TIDINGS_API_KEY``, else ``localhost:8080`` anonymous.
+win); unset, they come from ``TIDINGS_ENDPOINT`` / ``TIDINGS_API_KEY``, else ``localhost:8080`` anonymous. An
+endpoint that is not ``HOST:PORT`` is a usage error, wherever it came from.
 """
 
 from __future__ import annotations
 
 import functools
 import os
+import socket
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, NoReturn, ParamSpec, TypeVar
 
 import click
+import grpc.aio
 
-from tidings import DEFAULT_TIMEOUT, ErrorResponse
+from tidings import DEFAULT_TIMEOUT, ErrorCode, ErrorResponse
+from tidings.cli._endpoint import ENDPOINT, endpoint_from_environment, parse_endpoint, through_grpc_proxy
 
 Params = ParamSpec("Params")
 Result = TypeVar("Result")
@@ -42,6 +46,7 @@ def endpoint_option(function: Callable[Params, Result]) -> Callable[Params, Resu
     return click.option(
         "--endpoint",
         metavar="HOST:PORT",
+        type=ENDPOINT,
         default=None,
         help="Server to connect to; grpcs:// for TLS (default: $TIDINGS_ENDPOINT, else localhost:8080).",
     )(function)
@@ -62,17 +67,45 @@ def connection_options(function: Callable[Params, Result]) -> Callable[Params, R
 def client_arguments(endpoint: str | None, api_key: str | None, timeout: float) -> dict[str, Any]:
     """Keyword arguments of the SDK clients: the command's options, then the group's, then the environment."""
     group = click.get_current_context().find_object(GroupConnection) or GroupConnection()
+    if not endpoint and not group.endpoint and os.environ.get("TIDINGS_ENDPOINT"):
+        endpoint = endpoint_from_environment(os.environ["TIDINGS_ENDPOINT"], "TIDINGS_ENDPOINT")
     return {
-        "endpoint": endpoint or group.endpoint or os.environ.get("TIDINGS_ENDPOINT") or "localhost:8080",
+        "endpoint": endpoint or group.endpoint or "localhost:8080",
         "api_key": api_key or group.api_key or os.environ.get("TIDINGS_API_KEY") or None,
         "timeout": timeout,
     }
 
 
+def refuse_unreachable(endpoint: str, timeout: float, doing: str) -> None:
+    """Fail at once when nothing accepts connections at ``endpoint`` (a stopped server), as a publish does.
+
+    A subscribe alone would not: the SDK asks a server that refuses its first stream again, within the
+    client's timeout, because a restarting server refuses for a moment (docs/sdk.md). A command run by hand
+    is better told now; a server that accepts but is busy still gets the SDK's retries.
+
+    Not checked when grpc reaches ``endpoint`` through a proxy (``grpc_proxy``, ``https_proxy``, ``http_proxy``
+    not excluded by ``no_grpc_proxy`` / ``no_proxy``): the server may then be out of this machine's direct reach.
+    """
+    where = parse_endpoint(endpoint)
+    if through_grpc_proxy(where.host, os.environ):
+        return
+    try:
+        socket.create_connection(where.address, timeout=timeout).close()
+    except OSError as error:
+        reason = error.strerror or str(error) or type(error).__name__
+        raise click.ClickException(
+            f"{doing}: UNAVAILABLE: cannot connect to {where.host}:{where.port}: {reason} (is the server running?)"
+        ) from None
+
+
 def fail(error: ErrorResponse, doing: str) -> NoReturn:
     """Report ``error`` in one line on stderr and exit with status 1."""
     message = " ".join(error.message.split())
-    raise click.ClickException(f"{doing}: {error.error_code.name}: {message}")
+    code = error.error_code.name
+    if error.error_code is ErrorCode.UNKNOWN and isinstance(error.inner_exception, grpc.aio.AioRpcError):
+        # A status the SDK has no ErrorCode for (UNIMPLEMENTED from tidings' HTTP port): name it.
+        code = error.inner_exception.code().name
+    raise click.ClickException(f"{doing}: {code}: {message}")
 
 
 def client_command(function: Callable[Params, None]) -> Callable[Params, None]:

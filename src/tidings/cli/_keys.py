@@ -34,6 +34,8 @@ T = TypeVar("T")
 
 # Longer than any key should live; also keeps dates printable.
 MAX_KEY_LIFETIME = 10 * 365 * 86400
+# The width `key list` lays its table out in when stdout is not a terminal: wider than any row.
+_UNBOUNDED_WIDTH = 1_000_000
 
 
 def parse_duration(text: str) -> float:
@@ -172,7 +174,12 @@ def list_keys(as_json: bool, data_dir: Path, redis_url: str | None, redis_cluste
             _when(record.expires_at),
             _when(record.revoked_at),
         )
-    Console().print(table)
+    console = Console()
+    if not console.is_terminal:
+        # Piped or redirected (`| grep`, `> keys.txt`): one line per key, nothing wrapped or cut, whatever
+        # $COLUMNS says; the table is as wide as its longest row.
+        console = Console(width=_UNBOUNDED_WIDTH)
+    console.print(table)
 
 
 @key.command()

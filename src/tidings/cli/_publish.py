@@ -54,7 +54,8 @@ def _publish(client: TopicClient, cache: str, topic: str, value: str | bytes) ->
 
 
 def _publish_lines(client: TopicClient, cache: str, topic: str, lines: BinaryIO) -> None:
-    """Publish each non-blank line as text; stop, naming the line, at one that is not UTF-8."""
+    """Publish each non-blank line as text; stop, naming the line and how many went before it, at one that is
+    not UTF-8 or whose publish fails (over the size limit, say)."""
     published = 0
     for number, line in enumerate(lines, start=1):
         try:
@@ -65,7 +66,12 @@ def _publish_lines(client: TopicClient, cache: str, topic: str, lines: BinaryIO)
                 "(publish bytes with --binary -)"
             ) from None
         if text:
-            _publish(client, cache, topic, text)
+            response = client.publish(cache, topic, text)
+            if isinstance(response, TopicPublish.Error):
+                fail(
+                    response,
+                    f"publish failed at line {number} of stdin ({_lines(published)} before it published, none after)",
+                )
             published += 1
 
 

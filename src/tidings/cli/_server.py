@@ -35,6 +35,9 @@ _FLAG_OF_FIELD = {
     "http_long_poll_timeout": "--http-long-poll-timeout",
     "request_timeout": "--request-timeout",
     "http_idle_timeout": "--http-idle-timeout",
+    "max_connections_per_address": "--max-connections-per-address",
+    "max_streams_per_connection": "--max-streams-per-connection",
+    "grpc_idle_timeout": "--grpc-idle-timeout",
     "max_connections": "--max-connections",
     "drain_timeout": "--drain-timeout",
 }
@@ -195,6 +198,33 @@ def _worker_count(value: str) -> int:
     help="Open connections allowed per transport (gRPC, HTTP); past it new ones are refused.",
 )
 @click.option(
+    "--max-connections-per-address",
+    type=click.IntRange(1),
+    default=None,
+    show_default="half of --max-connections",
+    envvar="TIDINGS_MAX_CONNECTIONS_PER_ADDRESS",
+    help="Open connections one client address may hold per transport; past it its new ones are refused. Behind "
+    "a proxy or NAT that hides client addresses, set it to --max-connections.",
+)
+@click.option(
+    "--max-streams-per-connection",
+    type=click.IntRange(1),
+    default=_DEFAULTS.max_streams_per_connection,
+    show_default=True,
+    envvar="TIDINGS_MAX_STREAMS_PER_CONNECTION",
+    help="gRPC calls (subscriptions included) one connection may have open at once (HTTP/2 "
+    "SETTINGS_MAX_CONCURRENT_STREAMS); clients queue calls beyond it.",
+)
+@click.option(
+    "--grpc-idle-timeout",
+    type=click.FloatRange(_MIN_INTERVAL),
+    default=_DEFAULTS.grpc_idle_timeout,
+    show_default=True,
+    envvar="TIDINGS_GRPC_IDLE_TIMEOUT",
+    help="Seconds a gRPC connection may stay open without a call (pings do not count) before it is closed "
+    "(GOAWAY); clients reconnect for their next call.",
+)
+@click.option(
     "--http-idle-timeout",
     type=click.IntRange(1),
     default=_DEFAULTS.http_idle_timeout,
@@ -289,6 +319,15 @@ def _worker_count(value: str) -> int:
     help="Allow --fault-injection together with --require-auth.",
 )
 @click.option(
+    "--test-admin-port",
+    type=click.IntRange(0, 65535),
+    default=None,
+    metavar="PORT",
+    envvar="TIDINGS_TEST_ADMIN_PORT",
+    help="Serve Momento Local's test-admin API on this port: GET /block silences the gRPC port, GET /unblock "
+    "restores it. Needs --fault-injection; for tests only.",
+)
+@click.option(
     "--redis-url",
     metavar="URL",
     envvar="TIDINGS_REDIS_URL",
@@ -349,6 +388,13 @@ def _worker_count(value: str) -> int:
     envvar="TIDINGS_LOG_FORMAT",
     help="text: one readable line per record; json: one JSON object per line (time, level, logger, message).",
 )
+@click.option(
+    "--log-third-party",
+    is_flag=True,
+    envvar="TIDINGS_LOG_THIRD_PARTY",
+    help="Also log other libraries' DEBUG and INFO records (hpack, httpx, grpc, redis...), dropped otherwise: "
+    "they may contain credentials (authorization headers, webhook URLs). For debugging a library only.",
+)
 def server(
     host: str,
     port: int,
@@ -369,6 +415,9 @@ def server(
     http_long_poll_timeout: float,
     drain_timeout: float,
     max_connections: int | None,
+    max_connections_per_address: int | None,
+    max_streams_per_connection: int,
+    grpc_idle_timeout: float,
     http_idle_timeout: int,
     request_timeout: float,
     allowed_hosts: tuple[str, ...],
@@ -382,6 +431,7 @@ def server(
     grpc_transport: str,
     fault_injection: bool,
     allow_fault_injection_with_auth: bool,
+    test_admin_port: int | None,
     redis_url: str | None,
     redis_cluster: str | None,
     workers: int,
@@ -390,6 +440,7 @@ def server(
     webhook_allow_private: bool | None,
     log_level: str,
     log_format: LogFormat,
+    log_third_party: bool,
 ) -> None:
     """Run the tidings server (gRPC, Momento-compatible, and HTTP) until SIGINT or SIGTERM."""
     from tidings.server.app import run
@@ -421,6 +472,9 @@ def server(
             http_long_poll_timeout=http_long_poll_timeout,
             drain_timeout=drain_timeout,
             max_connections=max_connections,
+            max_connections_per_address=max_connections_per_address,
+            max_streams_per_connection=max_streams_per_connection,
+            grpc_idle_timeout=grpc_idle_timeout,
             http_idle_timeout=http_idle_timeout,
             request_timeout=request_timeout,
             allowed_hosts=allowed_hosts,
@@ -434,6 +488,7 @@ def server(
             grpc_transport=grpc_transport,
             fault_injection=fault_injection,
             allow_fault_injection_with_auth=allow_fault_injection_with_auth,
+            test_admin_port=test_admin_port,
             redis_url=redis_cluster or redis_url,
             redis_cluster=redis_cluster is not None,
             workers=workers,
@@ -446,7 +501,7 @@ def server(
         for field_name, flag in _FLAG_OF_FIELD.items():
             message = message.replace(field_name, flag)
         raise click.UsageError(message) from None
-    configure_logging(log_level, log_format)
+    configure_logging(log_level, log_format, third_party=log_third_party)
     try:
         run(settings)
     except DataDirectoryError as error:

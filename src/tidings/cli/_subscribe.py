@@ -6,15 +6,20 @@ import base64
 import functools
 import json
 import sys
+import threading
 from collections.abc import Callable
-from typing import Any
+from types import TracebackType
+from typing import Any, Final
 
 import click
 from rich.console import Console
 from rich.markup import escape
 
 from tidings import SubscriptionItem, TopicClient, TopicSubscribe, TopicSubscriptionItem
-from tidings.cli._client import client_arguments, client_command, connection_options, fail
+from tidings.cli._client import client_arguments, client_command, connection_options, fail, refuse_unreachable
+
+# How often the reconnection watcher looks at the subscription's statistics (each look is two attribute reads).
+_WATCH_INTERVAL: Final = 0.1
 
 
 @click.command()
@@ -61,7 +66,9 @@ def subscribe(
     """
     encode = _BINARY_FORMATS[binary_format]
     print_item = functools.partial(_print_json, encode=encode) if as_json else _HumanPrinter(encode).print
-    with TopicClient(**client_arguments(endpoint, api_key, timeout)) as client:
+    arguments = client_arguments(endpoint, api_key, timeout)
+    refuse_unreachable(arguments["endpoint"], timeout, "subscribe failed")
+    with TopicClient(**arguments) as client:
         subscription = client.subscribe(
             cache,
             topic,
@@ -74,26 +81,64 @@ def subscribe(
         if isinstance(subscription, TopicSubscribe.Error):
             fail(subscription, "subscribe failed")
         received = 0
-        resubscriptions = 0
-        for item in subscription:
-            if isinstance(item, TopicSubscriptionItem.Error):
-                fail(item, "subscription ended")
-            if subscription.statistics().resubscriptions > resubscriptions:
-                resubscriptions = subscription.statistics().resubscriptions
-                _say_resubscribed(subscription.resume_at_sequence_number, subscription.sequence_page)
-            if isinstance(item, TopicSubscriptionItem.Heartbeat) and not events:
-                continue
-            print_item(item)
-            if isinstance(item, TopicSubscriptionItem.Text | TopicSubscriptionItem.Binary):
-                received += 1
-                if received == count:
-                    return
+        with _Reconnections(subscription) as reconnections:
+            for item in subscription:
+                if isinstance(item, TopicSubscriptionItem.Error):
+                    fail(item, "subscription ended")
+                reconnections.item_arrived()
+                if isinstance(item, TopicSubscriptionItem.Heartbeat) and not events:
+                    continue
+                print_item(item)
+                if isinstance(item, TopicSubscriptionItem.Text | TopicSubscriptionItem.Binary):
+                    received += 1
+                    if received == count:
+                        return
 
 
-def _say_resubscribed(resume_at: int, page: int) -> None:
-    """One line on stderr when a broken stream (a server restart, a lost connection) was replaced."""
-    where = f"from #{resume_at} in page {page}" if resume_at else "live"
-    click.echo(f"reconnected: the stream broke (server restart or lost connection); resumed {where}", err=True)
+class _Reconnections:
+    """Says on stderr, once each, that a subscription's stream broke and it is reconnecting (as soon as its
+    first new stream is tried), and that it reconnected (when the new stream's first item arrived).
+
+    The SDK resubscribes by itself and tells only its statistics, so a thread looks at them: an item the
+    iterator is blocked waiting for cannot tell that nothing comes because the server is gone.
+    """
+
+    def __init__(self, subscription: TopicSubscribe.Subscription) -> None:
+        self._subscription = subscription
+        self._told = 0  # the resubscriptions accounted for by a "reconnected" line
+        self._reconnecting = False
+        self._lock = threading.Lock()
+        self._stopped = threading.Event()
+        self._watcher = threading.Thread(target=self._watch, name="tidings-cli-reconnections", daemon=True)
+
+    def __enter__(self) -> _Reconnections:
+        self._watcher.start()
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self._stopped.set()
+        self._watcher.join()
+
+    def item_arrived(self) -> None:
+        """An item came: if it came on a new stream, say that the subscription reconnected."""
+        with self._lock:  # held while saying it, so that "reconnecting" cannot come after it
+            resubscriptions = self._subscription.statistics().resubscriptions
+            if resubscriptions == self._told:
+                return
+            self._told, self._reconnecting = resubscriptions, False
+            resume_at, page = self._subscription.resume_at_sequence_number, self._subscription.sequence_page
+            where = f"from #{resume_at} in page {page}" if resume_at else "live"
+            click.echo(f"reconnected: the stream broke (server restart or lost connection); resumed {where}", err=True)
+
+    def _watch(self) -> None:
+        while not self._stopped.wait(_WATCH_INTERVAL):
+            with self._lock:
+                if self._reconnecting or self._subscription.statistics().resubscriptions == self._told:
+                    continue
+                self._reconnecting = True
+                click.echo("reconnecting: the stream broke (server restart or lost connection); trying again", err=True)
 
 
 def _base64(value: bytes) -> str:

@@ -2,8 +2,9 @@
 
 It reads one Subscribe stream at a time. When a stream breaks with a retryable failure it waits (exponential
 backoff with full jitter) and opens a new one at its resume point: the sequence number after the last item
-it delivered, in that item's page (PROTOCOL.md *Subscribe*). Items that are not after the last delivered one
-in the same page are dropped, so a resume never yields a duplicate or an out-of-order item.
+it delivered, in that item's page (README *Subscriptions, resume and discontinuities*). Items that are not
+after the last delivered one in the same page are dropped, so a resume never yields a duplicate or an
+out-of-order item.
 
 A subscription moves through three states and ends with exactly one `TopicSubscriptionItem.Error`::
 

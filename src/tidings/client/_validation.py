@@ -1,8 +1,8 @@
 """Client-side checks of arguments, so a bad call fails at once with INVALID_ARGUMENT and no network call.
 
-The rules are the protocol's (PROTOCOL.md *Caches and topics*, *Tokens and permissions*): names are 1 to 255
-bytes of UTF-8 without control characters; a published value is a non-empty ``str`` or ``bytes``; a disposable
-token lives 1 second to 1 hour and its token id is at most 64 characters.
+The rules are the protocol's (docs/sdk.md *Errors are values*, README *Authentication and tokens*): names
+are 1 to 255 bytes of UTF-8 without control characters; a published value is a non-empty ``str`` or
+``bytes``; a disposable token lives 1 second to 1 hour and its token id is at most 64 characters.
 """
 
 from __future__ import annotations

@@ -2,6 +2,11 @@
 
 uvicorn's own records (``uvicorn.error``, whose INFO lines are start and stop chatter, not errors) are shown
 as the HTTP transport's: under ``tidings.server.http``, their INFO demoted to DEBUG.
+
+Other libraries' records below WARNING are dropped whatever the level: hpack dumps every header it decodes at
+DEBUG (``authorization`` included), httpx logs each webhook POST at INFO with its full URL (query string
+included), and grpc, redis and httpcore are as chatty. ``--log-third-party`` lets them through, for debugging a
+library, with a warning that the log may then hold credentials.
 """
 
 from __future__ import annotations
@@ -16,6 +21,15 @@ LOG_FORMATS: Final = ("text", "json")
 TEXT_FORMAT: Final = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 HTTP_LOGGER: Final = "tidings.server.http"
 _UVICORN_LOGGERS: Final = ("uvicorn.error", "uvicorn")
+OWN_LOGGER: Final = "tidings"
+# Libraries known to log headers, URLs or bodies below WARNING: set to WARNING, so their records are not even
+# made (hpack's dumps cost CPU on every request). `OwnRecordsBelowWarning` drops any other library's.
+THIRD_PARTY_LOGGERS: Final = ("hpack", "h2", "httpx", "httpcore", "grpc", "redis", "uvicorn.access", "asyncio")
+THIRD_PARTY_WARNING: Final = (
+    "--log-third-party: other libraries' records are logged too (hpack, h2, httpx, httpcore, grpc, redis, uvicorn); "
+    "they may contain credentials (authorization headers, webhook URLs with their query strings): "
+    "do not keep or share this log"
+)
 
 
 class JsonFormatter(logging.Formatter):
@@ -42,6 +56,15 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(document, ensure_ascii=False)
 
 
+class OwnRecordsBelowWarning(logging.Filter):
+    """Lets through tidings' records, and other libraries' only from WARNING up (their DEBUG and INFO may print
+    credentials)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        name = record.name
+        return record.levelno >= logging.WARNING or name == OWN_LOGGER or name.startswith(OWN_LOGGER + ".")
+
+
 class UvicornAsTransport(logging.Filter):
     """Shows uvicorn's records as the HTTP transport's, INFO demoted to DEBUG (and dropped unless enabled)."""
 
@@ -55,10 +78,15 @@ class UvicornAsTransport(logging.Filter):
         return True
 
 
-def configure_logging(level: str, log_format: LogFormat = "text", worker: int | None = None) -> None:
+def configure_logging(
+    level: str, log_format: LogFormat = "text", worker: int | None = None, *, third_party: bool = False
+) -> None:
     """Log records of ``level`` and above to stderr, one line each, as ``log_format``; a ``--workers`` process
-    says which ``worker`` it is on every line."""
+    says which ``worker`` it is on every line. Other libraries' records below WARNING only with ``third_party``
+    (which warns, once, that they may hold credentials)."""
     handler = logging.StreamHandler()
+    if not third_party:
+        handler.addFilter(OwnRecordsBelowWarning())
     if log_format == "json":
         handler.setFormatter(JsonFormatter(worker))
     else:
@@ -69,7 +97,20 @@ def configure_logging(level: str, log_format: LogFormat = "text", worker: int | 
         root.removeHandler(existing)
     root.addHandler(handler)
     root.setLevel(level.upper())
+    for name in THIRD_PARTY_LOGGERS:
+        logging.getLogger(name).setLevel(logging.NOTSET if third_party else logging.WARNING)
     show_uvicorn_as_transport()
+    if third_party and worker is None:  # a worker's supervisor said it already
+        logging.getLogger("tidings.server").warning("%s", THIRD_PARTY_WARNING)
+
+
+def logging_configuration() -> tuple[str, LogFormat, bool]:
+    """The level, format and third-party choice `configure_logging` set up, for a process to set up the same
+    (the ``--workers`` supervisor, for its workers)."""
+    root = logging.getLogger()
+    log_format: LogFormat = "json" if any(isinstance(h.formatter, JsonFormatter) for h in root.handlers) else "text"
+    own_only = any(isinstance(f, OwnRecordsBelowWarning) for h in root.handlers for f in h.filters)
+    return logging.getLevelName(root.level), log_format, not own_only
 
 
 def show_uvicorn_as_transport() -> None:

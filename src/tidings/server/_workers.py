@@ -2,8 +2,9 @@
 
 Each worker is a whole server (its own event loop, Redis connections and subscriptions) bound with SO_REUSEPORT,
 so the kernel spreads new connections over them; they share topics through Redis. The supervisor prepares what
-must be created once (the admin key file), starts the workers, restarts one that dies (logged, with a backoff
-when it dies young), and on SIGTERM or SIGINT asks every worker to drain and waits for them.
+must be created once (the admin key file), starts the workers, restarts one that dies (logged with its exit
+status or the signal that killed it, with a backoff when it dies young), and on SIGTERM or SIGINT asks every
+worker to drain and waits for them. Workers are titled ``tidings worker N`` in ``ps`` (with setproctitle).
 """
 
 from __future__ import annotations
@@ -22,7 +23,9 @@ import time
 from multiprocessing.process import BaseProcess
 from types import FrameType
 
-from tidings.server._logs import JsonFormatter, LogFormat, configure_logging
+import setproctitle
+
+from tidings.server._logs import LogFormat, configure_logging, logging_configuration
 from tidings.server.config import Settings
 
 logger = logging.getLogger("tidings.server")
@@ -43,9 +46,7 @@ def supervise(settings: Settings) -> None:
     settings = _with_fixed_port(settings)
     _prepare(settings)
     context = multiprocessing.get_context("spawn")
-    root = logging.getLogger()
-    level = logging.getLevelName(root.level)
-    log_format: LogFormat = "json" if any(isinstance(h.formatter, JsonFormatter) for h in root.handlers) else "text"
+    level, log_format, third_party = logging_configuration()
     workers: dict[int, tuple[BaseProcess, float]] = {}
     failures: dict[int, int] = {}
     restart_at: dict[int, float] = {}
@@ -62,7 +63,9 @@ def supervise(settings: Settings) -> None:
 
     def start(index: int) -> None:
         process = context.Process(
-            target=_worker, args=(settings, index, level, log_format, os.getpid()), name=f"tidings-worker-{index}"
+            target=_worker,
+            args=(settings, index, level, log_format, third_party, os.getpid()),
+            name=f"tidings-worker-{index}",
         )
         process.start()
         workers[index] = (process, time.monotonic())
@@ -91,7 +94,7 @@ def supervise(settings: Settings) -> None:
                 failures[index] = failures.get(index, 0) + 1 if young else 0
                 delay = min(_MAX_BACKOFF, 2.0 ** failures[index] - 1) if young else 0.0
                 logger.error(
-                    "worker %d (pid %s) exited with %s; restarting it in %.0f s", index, process.pid, process.exitcode,
+                    "worker %d (pid %s) %s; restarting it in %.0f s", index, process.pid, exit_status(process.exitcode),
                     delay,
                 )  # fmt: skip
                 restart_at[index] = now + delay
@@ -116,6 +119,20 @@ def supervise(settings: Settings) -> None:
         wake_read.close()
         wake_write.close()
     logger.info("tidings workers stopped")
+
+
+def exit_status(exitcode: int | None) -> str:
+    """How a worker ended, for the log: ``exited with status 1``, ``was killed by SIGKILL`` (multiprocessing
+    reports a signal as its negative number)."""
+    if exitcode is None:
+        return "ended with an unknown status"
+    if exitcode >= 0:
+        return f"exited with status {exitcode}"
+    try:
+        name = signal.Signals(-exitcode).name
+    except ValueError:
+        name = f"signal {-exitcode}"
+    return f"was killed by {name}"
 
 
 def _with_fixed_port(settings: Settings) -> Settings:
@@ -149,9 +166,12 @@ def _prepare(settings: Settings) -> None:
         raise OSError(f"cannot use {settings.redis_flag}: {error.message}") from None
 
 
-def _worker(settings: Settings, index: int, level: str, log_format: LogFormat, supervisor: int) -> None:
+def _worker(
+    settings: Settings, index: int, level: str, log_format: LogFormat, third_party: bool, supervisor: int
+) -> None:
     """A worker process: one server on its own loop (it handles SIGTERM and SIGINT by draining)."""
-    configure_logging(level, log_format, worker=index)
+    name_process(f"tidings worker {index}", f"tidings-w{index}")
+    configure_logging(level, log_format, worker=index, third_party=third_party)
     _drain_when_orphaned(supervisor, index)
     import uvloop
 
@@ -162,6 +182,15 @@ def _worker(settings: Settings, index: int, level: str, log_format: LogFormat, s
     except (OSError, ValueError) as error:  # one line, as `tidings server` says it
         logger.error("%s", error)
         raise SystemExit(1) from None
+
+
+def name_process(title: str, short_name: str) -> None:
+    """Show this process as ``title`` in ``ps`` / ``top`` instead of ``python -B -c from multiprocessing...``,
+    and as ``short_name`` (at most 15 characters, the kernel's limit) where only the command name is shown."""
+    setproctitle.setproctitle(title)
+    # After setproctitle, which may set the command name to its title cut at 15 characters.
+    with contextlib.suppress(OSError), open("/proc/self/comm", "w", encoding="ascii") as comm:
+        comm.write(short_name[:15])
 
 
 def _drain_when_orphaned(supervisor: int, index: int) -> None:

@@ -39,6 +39,7 @@ from tidings.server.config import Settings
 from tidings.server.core import (
     CacheAlreadyExists,
     Engine,
+    FailureLog,
     TopicsError,
     TopicsService,
     Unavailable,
@@ -55,6 +56,7 @@ from tidings.server.webhooks import RetryPolicy, WebhookDispatcher, WebhookLease
 if TYPE_CHECKING:
     from tidings.server.engine.redis import RedisEngine
     from tidings.server.store.redis import RedisStore
+    from tidings.server.testadmin import TestAdmin
 
 logger = logging.getLogger("tidings.server")
 
@@ -134,12 +136,16 @@ class Server:
         self._redis_engine: RedisEngine | None = None
         self._data_dir_lock: DataDirectoryLock | None = None
         self._grpc: grpc.aio.Server | H2Server | None = None
+        self._test_admin: TestAdmin | None = None
         self._http: HttpServer | None = None
         self._housekeeping: asyncio.Task[None] | None = None
         self._key_watch: asyncio.Task[None] | None = None
         self._memory: asyncio.Task[None] | None = None
         self._webhook_watch: asyncio.Task[None] | None = None
         self._authenticator: Authenticator | None = None
+        # Both refresh loops fail together while Redis is unreachable: one outage, a few lines (not one a loop);
+        # it ends when neither fails, so one failing alone while the other works is one outage too.
+        self._refresh_log = FailureLog(logger, "refreshing API keys and webhooks from the store")
         self._port = 0
         self._stopped = asyncio.Event()
         self._drain_cut = asyncio.Event()
@@ -199,6 +205,7 @@ class Server:
                 settings.limits,
                 heartbeat_interval=settings.heartbeat_interval,
                 subscribe_latest=settings.subscribe_latest,
+                cache_refresh_interval=settings.key_refresh_interval,
             )
             await service.start()
             webhooks = self._webhooks = WebhookRegistry(service, self._store)
@@ -223,6 +230,8 @@ class Server:
                 await self._start_h2(service, self._authenticator, webhooks, max_connections)
             else:
                 await self._start_grpcio(service, self._authenticator, webhooks, max_connections)
+            if settings.test_admin_port is not None:
+                await self._start_test_admin(settings.test_admin_port)
             self._housekeeping = _background(service.run_housekeeping(), "tidings-housekeeping")
             self._key_watch = _background(self._watch_keys(), "tidings-key-watch")
             self._memory = _background(return_freed_memory(_TRIM_INTERVAL), "tidings-memory")
@@ -237,7 +246,11 @@ class Server:
                     long_poll_timeout=settings.http_long_poll_timeout,
                     shutdown_grace=settings.shutdown_grace,
                     connections=ConnectionLimits(
-                        max_connections, settings.http_idle_timeout, settings.request_timeout, grpc_port=self._port
+                        max_connections,
+                        settings.http_idle_timeout,
+                        settings.request_timeout,
+                        grpc_port=self._port,
+                        max_per_address=settings.connections_per_address(max_connections),
                     ),
                     allowed_hosts=settings.http_allowed_hosts,
                     cors_origins=settings.cors_origins,
@@ -276,7 +289,7 @@ class Server:
             self.endpoint,
             self.engine_name,
             settings.data_dir,
-            _count(len(service.list_caches()), "cache"),
+            _count(service.cache_count(), "cache"),
             "anonymous callers allowed" if settings.anonymous_allowed else "every call needs a token",
         )
         if settings.public_endpoint is None and settings.host in _WILDCARD_HOSTS:
@@ -306,9 +319,12 @@ class Server:
             max_connections=max_connections,
             handshake_timeout=settings.request_timeout,
             webhooks=webhooks,
+            max_streams_per_connection=settings.max_streams_per_connection,
+            idle_timeout=settings.grpc_idle_timeout,
         )
-        address = _host_port(settings.host, settings.port)
-        refuse_busy_port(settings.host, settings.port, reuse_port=settings.workers > 1)
+        host, port = self._transport_address
+        address = _host_port(host, port)
+        refuse_busy_port(host, port, reuse_port=settings.workers > 1)
         try:
             if settings.tls_cert is not None and settings.tls_key is not None:
                 credentials = grpc.ssl_server_credentials([_tls_key_pair(settings.tls_cert, settings.tls_key)])
@@ -330,7 +346,8 @@ class Server:
     ) -> None:
         """Build and bind tidings' own HTTP/2 gRPC server (``--grpc-transport h2``)."""
         settings = self.settings
-        refuse_busy_port(settings.host, settings.port, reuse_port=settings.workers > 1)
+        host, port = self._transport_address
+        refuse_busy_port(host, port, reuse_port=settings.workers > 1)
         ssl_context = None
         if settings.tls_cert is not None and settings.tls_key is not None:
             _tls_key_pair(settings.tls_cert, settings.tls_key)  # names a bad file
@@ -345,11 +362,31 @@ class Server:
             webhooks=webhooks,
             max_connections=max_connections,
             handshake_timeout=settings.request_timeout,
+            max_streams_per_connection=settings.max_streams_per_connection,
+            max_connections_per_address=settings.connections_per_address(max_connections),
+            idle_timeout=settings.grpc_idle_timeout,
         )
         try:
-            self._port = await server.start(settings.host, settings.port)
+            self._port = await server.start(host, port)
         except OSError as error:
-            raise OSError(f"cannot listen on {_host_port(settings.host, settings.port)}: {error}") from None
+            raise OSError(f"cannot listen on {_host_port(host, port)}: {error}") from None
+
+    @property
+    def _transport_address(self) -> tuple[str, int]:
+        """Where the gRPC transport listens: the configured address, or with ``--test-admin-port`` a loopback port
+        of its own behind the relay that the test-admin API blocks."""
+        if self.settings.test_admin_port is not None:
+            from tidings.server.testadmin import UPSTREAM_HOST
+
+            return UPSTREAM_HOST, 0
+        return self.settings.host, self.settings.port
+
+    async def _start_test_admin(self, api_port: int) -> None:
+        """Put the relay on the configured gRPC address in front of the transport, and serve the test-admin API."""
+        from tidings.server.testadmin import TestAdmin
+
+        self._test_admin = TestAdmin(self._port)
+        self._port = await self._test_admin.start(self.settings.host, self.settings.port, api_port)
 
     async def _open_engine(self) -> Engine:
         """The memory engine, or with ``--redis-url`` the Redis engine, connected."""
@@ -409,7 +446,7 @@ class Server:
             return await SqliteStore.open(self.settings.data_dir)
         from tidings.server.store.redis import RedisStore
 
-        # Still holds this node's admin key file (and the signing secret when set by file).
+        # Holds nothing but the Redis deployment's admin key file (admin-redis-<id>.key), if this node writes it.
         self.settings.data_dir.mkdir(parents=True, exist_ok=True)
         try:
             return await RedisStore.open(self.settings.redis_url, cluster=self.settings.redis_cluster)
@@ -427,15 +464,17 @@ class Server:
                 raise DataDirectoryError(data_dir, str(error)) from None  # secret.key holds no usable secret
         else:  # every node signs and verifies tokens with the secret in Redis
             signer = TokenSigner(await store.load_or_create_secret())
-        admin_key_path = await load_or_create_admin_key(data_dir, store)
-        if admin_key_path is not None:
-            logger.info("admin key (super-user) is in %s", admin_key_path)
-        else:
-            logger.info("admin key (super-user) is %s; no other admin key is valid", ADMIN_KEY_ENV)
+        admin_key = await load_or_create_admin_key(data_dir, store)
+        if admin_key.path is not None:
+            logger.info("admin key (super-user) is in %s", admin_key.path)
+        elif admin_key.configured is not None:
+            only = "; no other admin key is valid" if admin_key.exclusive else ""
+            logger.info("admin key (super-user) is %s%s", ADMIN_KEY_ENV, only)
+        # else: the deployment's key is another server's, and load_or_create_admin_key logged where it is
         authenticator = Authenticator(
             signer,
             AuthPolicy(allow_anonymous=self.settings.anonymous_allowed),
-            admin_key=os.environ.get(ADMIN_KEY_ENV) or None,
+            admin_key=admin_key.configured,
         )
         await authenticator.refresh(store)
         return authenticator
@@ -451,9 +490,10 @@ class Server:
             self._service.expire_subscriptions(time.time())
             try:
                 revoked = await self._authenticator.refresh(self._store)
-            except Exception:
-                logger.exception("could not refresh API keys; will retry")
+            except Exception as error:
+                self._refresh_failed(error, "keys")
                 continue
+            self._refresh_log.succeeded(by="keys")
             for key_id in revoked.key_ids:
                 ended = self._service.revoke_key(key_id)
                 logger.info("API key %s revoked (with the tokens it minted); ended %d subscriptions", key_id, ended)
@@ -485,8 +525,18 @@ class Server:
                 if version != seen:
                     await self._webhooks.refresh()
                     seen = version
-            except Exception:
-                logger.exception("could not refresh webhooks; will retry")
+            except Exception as error:
+                self._refresh_failed(error, "webhooks")
+            else:
+                self._refresh_log.succeeded(by="webhooks")
+
+    def _refresh_failed(self, error: Exception, loop: str) -> None:
+        """The refresh ``loop`` failed (it retries): Redis unreachable is logged as an outage, anything else with
+        its traceback when the outage starts."""
+        if isinstance(error, Unavailable):
+            self._refresh_log.failed(f"{error.message}; retrying", by=loop)
+        else:
+            self._refresh_log.failed(f"{type(error).__name__}: {error}; retrying", exc_info=error, by=loop)
 
     def end_drain(self) -> None:
         """Stop waiting for open subscriptions (a second SIGTERM): `stop` goes on to end them now."""
@@ -545,6 +595,8 @@ class Server:
             await _logged_failure(self._grpc_stopping, "stopping gRPC")
         elif self._grpc is not None:
             await _logged_failure(self._grpc.stop(self.settings.shutdown_grace), "stopping gRPC")
+        if self._test_admin is not None:
+            await _logged_failure(self._test_admin.close(), "stopping the test-admin API")
         for task in (self._housekeeping, self._key_watch, self._memory, self._webhook_watch):
             if task is not None:
                 task.cancel()

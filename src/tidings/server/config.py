@@ -48,6 +48,8 @@ class Settings:
     # docs/performance.md), or grpc.aio (grpc-core).
     grpc_transport: str = "h2"
     allow_fault_injection_with_auth: bool = False
+    # Momento Local's test-admin API (GET /block, GET /unblock of the gRPC port) on this port; --fault-injection only.
+    test_admin_port: int | None = None
     # The Redis engine and store (None: the memory engine and the SQLite store in data_dir).
     redis_url: str | None = None
     # The same with a Redis Cluster: any node's URL (keys and channel of a topic share a slot; sharded pub/sub).
@@ -55,7 +57,13 @@ class Settings:
     # Server processes sharing the ports (SO_REUSEPORT), supervised by the one started; more than 1 needs Redis.
     workers: int = 1
     max_connections: int | None = None
+    # Connections one client address may hold per transport (None: half of the transport's connection cap).
+    max_connections_per_address: int | None = None
+    # gRPC streams one connection may have open at once (SETTINGS_MAX_CONCURRENT_STREAMS).
+    max_streams_per_connection: int = 10_000
     http_idle_timeout: int = 5
+    # Seconds a gRPC connection may stay open without a call before it is told to go away.
+    grpc_idle_timeout: float = 300.0
     request_timeout: float = 10.0
     allowed_hosts: tuple[str, ...] = ()
     cors_origins: tuple[str, ...] = ()
@@ -85,8 +93,14 @@ class Settings:
             raise ValueError("drain_timeout must be 0 or more, and finite")
         if self.max_connections is not None and self.max_connections < 1:
             raise ValueError("max_connections must be at least 1")
+        if self.max_connections_per_address is not None and self.max_connections_per_address < 1:
+            raise ValueError("max_connections_per_address must be at least 1")
+        if self.max_streams_per_connection < 1:
+            raise ValueError("max_streams_per_connection must be at least 1")
         if self.http_idle_timeout < 1:
             raise ValueError("http_idle_timeout must be at least 1")
+        if not (0 < self.grpc_idle_timeout < math.inf):
+            raise ValueError("grpc_idle_timeout must be positive and finite")
         if not (0 < self.request_timeout < math.inf):
             raise ValueError("request_timeout must be positive and finite")
         if self.require_auth and self.allow_anonymous:
@@ -114,6 +128,8 @@ class Settings:
                 "--fault-injection lets any caller make calls fail; with --require-auth it also needs "
                 "--allow-fault-injection-with-auth"
             )
+        if self.test_admin_port is not None:
+            self._check_test_admin_port(self.test_admin_port)
         if self.redis_url is not None and not self.redis_url.startswith(("redis://", "rediss://", "unix://")):
             raise ValueError(f"{self.redis_flag} must start with redis://, rediss:// or unix://")
         if self.redis_cluster and self.redis_url is None:
@@ -133,6 +149,24 @@ class Settings:
             raise ValueError("webhook_max_attempts must not be negative")
         if (self.tls_cert is None) != (self.tls_key is None):
             raise ValueError("--tls-cert and --tls-key go together")
+
+    def _check_test_admin_port(self, port: int) -> None:
+        """The test-admin API lets any caller silence the server: a test tool, for one process."""
+        if not 0 <= port <= 65535:
+            raise ValueError("--test-admin-port must be 0 to 65535")
+        if not self.fault_injection:
+            raise ValueError(
+                "--test-admin-port needs --fault-injection (its GET /block silences the gRPC port: for tests only)"
+            )
+        if self.workers > 1:
+            raise ValueError("--test-admin-port blocks one server process: it cannot be used with --workers above 1")
+
+    def connections_per_address(self, max_connections: int) -> int:
+        """Connections one address may hold on a transport that allows ``max_connections``:
+        ``--max-connections-per-address``, else half of them (so that one address never takes them all)."""
+        if self.max_connections_per_address is not None:
+            return min(self.max_connections_per_address, max_connections)
+        return max(1, max_connections // 2)
 
     @property
     def webhooks_reach_private(self) -> bool:

@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
@@ -184,6 +185,80 @@ def test_cli_publish_names_the_line_of_stdin_that_is_not_text(
     assert json.loads(received.stdout)["value"] == "ok"
 
 
+def test_cli_publish_names_the_line_of_stdin_that_failed_and_how_many_were_published(
+    server: ServerProcess, cache: str
+) -> None:
+    too_large = "x" * 5000  # over the server's --max-message-size (4096 by default)
+
+    result = tidings("publish", cache, "t", "-", endpoint=server.endpoint, stdin=f"a\n\nb\n{too_large}\nnot sent\n")
+    received = tidings("subscribe", cache, "t", "--count", "2", "--json", "--from", "1", endpoint=server.endpoint)
+
+    assert result.returncode == 1
+    line = one_line_error(result)
+    assert "publish failed at line 4 of stdin (2 lines were before it published, none after)" in line
+    assert "LIMIT_EXCEEDED" in line
+    assert [json.loads(item)["value"] for item in received.stdout.splitlines()] == ["a", "b"]
+
+
+# Every form the parser refuses is in tests/unit/test_cli_endpoint.py; here two of them go through the real
+# command, as an option, on a command and from the environment.
+@pytest.mark.parametrize("endpoint", ["http://localhost:8080", "localhost"])
+def test_cli_refuses_an_endpoint_that_is_not_host_port_as_a_usage_error(endpoint: str) -> None:
+    as_option = tidings("--endpoint", endpoint, "publish", "c", "t", "v")
+    on_the_command = tidings("cache", "list", "--endpoint", endpoint)
+    from_the_environment = tidings("subscribe", "c", "t", endpoint=endpoint)
+
+    for result in (as_option, on_the_command):
+        assert result.returncode == 2, result.stderr
+        assert f"Invalid value for '--endpoint': {endpoint!r} is not HOST:PORT" in result.stderr
+    assert from_the_environment.returncode == 2, from_the_environment.stderr
+    assert f"Invalid value for $TIDINGS_ENDPOINT: {endpoint!r} is not HOST:PORT" in from_the_environment.stderr
+    assert "Misformatted" not in as_option.stderr + on_the_command.stderr + from_the_environment.stderr
+
+
+@pytest.mark.parametrize("command", [("publish", "CACHE", "t", "v"), ("subscribe", "CACHE", "t", "--count", "1")])
+def test_cli_on_the_http_port_says_it_reached_tidings_http_port_and_which_port_to_use(
+    server: ServerProcess, cache: str, command: tuple[str, ...]
+) -> None:
+    result = tidings(*(cache if arg == "CACHE" else arg for arg in command), endpoint=f"127.0.0.1:{server.http_port}")
+
+    assert result.returncode == 1
+    line = one_line_error(result)
+    assert "UNIMPLEMENTED: this is tidings' HTTP port" in line
+    assert f"gRPC is served on port {server.port}" in line
+
+
+def test_cli_subscribe_to_a_stopped_server_fails_at_once_like_publish(start_server: StartServer) -> None:
+    server = start_server("--create-cache", "c")
+    server.stop()
+    # A timeout as long as the helper's own: the SDK alone would retry the refused stream until it passes.
+    started = time.monotonic()
+    result = tidings("subscribe", "c", "t", "--timeout", str(WITHIN), endpoint=server.endpoint)
+    elapsed = time.monotonic() - started
+
+    assert result.returncode == 1
+    assert f"UNAVAILABLE: cannot connect to {server.endpoint}: Connection refused" in one_line_error(result)
+    assert elapsed < WITHIN / 2
+
+
+def test_cli_key_list_piped_shows_each_key_on_one_line_whole(start_server: StartServer) -> None:
+    server = start_server()
+    server.stop()
+    description = "the nightly reconciliation job of the orders team, which reads every order event"
+    scopes = ("readonly:orders:events-*", "readwrite:invoices:*", "writeonly:audit:trail")
+    created = tidings("key", "create", *scopes, "--description", description, "--data-dir", str(server.data_dir))
+
+    listed = subprocess.run(
+        [sys.executable, "-m", "tidings", "key", "list", "--data-dir", str(server.data_dir)],
+        capture_output=True, text=True, env={**environment(None), "COLUMNS": "80"}, timeout=WITHIN, check=False,
+    )  # fmt: skip
+
+    assert created.returncode == 0, created.stderr
+    assert listed.returncode == 0, listed.stderr
+    [row] = [line for line in listed.stdout.splitlines() if description in line]
+    assert " ".join(scopes) in row
+
+
 BINARY = b"\x00\xff\x10tidings"
 
 
@@ -210,14 +285,18 @@ def test_cli_subscribe_prints_binary_values_readably(
     assert (item["type"], item["encoding"], item["value"]) == ("binary", encoding, encoded)
 
 
-def test_cli_subscriber_says_once_that_it_reconnected_after_a_restart(start_server: StartServer) -> None:
+def test_cli_subscriber_says_it_is_reconnecting_then_once_that_it_reconnected_after_a_restart(
+    start_server: StartServer,
+) -> None:
     server = start_server("--create-cache", "c")
     subscriber, first = start_subscriber("c", "t", endpoint=server.endpoint)
     try:
         assert subscriber.stdout is not None
         assert subscriber.stderr is not None
 
-        server.restart()
+        server.stop()
+        reconnecting = readline_within(subscriber.stderr, WITHIN)  # while the server is down
+        server.start()
         said = readline_within(subscriber.stderr, WITHIN)  # once the new stream is live (its first heartbeat arrived)
         with TopicClient(server.endpoint) as client:
             assert isinstance(client.publish("c", "t", "after the restart"), TopicPublish.Success)
@@ -232,6 +311,7 @@ def test_cli_subscriber_says_once_that_it_reconnected_after_a_restart(start_serv
             subscriber.communicate()
 
     assert first == {"type": "heartbeat"}
+    assert reconnecting == "reconnecting: the stream broke (server restart or lost connection); trying again\n"
     assert said == "reconnected: the stream broke (server restart or lost connection); resumed live\n"
     assert json.loads(lines[-1])["value"] == "after the restart"
     assert "reconnected" not in rest

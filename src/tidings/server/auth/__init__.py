@@ -9,7 +9,13 @@ from tidings.server.auth._grants import (
     parse_scope,
 )
 from tidings.server.auth._keys import ApiKey, KeyStore, new_api_key
-from tidings.server.auth._secrets import ADMIN_KEY_ENV, SECRET_ENV, load_or_create_admin_key, load_or_create_secret
+from tidings.server.auth._secrets import (
+    ADMIN_KEY_ENV,
+    SECRET_ENV,
+    AdminKey,
+    load_or_create_admin_key,
+    load_or_create_secret,
+)
 from tidings.server.auth._tokens import MAX_TOKEN_ID_LENGTH, MAX_TOKEN_LIFETIME, TokenSigner
 
 __all__ = [
@@ -17,6 +23,7 @@ __all__ = [
     "MAX_TOKEN_ID_LENGTH",
     "MAX_TOKEN_LIFETIME",
     "SECRET_ENV",
+    "AdminKey",
     "ApiKey",
     "AuthPolicy",
     "Authenticator",

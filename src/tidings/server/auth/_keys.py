@@ -61,6 +61,11 @@ def split_api_key(key: str) -> tuple[str, str] | None:
 class KeyStore(Protocol):
     """Where API keys are kept (the SQLite store implements it)."""
 
+    @property
+    def shared(self) -> bool:
+        """Whether several servers share the store (Redis), and with it one generated admin key."""
+        ...
+
     async def list_api_keys(self) -> list[ApiKey]:
         """Every key, revoked ones included."""
         ...

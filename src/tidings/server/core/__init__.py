@@ -1,4 +1,4 @@
-"""The topics core: PROTOCOL.md's semantics in pure asyncio (no protobuf, HTTP or SQL)."""
+"""The topics core: the protocol's semantics (README, docs/) in pure asyncio (no protobuf, HTTP or SQL)."""
 
 from tidings.server.core._auth import ANONYMOUS, Principal, TopicGrant, TopicRole
 from tidings.server.core._errors import (
@@ -7,6 +7,7 @@ from tidings.server.core._errors import (
     InvalidArgument,
     Limit,
     LimitExceeded,
+    OutcomeUnknown,
     PermissionDenied,
     TopicsError,
     Unauthenticated,
@@ -14,6 +15,7 @@ from tidings.server.core._errors import (
     WebhookNotFound,
 )
 from tidings.server.core._events import HEARTBEAT, Discontinuity, Event, Heartbeat, Message
+from tidings.server.core._failures import FailureLog
 from tidings.server.core._limits import Limits, TokenBucket
 from tidings.server.core._names import MAX_NAME_BYTES, validate_name
 from tidings.server.core._pages import PageClock
@@ -43,6 +45,7 @@ __all__ = [
     "EngineStats",
     "EngineTopic",
     "Event",
+    "FailureLog",
     "Heartbeat",
     "Histogram",
     "InvalidArgument",
@@ -50,6 +53,7 @@ __all__ = [
     "LimitExceeded",
     "Limits",
     "Message",
+    "OutcomeUnknown",
     "PageClock",
     "PermissionDenied",
     "Principal",

@@ -1,4 +1,4 @@
-"""Who is calling and what they may do (PROTOCOL.md *Tokens and permissions*).
+"""Who is calling and what they may do (README *Authentication and tokens*).
 
 A `Principal` is the verified identity behind a request: super-user, or a set of topic grants. How a
 credential becomes a principal (API keys, signed disposable tokens) lives in ``tidings.server.auth``; the core

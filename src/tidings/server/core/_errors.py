@@ -12,6 +12,8 @@ codes in exactly one function (for gRPC, ``tidings.server.grpc._status.status_of
     ├── Unauthenticated      token missing, malformed, badly signed, expired or revoked
     ├── PermissionDenied     valid token without the needed role
     └── Unavailable          the server is shutting down; a backing service is unreachable
+        └── OutcomeUnknown   the request reached the backing service, whose answer never came: it may have
+                             taken effect (a retry may apply it twice)
 """
 
 from __future__ import annotations
@@ -57,7 +59,7 @@ class CacheAlreadyExists(TopicsError):
 
 
 class Limit(enum.Enum):
-    """The limits a request can exceed; each value is the ``err`` code clients receive (PROTOCOL.md)."""
+    """The limits a request can exceed; each value is the ``err`` code clients receive (README *Errors clients see*)."""
 
     REQUEST_SIZE = "request_size_limit_exceeded"
     TOPIC_SUBSCRIPTIONS = "topic_subscriptions_limit_exceeded"
@@ -84,3 +86,9 @@ class PermissionDenied(TopicsError):
 
 class Unavailable(TopicsError):
     """The server cannot serve this now (shutting down); clients should retry."""
+
+
+class OutcomeUnknown(Unavailable):
+    """The request was sent to the backing service (Redis), but the connection broke or timed out before its
+    answer: it may have been applied. Unlike its base, nothing says a retry is safe; transports tell clients
+    apart (gRPC ``DEADLINE_EXCEEDED``, HTTP 504)."""

@@ -7,10 +7,14 @@ from typing import Final, NamedTuple, Protocol
 
 
 class Retainer(Protocol):
-    """What holds a retained message: told when the message grows (a transport cached an encoding on it)."""
+    """What holds a retained message: asked before an encoding is cached on it, so that it can count it."""
 
-    def grew(self, extra_bytes: int) -> None:
-        """Count ``extra_bytes`` more for a message this retainer holds."""
+    def admit_encoding(self, message: Message, size: int) -> bool:
+        """Count an encoding of ``size`` bytes for ``message``, which this retainer holds, making room for it.
+
+        False when the encoding must not be cached: the retainer already dropped ``message``'s encodings to
+        stay within its bounds, so one made again is served once and not kept.
+        """
         ...
 
 
@@ -19,8 +23,9 @@ class Message:
 
     ``encodings`` lets each transport cache its wire encoding on the message, so a message is serialized
     once per transport however many subscribers receive it. ``footprint`` is what retention counts for it:
-    its value's size plus every encoding cached on it, and its ``retainer`` (the retention buffer holding it)
-    is told when an encoding adds to it, so retention bounds the memory messages really hold.
+    its value's size plus every encoding cached on it. Every encoding is cached through `encoded`, which
+    asks the message's ``retainer`` (the retention buffer holding it) to admit it first, so retention bounds
+    the memory messages really hold; the retainer may later drop them (``encodings`` back to None).
     """
 
     __slots__ = (
@@ -56,20 +61,26 @@ class Message:
         self.retainer: Retainer | None = None
 
     def encoded(self, transport: str, encode: Callable[[Message], bytes]) -> bytes:
-        """This message's wire form for ``transport``, made by ``encode`` the first time it is asked for."""
+        """This message's wire form for ``transport``, made by ``encode`` the first time it is asked for.
+
+        The one way to cache an encoding on a message: it is counted by the retainer, which may refuse it (then
+        it is made again for each delivery). A message no retainer holds (evicted while a subscriber sends it)
+        caches it uncounted: the subscribers sending it hold the last references.
+        """
         encodings = self.encodings
-        if encodings is None:
-            encodings = self.encodings = {}
-        else:
+        if encodings is not None:
             cached = encodings.get(transport)
             if cached is not None:
                 return cached
-        data = encodings[transport] = encode(self)
-        grown = len(data)
-        self.footprint += grown
+        data = encode(self)
+        size = len(data)
         retainer = self.retainer
-        if retainer is not None:
-            retainer.grew(grown)
+        if retainer is None or retainer.admit_encoding(self, size):
+            encodings = self.encodings  # read again: ``encode`` may have cached another form it builds on
+            if encodings is None:
+                encodings = self.encodings = {}
+            encodings[transport] = data
+            self.footprint += size
         return data
 
     def __repr__(self) -> str:
@@ -77,7 +88,7 @@ class Message:
 
 
 class Discontinuity(NamedTuple):
-    """A gap in a subscription (PROTOCOL.md *Discontinuity fields*).
+    """A gap in a subscription (README *Subscriptions, resume and discontinuities*).
 
     The next message delivered has ``new_topic_sequence + 1`` in page ``new_sequence_page``.
     """

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True, slots=True)
 class Limits:
-    """Server limits (PROTOCOL.md *Errors*); ``None`` rate means unlimited."""
+    """Server limits (README *Errors clients see*); ``None`` rate means unlimited."""
 
     max_message_bytes: int = 4096
     max_subscriptions_per_cache: int = 10_000

@@ -1,4 +1,4 @@
-"""Validation of cache and topic names (PROTOCOL.md *Caches and topics*)."""
+"""Validation of cache and topic names (the protocol's rules: README *Errors clients see*, docs/sdk.md)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Sequence pages: nonzero, strictly increasing per server, also across restarts (PROTOCOL.md)."""
+"""Sequence pages: nonzero, strictly increasing per server, also across restarts (README *Subscriptions, resume
+and discontinuities*)."""
 
 from __future__ import annotations
 

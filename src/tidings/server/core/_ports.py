@@ -135,6 +135,15 @@ class Store(Protocol):
         """All cache names, sorted."""
         ...
 
+    async def cache_exists(self, cache_name: str) -> bool:
+        """Whether the cache exists now (in a shared store: created by any server and not deleted since)."""
+        ...
+
+    async def caches_version(self) -> int:
+        """A number that every cache creation and deletion raises, by any server sharing the store (an unshared
+        store may answer a constant: only its own server changes its caches)."""
+        ...
+
     async def create_cache(self, cache_name: str) -> bool:
         """Create a cache; False if it already existed."""
         ...

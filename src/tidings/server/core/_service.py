@@ -6,9 +6,10 @@ import asyncio
 import logging
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from tidings.server.core._auth import ANONYMOUS, Principal, TopicRole
+from tidings.server.core._caches import CacheDirectory
 from tidings.server.core._errors import (
     CacheAlreadyExists,
     CacheNotFound,
@@ -40,6 +41,11 @@ class TopicsService:
 
     Transports call `publish`, `subscribe` and the cache operations; `run_housekeeping` (or, in tests,
     `tick_heartbeats` and `retire_idle_topics` with an explicit clock) keeps heartbeats and TTLs.
+
+    With a shared store (several servers on one Redis), the store is the one directory of caches: listing,
+    looking up and deleting read it, and this process's own view of the caches (what publish and subscribe
+    check) follows it within ``cache_refresh_interval`` seconds, besides the engine's announcement of each
+    deletion (see `CacheDirectory`; ``sleep`` is how it and the housekeeping wait, stepped in tests).
     """
 
     def __init__(
@@ -52,6 +58,8 @@ class TopicsService:
         subscribe_latest: int = 1,
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
+        cache_refresh_interval: float = 0.5,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         if not (0 < heartbeat_interval < math.inf):
             raise ValueError("heartbeat_interval must be positive and finite")
@@ -66,9 +74,11 @@ class TopicsService:
         self._wall_clock = wall_clock
         self._pages = PageClock(0, wall_clock)
         self._saved_page_floor = 0
-        self._caches: dict[str, CacheState] = {}
+        self._sleep = sleep
+        self._caches = CacheDirectory(
+            store, self._new_cache_state, self._cache_forgotten, refresh_interval=cache_refresh_interval, sleep=sleep
+        )
         self._topics: dict[tuple[str, str], TopicInstance] = {}
-        self._cache_lock = asyncio.Lock()
         self._transport_stats: dict[str, TransportStats] = {}
         # Subscriptions whose credentials can expire or be revoked.
         self._revocable: dict[Subscription, None] = {}
@@ -84,13 +94,13 @@ class TopicsService:
     async def start(self) -> None:
         """Load caches and the page floor from the store."""
         self.loop = asyncio.get_running_loop()
-        for name in await self._store.list_caches():
-            self._caches[name] = self._new_cache_state(name)
+        await self._caches.load()
         floor = await self._store.load_page_floor()
         self._pages = PageClock(floor, self._wall_clock)
         self._saved_page_floor = floor
         await self._save_page_floor()
-        self._engine.watch_caches(self._cache_deleted_elsewhere)
+        self._engine.watch_caches(self._caches.deleted)  # another process sharing the store deleted one
+        self._caches.follow()
         self._started = True
 
     @property
@@ -113,6 +123,7 @@ class TopicsService:
         if self._closing:
             return
         self._closing = True
+        await self._caches.close()
         shutting_down = Unavailable("server is shutting down")
         for topic in self._topics.values():
             topic.close(shutting_down)
@@ -127,7 +138,7 @@ class TopicsService:
         tick = min(self.heartbeat_interval / 4, sweep_every, 1.0)
         last_sweep = self.clock()
         while True:
-            await asyncio.sleep(tick)
+            await self._sleep(tick)
             now = self.clock()
             self.tick_heartbeats(now)
             if self._revocable:
@@ -164,58 +175,80 @@ class TopicsService:
 
     # --- caches ----------------------------------------------------------------------------------
 
-    def list_caches(self, principal: Principal = ANONYMOUS) -> list[str]:
-        """The names of all caches, sorted; needs a super-user."""
+    async def list_caches(self, principal: Principal = ANONYMOUS) -> list[str]:
+        """The names of all caches, sorted; needs a super-user. A shared store is read: every server answers
+        the same."""
         _require_super_user(principal)
-        return sorted(self._caches)
+        return await self._caches.names()
+
+    async def inspect_cache(self, cache_name: str, principal: Principal = ANONYMOUS) -> int:
+        """How many subscriptions this process has open on the cache; needs a super-user; `CacheNotFound` if
+        it does not exist (in a shared store: as the store says now)."""
+        validate_name("cache_name", cache_name)
+        _require_super_user(principal)
+        if not await self.find_cache(cache_name):
+            raise CacheNotFound(cache_name)
+        return self.subscription_count(cache_name)
+
+    def cache_count(self) -> int:
+        """How many caches this process knows of (with a shared store: as of its last refresh)."""
+        return len(self._caches)
 
     def has_cache(self, cache_name: str) -> bool:
-        """Whether the cache exists."""
+        """Whether this process knows the cache (with a shared store: as of its last refresh)."""
         return cache_name in self._caches
 
     async def find_cache(self, cache_name: str) -> bool:
-        """Whether the cache exists, also when another server created it in a shared store."""
-        if cache_name in self._caches:
-            return True
-        return self._store.shared and await self._find_cache(cache_name) is not None
+        """Whether the cache exists; a shared store is asked, so a cache another server created or deleted
+        counts as the store says now."""
+        return await self._caches.find(cache_name) is not None
 
     def on_cache_deleted(self, callback: Callable[[str], None]) -> None:
-        """Call ``callback(cache_name)`` after each cache this service deletes (webhooks go with it)."""
+        """Call ``callback(cache_name)`` after each cache this service deletes or learns was deleted (webhooks go
+        with it)."""
         self._cache_deleted.append(callback)
 
     async def create_cache(self, cache_name: str, principal: Principal = ANONYMOUS) -> None:
-        """Create a cache (stored, so it survives restarts); needs a super-user."""
+        """Create a cache (stored, so it survives restarts); needs a super-user.
+
+        `CacheAlreadyExists` if it exists, also when another server sharing the store created it; the cache limit
+        counts every cache of the store.
+        """
         validate_name("cache_name", cache_name)
         _require_super_user(principal)
-        async with self._cache_lock:
-            if cache_name in self._caches:
+        async with self._caches.lock:
+            names = await self._caches.names()
+            if cache_name in names:
                 raise CacheAlreadyExists(cache_name)
-            if len(self._caches) >= self.limits.max_caches:
+            if len(names) >= self.limits.max_caches:
                 raise LimitExceeded(Limit.CACHE_COUNT, f"cache limit exceeded: at most {self.limits.max_caches} caches")
             if not await self._store.create_cache(cache_name):
                 raise CacheAlreadyExists(cache_name)
-            self._caches[cache_name] = self._new_cache_state(cache_name)
+            self._caches.created(cache_name)
 
     async def delete_cache(self, cache_name: str, principal: Principal = ANONYMOUS) -> None:
-        """Delete a cache, retiring its topics and ending their subscriptions with NOT_FOUND; needs a super-user."""
+        """Delete a cache, retiring its topics and ending their subscriptions with NOT_FOUND; needs a super-user.
+
+        With a shared store, any server deletes any cache, and every server's subscriptions to it end.
+        """
         validate_name("cache_name", cache_name)
         _require_super_user(principal)
-        async with self._cache_lock:
-            cache = self._caches.get(cache_name)
-            if cache is None:
+        async with self._caches.lock:
+            if not self._store.shared and cache_name not in self._caches:
                 raise CacheNotFound(cache_name)
-            await self._store.delete_cache(cache_name)
-            self._forget_cache(cache)
+            deleted = await self._store.delete_cache(cache_name)
+            self._caches.deleted(cache_name)  # also when the store had no such cache: another server deleted it
+            if self._store.shared and not deleted:
+                raise CacheNotFound(cache_name)
         await self._engine.cache_deleted(cache_name)
 
-    def _cache_deleted_elsewhere(self, cache_name: str) -> None:
-        """Another process sharing the store deleted ``cache_name``."""
-        cache = self._caches.get(cache_name)
-        if cache is not None:
-            self._forget_cache(cache)
+    async def refresh_caches(self) -> None:
+        """Make this process's view of the caches what the shared store holds now: learn the caches other
+        servers created, and forget those they deleted, ending their subscriptions as a deletion here does."""
+        await self._caches.refresh()
 
-    def _forget_cache(self, cache: CacheState) -> None:
-        del self._caches[cache.name]
+    def _cache_forgotten(self, cache: CacheState) -> None:
+        """``cache`` was deleted (here or elsewhere): end its topics' subscriptions, and tell who listens."""
         for topic_name in list(cache.topics):
             self._drop_topic((cache.name, topic_name), CacheNotFound(cache.name))
         for callback in self._cache_deleted:
@@ -374,7 +407,7 @@ class TopicsService:
 
     def subscription_total(self) -> int:
         """Open subscriptions over all caches."""
-        return sum(cache.subscriptions for cache in self._caches.values())
+        return sum(cache.subscriptions for cache in self._caches.states())
 
     def topic_count(self) -> int:
         """How many topic instances are live."""
@@ -423,25 +456,10 @@ class TopicsService:
         # Permission before existence: a restricted caller learns nothing about caches it may not use.
         if not principal.may(action, cache_name, topic_name):
             raise _denied(action, cache_name, topic_name)
-        cache = self._caches.get(cache_name)
-        if cache is None and self._store.shared:
-            cache = await self._find_cache(cache_name)
+        cache = self._caches.get(cache_name) or await self._caches.find(cache_name)
         if cache is None:
             raise CacheNotFound(cache_name)
         return cache
-
-    async def _find_cache(self, cache_name: str) -> CacheState | None:
-        """A cache another server created (a shared store), if it exists now."""
-        try:
-            names = await self._store.list_caches()
-        except TopicsError:
-            raise
-        except Exception:
-            logger.exception("could not read the caches from the store")
-            raise Unavailable("the store is unreachable") from None
-        if cache_name not in names:
-            return None
-        return self._caches.get(cache_name) or self._caches.setdefault(cache_name, self._new_cache_state(cache_name))
 
     def _create_topic(self, cache: CacheState, topic_name: str) -> TopicInstance:
         if len(cache.topics) >= self.limits.max_topics_per_cache:

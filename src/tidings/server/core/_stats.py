@@ -90,12 +90,15 @@ class TransportStats:
 
 class EngineStats:
     """What a shared engine (Redis) did since start: command round trips, connection failures, pub/sub
-    reconnects and backfills (stream reads after a gap). The memory engine has none."""
+    reconnects, backfills (stream reads after a gap) and, on a Redis Cluster, slot map reads and failovers
+    followed. The memory engine has none."""
 
-    __slots__ = ("backfills", "errors", "reconnects", "round_trip")
+    __slots__ = ("backfills", "errors", "failovers", "reconnects", "round_trip", "slot_map_refreshes")
 
     def __init__(self) -> None:
         self.round_trip = Histogram()
         self.errors = 0
         self.reconnects = 0
         self.backfills = 0
+        self.slot_map_refreshes = 0
+        self.failovers = 0

@@ -1,4 +1,5 @@
-"""Topic instances and subscriptions: the sequence, resume and delivery rules of PROTOCOL.md.
+"""Topic instances and subscriptions: the protocol's sequence, resume and delivery rules (README *Subscriptions,
+resume and discontinuities*).
 
 A subscription is a cursor into its topic instance's retention buffer, not a queue: publishing appends once
 and wakes the subscribers that are waiting; each reads from its own cursor at its own pace. One that falls
@@ -91,7 +92,8 @@ class TopicInstance:
 
     def page_changed(self) -> None:
         """The engine moved the log to a new page: every subscription gets a discontinuity into it, then
-        everything the new page retains (as after a reset, PROTOCOL.md *Subscribe* rule 4)."""
+        everything the new page retains (as for a resume in another page: README *Subscriptions, resume and
+        discontinuities*)."""
         log = self.log
         first = log.first_sequence_number
         for subscription in self.subscriptions:
@@ -195,7 +197,8 @@ class Subscription:
             first = log.first_sequence_number
             events: list[Event]
             if cursor < first:
-                # Fell behind the retention buffer (PROTOCOL.md Subscribe rule 6).
+                # Fell behind the retention buffer: a discontinuity, then from the oldest retained message
+                # (README *Subscriptions, resume and discontinuities*).
                 batch = log.read_from(first, READ_BATCH)
                 events = [Discontinuity(cursor - 1, first - 1, log.sequence_page), *batch]
                 cursor = first

@@ -1,4 +1,4 @@
-"""Webhooks: named subscriptions of a cache's topic that the server POSTs to a URL (PROTOCOL.md *Webhooks*).
+"""Webhooks: named subscriptions of a cache's topic that the server POSTs to a URL (docs/webhooks.md).
 
 The registry owns what a webhook *is* (names, URL, signing secret, the cache it belongs to) and keeps it in the
 store; delivering to it is the dispatcher's (``tidings.server.webhooks``), which the registry tells about every

@@ -2,9 +2,13 @@
 
 Redis answers in order, so a FIFO of futures matches replies to commands and one reader task resolves them; a
 publisher with many calls in flight costs one write and one read per loop turn instead of a round trip each
-(the Redis engine's publish target depends on it). When the connection breaks, every waiting call fails with
-`Unavailable` and the next call reconnects (after a failed connect, not again for ``retry_interval``: while
-Redis is down, calls fail fast instead of each waiting for a connect timeout).
+(the Redis engine's publish target depends on it). When the connection breaks, every waiting call fails and the
+next call reconnects (after a failed connect, not again for ``retry_interval``: while Redis is down, calls fail
+fast instead of each waiting for a connect timeout).
+
+How a call fails says whether Redis may have run it: `Unavailable` when its command was never written (no
+connection), `OutcomeUnknown` when it was written and the connection broke or went silent before the reply (Redis
+may have run it; a publish retried then may be applied twice).
 """
 
 from __future__ import annotations
@@ -15,11 +19,12 @@ import logging
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
+from typing import Final
 
 from redis.asyncio.connection import AbstractConnection
 from redis.exceptions import RedisError, ResponseError
 
-from tidings.server.core import EngineStats, Unavailable
+from tidings.server.core import EngineStats, FailureLog, OutcomeUnknown, Unavailable
 
 logger = logging.getLogger("tidings.server.redis")
 
@@ -31,7 +36,8 @@ class RedisLink:
     """A pipelined command connection; `call` sends a command and awaits its reply.
 
     ``connect`` makes a new (not yet connected) redis-py connection. ``on_state`` is told True/False whenever the
-    link connects or breaks (for readiness and metrics).
+    link connects or breaks (for readiness and metrics); ``on_lost`` is called when a connect fails or the
+    connection breaks (a Redis Cluster then reads its slot map again).
     """
 
     def __init__(
@@ -41,6 +47,7 @@ class RedisLink:
         timeout: float = 2.0,
         retry_interval: float = 0.5,
         on_state: Callable[[bool], None] | None = None,
+        on_lost: Callable[[], None] | None = None,
         name: str = "redis",
         stats: EngineStats | None = None,
     ) -> None:
@@ -48,7 +55,10 @@ class RedisLink:
         self._timeout = timeout
         self._retry_interval = retry_interval
         self._on_state = on_state
+        self._on_lost = on_lost
         self._name = name
+        # While Redis is down a connect is tried every retry_interval: logged per outage, not per attempt.
+        self._connect_log = FailureLog(logger, f"{name}: connecting to Redis")
         self._connection: AbstractConnection | None = None
         self._connecting: asyncio.Future[AbstractConnection] | None = None
         self._waiting: deque[asyncio.Future[Reply]] = deque()
@@ -75,15 +85,27 @@ class RedisLink:
         """
         return await self.send(pack_command(args))
 
-    async def send(self, command: bytes) -> Reply:
-        """`call` with the command already in RESP (`pack_command`, or parts of it packed ahead of time)."""
+    async def send(self, command: bytes, *, asking: bool = False) -> Reply:
+        """`call` with the command already in RESP (`pack_command`, or parts of it packed ahead of time).
+
+        ``asking`` sends ``ASKING`` right before it, on the same connection (a Redis Cluster ``-ASK`` redirection:
+        the slot is being migrated to this node).
+        """
         connection = self._connection
         if connection is None:
             connection = await self._connect()
+            if connection is not self._connection:
+                raise Unavailable("the connection to Redis was lost")  # broke while this call waited for it
         loop = asyncio.get_running_loop()
         reply: asyncio.Future[Reply] = loop.create_future()
         if not self._waiting:
             self._progress_at = loop.time()
+        if asking:
+            # Adjacent on the wire (nothing runs between these appends), so ASKING applies to this command.
+            asked: asyncio.Future[Reply] = loop.create_future()
+            asked.add_done_callback(_retrieve)
+            self._waiting.append(asked)
+            self._outgoing.append(_ASKING)
         self._waiting.append(reply)
         self._outgoing.append(command)
         if not self._flush_scheduled:
@@ -98,19 +120,20 @@ class RedisLink:
     def _flush(self) -> None:
         """Write every command of this loop turn at once (they belong to the current connection's waiters)."""
         self._flush_scheduled = False
-        outgoing, self._outgoing = self._outgoing, []
         connection = self._connection
-        if connection is None or not outgoing:
+        if connection is None or not self._outgoing:
             return  # broke meanwhile: its waiters were failed already
         writer = connection._writer
         if writer is None:
-            self._broken(connection, ConnectionError("not connected"))
+            self._broken(connection, ConnectionError("not connected"))  # nothing written: `Unavailable`
             return
         try:
             # One buffer: transports handle one large write far better than hundreds of small ones.
-            writer.write(b"".join(outgoing))
+            writer.write(b"".join(self._outgoing))
         except Exception as error:
-            self._broken(connection, error)
+            self._broken(connection, error)  # nothing of this turn was written: its calls get `Unavailable`
+            return
+        self._outgoing = []
 
     async def _connect(self) -> AbstractConnection:
         if self._closed:
@@ -126,14 +149,17 @@ class RedisLink:
             except (OSError, RedisError, TimeoutError) as error:
                 self._last_failure = time.monotonic()
                 self.stats.errors += 1
-                logger.warning("%s: cannot connect to Redis: %s", self._name, error)
+                self._connect_log.failed(str(error))
                 connecting.set_exception(Unavailable("Redis is unreachable"))
                 # Only the waiters who joined this attempt see it; nobody may be awaiting it.
                 connecting.exception()
+                if self._on_lost is not None:
+                    self._on_lost()
                 raise Unavailable("Redis is unreachable") from None
             finally:
                 self._connecting = None
             self._connection = connection
+            self._connect_log.succeeded()
             self._reader = asyncio.create_task(self._read(connection), name=f"tidings-{self._name}-reader")
             self._watchdog = asyncio.create_task(self._watch(connection), name=f"tidings-{self._name}-watchdog")
             if self._on_state is not None:
@@ -177,7 +203,11 @@ class RedisLink:
                 return
 
     def _broken(self, connection: AbstractConnection, error: BaseException) -> None:
-        """The connection failed: fail every waiting call and let the next call reconnect."""
+        """The connection failed: fail every waiting call and let the next call reconnect.
+
+        The calls whose commands were written may have run: they get `OutcomeUnknown`; those still in
+        ``_outgoing`` (the end of the queue) were never written and get `Unavailable`.
+        """
         if connection is not self._connection:
             return
         self._connection = None
@@ -185,10 +215,22 @@ class RedisLink:
         if not self._closed:
             logger.warning("%s: Redis connection lost: %s", self._name, error)
         waiting, self._waiting = self._waiting, deque()
-        self._outgoing = []  # their waiters fail below
-        for future in waiting:
-            if not future.done():
-                future.set_exception(Unavailable("the connection to Redis was lost"))
+        unsent, self._outgoing = len(self._outgoing), []
+        written = len(waiting) - unsent
+        silent = isinstance(error, TimeoutError)
+        for index, future in enumerate(waiting):
+            if future.done():
+                continue
+            if index >= written:
+                future.set_exception(Unavailable("the connection to Redis was lost; the request was not sent"))
+            elif silent:
+                future.set_exception(OutcomeUnknown("Redis did not answer in time; the request may have been applied"))
+            else:
+                future.set_exception(
+                    OutcomeUnknown(
+                        "the connection to Redis was lost before its answer; the request may have been applied"
+                    )
+                )
         for task in (self._reader, self._watchdog):
             if task is not None and task is not asyncio.current_task():
                 task.cancel()
@@ -198,6 +240,8 @@ class RedisLink:
         closing.add_done_callback(self._disconnecting.discard)
         if self._on_state is not None:
             self._on_state(False)
+        if self._on_lost is not None and not self._closed:
+            self._on_lost()
 
     async def close(self) -> None:
         """Fail what is waiting and close the connection; idempotent."""
@@ -209,6 +253,15 @@ class RedisLink:
         for task in [*tasks, *self._disconnecting]:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+
+
+_ASKING: Final = b"*1\r\n$6\r\nASKING\r\n"
+
+
+def _retrieve(future: asyncio.Future[Reply]) -> None:
+    """Mark a reply nobody awaits as retrieved (an ``ASKING``'s ``OK``, or its failure)."""
+    if not future.cancelled():
+        future.exception()
 
 
 async def _disconnect(connection: AbstractConnection) -> None:

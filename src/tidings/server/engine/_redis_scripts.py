@@ -87,6 +87,17 @@ return {page, last, redis.call('XRANGE', stream, ARGV[3] .. '-0', '+')}
 )
 
 
+# KEYS: meta. ARGV: page, the last sequence number a node delivered in it. Raises the topic's counter to that number
+# (same page only), so that new messages do not reuse numbers already delivered: after a failover to a replica that
+# had not received the last messages, Redis's counter is behind what subscribers saw. Returns 1 if it was behind.
+FENCE: Final = """
+if redis.call('HGET', KEYS[1], 'p') ~= ARGV[1] then return 0 end
+if tonumber(redis.call('HGET', KEYS[1], 's')) >= tonumber(ARGV[2]) then return 0 end
+redis.call('HSET', KEYS[1], 's', ARGV[2])
+return 1
+"""
+
+
 def script_sha(script: str) -> str:
     """The SHA1 EVALSHA names ``script`` by."""
     return hashlib.sha1(script.encode()).hexdigest()

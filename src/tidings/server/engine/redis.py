@@ -9,6 +9,11 @@ Following a topic (the first subscriber on a node): subscribe the channel and wa
 (live messages are buffered from then on), read the stream, then merge: history, then buffered messages not
 already in it. A live message that skips sequence numbers, or carries another page, makes the mirror read the
 stream again (once per node, whoever subscribes); what the stream no longer has becomes a discontinuity.
+
+A Redis Cluster failover or resharding moves a topic's slot to another node (`_redis_shards`): the mirror reads the
+stream there at once, and publishes from this node wait for that read. If the new master numbered fewer messages
+than this node received (its replica had not received the last ones when the old master died), its counter is
+raised to what was delivered (`_redis_scripts.FENCE`), so that new messages never reuse a number.
 """
 
 from __future__ import annotations
@@ -24,9 +29,18 @@ from urllib.parse import urlsplit
 from redis.crc import key_slot
 from redis.exceptions import NoScriptError, ResponseError
 
-from tidings.server.core import EngineStats, Message, PageClock, RetentionUsage, TopicListener, Unavailable
+from tidings.server.core import (
+    EngineStats,
+    Message,
+    OutcomeUnknown,
+    PageClock,
+    RetentionUsage,
+    TopicListener,
+    Unavailable,
+)
 from tidings.server.engine._redis_link import as_list, pack_arguments, pack_command
 from tidings.server.engine._redis_scripts import (
+    FENCE,
     PUBLISH,
     READ,
     TopicKeys,
@@ -46,7 +60,17 @@ _Live = tuple[int, int, str | bytes, str, int]  # page, seq, value, publisher id
 class RedisTopic(MemoryTopicLog):
     """A topic of the Redis engine: publishes go to Redis; the log is this node's mirror of the topic's stream."""
 
-    __slots__ = ("_buffer", "_current", "_engine", "_following", "_listener", "_pages", "keys", "publish_parts")
+    __slots__ = (
+        "_buffer",
+        "_current",
+        "_engine",
+        "_following",
+        "_listener",
+        "_moving",
+        "_pages",
+        "keys",
+        "publish_parts",
+    )
 
     def __init__(
         self, engine: RedisEngine, keys: TopicKeys, pages: PageClock, listener: TopicListener, max_count: int,
@@ -62,6 +86,7 @@ class RedisTopic(MemoryTopicLog):
         self._following: asyncio.Task[None] | None = None
         # Live messages that arrived while the mirror reads the stream; None when not reading.
         self._buffer: list[_Live] | None = None
+        self._moving: asyncio.Task[None] | None = None  # the read after the slot moved, which publishes wait for
 
     def publish(
         self, value: str | bytes, publisher_id: str, size: int, published_at: float
@@ -69,7 +94,7 @@ class RedisTopic(MemoryTopicLog):
         return self._engine.publish(self, value, publisher_id, size, published_at)
 
     def follow(self, resume_at: int) -> asyncio.Future[None] | None:
-        if not self._engine.shards.subscriber_at(self.keys.slot).connected:
+        if not self._engine.shards.subscribed(self.keys.slot):
             raise Unavailable("Redis is unreachable")
         if self._current:
             if resume_at <= self._next:
@@ -86,7 +111,7 @@ class RedisTopic(MemoryTopicLog):
     async def _attach(self) -> None:
         self._buffer = []
         try:
-            await self._engine.shards.subscriber_at(self.keys.slot).subscribe(self.keys.channel)
+            await self._engine.shards.subscribe(self.keys.channel)
             if self._engine.follow_delay:
                 await asyncio.sleep(self._engine.follow_delay)
             await self._catch_up()
@@ -124,6 +149,19 @@ class RedisTopic(MemoryTopicLog):
         self._buffer = [live]
         self.resync()
 
+    def moved(self) -> None:
+        """The topic's slot moved to another Redis node: read the stream there now (publishes wait for it)."""
+        self._moving = self.resync()
+
+    async def settled(self) -> None:
+        """Return once the read after a slot move (if any) is over, however it ended."""
+        moving = self._moving
+        if moving is not None:
+            if not moving.done():
+                await asyncio.wait([moving])
+            if self._moving is moving:
+                self._moving = None
+
     def resync(self) -> asyncio.Task[None]:
         """Read the stream again from where the mirror is (after a gap or a reconnect), once at a time."""
         if self._following is not None:
@@ -151,6 +189,9 @@ class RedisTopic(MemoryTopicLog):
         if page != self._page and start > 1:
             # A new instance: everything it retains, not just from our old position on.
             page, last, entries = await self._engine.read(self, 1)
+        if page == self._page and last < self._next - 1:
+            # Redis numbered fewer messages than this node received: a failover lost the last ones.
+            await self._engine.fence(self, page, last, self._next - 1)
         self._pages.observe(page)
         now = self._engine.clock()
         first = entry_sequence_number(entries[0][0]) if entries else last + 1
@@ -175,6 +216,10 @@ class RedisTopic(MemoryTopicLog):
             seq = entry_sequence_number(entry_id)
             if seq < self._next:
                 continue
+            if seq > self._next:
+                # A hole in the stream: messages Redis lost in a failover (see `FENCE`). The mirror holds consecutive
+                # numbers only, so it jumps over the hole (subscribers behind it get a discontinuity).
+                self.restart(self._page, seq)
             value, publisher_id = decode_entry(fields)
             self.push(Message(self._page, seq, value, publisher_id, len(fields[1]), now))
 
@@ -216,13 +261,18 @@ class RedisEngine:
         # A test hook: widens the window between the channel subscription and the stream read (race tests).
         self.follow_delay = follow_delay
         self.shards = Shards(
-            url, cluster=cluster, timeout=timeout, deliver=self._deliver, resubscribed=self._resubscribed
+            url,
+            cluster=cluster,
+            timeout=timeout,
+            deliver=self._deliver,
+            resubscribed=self._resubscribed,
+            moved=self._moved,
         )
         self._topics: dict[tuple[str, str], RedisTopic] = {}
         self._by_channel: dict[bytes, RedisTopic] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._keep_alive: asyncio.Task[None] | None = None
-        self._shas = {PUBLISH: script_sha(PUBLISH), READ: script_sha(READ)}
+        self._shas = {script: script_sha(script) for script in (PUBLISH, READ, FENCE)}
         # Cache deletions are announced on one channel, in the store's slot.
         self._events = prefix.encode() + b"{store}:events"
         self._events_slot = key_slot(self._events)
@@ -237,7 +287,7 @@ class RedisEngine:
     async def start(self) -> None:
         """Connect; raises `Unavailable` if Redis cannot be reached."""
         await self.shards.start()
-        await self.shards.subscriber_at(self._events_slot).subscribe(self._events)
+        await self.shards.subscribe(self._events)
         self._keep_alive = asyncio.create_task(self._keep_topics_alive(), name="tidings-redis-keep-alive")
 
     async def close(self) -> None:
@@ -280,7 +330,7 @@ class RedisEngine:
             return
         del self._by_channel[topic.keys.channel]
         topic.forget()
-        self.shards.subscriber_at(topic.keys.slot).unsubscribe(topic.keys.channel)
+        self.shards.unsubscribe(topic.keys.channel)
 
     def publish_parts(self, keys: TopicKeys) -> tuple[bytes, bytes]:
         """The parts of a topic's publish command that never change, packed once (publish is the hot path):
@@ -295,6 +345,8 @@ class RedisEngine:
         self, topic: RedisTopic, value: str | bytes, publisher_id: str, size: int, published_at: float
     ) -> Message:
         """Run the publish script; the message reaches this node's mirror through the channel like any other."""
+        if topic._moving is not None:
+            await topic.settled()  # the topic's slot moved: its counter may need a fence first
         head, tail = topic.publish_parts
         # ARGV: offered page, idle TTL, value, kind, publisher id, then the tail's.
         raw = value if isinstance(value, bytes) else value.encode()
@@ -316,8 +368,24 @@ class RedisEngine:
             (b"EVALSHA", self._shas[READ], 3, keys.meta, keys.stream, keys.last_page, topic._pages.next_page(),
              self._ttl_ms, first)
         )  # fmt: skip
-        reply = as_list(await self._run(keys.slot, READ, command))
+        try:
+            reply = as_list(await self._run(keys.slot, READ, command))
+        except OutcomeUnknown as error:  # at most an instance opened, which any retry would open: nothing unsure
+            raise Unavailable(error.message) from None
         return int(reply[0]), int(reply[1]), list(reply[2])  # type: ignore[call-overload]
+
+    async def fence(self, topic: RedisTopic, page: int, last: int, delivered: int) -> None:
+        """Raise the topic's counter in Redis from ``last`` to ``delivered`` (`_redis_scripts.FENCE`)."""
+        keys = topic.keys
+        command = pack_command((b"EVALSHA", self._shas[FENCE], 1, keys.meta, page, delivered))
+        if await self._run(keys.slot, FENCE, command) == 1:
+            logger.warning(
+                "Redis lost messages %d to %d of a topic (a failover to a replica that had not received them); "
+                "new messages are numbered from %d on",
+                last + 1,
+                delivered,
+                delivered + 1,
+            )
 
     async def _run(self, slot: int, script: str, command: bytes) -> object:
         """An ``EVALSHA`` of ``script`` in ``slot`` (packed), loading the script when Redis does not have it
@@ -362,11 +430,20 @@ class RedisEngine:
         elif channel == self._events and self._cache_deleted is not None:
             self._cache_deleted(data.decode())
 
-    def _resubscribed(self) -> None:
-        """The pub/sub connection came back: every followed topic reads what it missed."""
-        for topic in self._topics.values():
-            if topic._current or topic._buffer is not None:
+    def _resubscribed(self, channels: list[bytes]) -> None:
+        """``channels`` were subscribed again (a pub/sub connection came back, or they moved to a new Redis
+        Cluster master): their topics read what they missed from their streams."""
+        for channel in channels:
+            topic = self._by_channel.get(channel)
+            if topic is not None:
                 topic.resync()
+
+    def _moved(self, channels: list[bytes]) -> None:
+        """The slots of ``channels`` moved to another Redis Cluster node (their subscriptions follow)."""
+        for channel in channels:
+            topic = self._by_channel.get(channel)
+            if topic is not None:
+                topic.moved()
 
     async def _keep_topics_alive(self) -> None:
         """Refresh the TTLs of topics this node's subscribers follow (Redis retires idle topics by TTL)."""

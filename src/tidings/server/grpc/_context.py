@@ -1,7 +1,7 @@
 """What the servicers need of a call, whichever transport carries it.
 
 grpc.aio's ``ServicerContext`` satisfies `CallContext` as it is (no wrapper on that path); the h2 transport's
-call object implements the same four things. ``abort`` ends the call with a status and raises: grpc.aio raises
+call object implements the same five things. ``abort`` ends the call with a status and raises: grpc.aio raises
 its ``AbortError``, the h2 transport `CallAborted`; `ABORTS` names both for code that must let them through.
 """
 
@@ -29,6 +29,10 @@ class CallContext(Protocol):
 
     async def abort(self, code: grpc.StatusCode, details: str = "", trailing_metadata: Metadata = ()) -> NoReturn:
         """End the call with ``code``, ``details`` and trailing metadata; raises."""
+        ...
+
+    def peer(self) -> str:
+        """The client's address as gRPC writes it (``ipv4:127.0.0.1:5000``), for the log."""
         ...
 
 

@@ -54,10 +54,9 @@ class ControlServicer:
             max_subscription_count=limits.max_subscriptions_per_cache,
             max_publish_message_size_kb=max(1, limits.max_message_bytes // 1024),
         )
+        names = await self._service.list_caches(principal)
         return pb._ListCachesResponse(
-            cache=[
-                pb._Cache(cache_name=name, topic_limits=topic_limits) for name in self._service.list_caches(principal)
-            ]
+            cache=[pb._Cache(cache_name=name, topic_limits=topic_limits) for name in names]
         ).SerializeToString()
 
     def handlers(self) -> dict[str, grpc.RpcMethodHandler[Any, Any]]:

@@ -9,6 +9,8 @@ are ignored. The interceptor is not installed at all then, so it costs nothing w
 
 A header that names no RPC list applies to every RPC (``stream-error`` to ``topic-subscribe``); counters are
 per ``request-id`` (calls without one share a counter) and are forgotten `COUNTER_TTL` seconds after last use.
+As in Momento Local, every message of a stream counts toward ``stream-error-message-limit``, heartbeats too:
+Momento's own retry tests subscribe, publish nothing, and expect the error "after a couple of heartbeats".
 """
 
 from __future__ import annotations
@@ -24,7 +26,6 @@ import grpc
 import grpc.aio
 
 from tidings.server.grpc._context import CallContext
-from tidings.server.grpc._pubsub import HEARTBEAT_BYTES
 
 logger = logging.getLogger("tidings.server.faults")
 
@@ -191,7 +192,7 @@ class FaultCounters:
 
 
 class _BreakingContext:
-    """A servicer context whose stream ends with an injected error after ``limit`` messages (not heartbeats)."""
+    """A servicer context whose stream ends with an injected error after ``limit`` messages (heartbeats count)."""
 
     # Every message must pass `write` to be counted: no direct writes (`DirectWrites`) past it.
     try_write_all = None
@@ -204,8 +205,7 @@ class _BreakingContext:
 
     async def write(self, data: bytes) -> None:
         await self._context.write(data)
-        if data != HEARTBEAT_BYTES:  # heartbeats are not messages
-            self._sent += 1
+        self._sent += 1
         if self._sent >= self._limit:
             await self._context.abort(self._code, f"injected stream error after {self._sent} messages")
 

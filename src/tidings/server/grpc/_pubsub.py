@@ -2,7 +2,7 @@
 
 Requests arrive as raw bytes and are parsed here, so a malformed request is INVALID_ARGUMENT rather than
 grpcio's generic failure. Responses leave as bytes: each message is encoded once and the same bytes are
-written to every subscriber (ARCHITECTURE.md *Serialize once*).
+written to every subscriber (the README's *Memory: what retention can hold*).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The one place domain errors become gRPC statuses (PROTOCOL.md *Errors*)."""
+"""The one place domain errors become gRPC statuses (the protocol's errors: README *Errors clients see*)."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from tidings.server.core import (
     CacheNotFound,
     InvalidArgument,
     LimitExceeded,
+    OutcomeUnknown,
     PermissionDenied,
     TopicsError,
     TransportStats,
@@ -34,6 +35,9 @@ _STATUS_OF: dict[type[TopicsError], grpc.StatusCode] = {
     Unauthenticated: grpc.StatusCode.UNAUTHENTICATED,
     PermissionDenied: grpc.StatusCode.PERMISSION_DENIED,
     Unavailable: grpc.StatusCode.UNAVAILABLE,
+    # gRPC's own definition: "for operations that change the state of the system, this error may be returned even
+    # if the operation has completed successfully", which is what a Redis command without its reply means.
+    OutcomeUnknown: grpc.StatusCode.DEADLINE_EXCEEDED,
 }
 
 INTERNAL_MESSAGE = "internal server error; the server log has the details"
@@ -74,6 +78,8 @@ def guarded(handler: Handler) -> Handler:
         except TopicsError as error:
             code, metadata = status_of(error)
             message = error.message
+            if logger.isEnabledFor(logging.DEBUG):  # the client's address and the reason, never its token
+                logger.debug("%s from %s answered %s: %s", handler.__qualname__, context.peer(), code.name, message)
         except ABORTS:
             raise
         except Exception:

@@ -9,12 +9,20 @@ from typing import Any, Final
 
 import grpc.aio
 
+from tidings.server._credentials import credential_from_header
 from tidings.server.auth import Authenticator
-from tidings.server.core import TopicsService, WebhookRegistry
+from tidings.server.core import TopicsService, Unauthenticated, WebhookRegistry
 from tidings.server.grpc._control import PING_SERVICE, ControlServicer, ping_handlers
 from tidings.server.grpc._control import SERVICE as CONTROL_SERVICE
 from tidings.server.grpc._faults import FaultInjectionInterceptor
-from tidings.server.grpc._h2 import KEEPALIVE_TIME, KEEPALIVE_TIMEOUT, H2Server
+from tidings.server.grpc._h2 import (
+    IDLE_TIMEOUT,
+    KEEPALIVE_TIME,
+    KEEPALIVE_TIMEOUT,
+    MAX_CONCURRENT_STREAMS,
+    MAX_HEADER_LIST_SIZE,
+    H2Server,
+)
 from tidings.server.grpc._pubsub import SERVICE as PUBSUB_SERVICE
 from tidings.server.grpc._pubsub import PubsubServicer
 from tidings.server.grpc._token import SERVICE as TOKEN_SERVICE
@@ -42,11 +50,16 @@ def server_options(
     handshake_timeout: float,
     max_pending_calls: int = DEFAULT_MAX_PENDING_CALLS,
     reuse_port: bool = False,
+    max_streams_per_connection: int = MAX_CONCURRENT_STREAMS,
+    idle_timeout: float = IDLE_TIMEOUT,
 ) -> list[tuple[str, int]]:
     """Channel arguments for the server (PROTOCOL.md *Transport details official clients rely on*).
 
     Past ``max_connections`` a new connection is closed at once; one that has not sent its HTTP/2 preface
-    and settings within ``handshake_timeout`` seconds is closed (PROTOCOL.md *HTTP safety*).
+    and settings within ``handshake_timeout`` seconds is closed (PROTOCOL.md *HTTP safety*), and so is one
+    without a call for ``idle_timeout`` seconds (GOAWAY first). grpcio has no option for what the h2 transport
+    also bounds: connections per address, a request budget per connection, a token check before the body is
+    read, a deadline for a request's body, the decoded header bytes per second.
     """
     return [
         # Clients ping every few seconds, also with no call in flight: allow it, never GOAWAY them.
@@ -62,8 +75,13 @@ def server_options(
         ("grpc.http2.bdp_probe", 0),
         # Responses are the server's own (a cache list can be large): grpcio's default cap of 4 MiB does not apply.
         ("grpc.max_send_message_length", -1),
-        # Room for an over-long authorization header, so it is refused as UNAUTHENTICATED, not a broken stream.
-        ("grpc.max_metadata_size", 2 * 1024 * 1024),
+        # A request's headers, decoded (SETTINGS_MAX_HEADER_LIST_SIZE): as the h2 transport's.
+        ("grpc.max_metadata_size", MAX_HEADER_LIST_SIZE),
+        ("grpc.absolute_max_metadata_size", MAX_HEADER_LIST_SIZE),
+        # Streams per connection (SETTINGS_MAX_CONCURRENT_STREAMS): past it grpc-core refuses new ones.
+        ("grpc.max_concurrent_streams", max_streams_per_connection),
+        # A connection without a call for this long gets GOAWAY and is closed; clients reconnect for the next.
+        ("grpc.max_connection_idle_ms", max(1, round(idle_timeout * 1000))),
         # A second server on a busy port must fail to start, not share the port (unless it is a worker of one).
         ("grpc.so_reuseport", int(reuse_port)),
         # Calls that arrived but Python has not taken yet. grpc-core's defaults (1,000, hard limit 3,000) reset
@@ -108,6 +126,8 @@ def build_grpc_server(
     max_connections: int,
     handshake_timeout: float,
     webhooks: WebhookRegistry | None = None,
+    max_streams_per_connection: int = MAX_CONCURRENT_STREAMS,
+    idle_timeout: float = IDLE_TIMEOUT,
 ) -> grpc.aio.Server:
     """A grpc.aio server with Pubsub, ScsControl, Token, Ping and (given ``webhooks``) Webhook registered (no
     port bound yet).
@@ -117,7 +137,13 @@ def build_grpc_server(
     """
     interceptors = [FaultInjectionInterceptor()] if fault_injection else None
     options = server_options(
-        service.limits.max_message_bytes, max_connections, handshake_timeout, max_pending_calls, reuse_port
+        service.limits.max_message_bytes,
+        max_connections,
+        handshake_timeout,
+        max_pending_calls,
+        reuse_port,
+        max_streams_per_connection,
+        idle_timeout,
     )
     server = grpc.aio.server(options=options, interceptors=interceptors)
     # Registered (not generic) handlers: grpcio routes them without a per-call lookup chain.
@@ -138,12 +164,20 @@ def build_h2_server(
     webhooks: WebhookRegistry | None = None,
     max_connections: int = 1 << 30,
     handshake_timeout: float = 10.0,
+    max_streams_per_connection: int = MAX_CONCURRENT_STREAMS,
+    max_connections_per_address: int | None = None,
+    idle_timeout: float = IDLE_TIMEOUT,
 ) -> H2Server:
-    """The same services on tidings' own HTTP/2 transport (``--grpc-transport h2``); `H2Server.start` binds it."""
+    """The same services on tidings' own HTTP/2 transport (``--grpc-transport h2``); `H2Server.start` binds it.
+
+    Its connections check each request's token at its HEADERS (`credential_check`), so that a caller without a
+    valid one cannot make the server hold its request's body.
+    """
     # Test hook (keepalive tests): seconds of silence before a keepalive ping, and to wait for its answer.
     keepalive = os.environ.get("TIDINGS_TEST_H2_KEEPALIVE")
+    handlers = method_handlers(service, authenticator, public_endpoint, webhooks)
     return H2Server(
-        method_handlers(service, authenticator, public_endpoint, webhooks),
+        handlers,
         # The same receive limit as grpcio's: unauthenticated callers cannot make the server buffer more.
         max_message_length=receive_limit(service.limits.max_message_bytes),
         fault_injection=fault_injection,
@@ -153,4 +187,35 @@ def build_h2_server(
         keepalive_timeout=float(keepalive) if keepalive else KEEPALIVE_TIMEOUT,
         max_connections=max_connections,
         handshake_timeout=handshake_timeout,
+        max_concurrent_streams=max_streams_per_connection,
+        max_connections_per_address=max_connections_per_address,
+        idle_timeout=idle_timeout,
+        credential_check=credential_check(authenticator, handlers),
     )
+
+
+def credential_check(authenticator: Authenticator, handlers: MethodHandlers) -> Callable[[str, str | None], str | None]:
+    """What the h2 transport asks at a request's HEADERS: (path, ``authorization`` value) -> None to go on, or why
+    the call is UNAUTHENTICATED, by the servicers' own rule (``credential_of`` then ``authenticate``, whose
+    verified credentials are cached).
+
+    Ping takes no credential; GenerateDisposableToken may carry its caller's in the request (``auth_token``), so
+    only a credential in its metadata is checked there.
+    """
+    unchecked = {f"/{PING_SERVICE}/{method}" for method in handlers.get(PING_SERVICE, {})}
+    in_request = {f"/{TOKEN_SERVICE}/{method}" for method in handlers.get(TOKEN_SERVICE, {})}
+    authenticate = authenticator.authenticate
+
+    def check(path: str, authorization: str | None) -> str | None:
+        if path in unchecked:
+            return None
+        credential = credential_from_header(authorization) if authorization is not None else None
+        if credential is None and path in in_request:
+            return None
+        try:
+            authenticate(credential)
+        except Unauthenticated as error:
+            return error.message
+        return None
+
+    return check

@@ -83,26 +83,26 @@ class HttpApi:
         self.sse_stats = service.stats_for("sse")
         self._openapi = encode_json(OPENAPI)
 
-    async def _guard(self, stats: TransportStats, call: Awaitable[Response]) -> Response:
+    async def _guard(self, request: Request, stats: TransportStats, call: Awaitable[Response]) -> Response:
         try:
             return await call
         except ClientGone:
             return Response(status_code=_CLIENT_GONE)
         except Exception as error:
-            return error_response(error, stats)
+            return error_response(error, stats, request.scope)
 
     async def topics(self, request: Request) -> Response:
         """``/topics/{cache}/{topic}`` (POST publishes, GET long-polls) and ``/topics/{cache}/{topic}/events``."""
         try:
             names = path_names(request, "/topics/")
         except InvalidArgument as error:
-            return error_response(error, self.http_stats)
+            return error_response(error, self.http_stats, request.scope)
         method = request.method
         if len(names) == 2:
             cache, topic = names
             if method == "POST":
                 call = publish(request, self.service, self.http_stats, self.authenticate, cache, topic)
-                return await self._guard(self.http_stats, call)
+                return await self._guard(request, self.http_stats, call)
             if method == "GET":
                 call = poll(
                     request,
@@ -114,42 +114,44 @@ class HttpApi:
                     cache,
                     topic,
                 )
-                return await self._guard(self.http_stats, call)
-            return error_response(NoRoute(f"{method} is not allowed here", 405, "GET, POST"))
+                return await self._guard(request, self.http_stats, call)
+            return error_response(NoRoute(f"{method} is not allowed here", 405, "GET, POST"), scope=request.scope)
         if len(names) == 3 and names[2] == "events":
             if method == "GET":
                 call = stream(request, self.service, self.sse_stats, self.authenticate, self.live, *names[:2])
-                return await self._guard(self.sse_stats, call)
-            return error_response(NoRoute(f"{method} is not allowed here", 405, "GET"))
-        return error_response(NoRoute("no such endpoint: /topics/{cache}/{topic}[/events]", 404))
+                return await self._guard(request, self.sse_stats, call)
+            return error_response(NoRoute(f"{method} is not allowed here", 405, "GET"), scope=request.scope)
+        return error_response(NoRoute("no such endpoint: /topics/{cache}/{topic}[/events]", 404), scope=request.scope)
 
     async def caches(self, request: Request) -> Response:
         """``GET /caches``."""
-        return await self._guard(self.http_stats, list_caches(request, self.service, self.authenticate))
+        return await self._guard(request, self.http_stats, list_caches(request, self.service, self.authenticate))
 
     async def cache(self, request: Request) -> Response:
         """``GET``, ``PUT`` and ``DELETE /caches/{name}``."""
         try:
             names = path_names(request, "/caches/")
         except InvalidArgument as error:
-            return error_response(error, self.http_stats)
+            return error_response(error, self.http_stats, request.scope)
         if len(names) != 1:
-            return error_response(NoRoute("no such endpoint: /caches/{name}", 404))
+            return error_response(NoRoute("no such endpoint: /caches/{name}", 404), scope=request.scope)
         endpoint = _CACHE_ENDPOINTS.get(request.method)
         if endpoint is None:
-            return error_response(NoRoute(f"{request.method} is not allowed here", 405, "GET, PUT, DELETE"))
-        return await self._guard(self.http_stats, endpoint(request, self.service, self.authenticate, names[0]))
+            return error_response(
+                NoRoute(f"{request.method} is not allowed here", 405, "GET, PUT, DELETE"), scope=request.scope
+            )
+        return await self._guard(request, self.http_stats, endpoint(request, self.service, self.authenticate, names[0]))
 
     async def webhooks(self, request: Request) -> Response:
         """``/webhooks/{cache}[/{name}[/secret]]`` (see ``_webhooks``)."""
         try:
             names = path_names(request, "/webhooks/")
         except InvalidArgument as error:
-            return error_response(error, self.http_stats)
+            return error_response(error, self.http_stats, request.scope)
         if self.webhook_registry is None:
-            return error_response(NoRoute("webhooks are not served here", 404))
+            return error_response(NoRoute("webhooks are not served here", 404), scope=request.scope)
         call = webhooks_endpoint(request, self.webhook_registry, self.authenticate, names)
-        return await self._guard(self.http_stats, call)
+        return await self._guard(request, self.http_stats, call)
 
     async def health(self, request: Request) -> Response:
         """Liveness: 200 while the process serves HTTP."""
@@ -177,12 +179,12 @@ async def _http_exception(request: Request, error: Exception) -> Response:
     """Routing errors (no route, wrong method) as JSON errors like the rest of the API."""
     assert isinstance(error, HTTPException)
     allow = (error.headers or {}).get("Allow")
-    return error_response(NoRoute(error.detail, error.status_code, allow))
+    return error_response(NoRoute(error.detail, error.status_code, allow), scope=request.scope)
 
 
 async def _unexpected(request: Request, error: Exception) -> Response:
     """A fault outside the API's own error handling: a JSON 500, logged."""
-    return error_response(error)
+    return error_response(error, scope=request.scope)
 
 
 def build_app(

@@ -1,4 +1,4 @@
-"""Where HTTP requests carry their token (PROTOCOL.md *HTTP API*) and who the caller is.
+"""Where HTTP requests carry their token (docs/http.md *Tokens*) and who the caller is.
 
 The token is verified by the same `Authenticator` as gRPC's ``authorization`` metadata, so a token means the
 same over both transports; permissions are the core's business (it gets the `Principal`).

@@ -1,6 +1,6 @@
 """``/caches``: list, inspect, create and delete caches (for the console and scripts).
 
-Cache management needs a super-user (PROTOCOL.md *Tokens and permissions*); the core checks it.
+Cache management needs a super-user (README *Authentication and tokens*); the core checks it.
 """
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.responses import Response
 
-from tidings.server.core import CacheNotFound, TopicsService, validate_name
+from tidings.server.core import TopicsService
 from tidings.server.http._auth import Authenticate, authorize
 from tidings.server.http._encoding import encode_json
 
@@ -20,16 +20,14 @@ def _json(document: object, status: int = 200) -> Response:
 async def list_caches(request: Request, service: TopicsService, authenticate: Authenticate) -> Response:
     """``GET /caches``: ``{"caches": [{"name": ...}, ...]}``, sorted by name."""
     principal = authorize(request, authenticate)
-    return _json({"caches": [{"name": name} for name in service.list_caches(principal)]})
+    return _json({"caches": [{"name": name} for name in await service.list_caches(principal)]})
 
 
 async def get_cache(request: Request, service: TopicsService, authenticate: Authenticate, name: str) -> Response:
-    """``GET /caches/{name}``: the cache and how many subscriptions it has open; 404 if it does not exist."""
-    principal = authorize(request, authenticate)
-    validate_name("cache_name", name)
-    if name not in service.list_caches(principal):  # the core checks the principal may see caches
-        raise CacheNotFound(name)
-    return _json({"name": name, "subscriptions": service.subscription_count(name)})
+    """``GET /caches/{name}``: the cache and how many subscriptions it has open on this server; 404 if it does not
+    exist."""
+    subscriptions = await service.inspect_cache(name, authorize(request, authenticate))
+    return _json({"name": name, "subscriptions": subscriptions})
 
 
 async def create_cache(request: Request, service: TopicsService, authenticate: Authenticate, name: str) -> Response:

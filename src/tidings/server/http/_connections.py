@@ -6,12 +6,15 @@ forever, and accepts connections until the process runs out of file descriptors.
 - a connection that is idle (new, or between requests) for ``idle_timeout`` seconds is closed;
 - a request, head and body, must arrive within ``request_timeout`` seconds of the connection becoming ready
   for it, however slowly its bytes trickle in;
-- past ``max_connections`` open connections a new one is answered ``503`` (``Retry-After``) and closed;
+- past ``max_connections`` open connections a new one is answered ``503`` (``Retry-After``) and closed, and so
+  is one from an address that holds ``max_per_address`` of them already;
 - with TLS, the handshake must end within ``request_timeout`` too, and handshaking connections count against
   ``max_connections`` (a refused one is closed without an answer: there is no TLS session to answer in);
 - a connection closed while its request is still arriving (``413`` for an oversized body, a refusal) is closed
   gracefully: the response is sent, the write side shut, and what the client still sends is read and dropped
-  (for a few seconds at most) so the kernel does not reset the connection before the client reads the status.
+  (for a few seconds at most) so the kernel does not reset the connection before the client reads the status;
+- a gRPC client (its HTTP/2 preface) gets its call answered in gRPC, ``UNIMPLEMENTED`` with a message naming
+  the gRPC port (``_grpc_refusal.py``), then that graceful close.
 """
 
 from __future__ import annotations
@@ -25,7 +28,9 @@ from typing import Any, Final
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from tidings.server._notices import WrongPortNotices
+from tidings.server._peers import ConnectionsPerAddress, peer_address
 from tidings.server.http._encoding import encode_error
+from tidings.server.http._grpc_refusal import GrpcRefusal
 
 logger = logging.getLogger("tidings.server.http")
 
@@ -68,6 +73,27 @@ class ConnectionLimits:
     lingering: set[asyncio.Transport] = field(default_factory=set)
     wrong_protocol: WrongPortNotices = field(default_factory=lambda: WrongPortNotices(logger))
     handshaking: set[asyncio.Transport] = field(default_factory=set)
+    max_per_address: int | None = None  # connections one address may hold (None: max_connections)
+    per_address: ConnectionsPerAddress = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.per_address = ConnectionsPerAddress(self.max_per_address or self.max_connections)
+
+    def admit(self, transport: asyncio.BaseTransport) -> str | None:
+        """Count a new connection by its peer's address: the address, or None (logged) when that address holds
+        ``max_per_address`` connections already."""
+        address = peer_address(transport)
+        per_address = self.per_address
+        if per_address.admit(address):
+            return address
+        if per_address.refused == 1 or per_address.refused % 1000 == 0:
+            logger.warning(
+                "HTTP: %s holds --max-connections-per-address %d connections; refusing new ones with 503 (%d so far)",
+                address,
+                per_address.limit,
+                per_address.refused,
+            )
+        return None
 
     @property
     def max_lingering(self) -> int:
@@ -93,13 +119,16 @@ class GuardedH11Protocol(H11Protocol):
     """uvicorn's HTTP/1.1 protocol with idle and request deadlines, a connection cap and graceful closes."""
 
     limits: ConnectionLimits  # set on the subclass `guarded_protocol` makes
+    counts_addresses = True  # False under `TlsHandshake`, which counts its connections by address itself
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._raw: asyncio.Transport | None = None
+        self._address: str | None = None  # counted in `ConnectionLimits.per_address`, released when closed
         self._request_deadline: asyncio.TimerHandle | None = None
         self._linger: asyncio.TimerHandle | None = None
         self._lingered = 0
+        self._grpc_refusal: GrpcRefusal | None = None
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         self._raw = transport
@@ -115,6 +144,12 @@ class GuardedH11Protocol(H11Protocol):
             transport.write(_REFUSAL)
             self._start_lingering()
             return
+        if self.counts_addresses:
+            self._address = limits.admit(transport)
+            if self._address is None:
+                transport.write(_REFUSAL)
+                self._start_lingering()
+                return
         super().connection_made(_GracefulTransport(transport, self))  # type: ignore[arg-type]
         self.timeout_keep_alive_task = self.loop.call_later(self.timeout_keep_alive, self.timeout_keep_alive_handler)
         self._arm_request_deadline()
@@ -125,8 +160,11 @@ class GuardedH11Protocol(H11Protocol):
             if self._lingered > LINGER_BYTES:
                 self._close_now()
             return
+        if self._grpc_refusal is not None:
+            self._refuse_grpc(data)
+            return
         if data.startswith(_HTTP2_PREFACE) and self.cycle is None:
-            self._grpc_on_http_port()
+            self._grpc_on_http_port(data)
             return
         super().data_received(data)
         if self._client_state() in _RECEIVED:
@@ -144,7 +182,14 @@ class GuardedH11Protocol(H11Protocol):
             else:
                 self._arm_request_deadline()
 
+    def take_address(self, address: str | None) -> None:
+        """Take over a connection `TlsHandshake` counted by ``address``: released when this one closes."""
+        self._address = address
+
     def connection_lost(self, exc: Exception | None) -> None:
+        if self._address is not None:
+            self.limits.per_address.release(self._address)
+            self._address = None
         self._cancel_request_deadline()
         if self._linger is not None:
             self._linger.cancel()
@@ -157,14 +202,26 @@ class GuardedH11Protocol(H11Protocol):
     def _client_state(self) -> str:
         return self.conn.their_state.__name__
 
-    def _grpc_on_http_port(self) -> None:
-        """A gRPC (HTTP/2) client on this HTTP/1.1 port: say where gRPC is, once a minute at most, and close."""
+    def _grpc_on_http_port(self, data: bytes) -> None:
+        """A gRPC (HTTP/2) client on this HTTP/1.1 port: log where gRPC is, once a minute at most, and answer
+        its call with a gRPC error that says so (`GrpcRefusal`), within the request deadline."""
         limits = self.limits
         where = f"port {limits.grpc_port}" if limits.grpc_port else "the gRPC port (--port)"
         client = "%s:%d" % self.client if self.client else "a client"  # noqa: UP031
         limits.wrong_protocol.seen("%s spoke gRPC (HTTP/2) to the HTTP port; gRPC is served on %s", client, where)
-        if self._raw is not None:
-            self._raw.close()
+        self._grpc_refusal = GrpcRefusal(
+            f"this is tidings' HTTP port (HTTP API, browser stream, console); gRPC is served on {where}"
+        )
+        self._refuse_grpc(data)
+
+    def _refuse_grpc(self, data: bytes) -> None:
+        refusal, raw = self._grpc_refusal, self._raw
+        assert refusal is not None
+        if raw is None or raw.is_closing():
+            return
+        raw.write(refusal.receive(data))
+        if refusal.finished:
+            self._start_lingering()  # the client reads the answer, not a connection reset
 
     def close_gracefully(self) -> None:
         """Close; if the client may still be sending its request, first let it finish (bounded)."""
@@ -233,6 +290,7 @@ class TlsHandshake(asyncio.Protocol):
         self._raw: asyncio.Transport | None = None
         self._task: asyncio.Task[None] | None = None
         self._http: GuardedH11Protocol | None = None
+        self._address: str | None = None  # counted by address until the HTTP protocol takes the connection
         self._early: list[bytes] = []
         self._hello: list[bytes] = []
 
@@ -240,6 +298,10 @@ class TlsHandshake(asyncio.Protocol):
         limits = self.limits
         if len(self._connections) + len(limits.handshaking) >= limits.max_connections:
             limits.refused += 1
+            transport.abort()
+            return
+        self._address = limits.admit(transport)
+        if self._address is None:
             transport.abort()
             return
         self._raw = transport
@@ -261,12 +323,16 @@ class TlsHandshake(asyncio.Protocol):
             )
         except (OSError, TimeoutError, ConnectionError, asyncio.CancelledError):
             transport.abort()
+            self._release_address()
             return
         finally:
             self.limits.handshaking.discard(transport)
         if secured is None:  # closed during the handshake
+            self._release_address()
             return
         http = self._http = self.http(**self._arguments)
+        http.take_address(self._address)
+        self._address = None
         secured.set_protocol(http)
         http.connection_made(secured)
         for data in self._early:
@@ -304,7 +370,13 @@ class TlsHandshake(asyncio.Protocol):
         if self._http is not None:
             self._http.eof_received()
 
+    def _release_address(self) -> None:
+        if self._address is not None:
+            self.limits.per_address.release(self._address)
+            self._address = None
+
     def connection_lost(self, exc: Exception | None) -> None:
+        self._release_address()
         if self._raw is not None:
             self.limits.handshaking.discard(self._raw)
         if self._http is not None:
@@ -316,7 +388,7 @@ class TlsHandshake(asyncio.Protocol):
 def guarded_protocol(limits: ConnectionLimits, tls: ssl.SSLContext | None = None) -> type[asyncio.Protocol]:
     """The protocol class for one listener (uvicorn instantiates it per connection); with ``tls``, uvicorn
     listens on plain TCP and `TlsHandshake` does TLS with that context."""
-    http = type("GuardedH11Protocol", (GuardedH11Protocol,), {"limits": limits})
+    http = type("GuardedH11Protocol", (GuardedH11Protocol,), {"limits": limits, "counts_addresses": tls is None})
     if tls is None:
         return http
     return type("TlsHandshake", (TlsHandshake,), {"limits": limits, "http": http, "context": tls})

@@ -1,9 +1,10 @@
 """JSON and Server-Sent Events encodings of what a subscription delivers.
 
-A message is encoded once per encoding and cached on ``message.encodings`` (ARCHITECTURE.md *Serialize
-once*): the long-poll endpoint and the SSE stream each pay for it once however many clients receive it.
+A message is encoded once per encoding and cached through ``Message.encoded`` (README *Memory: what
+retention can hold*), which counts it against retention: the long-poll endpoint and the SSE stream each pay
+for it once however many clients receive it.
 
-Item objects are PROTOCOL.md's ``{"topic_sequence_number", "sequence_page", "value": {"text" | "binary"},
+Item objects are docs/http.md's ``{"topic_sequence_number", "sequence_page", "value": {"text" | "binary"},
 "publisher_id"}``, binary values in base64. An SSE frame carries the same object as its ``data`` and
 ``PAGE:SEQ`` as its ``id`` (for a discontinuity, the position after which items resume), so that
 ``Last-Event-ID`` is a resume point.
@@ -73,16 +74,15 @@ def encode_poll(events: Iterable[Event]) -> bytes:
 
 def sse_item(message: Message) -> bytes:
     """The SSE frame of ``message`` (event ``item``, id ``PAGE:SEQ``), encoded once."""
-    encodings = message.encodings
-    encoded = encodings.get(_SSE) if encodings is not None else None
-    if encoded is None:
-        data = encode_item(message)  # creates message.encodings
-        encoded = message.encodings[_SSE] = b"event: item\nid: %d:%d\ndata: %s\n\n" % (  # type: ignore[index]
-            message.sequence_page,
-            message.sequence_number,
-            data,
-        )
-    return encoded
+    return message.encoded(_SSE, _encode_sse_item)
+
+
+def _encode_sse_item(message: Message) -> bytes:
+    return b"event: item\nid: %d:%d\ndata: %s\n\n" % (
+        message.sequence_page,
+        message.sequence_number,
+        encode_item(message),
+    )
 
 
 def sse_discontinuity(discontinuity: Discontinuity) -> bytes:

@@ -1,4 +1,4 @@
-"""The one place domain errors become HTTP statuses (PROTOCOL.md *HTTP API*).
+"""The one place domain errors become HTTP statuses (docs/http.md *Errors*).
 
 Every error response of the HTTP API has the body ``{"error": {"code": ..., "message": ...}}``. The codes are
 the gRPC status names in lower case (``invalid_argument``, ``not_found``, ...), except that a `LimitExceeded`
@@ -20,6 +20,7 @@ import logging
 from typing import Final
 
 from starlette.responses import Response
+from starlette.types import Scope
 
 from tidings.server.core import (
     CacheAlreadyExists,
@@ -27,6 +28,7 @@ from tidings.server.core import (
     InvalidArgument,
     Limit,
     LimitExceeded,
+    OutcomeUnknown,
     PermissionDenied,
     TransportStats,
     Unauthenticated,
@@ -92,16 +94,21 @@ def status_of(error: Exception) -> tuple[int, str, str]:
         return 409, "already_exists", error.message
     if isinstance(error, LimitExceeded):
         return _LIMIT_STATUS[error.limit], error.limit.value, error.message
+    if isinstance(error, OutcomeUnknown):  # before its base: it may have been applied, unlike a 503
+        return 504, "deadline_exceeded", error.message
     if isinstance(error, Unavailable):
         return 503, "unavailable", error.message
     return 500, "internal", INTERNAL_MESSAGE
 
 
-def error_response(error: Exception, stats: TransportStats | None = None) -> Response:
-    """The JSON error response for ``error``, counted in ``stats``; unexpected faults are logged, not leaked."""
+def error_response(error: Exception, stats: TransportStats | None = None, scope: Scope | None = None) -> Response:
+    """The JSON error response for ``error`` to the request of ``scope``, counted in ``stats``; unexpected faults
+    are logged as errors (not leaked), the others at DEBUG with the client's address and the reason."""
     status, code, message = status_of(error)
     if status == 500:
         logger.error("unexpected fault in the HTTP API", exc_info=error)
+    elif logger.isEnabledFor(logging.DEBUG):
+        logger.debug("%s answered %d %s: %s", _request_line(scope), status, code, message)
     if stats is not None:
         stats.errors[str(status)] += 1
     headers: dict[str, str] = {}
@@ -113,3 +120,13 @@ def error_response(error: Exception, stats: TransportStats | None = None) -> Res
     elif isinstance(error, NoRoute) and error.allow:
         headers["allow"] = error.allow
     return Response(encode_error(code, message), status, headers, media_type="application/json")
+
+
+def _request_line(scope: Scope | None) -> str:
+    """``POST /topics/c/t from 127.0.0.1:5000``, for the log: never the query string or a header (where tokens
+    are)."""
+    if scope is None:
+        return "a request"
+    client = scope.get("client")
+    peer = f"{client[0]}:{client[1]}" if client else "an unknown client"
+    return f"{scope.get('method', '')} {scope.get('path', '')} from {peer}"

@@ -78,7 +78,7 @@ class TopicsCollector:
             yield histogram_family
         yield GaugeMetricFamily("tidings_subscriptions", "Open subscriptions", service.subscription_total())
         yield GaugeMetricFamily("tidings_topics", "Live topic instances", service.topic_count())
-        yield GaugeMetricFamily("tidings_caches", "Caches", len(service.list_caches()))
+        yield GaugeMetricFamily("tidings_caches", "Caches", service.cache_count())
         yield GaugeMetricFamily(
             "tidings_gc_frozen_objects",
             "Start-up objects kept out of the garbage collector's full collections (tidings server freezes them)",
@@ -147,6 +147,16 @@ def _redis_metrics(stats: EngineStats, healthy: bool) -> Iterator[Metric]:
     yield CounterMetricFamily("tidings_redis_reconnects", "Redis pub/sub connections re-established", stats.reconnects)
     yield CounterMetricFamily(
         "tidings_redis_backfills", "Topic streams read again after a gap or a reconnect", stats.backfills
+    )
+    yield CounterMetricFamily(
+        "tidings_redis_slot_map_refreshes",
+        "Redis Cluster slot maps read (at start, after a -MOVED reply or a lost node)",
+        stats.slot_map_refreshes,
+    )
+    yield CounterMetricFamily(
+        "tidings_redis_failovers",
+        "Redis Cluster failovers followed: a master replaced by another node in the slot map",
+        stats.failovers,
     )
     yield GaugeMetricFamily("tidings_redis_up", "1 while the Redis pub/sub connections are up", int(healthy))
 

@@ -107,7 +107,8 @@ _SCHEMAS: dict[str, Any] = {
                         "description": "invalid_argument, unauthenticated, permission_denied, not_found, "
                         "already_exists, method_not_allowed, unsupported_media_type, request_size_limit_exceeded, "
                         "topic_subscriptions_limit_exceeded, operations_rate_limit_exceeded, "
-                        "cache_count_limit_exceeded, topic_count_limit_exceeded, unavailable or internal",
+                        "cache_count_limit_exceeded, topic_count_limit_exceeded, unavailable, deadline_exceeded "
+                        "or internal",
                     },
                     "message": {"type": "string"},
                 },
@@ -177,7 +178,7 @@ _SCHEMAS: dict[str, Any] = {
         "required": ["name"],
         "properties": {
             "name": {"type": "string"},
-            "subscriptions": {"type": "integer", "minimum": 0, "description": "Open subscriptions."},
+            "subscriptions": {"type": "integer", "minimum": 0, "description": "Open subscriptions on this process."},
         },
     },
     "Status": {"type": "object", "required": ["status"], "properties": {"status": {"type": "string"}}},
@@ -247,6 +248,7 @@ OPENAPI: Final[dict[str, Any]] = {
                     "413": _error("The body is larger than the server's message size limit"),
                     "415": _error("The Content-Type is neither text/plain (UTF-8) nor application/octet-stream"),
                     "429": _TOO_MANY,
+                    "504": _error("Sent to Redis, whose answer never came: the message may have been published"),
                 },
             },
             "get": {

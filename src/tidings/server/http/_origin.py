@@ -1,4 +1,4 @@
-"""Which hosts and web origins may use the HTTP API (PROTOCOL.md *HTTP safety*).
+"""Which hosts and web origins may use the HTTP API (README *What the server guards against*).
 
 A web page the user visits can reach a server on the user's machine: by DNS rebinding (its own host name,
 resolved to 127.0.0.1, so the request carries ``Host: attacker.example``) or by a cross-site "simple" request
@@ -78,11 +78,11 @@ class OriginGuard:
                 f"this server does not answer for host {host_name(host)!r}; "
                 "add it to --allowed-hosts if that is how clients reach it"
             )
-            await error_response(MisdirectedRequest(message))(scope, receive, send)
+            await error_response(MisdirectedRequest(message), scope=scope)(scope, receive, send)
             return
         if origin is not None and scope["method"] not in _SAFE_METHODS and not self._origin_allowed(origin, host):
             message = f"cross-origin request from {origin} refused; allow the origin with --cors-origins"
-            await error_response(CrossOriginRefused(message))(scope, receive, send)
+            await error_response(CrossOriginRefused(message), scope=scope)(scope, receive, send)
             return
         await self.app(scope, receive, send)
 

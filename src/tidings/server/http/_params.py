@@ -15,7 +15,7 @@ def path_names(request: HTTPConnection, prefix: str) -> list[str]:
     """The percent-decoded segments of the request path after ``prefix`` (e.g. ``/topics/``).
 
     Read from the raw path, so a name may contain an encoded ``/`` (``%2F``): names are any UTF-8 without
-    control characters (PROTOCOL.md), and a decoded path could not tell ``a%2Fb`` from ``a/b``.
+    control characters (README *Errors clients see*), and a decoded path could not tell ``a%2Fb`` from ``a/b``.
     """
     raw: bytes | None = request.scope.get("raw_path")
     path = raw.decode("latin-1") if raw is not None else quote(request.scope["path"])

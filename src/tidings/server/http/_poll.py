@@ -1,9 +1,10 @@
 """``GET /topics/{cache}/{topic}?sequence_number=N&sequence_page=P``: long-poll.
 
-Subscribes from (N, P) with PROTOCOL.md's resume rules, waits until at least one item or discontinuity is
-available or the configured wait ends (then ``{"items": []}``), and answers with everything available by
-then, up to `MAX_READS` reads of the topic (``READ_BATCH`` = 32 items each, so at most 128 items, plus
-discontinuities). A client loops, passing back the last sequence number + 1 and its page.
+Subscribes from (N, P) with the protocol's resume rules (README *Subscriptions, resume and discontinuities*),
+waits until at least one item or discontinuity is available or the configured wait ends (then
+``{"items": []}``), and answers with everything available by then, up to `MAX_READS` reads of the topic
+(``READ_BATCH`` = 32 items each, so at most 128 items, plus discontinuities). A client loops, passing back
+the last sequence number + 1 and its page.
 """
 
 from __future__ import annotations

@@ -1,10 +1,13 @@
 """The Redis store: caches, API keys, the page floor and the token signing secret, shared by every node.
 
 Keys (under ``<prefix>{store}:``, the prefix ``tidings:`` by default): ``caches`` hash name -> creation time;
+``caches-version`` (a counter every cache creation and deletion raises, so other nodes notice);
 ``api-keys`` hash id -> JSON; ``api-keys-revoked`` hash id -> revocation time; ``tokens-revoked`` hash token
 id -> revocation time; ``api-keys-version`` counter;
-``page-floor``; ``secret``; ``webhooks:<cache>`` hash webhook name -> JSON (topic, url, secret) and
-``webhooks-version`` (a counter every webhook change raises, so other nodes notice); ``webhook-leases:<cache>``
+``page-floor``; ``secret``; ``deployment`` (the deployment's id, which names its admin key file) and
+``admin-key`` (the id of the deployment's generated admin key, in ``api-keys``); ``webhooks:<cache>`` hash
+webhook name -> JSON (topic, url, secret) and ``webhooks-version`` (a counter every webhook change raises, so
+other nodes notice); ``webhook-leases:<cache>``
 hash webhook name -> ``<holder> <expiry ms>`` (the node delivering it) and ``webhook-cursors:<cache>`` hash
 webhook name -> ``<page> <next sequence number>`` (where its deliveries stand). Multi-key changes are Lua
 scripts (atomic; the connection is pipelined, so no MULTI).
@@ -48,6 +51,19 @@ if not current or tonumber(current) < tonumber(ARGV[2]) then redis.call('HSET', 
 redis.call('INCR', KEYS[2])
 return 1
 """
+# KEYS: keys, revoked, version, admin key. ARGV: id, JSON. Stores the key and makes it the deployment's admin
+# key, unless the deployment's is usable (stored, not revoked: generated admin keys never expire); returns the
+# id of the deployment's admin key.
+_CLAIM_ADMIN_KEY = """
+local current = redis.call('GET', KEYS[4])
+if current and redis.call('HEXISTS', KEYS[1], current) == 1 and redis.call('HEXISTS', KEYS[2], current) == 0 then
+  return current
+end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+redis.call('SET', KEYS[4], ARGV[1])
+redis.call('INCR', KEYS[3])
+return ARGV[1]
+"""
 # KEYS: floor. ARGV: page. Keeps the greatest floor any node recorded.
 _RAISE_FLOOR = """
 local current = redis.call('GET', KEYS[1])
@@ -56,11 +72,19 @@ redis.call('SET', KEYS[1], ARGV[1])
 return 1
 """
 
-# KEYS: caches, webhooks, leases, cursors (of the cache), webhooks version. ARGV: cache. Its webhooks go with it.
+# KEYS: caches, caches version. ARGV: cache, creation time.
+_CREATE_CACHE = """
+if redis.call('HSETNX', KEYS[1], ARGV[1], ARGV[2]) == 0 then return 0 end
+redis.call('INCR', KEYS[2])
+return 1
+"""
+# KEYS: caches, webhooks, leases, cursors (of the cache), webhooks version, caches version. ARGV: cache. Its
+# webhooks go with it.
 _DELETE_CACHE = """
 if redis.call('HDEL', KEYS[1], ARGV[1]) == 0 then return 0 end
 if redis.call('DEL', KEYS[2]) == 1 then redis.call('INCR', KEYS[5]) end
 redis.call('DEL', KEYS[3], KEYS[4])
+redis.call('INCR', KEYS[6])
 return 1
 """
 # KEYS: caches, webhooks of the cache, webhooks version, cursors of the cache. ARGV: cache, name, topic, url,
@@ -155,14 +179,24 @@ class RedisStore:
     async def list_caches(self) -> list[str]:
         return sorted(as_text(name) for name in as_list(await self._call(b"HKEYS", self._key(b"caches"))))
 
+    async def cache_exists(self, cache_name: str) -> bool:
+        return await self._call(b"HEXISTS", self._key(b"caches"), cache_name) == 1
+
+    async def caches_version(self) -> int:
+        version = await self._call(b"GET", self._key(b"caches-version"))
+        return 0 if version is None else int(as_text(version))
+
     async def create_cache(self, cache_name: str) -> bool:
-        return await self._call(b"HSETNX", self._key(b"caches"), cache_name, time.time()) == 1
+        created = await self._call(
+            b"EVAL", _CREATE_CACHE, 2, self._key(b"caches"), self._key(b"caches-version"), cache_name, time.time()
+        )
+        return created == 1
 
     async def delete_cache(self, cache_name: str) -> bool:
         deleted = await self._call(
-            b"EVAL", _DELETE_CACHE, 5, self._key(b"caches"), self._webhooks_key(cache_name),
+            b"EVAL", _DELETE_CACHE, 6, self._key(b"caches"), self._webhooks_key(cache_name),
             self._webhooks_key(cache_name, b"webhook-leases:"), self._webhooks_key(cache_name, b"webhook-cursors:"),
-            self._key(b"webhooks-version"), cache_name,
+            self._key(b"webhooks-version"), self._key(b"caches-version"), cache_name,
         )  # fmt: skip
         return deleted == 1
 
@@ -271,17 +305,23 @@ class RedisStore:
         return sorted(keys, key=lambda key: (key.created_at, key.key_id))
 
     async def add_api_key(self, key: ApiKey) -> None:
-        fields = {
-            "hash": key.secret_hash,
-            "super_user": key.super_user,
-            "grants": grants_to_json(key.grants),
-            "description": key.description,
-            "created_at": key.created_at,
-            "expires_at": key.expires_at,
-        }
         await self._call(
-            b"EVAL", _ADD, 2, self._key(b"api-keys"), self._key(b"api-keys-version"), key.key_id, json.dumps(fields)
+            b"EVAL", _ADD, 2, self._key(b"api-keys"), self._key(b"api-keys-version"), key.key_id, _key_json(key)
         )
+
+    async def deployment_id(self) -> str:
+        """A short id of the servers sharing this store (8 hex digits), made by the first that asks."""
+        await self._call(b"SET", self._key(b"deployment"), secrets.token_hex(4), b"NX")
+        return as_text(await self._call(b"GET", self._key(b"deployment")))
+
+    async def claim_admin_key(self, key: ApiKey) -> str:
+        """Store ``key`` as the deployment's generated admin key, unless it has a usable one (atomic: of servers
+        starting together, one generates it); returns the id of the deployment's admin key."""
+        holder = await self._call(
+            b"EVAL", _CLAIM_ADMIN_KEY, 4, self._key(b"api-keys"), self._key(b"api-keys-revoked"),
+            self._key(b"api-keys-version"), self._key(b"admin-key"), key.key_id, _key_json(key),
+        )  # fmt: skip
+        return as_text(holder)
 
     async def revoke_api_key(self, key_id: str, at: float) -> bool:
         revoked = await self._call(
@@ -311,3 +351,17 @@ class RedisStore:
 
     async def close(self) -> None:
         await self._shards.close()
+
+
+def _key_json(key: ApiKey) -> str:
+    """What ``api-keys`` holds for ``key`` (its id is the field)."""
+    return json.dumps(
+        {
+            "hash": key.secret_hash,
+            "super_user": key.super_user,
+            "grants": grants_to_json(key.grants),
+            "description": key.description,
+            "created_at": key.created_at,
+            "expires_at": key.expires_at,
+        }
+    )

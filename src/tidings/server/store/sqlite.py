@@ -115,6 +115,13 @@ class SqliteStore:
         rows = await self._query("SELECT name FROM caches ORDER BY name")
         return [str(row[0]) for row in rows]
 
+    async def cache_exists(self, cache_name: str) -> bool:
+        return bool(await self._query("SELECT 1 FROM caches WHERE name = ?", (cache_name,)))
+
+    async def caches_version(self) -> int:
+        """Always 0: only the server holding the data directory's lock changes its caches, and it knows."""
+        return 0
+
     async def create_cache(self, cache_name: str) -> bool:
         changed = await self._execute(
             "INSERT OR IGNORE INTO caches (name, created_at) VALUES (?, ?)", (cache_name, time.time())

@@ -1,4 +1,4 @@
-"""Webhook delivery: each webhook's messages POSTed, signed, in order and at least once (PROTOCOL.md *Webhooks*)."""
+"""Webhook delivery: each webhook's messages POSTed, signed, in order and at least once (docs/webhooks.md)."""
 
 from tidings.server.webhooks._dispatcher import WebhookDispatcher, WebhookStatus
 from tidings.server.webhooks._events import event_body

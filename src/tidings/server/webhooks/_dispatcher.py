@@ -14,7 +14,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import NamedTuple
 
-from tidings.server.core import TopicsService, Webhook
+from tidings.server.core import FailureLog, TopicsService, Webhook
 from tidings.server.webhooks._http import WebhookSender
 from tidings.server.webhooks._leases import WebhookLeases
 from tidings.server.webhooks._retry import RetryPolicy
@@ -63,6 +63,9 @@ class WebhookDispatcher:
         self._ending: set[asyncio.Task[None]] = set()
         self._lease_keeper: asyncio.Task[None] | None = None
         self._closed = False
+        # Redis unreachable fails every lease operation of every webhook: one outage, logged as one. Each webhook
+        # takes part on its own (``by``), so one webhook failing while the others work is one outage too.
+        self._lease_log = FailureLog(logger, "keeping the leases of webhooks", clock=service.clock)
 
     def start(self) -> None:
         """With leases: start extending held leases and seeking free ones (until `close`)."""
@@ -91,6 +94,7 @@ class WebhookDispatcher:
         """Stop delivering the webhook (a delivery in flight is abandoned)."""
         self._webhooks.pop((cache_name, name), None)
         self._stop((cache_name, name))  # the store dropped its lease with it
+        self._lease_log.succeeded(by=(cache_name, name))  # nothing of it fails any more
 
     def statuses(self) -> list[WebhookStatus]:
         """The counters and lag of every webhook this node delivers, sorted by (cache, name)."""
@@ -115,12 +119,29 @@ class WebhookDispatcher:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         if self._leases is not None:
-            for key in held:  # after the workers stopped, so none records a position after this
-                try:
-                    await self._leases.drop(*key)
-                except Exception as error:
-                    logger.warning("could not give up the lease of webhook %r: %s", key[1], error)
+            await self._drop_leases(self._leases, held)
         await self._sender.close()
+
+    async def _drop_leases(self, leases: WebhookLeases, held: list[Key]) -> None:
+        """Give the leases of ``held`` up (after their workers stopped, so none records a position after this);
+        those that fail (Redis unreachable) run out by themselves, and are logged in one line."""
+        kept: list[str] = []
+        failure = ""
+        for key in held:
+            try:
+                await leases.drop(*key)
+            except Exception as error:
+                kept.append(repr(key[1]))
+                failure = str(error)
+        if kept:
+            logger.warning(
+                "could not give up the leases of %d webhooks (%s%s): %s; they run out within %g s",
+                len(kept),
+                ", ".join(kept[:3]),
+                ", ..." if len(kept) > 3 else "",
+                failure,
+                leases.ttl,
+            )
 
     async def _try_start(self, key: Key) -> None:
         webhook = self._webhooks[key]
@@ -129,12 +150,16 @@ class WebhookDispatcher:
         if leases is not None:
             try:
                 if not await leases.take(*key):
+                    self._lease_log.succeeded(by=key)
                     return  # another node delivers it
                 self._renewed[key] = time.monotonic()
                 resume = await leases.cursor(*key)
             except Exception as error:
-                logger.warning("webhook %r of cache %r: no lease (%s); will retry", key[1], key[0], error)
+                self._lease_log.failed(
+                    f"webhook {key[1]!r} of cache {key[0]!r}: no lease ({error}); will retry", by=key
+                )
                 return
+            self._lease_log.succeeded(by=key)
             if self._closed or key in self._workers or self._webhooks.get(key) != webhook:
                 return  # changed meanwhile: the next round starts what is current
             logger.info("webhook %r of cache %r: delivering from this node", key[1], key[0])
@@ -171,8 +196,9 @@ class WebhookDispatcher:
                 except Exception as error:
                     # Redis unreachable: keep delivering while the lease may still run, then stop.
                     held = time.monotonic() - self._renewed.get(key, 0.0) < leases.ttl
-                    logger.warning("could not extend the lease of webhook %r: %s", key[1], error)
+                    self._lease_log.failed(f"could not extend the lease of webhook {key[1]!r}: {error}", by=key)
                 else:
+                    self._lease_log.succeeded(by=key)
                     if held:
                         self._renewed[key] = time.monotonic()
                 if not held and key in self._workers:

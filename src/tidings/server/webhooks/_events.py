@@ -1,4 +1,4 @@
-"""The JSON event a webhook POSTs for one message (PROTOCOL.md *Webhooks*)."""
+"""The JSON event a webhook POSTs for one message (docs/webhooks.md *What a delivery looks like*)."""
 
 from __future__ import annotations
 

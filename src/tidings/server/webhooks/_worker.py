@@ -12,6 +12,7 @@ from tidings.server.core import (
     ANONYMOUS,
     CacheNotFound,
     Discontinuity,
+    FailureLog,
     Message,
     Subscription,
     TopicsError,
@@ -62,6 +63,13 @@ class WebhookWorker:
         self._resumed = resume is not None
         # Told each new position (page, next sequence number), to store it for a takeover by another node.
         self._on_progress = on_progress
+        # A dead endpoint fails every attempt: its log is a line when that starts, one a minute, one when it ends.
+        self._failure_log = FailureLog(
+            logger,
+            f"webhook {webhook.name!r} of cache {webhook.cache_name!r}",
+            lost_noun="messages given up",
+            clock=service.clock,
+        )
 
     @property
     def lag(self) -> int:
@@ -172,30 +180,21 @@ class WebhookWorker:
             current = self.webhook  # a rotated secret or a new URL applies at once
             return self._sender.post(current.url, body, sign(body, current.secret))
 
-        failures = 0
-
         def failed(outcome: Outcome, retrying: bool) -> None:
-            nonlocal failures
-            failures += 1
             self.stats.failures[outcome.reason] += 1
             if retrying:
                 self.stats.retries += 1
-                if failures == 1:  # once per message: a dead endpoint does not flood the log
-                    logger.warning(
-                        "webhook %r of cache %r: delivery of message %d (page %d) failed (%s); retrying with backoff",
-                        webhook.name, webhook.cache_name, message.sequence_number, message.sequence_page,
-                        outcome.reason,
-                    )  # fmt: skip
+                reason = f"delivery of message {message.sequence_number} (page {message.sequence_page}) failed"
+                self._failure_log.failed(f"{reason} ({outcome.reason}); retrying with backoff")
+            else:
+                reason = f"gave up on message {message.sequence_number} (page {message.sequence_page})"
+                self._failure_log.failed(f"{reason} of topic {webhook.topic_name!r}: {outcome.reason}", lost=1)
 
         outcome = await deliver_with_retries(
             attempt, self._policy, clock=self._service.clock, sleep=self._sleep, on_failure=failed
         )
         if outcome.verdict is Verdict.DELIVERED:
             self.stats.delivered += 1
+            self._failure_log.succeeded()
             return
-        self.stats.dropped += 1
-        logger.warning(
-            "webhook %r of cache %r gave up on message %d (page %d) of topic %r: %s",
-            webhook.name, webhook.cache_name, message.sequence_number, message.sequence_page, webhook.topic_name,
-            outcome.reason,
-        )  # fmt: skip
+        self.stats.dropped += 1  # logged by `failed`, counted in the failure log's lines

@@ -18,19 +18,22 @@ if TYPE_CHECKING:
 
 
 class H2Call:
-    """A call's request (headers, body) and response state; `write`, `abort` and `invocation_metadata` are
-    what servicers use (`CallContext`)."""
+    """A call's request (headers, body) and response state; `write`, `abort`, `invocation_metadata` and `peer`
+    are what servicers use (`CallContext`)."""
 
     __slots__ = (
         "_connection",
         "_headers",
         "_metadata",
         "body",
+        "cost",
         "deadline",
         "ended",
         "h2_stream",
         "headers_sent",
         "path",
+        "received",
+        "received_at",
         "stream_id",
         "task",
         "window_waiter",
@@ -43,6 +46,11 @@ class H2Call:
         self._headers = headers
         self._metadata: Metadata | None = None
         self.body = bytearray()
+        # While the request arrives: when its HEADERS came, what it holds of the connection's request budget
+        # (headers and overhead), and the flow-controlled bytes of its body received (given back when it is whole).
+        self.received_at = 0.0
+        self.cost = 0
+        self.received = 0
         self.deadline: float | None = None
         self.headers_sent = False
         self.h2_stream: H2Stream | None = None  # h2's stream, once response headers went out
@@ -66,6 +74,10 @@ class H2Call:
         """Queue all of ``messages`` now, or none (False: a window or the socket buffer is full); see
         `DirectWrites`."""
         return self._connection.try_send(self, messages)
+
+    def peer(self) -> str:
+        """The client's address, as grpcio's ``ServicerContext.peer`` gives it (for the log)."""
+        return self._connection.peer()
 
     async def abort(self, code: grpc.StatusCode, details: str = "", trailing_metadata: Metadata = ()) -> NoReturn:
         """End the call with ``code`` (Trailers-Only when nothing was sent yet) and raise `CallAborted`."""

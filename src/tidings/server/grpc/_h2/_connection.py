@@ -3,8 +3,11 @@
 Output is batched: whatever ``h2`` has to send (DATA of every subscriber woken by one publish, trailers, SETTINGS
 and PING acks, WINDOW_UPDATEs) leaves in one ``transport.write`` at the end of the loop turn. Flow control both
 ways: a writer whose stream or connection window is closed, or whose socket buffer is full, waits (its
-subscription's cursor waits with it); received DATA is acknowledged as it is consumed, bounded by the maximum
-message length per call.
+subscription's cursor waits with it); received DATA is acknowledged when its request is complete (or dropped),
+so what a client may send ahead is its connection's request budget (``_limits``).
+
+Before a call runs, its HEADERS are checked (method, route, token) and its request must arrive whole within the
+request timeout; the server's reaper (``_server``) enforces the deadlines a connection keeps here.
 """
 
 from __future__ import annotations
@@ -27,8 +30,23 @@ import h2.settings
 from h2.stream import H2Stream, StreamInputs
 
 from tidings.server._notices import WrongPortNotices
+from tidings.server._peers import ConnectionsPerAddress, peer_address
 from tidings.server.grpc._context import CallAborted, Metadata
 from tidings.server.grpc._h2._call import H2Call
+from tidings.server.grpc._h2._intake import RequestIntake
+from tidings.server.grpc._h2._limits import (
+    INITIAL_CONNECTION_WINDOW,
+    MAX_DECODED_HEADER_LIST_SIZE,
+    MAX_HEADER_LIST_SIZE,
+    PENDING_HEADER_BUDGET,
+    RECEIVE_SLICE,
+    STREAM_COST,
+    HeaderRate,
+    Notices,
+    header_list_size,
+    request_budget,
+)
+from tidings.server.grpc._h2._state import StateMachine
 from tidings.server.grpc._h2._wire import (
     HEADERS_FLAGS,
     OK_TRAILER_BLOCK,
@@ -48,6 +66,9 @@ from tidings.server.grpc._h2._wire import (
 logger = logging.getLogger("tidings.server.grpc.h2")
 
 Behaviour = Callable[[bytes, Any], Awaitable[Any]]
+# Checks a request's credential at its HEADERS, before its body is read: (path, ``authorization`` value or None)
+# -> None to go on, or why it is UNAUTHENTICATED.
+CredentialCheck = Callable[[str, str | None], str | None]
 
 # h2's inbound header validation was a fifth of a unary call. It is off: the transport matches only the exact
 # lower-case names it needs (a malformed :method, :path, content-type or te gets its error response), and the rest
@@ -55,28 +76,12 @@ Behaviour = Callable[[bytes, Any], Awaitable[Any]]
 _CONFIG: Final = h2.config.H2Configuration(
     client_side=False, header_encoding=None, validate_inbound_headers=False, normalize_inbound_headers=False
 )
-# Per-stream receive window; requests are unary and bounded by the maximum message length, acknowledged as read.
-_STREAM_WINDOW: Final = 1 << 20
-_CONNECTION_WINDOW: Final = 16 << 20
 _MAX_FRAME_SIZE: Final = 1 << 16
-# Room for an over-long authorization header, so it is refused as UNAUTHENTICATED, not a broken connection.
-_MAX_HEADER_LIST_SIZE: Final = 4 << 20
+_MAX_WINDOW: Final = (1 << 31) - 1
 _OK: Final = grpc.StatusCode.OK
+_REFUSED_STREAM: Final = h2.errors.ErrorCodes.REFUSED_STREAM
 # The request line an HTTP/1.x client starts with (instead of the HTTP/2 preface).
 _HTTP1_REQUEST: Final = re.compile(rb"[A-Z]{3,10} \S+ HTTP/1\.[01]\r?\n")
-
-
-class StateMachine(h2.connection.H2Connection):
-    """``h2``'s connection state machine, remembering fewer closed streams.
-
-    ``h2`` keeps how each of the last ``MAX_CLOSED_STREAMS`` closed streams closed (so that a late frame on one it
-    reset gets RST_STREAM, not a connection error). With its 65,536, every connection that carries that many
-    calls holds several MiB for it: measured, the server's RSS grew by 4.4 MiB over 40,000 streams of subscribe
-    and publish churn on one connection, still growing. With 4,096, which covers the frames in flight of any call
-    closed since, it stayed flat after the first 8,000 streams.
-    """
-
-    MAX_CLOSED_STREAMS = 4096
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +105,22 @@ class ConnectionOptions:
     refused_connections: int = 0
     http_port: int = 0  # where the HTTP API is (0: not served, or not known yet), for HTTP/1.1 clients here
     wrong_protocol: WrongPortNotices = field(default_factory=lambda: WrongPortNotices(logger))
+    # --max-connections-per-address: past it a new connection from that address is closed at once.
+    per_address: ConnectionsPerAddress = field(default_factory=lambda: ConnectionsPerAddress(1 << 30))
+    credential_check: CredentialCheck | None = None
+    header_rate: Callable[[], HeaderRate] = HeaderRate  # each connection's limit on header bytes decoded for nothing
+    notices: Notices = field(default_factory=lambda: Notices(logger))
+
+    @property
+    def request_budget(self) -> int:
+        """Bytes of unfinished requests one connection may have the server hold (`_limits.request_budget`)."""
+        return request_budget(self.max_message_length)
+
+    @property
+    def stream_window(self) -> int:
+        """Each stream's receive window: a whole request of the largest size and one byte more, so that a larger
+        one is seen to be larger (and refused) while a request is never kept waiting for a WINDOW_UPDATE."""
+        return min(_MAX_WINDOW, max(65_535, self.max_message_length + PREFIX_SIZE + 1))
 
 
 class H2Connection(asyncio.Protocol):
@@ -108,17 +129,31 @@ class H2Connection(asyncio.Protocol):
     def __init__(self, options: ConnectionOptions) -> None:
         self._options = options
         self._loop = asyncio.get_running_loop()
-        self._h2 = StateMachine(_CONFIG)
+        settings = {
+            h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS: options.max_concurrent_streams,
+            h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: options.stream_window,
+            h2.settings.SettingCodes.MAX_FRAME_SIZE: _MAX_FRAME_SIZE,
+            h2.settings.SettingCodes.MAX_HEADER_LIST_SIZE: MAX_HEADER_LIST_SIZE,
+        }
+        self._h2 = StateMachine(_CONFIG, settings)
         self._transport: asyncio.Transport | None = None
+        self._backlog: bytearray | None = None  # received bytes waiting for their loop turn (`RECEIVE_SLICE`)
+        self._address: str | None = None  # the peer's address, once counted in `per_address`
         self._calls: dict[int, H2Call] = {}
+        # Requests still arriving, and what they may hold.
+        self._intake = RequestIntake(options.request_budget, PENDING_HEADER_BUDGET, options.header_rate())
+        self._window_owed = 0  # connection window to give back to the client (`_give_back`)
         self._blocked: set[H2Call] = set()  # calls waiting for a window
         self._flush_scheduled = False
         self._out: list[bytes] = []  # frames due, in order: h2's output is moved here before each DATA frame
         self._writable: asyncio.Future[None] | None = None  # set while the socket buffer is over its mark
         self._going_away = False
-        self.preface_received = False
-        self.last_received = self._loop.time()
+        self._calmed = False  # closed for the header bytes it made the server decode for nothing
+        self._first_bytes = True
+        self.preface_received = False  # the client's preface and first SETTINGS
+        self.connected_at = self.last_received = self.last_call_at = self._loop.time()
         self.ping_sent_at: float | None = None
+        self.close_at: float | None = None  # when a connection told to go away is closed, if still open
 
     # asyncio.Protocol
 
@@ -134,37 +169,75 @@ class H2Connection(asyncio.Protocol):
                 )
             transport.close()
             return
+        address = peer_address(transport)
+        per_address = options.per_address
+        if not per_address.admit(address):
+            if per_address.refused == 1 or per_address.refused % 1000 == 0:
+                logger.warning(
+                    "refused %d gRPC connections: --max-connections-per-address %d are open from %s",
+                    per_address.refused,
+                    per_address.limit,
+                    address,
+                )
+            transport.close()
+            return
+        self._address = address
         self._transport = cast(asyncio.Transport, transport)  # uvloop's transports are not its subclasses
         options.connections.add(self)
         connection = self._h2
-        connection.local_settings = h2.settings.Settings(
-            client=False,
-            initial_values={
-                h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS: self._options.max_concurrent_streams,
-                h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: _STREAM_WINDOW,
-                h2.settings.SettingCodes.MAX_FRAME_SIZE: _MAX_FRAME_SIZE,
-                h2.settings.SettingCodes.MAX_HEADER_LIST_SIZE: _MAX_HEADER_LIST_SIZE,
-            },
-        )
         connection.max_inbound_frame_size = _MAX_FRAME_SIZE
-        connection.decoder.max_header_list_size = _MAX_HEADER_LIST_SIZE
         # The server's preface (SETTINGS) leaves with the answer to the client's, not before: a client that sends
         # HTTP/1.1 here gets a plain HTTP/1.1 answer (`_http1_on_grpc_port`), not binary frames first.
         connection.initiate_connection()
-        connection.increment_flow_control_window(_CONNECTION_WINDOW - 65_535)
+        # The connection's receive window is its request budget, given back as requests complete: a client
+        # cannot send more ahead than the server will hold.
+        if self._intake.body_budget > INITIAL_CONNECTION_WINDOW:
+            connection.increment_flow_control_window(self._intake.body_budget - INITIAL_CONNECTION_WINDOW)
 
     def data_received(self, data: bytes) -> None:
         self.last_received = self._loop.time()
         self.ping_sent_at = None
-        if not self.preface_received and _HTTP1_REQUEST.match(data):
-            self._http1_on_grpc_port()
+        if self._first_bytes:
+            self._first_bytes = False
+            if _HTTP1_REQUEST.match(data):
+                self._http1_on_grpc_port()
+                return
+        if self._backlog is not None:  # earlier bytes are still waiting for their turn
+            self._backlog += data
             return
+        if len(data) > RECEIVE_SLICE:
+            self._backlog = bytearray(data[RECEIVE_SLICE:])
+            data = data[:RECEIVE_SLICE]
+            if self._transport is not None:
+                self._transport.pause_reading()
+            self._loop.call_soon(self._receive_backlog)
+        self._receive(data)
+
+    def _receive_backlog(self) -> None:
+        """Decode the next `RECEIVE_SLICE` of a large read (one per loop turn: other connections are served
+        between them); read again once it is all decoded."""
+        backlog = self._backlog
+        if backlog is None or self._transport is None or self._transport.is_closing():
+            return
+        if len(backlog) > RECEIVE_SLICE:
+            data = bytes(backlog[:RECEIVE_SLICE])
+            del backlog[:RECEIVE_SLICE]
+            self._loop.call_soon(self._receive_backlog)
+        else:
+            data = bytes(backlog)
+            self._backlog = None
+            if self._writable is None and not self._transport.is_closing():
+                self._transport.resume_reading()
+        self._receive(data)
+
+    def _receive(self, data: bytes) -> None:
+        """Hand received bytes to h2 and act on the events they make."""
         try:
             events = self._h2.receive_data(data)
         except h2.exceptions.ProtocolError as error:
             # Drop this connection only, with a GOAWAY naming the error (h2 queues one for most errors, not for
             # a wrong preface).
-            logger.info("closing an HTTP/2 connection: %s", error)
+            self._log_protocol_error(error)
             if self._h2.state_machine.state is not h2.connection.ConnectionState.CLOSED:
                 code = getattr(error, "error_code", None) or h2.errors.ErrorCodes.PROTOCOL_ERROR
                 self._flush()
@@ -172,8 +245,9 @@ class H2Connection(asyncio.Protocol):
                     self._transport.write(goaway_frame(self._h2.highest_inbound_stream_id, code))
             self._close_now()
             return
-        self.preface_received = True
         for event in events:
+            if self._calmed:
+                return
             kind = type(event)
             if kind is h2.events.DataReceived:
                 self._on_data(event)  # type: ignore[arg-type]
@@ -181,12 +255,17 @@ class H2Connection(asyncio.Protocol):
                 self._on_request(event)  # type: ignore[arg-type]
             elif kind is h2.events.StreamEnded:
                 self._on_request_end(event.stream_id)  # type: ignore[attr-defined]
-            elif kind is h2.events.WindowUpdated or kind is h2.events.RemoteSettingsChanged:
-                self._on_window(getattr(event, "stream_id", 0))
+            elif kind is h2.events.WindowUpdated:
+                self._on_window(event.stream_id)  # type: ignore[attr-defined]
+            elif kind is h2.events.RemoteSettingsChanged:
+                self.preface_received = True  # the client's first SETTINGS follows its preface
+                self._on_window(0)
             elif kind is h2.events.StreamReset:
                 self._on_reset(event.stream_id)  # type: ignore[attr-defined]
             elif kind is h2.events.ConnectionTerminated:
                 self._going_away = True  # the client is leaving; its open calls go on until it closes
+            elif kind is h2.events.TrailersReceived:  # gRPC clients send none: decoded for nothing
+                self._decoded_for_nothing(header_list_size(event.headers))  # type: ignore[attr-defined]
         # What h2 answers at once (SETTINGS and PING acks, WINDOW_UPDATEs, refusals) leaves at the end of this loop
         # turn. Nothing to answer, no flush: a publish's deliveries, queued when its task runs, then leave before
         # its own response, rather than after it.
@@ -194,6 +273,22 @@ class H2Connection(asyncio.Protocol):
         if queued:
             self._out.append(queued)
             self._schedule_flush()
+
+    def _log_protocol_error(self, error: h2.exceptions.ProtocolError) -> None:
+        """Log why a connection is dropped: at INFO for a broken client, through the rate-limited notices for
+        one over a limit (which may be one of a flood)."""
+        notices = self._options.notices
+        if isinstance(error, h2.exceptions.TooManyStreamsError):
+            limit = self._options.max_concurrent_streams
+            notices.seen("closed a gRPC connection from %s that opened more than %d streams", self._address, limit)
+        elif isinstance(error, h2.exceptions.DenialOfServiceError):
+            notices.seen(
+                "closed a gRPC connection from %s that sent a header list over %d bytes",
+                self._address,
+                MAX_DECODED_HEADER_LIST_SIZE,
+            )
+        else:
+            logger.info("closing an HTTP/2 connection: %s", error)
 
     def _http1_on_grpc_port(self) -> None:
         """An HTTP/1.1 request (curl, a browser, an HTTP client given the wrong port): answer it in HTTP/1.1,
@@ -212,9 +307,22 @@ class H2Connection(asyncio.Protocol):
             )
             transport.close()  # after what is written is sent
 
+    def peer(self) -> str:
+        """The client's address as grpcio writes it (``ipv4:127.0.0.1:5000``, ``ipv6:[::1]:5000``), for the log."""
+        transport = self._transport
+        address = transport.get_extra_info("peername") if transport is not None else None
+        if not isinstance(address, tuple):
+            return "unknown"
+        host, port = address[0], address[1]
+        return f"ipv6:[{host}]:{port}" if ":" in host else f"ipv4:{host}:{port}"
+
     def connection_lost(self, exc: Exception | None) -> None:
         self._options.connections.discard(self)
+        if self._address is not None:
+            self._options.per_address.release(self._address)
+            self._address = None
         self._transport = None
+        self._intake.clear()
         for call in list(self._calls.values()):
             call.ended = True
             if call.task is not None:
@@ -222,6 +330,24 @@ class H2Connection(asyncio.Protocol):
         self._calls.clear()
         if self._writable is not None and not self._writable.done():
             self._writable.set_result(None)
+
+    def _decoded_for_nothing(self, size: int) -> None:
+        """Charge ``size`` decoded header bytes that serve no call to the connection's `HeaderRate`; past it,
+        GOAWAY ENHANCE_YOUR_CALM and close (nothing more it sent is decoded)."""
+        if self._intake.decoded_for_nothing(size) or self._calmed:
+            return
+        self._options.notices.seen(
+            "closed a gRPC connection from %s: header bytes of requests it was not served over the rate "
+            "(GOAWAY ENHANCE_YOUR_CALM)",
+            self._address,
+        )
+        self._backlog = None
+        self._flush()
+        self._calmed = self._going_away = True  # nothing more is sent (`_flush`) or decoded
+        if self._transport is not None:
+            code = h2.errors.ErrorCodes.ENHANCE_YOUR_CALM
+            self._transport.write(goaway_frame(self._h2.highest_inbound_stream_id, code))
+            self._transport.close()
 
     def pause_writing(self) -> None:
         if self._writable is None:
@@ -234,7 +360,7 @@ class H2Connection(asyncio.Protocol):
         writable, self._writable = self._writable, None
         if writable is not None and not writable.done():
             writable.set_result(None)
-        if self._transport is not None and not self._transport.is_closing():
+        if self._transport is not None and not self._transport.is_closing() and self._backlog is None:
             self._transport.resume_reading()
 
     # Requests
@@ -242,11 +368,14 @@ class H2Connection(asyncio.Protocol):
     def _on_request(self, event: h2.events.RequestReceived) -> None:
         stream_id = event.stream_id
         if self._going_away:
-            self._h2.reset_stream(stream_id, h2.errors.ErrorCodes.REFUSED_STREAM)
+            self._h2.reset_stream(stream_id, _REFUSED_STREAM)
             return
         headers: list[tuple[bytes, bytes]] = event.headers  # bytes: header_encoding None
         method = path = content_type = te = timeout = b""
+        authorization: bytes | None = None
+        size = 32 * len(headers)  # decoded size (RFC 7540 6.5.2)
         for name, value in headers:
+            size += len(name) + len(value)
             if name[:1] == b":":
                 if name == b":path":
                     path = value
@@ -258,32 +387,62 @@ class H2Connection(asyncio.Protocol):
                 te = value
             elif name == b"grpc-timeout":
                 timeout = value
+            elif name == b"authorization" and authorization is None:
+                authorization = value
         if method != b"POST":
-            self._respond_http(stream_id, b"405")
+            self._respond_http(stream_id, b"405", size)
             return
         if not content_type.startswith(b"application/grpc"):
-            self._respond_http(stream_id, b"415")
+            self._respond_http(stream_id, b"415", size)
             return
         call = self._calls[stream_id] = H2Call(self, stream_id, path.decode("ascii", "replace"), headers)
+        refusal = self._refusal(call, size, te, timeout, authorization)
+        if refusal is not None:
+            # The client's address and the reason, never its token (as `guarded` logs what the servicers refuse).
+            logger.debug("%s from %s answered %s: %s", call.path, call.peer(), refusal[0].name, refusal[1])
+            self._decoded_for_nothing(size)
+            self.end_call(call, *refusal)
+            return
+        if not self._intake.admit(call, size + STREAM_COST, call.received_at):
+            self._decoded_for_nothing(size)
+            self._refuse(call)
+
+    def _refusal(
+        self, call: H2Call, size: int, te: bytes, timeout: bytes, authorization: bytes | None
+    ) -> tuple[grpc.StatusCode, str, Metadata] | None:
+        """Why ``call`` is answered at its HEADERS (status, message, trailing metadata), or None: it goes on,
+        its time of arrival and deadline set."""
+        if size > MAX_HEADER_LIST_SIZE:
+            return (
+                grpc.StatusCode.RESOURCE_EXHAUSTED,
+                f"request headers of {size} bytes exceed the limit of {MAX_HEADER_LIST_SIZE}",
+                (("err", "request_size_limit_exceeded"),),
+            )
         if te != b"trailers":
-            self.end_call(call, grpc.StatusCode.INTERNAL, "te: trailers is required")
-            return
+            return grpc.StatusCode.INTERNAL, "te: trailers is required", ()
         if call.path not in self._options.routes:
-            self.end_call(call, grpc.StatusCode.UNIMPLEMENTED, f"Method not found: {call.path}")
-            return
+            return grpc.StatusCode.UNIMPLEMENTED, f"Method not found: {call.path}", ()
+        now = call.received_at = self._loop.time()
         if timeout:
             seconds = parse_timeout(timeout)
             if seconds is None:
-                self.end_call(call, grpc.StatusCode.INTERNAL, f"malformed grpc-timeout {timeout!r}")
-                return
-            call.deadline = self._loop.time() + seconds
+                return grpc.StatusCode.INTERNAL, f"malformed grpc-timeout {timeout!r}", ()
+            call.deadline = now + seconds
+        check = self._options.credential_check
+        if check is not None:  # before a byte of the body is held
+            unauthenticated = check(call.path, None if authorization is None else authorization.decode("latin-1"))
+            if unauthenticated is not None:
+                return grpc.StatusCode.UNAUTHENTICATED, unauthenticated, ()
+        return None
 
     def _on_data(self, event: h2.events.DataReceived) -> None:
-        self._h2.acknowledge_received_data(event.flow_controlled_length, event.stream_id)
-        call = self._calls.get(event.stream_id)
-        if call is None or call.ended or call.task is not None:
+        stream_id = event.stream_id
+        size = event.flow_controlled_length
+        call = self._intake.get(stream_id)
+        if call is None:  # the request was answered, refused or reset: its bytes are dropped
+            self._give_back(size)
             return
-        call.body += event.data
+        self._intake.receive(call, event.data, size)
         if len(call.body) > self._options.max_message_length + PREFIX_SIZE:
             limit = self._options.max_message_length
             # Our own limit answer (RESOURCE_EXHAUSTED + err), which grpcio cannot give for its receive limit.
@@ -293,14 +452,14 @@ class H2Connection(asyncio.Protocol):
                 f"request larger than {limit} bytes",
                 (("err", "request_size_limit_exceeded"),),
             )
-            call.body = bytearray()
 
     def _on_request_end(self, stream_id: int) -> None:
-        call = self._calls.get(stream_id)
-        if call is None or call.ended:
+        call = self._intake.get(stream_id)
+        if call is None:
             return
         body = call.body
         call.body = bytearray()
+        self._release(call)
         if len(body) < PREFIX_SIZE:
             self.end_call(call, grpc.StatusCode.INTERNAL, "the request has no message")
             return
@@ -311,6 +470,7 @@ class H2Connection(asyncio.Protocol):
             self.end_call(call, grpc.StatusCode.INTERNAL, "a unary request needs exactly one message")
             return
         route = self._options.routes[call.path]
+        self.last_call_at = self._loop.time()
         task = call.task = self._loop.create_task(self._run(call, route, bytes(body[PREFIX_SIZE:])))
         tasks = self._options.tasks
         tasks.add(task)
@@ -322,8 +482,46 @@ class H2Connection(asyncio.Protocol):
             call.ended = True
             if call.task is not None:
                 call.task.cancel()
+            elif self._intake.get(stream_id) is not None:  # reset before its request was whole
+                self._release(call)
+                self._decoded_for_nothing(call.cost - STREAM_COST)
 
-    def _respond_http(self, stream_id: int, status: bytes) -> None:
+    def _release(self, call: H2Call) -> None:
+        """Forget ``call`` as a request still arriving: give its share of the budget back, and its bytes to
+        the client's flow-control window."""
+        self._give_back(self._intake.release(call))
+
+    def _give_back(self, size: int) -> None:
+        """Owe the client ``size`` bytes of connection window (received, and no longer held): returned with the
+        next flush once they are a quarter of the budget, or sooner when the window left could not carry a whole
+        request (`_return_window`)."""
+        if size:
+            self._window_owed += size
+            self._schedule_flush()
+
+    def _return_window(self) -> None:
+        owed = self._window_owed
+        if owed >= self._intake.body_budget // 4 or self._h2.inbound_flow_control_window < self._options.stream_window:
+            self._window_owed = 0
+            self._h2.increment_flow_control_window(owed)
+
+    def _refuse(self, call: H2Call) -> None:
+        """Refuse ``call`` at its HEADERS, its connection's unfinished requests holding their header budget
+        (RST_STREAM REFUSED_STREAM: nothing was processed)."""
+        call.ended = True
+        self._calls.pop(call.stream_id, None)
+        with contextlib.suppress(h2.exceptions.StreamClosedError):
+            self._h2.reset_stream(call.stream_id, _REFUSED_STREAM)
+        self._schedule_flush()
+        self._options.notices.seen(
+            "refused a stream of a gRPC connection from %s: its unfinished requests hold %d bytes of headers",
+            self._address,
+            self._intake.header_budget,
+        )
+
+    def _respond_http(self, stream_id: int, status: bytes, header_size: int) -> None:
+        """Answer a request that is not gRPC with an HTTP ``status`` alone."""
+        self._decoded_for_nothing(header_size)
         self._h2.send_headers(stream_id, ((b":status", status),), end_stream=True)
 
     # Calls
@@ -476,6 +674,10 @@ class H2Connection(asyncio.Protocol):
         call.ended = True
         if self._calls.get(call.stream_id) is call:
             del self._calls[call.stream_id]
+        if call.task is None:
+            self._release(call)  # answered while its request was still arriving
+        else:
+            self.last_call_at = self._loop.time()
         if self._transport is None:
             return
         if code is _OK and call.h2_stream is not None and not trailing_metadata:
@@ -506,16 +708,19 @@ class H2Connection(asyncio.Protocol):
 
     def _flush(self) -> None:
         self._flush_scheduled = False
+        if self._window_owed:
+            self._return_window()
         out = self._out
         data = self._h2.data_to_send()
         if data:
             out.append(data)
         if out:
-            if self._transport is not None:
+            if self._transport is not None and not self._calmed:
                 self._transport.write(b"".join(out))
             out.clear()
 
     def _close_now(self) -> None:
+        self._backlog = None
         self._flush()
         if self._transport is not None:
             self._transport.close()
@@ -531,6 +736,27 @@ class H2Connection(asyncio.Protocol):
         self._flush()
         # Written directly: h2 refuses to send anything more once it sent a GOAWAY itself.
         self._transport.write(goaway_frame(self._h2.highest_inbound_stream_id))
+
+    @property
+    def address(self) -> str:
+        """The client's IP address (for the log; ``""`` when unknown)."""
+        return self._address or ""
+
+    @property
+    def idle_since(self) -> float | None:
+        """Since when no call has run on this connection (None while one does): requests still arriving are not
+        calls, and neither are PINGs."""
+        return None if len(self._calls) > len(self._intake) else self.last_call_at
+
+    def expire_requests(self, received_before: float) -> None:
+        """End the calls whose request began arriving (HEADERS) before ``received_before`` and is not whole yet:
+        DEADLINE_EXCEEDED, and the client told to stop sending it."""
+        for call in self._intake.expired(received_before):
+            self.end_call(call, grpc.StatusCode.DEADLINE_EXCEEDED, "the request did not arrive in time")
+            self._decoded_for_nothing(call.cost - STREAM_COST)
+            self._options.notices.seen(
+                "ended a call from %s whose request did not arrive within --request-timeout", self._address
+            )
 
     def end_calls(self, code: grpc.StatusCode, details: str) -> None:
         """End every open call with ``code`` and cancel its task (shutdown past its grace)."""

@@ -1,4 +1,5 @@
-"""`H2Server`: listens, hands each connection an `H2Connection`, reaps dead ones, shuts down with GOAWAY."""
+"""`H2Server`: listens, hands each connection an `H2Connection`, reaps dead, slow and idle ones, shuts down
+with GOAWAY."""
 
 from __future__ import annotations
 
@@ -12,19 +13,25 @@ from typing import Any, Final
 import grpc
 import hyperframe.frame
 
+from tidings.server._peers import ConnectionsPerAddress
 from tidings.server.grpc._faults import RPCS, FaultCounters, with_faults
-from tidings.server.grpc._h2._connection import ConnectionOptions, H2Connection, Route
+from tidings.server.grpc._h2._connection import ConnectionOptions, CredentialCheck, H2Connection, Route
 
 logger = logging.getLogger("tidings.server.grpc.h2")
 
 # As grpc.aio is configured (server.server_options): ping a connection silent for 30 s, drop it 10 s later.
 KEEPALIVE_TIME: Final = 30.0
 KEEPALIVE_TIMEOUT: Final = 10.0
-# A connection that has not sent the HTTP/2 preface by then is dropped.
+# A connection that has not sent the HTTP/2 preface and its first SETTINGS by then is dropped, and so is a
+# request that has not arrived whole that long after its HEADERS (--request-timeout).
 HANDSHAKE_TIMEOUT: Final = 10.0
+# A connection on which no call has run for this long is told to go away (GOAWAY), and closed soon after
+# (--grpc-idle-timeout); PINGs do not count. gRPC clients open a new connection for their next call.
+IDLE_TIMEOUT: Final = 300.0
+_GOAWAY_GRACE: Final = 2.0
 _REAP_INTERVAL: Final = 1.0
-# Streams one connection may have open at once (advertised in SETTINGS); grpc-core sets no limit.
-MAX_CONCURRENT_STREAMS: Final = 1 << 20
+# Streams one connection may have open at once (advertised in SETTINGS; --max-streams-per-connection).
+MAX_CONCURRENT_STREAMS: Final = 10_000
 
 
 def _short_frame_repr(frame: hyperframe.frame.Frame) -> str:
@@ -65,6 +72,10 @@ class H2Server:
         keepalive_timeout: float = KEEPALIVE_TIMEOUT,
         max_connections: int = 1 << 30,
         handshake_timeout: float = HANDSHAKE_TIMEOUT,
+        max_concurrent_streams: int = MAX_CONCURRENT_STREAMS,
+        max_connections_per_address: int | None = None,
+        idle_timeout: float = IDLE_TIMEOUT,
+        credential_check: CredentialCheck | None = None,
     ) -> None:
         shorten_frame_reprs()
         counters = FaultCounters() if fault_injection else None
@@ -79,9 +90,17 @@ class H2Server:
                     behaviour = with_faults(rpc, behaviour, counters)
                 routes[path] = Route(behaviour, streaming)
         self._options = ConnectionOptions(
-            routes, max_message_length, MAX_CONCURRENT_STREAMS, set(), set(), max_connections=max_connections
+            routes,
+            max_message_length,
+            max_concurrent_streams,
+            set(),
+            set(),
+            max_connections=max_connections,
+            per_address=ConnectionsPerAddress(max_connections_per_address or max_connections),
+            credential_check=credential_check,
         )
         self._handshake_timeout = handshake_timeout
+        self._idle_timeout = idle_timeout
         self._reuse_port = reuse_port
         self._ssl_context = ssl_context
         self._keepalive_time = keepalive_time
@@ -122,23 +141,43 @@ class H2Server:
         return int(sockets[0].getsockname()[1])
 
     async def _reap(self) -> None:
-        """Keepalive: ping connections silent for `keepalive_time`, close those that do not answer in time."""
+        """Every second: enforce each connection's deadlines (`_check`)."""
         loop = asyncio.get_running_loop()
         while True:
             await asyncio.sleep(_REAP_INTERVAL)
             now = loop.time()
             for connection in list(self._options.connections):
-                silent = now - connection.last_received
-                if not connection.preface_received:
-                    if silent >= self._handshake_timeout:
-                        logger.info("closing a connection that sent no HTTP/2 preface in %g s", self._handshake_timeout)
-                        connection.close()
-                elif connection.ping_sent_at is not None:
-                    if now - connection.ping_sent_at >= self._keepalive_timeout:
-                        logger.info("closing a connection that did not answer a keepalive ping")
-                        connection.close()
-                elif silent >= self._keepalive_time:
-                    connection.ping()
+                self._check(connection, now)
+
+    def _check(self, connection: H2Connection, now: float) -> None:
+        """Close a connection without its preface and SETTINGS within the handshake timeout, end requests not
+        whole within it, tell an idle connection to go away, ping a silent one and close it if it does not
+        answer."""
+        notices = self._options.notices
+        if connection.close_at is not None:
+            if now >= connection.close_at:
+                connection.close()
+            return
+        if not connection.preface_received:
+            if now - connection.connected_at >= self._handshake_timeout:
+                notices.seen(
+                    "closed a gRPC connection from %s: no HTTP/2 preface and SETTINGS within %g s (--request-timeout)",
+                    connection.address,
+                    self._handshake_timeout,
+                )
+                connection.close()
+            return
+        connection.expire_requests(now - self._handshake_timeout)
+        idle_since = connection.idle_since
+        if idle_since is not None and now - idle_since >= self._idle_timeout:
+            connection.go_away()  # the client opens a new connection for its next call
+            connection.close_at = now + _GOAWAY_GRACE
+        elif connection.ping_sent_at is not None:
+            if now - connection.ping_sent_at >= self._keepalive_timeout:
+                logger.info("closing a connection that did not answer a keepalive ping")
+                connection.close()
+        elif now - connection.last_received >= self._keepalive_time:
+            connection.ping()
 
     async def stop(self, grace: float | None) -> None:
         """Refuse new calls (GOAWAY), let open ones finish for ``grace`` seconds, end the rest UNAVAILABLE."""

@@ -11,6 +11,7 @@ from typing import Final
 import grpc
 
 from tidings.server.grpc._context import Metadata
+from tidings.server.grpc._framing import encode_grpc_message as encode_grpc_message  # moved there; re-exported
 
 PREFIX: Final = struct.Struct(">BI")
 PREFIX_SIZE: Final = PREFIX.size
@@ -56,9 +57,6 @@ _RESERVED: Final = frozenset({b"content-type", b"te", b"grpc-timeout", b"grpc-en
 
 _TIMEOUT_UNITS: Final = {b"H": 3600.0, b"M": 60.0, b"S": 1.0, b"m": 1e-3, b"u": 1e-6, b"n": 1e-9}
 
-# RFC 3986 unreserved-ish: gRPC percent-encodes every byte outside printable ASCII, and '%'.
-_PLAIN: Final = frozenset(range(0x20, 0x7F)) - {ord("%")}
-
 
 def parse_timeout(value: bytes) -> float | None:
     """Seconds of a ``grpc-timeout`` value (``1S``, ``250m``...), None when malformed."""
@@ -67,14 +65,6 @@ def parse_timeout(value: bytes) -> float | None:
     if unit is None or not digits.isdigit() or len(digits) > 8:
         return None
     return int(digits) * unit
-
-
-def encode_grpc_message(details: str) -> bytes:
-    """``details`` percent-encoded as the ``grpc-message`` trailer wants it."""
-    raw = details.encode("utf-8")
-    if all(byte in _PLAIN for byte in raw):
-        return raw
-    return b"".join(bytes((byte,)) if byte in _PLAIN else b"%%%02X" % byte for byte in raw)
 
 
 def metadata_of(headers: Sequence[tuple[bytes, bytes]]) -> Metadata:
