@@ -21,7 +21,7 @@ SYNC := $(UV) sync --frozen --quiet
 .PHONY: run test test-latest suite lock lint typecheck bench soak clean protos
 
 .uv/bin/uv:
-	$(PYTHON) -m pip install --quiet --disable-pip-version-check --target .uv uv==$(UV_VERSION)
+	PIP_ROOT_USER_ACTION=ignore $(PYTHON) -m pip install --quiet --disable-pip-version-check --target .uv uv==$(UV_VERSION)
 
 # Stamps keep make idempotent: an install reruns only when the lock file changes. `--inexact` leaves the test
 # extras in place when `make run` follows `make test`.
@@ -117,9 +117,11 @@ $(VENV)/.installed-bench: uv.lock | $(UV)
 	touch $@ $(VENV)/.installed-test $(VENV)/.installed-run
 
 # Not part of `make test`: 10 minutes of mixed load, asserting flat RSS and descriptors and no gaps; writes its
-# section of docs/performance.md and docs/soak.png.
-soak: $(VENV)/.installed-bench
+# section of docs/performance.md and docs/soak.png. Then the reliability review's full-size shapes (Redis Cluster
+# failovers, hostile HTTP/2 clients), asserting their bounds; writes the reliability section.
+soak: $(VENV)/.installed-bench $(REDIS_SERVER)
 	$(BIN)/python bench/soak.py --minutes 10 --write docs/performance.md
+	$(BIN)/python bench/reliability.py --write docs/performance.md
 
 # Momento's webhook service is not in momento-wire-types: its messages are generated from our own .proto.
 protos: $(VENV)/.installed-test
