@@ -37,7 +37,8 @@ PAGE_FLOOR_RESERVE = 120_000_000
 
 
 class TopicsService:
-    """Everything PROTOCOL.md says about caches, topics and subscriptions, over an engine and a store.
+    """The rules of caches, topics and subscriptions (README *Subscriptions, resume and discontinuities*), over
+    an engine and a store.
 
     Transports call `publish`, `subscribe` and the cache operations; `run_housekeeping` (or, in tests,
     `tick_heartbeats` and `retire_idle_topics` with an explicit clock) keeps heartbeats and TTLs.
@@ -261,8 +262,8 @@ class TopicsService:
     ) -> Message:
         """Append ``value`` to the topic and wake its subscribers; returns the numbered message.
 
-        The message carries the principal's ``token_id`` as its publisher id. Checks run in PROTOCOL.md's
-        order: the request itself (names, value), then permission, then the cache's existence, then limits.
+        The message carries the principal's ``token_id`` as its publisher id. Checks run in this order: the
+        request itself (names, value), then permission, then the cache's existence, then limits.
         """
         if self._draining:
             raise Unavailable("server is restarting: publish again shortly")
@@ -295,7 +296,7 @@ class TopicsService:
         *,
         latest: int | None = None,
     ) -> Subscription:
-        """Start a subscription following PROTOCOL.md *Subscribe* rules 2 to 5.
+        """Start a subscription where README *Subscriptions, resume and discontinuities* says (`resume_position`).
 
         Without a resume position it starts with the newest ``latest`` retained messages (default: the
         service's ``subscribe_latest``; 0 is live only, as a webhook starts).
@@ -514,8 +515,9 @@ def resume_position(
     """Where a new subscription starts reading, and the discontinuity it gets first (if any).
 
     ``page``, ``first`` and ``next_`` describe the topic instance (its page, oldest retained and next
-    sequence number); ``resume_at`` and ``resume_page`` are the request's N and P (PROTOCOL.md *Subscribe*);
-    ``latest`` is how many of the newest retained messages a subscription without a position starts with.
+    sequence number); ``resume_at`` and ``resume_page`` are the request's N and P (README *Subscriptions,
+    resume and discontinuities*); ``latest`` is how many of the newest retained messages a subscription
+    without a position starts with.
     """
     if resume_at == 0:  # Rule 2: the newest ``latest`` retained messages of the current page, then live.
         return max(first, next_ - latest), None

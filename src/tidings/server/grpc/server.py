@@ -53,10 +53,10 @@ def server_options(
     max_streams_per_connection: int = MAX_CONCURRENT_STREAMS,
     idle_timeout: float = IDLE_TIMEOUT,
 ) -> list[tuple[str, int]]:
-    """Channel arguments for the server (PROTOCOL.md *Transport details official clients rely on*).
+    """Channel arguments for the server (README *Services*).
 
     Past ``max_connections`` a new connection is closed at once; one that has not sent its HTTP/2 preface
-    and settings within ``handshake_timeout`` seconds is closed (PROTOCOL.md *HTTP safety*), and so is one
+    and settings within ``handshake_timeout`` seconds is closed (README *What the server guards against*), and so is one
     without a call for ``idle_timeout`` seconds (GOAWAY first). grpcio has no option for what the h2 transport
     also bounds: connections per address, a request budget per connection, a token check before the body is
     read, a deadline for a request's body, the decoded header bytes per second.

@@ -1,4 +1,4 @@
-"""HTTP/1.1 connections with bounds (PROTOCOL.md *HTTP safety*): uvicorn's h11 protocol, guarded.
+"""HTTP/1.1 connections with bounds (README *What the server guards against*): uvicorn's h11 protocol, guarded.
 
 uvicorn alone keeps a connection that never sends a byte, or sends a request head one byte at a time, open
 forever, and accepts connections until the process runs out of file descriptors. Here:

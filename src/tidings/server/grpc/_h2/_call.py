@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, NoReturn
+from typing import TYPE_CHECKING, NoReturn, Protocol
 
 import grpc
 
@@ -14,7 +14,26 @@ from tidings.server.grpc._h2._wire import metadata_of
 if TYPE_CHECKING:
     from h2.stream import H2Stream
 
-    from tidings.server.grpc._h2._connection import H2Connection
+
+class CallConnection(Protocol):
+    """What a call needs of its connection (`_connection.H2Connection`, which makes calls: hence a protocol
+    rather than an import of it)."""
+
+    def try_send(self, call: H2Call, messages: Sequence[bytes]) -> bool:
+        """Queue ``messages`` on ``call``'s stream now, or none of them (False)."""
+        ...
+
+    async def send_message(self, call: H2Call, message: bytes) -> None:
+        """Send ``message`` on ``call``'s stream, waiting for the windows."""
+        ...
+
+    def end_call(self, call: H2Call, code: grpc.StatusCode, details: str, trailing_metadata: Metadata = ()) -> None:
+        """Send ``call``'s status and forget the call."""
+        ...
+
+    def peer(self) -> str:
+        """The client's address as grpcio writes it."""
+        ...
 
 
 class H2Call:
@@ -39,7 +58,9 @@ class H2Call:
         "window_waiter",
     )
 
-    def __init__(self, connection: H2Connection, stream_id: int, path: str, headers: list[tuple[bytes, bytes]]) -> None:
+    def __init__(
+        self, connection: CallConnection, stream_id: int, path: str, headers: list[tuple[bytes, bytes]]
+    ) -> None:
         self._connection = connection
         self.stream_id = stream_id
         self.path = path

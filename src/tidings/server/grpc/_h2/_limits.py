@@ -1,4 +1,4 @@
-"""What one client may make the h2 transport hold or do before its calls run (PROTOCOL.md *HTTP safety*).
+"""What one client may make the h2 transport hold or do before its calls run (README *What the server guards against*).
 
 Until a call's request is whole, nothing has checked it but its headers, so each connection bounds:
 

@@ -31,7 +31,7 @@ class StateMachine(h2.connection.H2Connection):
       either, and the mark is then twice what it kept, so a walk is paid for by the new streams that led to it.
     - Its HPACK decoder keeps `MAX_DECODED_HEADER_LIST_SIZE` as its limit (past it the connection is closed),
       where ``h2`` would lower it to the ``MAX_HEADER_LIST_SIZE`` advertised once the client acknowledges it: a
-      request between the two is refused on its own stream (`_connection`), not with its connection.
+      request between the two is refused on its own stream (`_calls`), not with its connection.
     """
 
     MAX_CLOSED_STREAMS = 4096
