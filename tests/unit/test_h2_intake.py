@@ -10,8 +10,9 @@ import h2.config
 import h2.connection
 import h2.events
 
-from tests.unit._support import RecordingTransport
+from tests.unit._support import RecordingTransport, grpc_request_headers
 from tidings.server.grpc._h2._call import H2Call
+from tidings.server.grpc._h2._calls import EXPIRE_BATCH
 from tidings.server.grpc._h2._connection import ConnectionOptions, H2Connection, Route
 from tidings.server.grpc._h2._intake import RequestIntake
 from tidings.server.grpc._h2._limits import RECEIVE_SLICE, HeaderRate
@@ -57,8 +58,8 @@ def test_intake_expires_the_oldest_calls_first() -> None:
     for call, arrived in zip(calls, (1.0, 2.0, 3.0), strict=True):
         intake.admit(call, 100, now=arrived)
 
-    assert intake.expired(received_before=2.5) == calls[:2]
-    assert intake.expired(received_before=1.0) == []
+    assert intake.expired(received_before=2.5, limit=10) == calls[:2]
+    assert intake.expired(received_before=1.0, limit=10) == []
 
 
 async def _no_call(request: bytes, context: Any) -> bytes:
@@ -100,3 +101,42 @@ async def test_connection_decodes_a_large_read_one_slice_per_loop_turn() -> None
     assert transport.reading
     assert 0 < seen_by_others[0] < 2 * RECEIVE_SLICE // 17 + 1  # at most two slices decoded (and answered) by then
     assert seen_by_others[0] + acknowledged == pings
+
+
+def test_intake_expires_at_most_the_limit_oldest_first() -> None:
+    intake = _intake()
+    calls = [_call(stream_id) for stream_id in (1, 3, 5)]
+    for call in calls:
+        intake.admit(call, 100, now=1.0)
+
+    assert intake.expired(received_before=2.0, limit=2) == calls[:2]
+
+
+async def test_connection_answers_expired_requests_one_batch_per_loop_turn() -> None:
+    publish = Route(_no_call, streaming=False)
+    options = ConnectionOptions({"/cache_client.pubsub.Pubsub/Publish": publish}, 1024, 10_000, set(), set())
+    connection, transport = H2Connection(options), RecordingTransport()
+    connection.connection_made(cast(Any, transport))
+    client = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True, header_encoding=None))
+    client.initiate_connection()
+    connection.data_received(client.data_to_send())
+    requests = EXPIRE_BATCH * 2 + 10
+    for _ in range(requests):  # headers, and a body that never comes
+        client.send_headers(client.get_next_available_stream_id(), grpc_request_headers("Publish"))
+        connection.data_received(client.data_to_send())
+
+    def answered() -> int:
+        events = client.receive_data(bytes(transport.written))
+        transport.written.clear()
+        return sum(isinstance(event, h2.events.StreamEnded) for event in events)
+
+    await asyncio.sleep(0)
+    answered_before = answered()  # the server's SETTINGS and acknowledgements: no call is answered yet
+    connection.expire_requests(received_before=asyncio.get_running_loop().time() + 1)
+    per_turn = []
+    for _ in range(4):
+        await asyncio.sleep(0)
+        per_turn.append(answered())
+
+    assert answered_before == 0
+    assert per_turn == [EXPIRE_BATCH, EXPIRE_BATCH, 10, 0]

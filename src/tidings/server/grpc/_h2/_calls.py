@@ -56,6 +56,8 @@ CredentialCheck = Callable[[str, str | None], str | None]
 
 _OK: Final = grpc.StatusCode.OK
 _REFUSED_STREAM: Final = h2.errors.ErrorCodes.REFUSED_STREAM
+# Requests past their deadline answered per loop turn (`H2Calls.expire_requests`).
+EXPIRE_BATCH: Final = 256
 
 
 @dataclass(frozen=True, slots=True)
@@ -349,13 +351,20 @@ class H2Calls(H2Output):
 
     def expire_requests(self, received_before: float) -> None:
         """End the calls whose request began arriving (HEADERS) before ``received_before`` and is not whole yet:
-        DEADLINE_EXCEEDED, and the client told to stop sending it."""
-        for call in self._intake.expired(received_before):
+        DEADLINE_EXCEEDED, and the client told to stop sending it.
+
+        At most `EXPIRE_BATCH` per loop turn, the rest in the next: a connection that left thousands of bodies
+        unfinished would otherwise hold the loop for their answers at once (measured: a publish on another
+        connection waited 0.7 s while 12,600 were answered in one go)."""
+        expired = self._intake.expired(received_before, EXPIRE_BATCH)
+        for call in expired:
             self.end_call(call, grpc.StatusCode.DEADLINE_EXCEEDED, "the request did not arrive in time")
             self._decoded_for_nothing(call.cost - STREAM_COST)
             self._options.notices.seen(
                 "ended a call from %s whose request did not arrive within --request-timeout", self._address
             )
+        if len(expired) == EXPIRE_BATCH:
+            self._loop.call_soon(self.expire_requests, received_before)
 
     def end_calls(self, code: grpc.StatusCode, details: str) -> None:
         """End every open call with ``code`` and cancel its task (shutdown past its grace)."""

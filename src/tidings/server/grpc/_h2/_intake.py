@@ -69,11 +69,11 @@ class RequestIntake:
             call.body = bytearray()
         return received
 
-    def expired(self, received_before: float) -> list[H2Call]:
-        """The calls whose HEADERS arrived before ``received_before``, oldest first."""
-        expired = []
+    def expired(self, received_before: float, limit: int) -> list[H2Call]:
+        """The calls whose HEADERS arrived before ``received_before``, oldest first, at most ``limit``."""
+        expired: list[H2Call] = []
         for call in self._pending.values():  # in order of arrival
-            if call.received_at >= received_before:
+            if call.received_at >= received_before or len(expired) == limit:
                 break
             expired.append(call)
         return expired
