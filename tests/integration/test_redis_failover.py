@@ -289,7 +289,9 @@ async def test_failover_to_a_replica_that_missed_messages_never_reuses_their_num
     after = await asyncio.wait_for(read_items(live, 3), 15)  # fails on a discontinuity (heartbeats come meanwhile)
     kept = retained(cluster, cache, "t")
     live.cancel()
-    other = ServerProcess(tmp_path / "other", ("--redis-cluster", cluster.url)).start()  # its mirror: from Redis
+    # Its mirror comes from Redis. It is pointed at the promoted replica: the cluster's first node, whose URL
+    # `cluster.url` is, may be the master killed above.
+    other = ServerProcess(tmp_path / "other", ("--redis-cluster", replica.url)).start()
     try:
         async with grpc.aio.insecure_channel(other.endpoint) as channel:
             resumed = await open_subscription(
