@@ -12,10 +12,10 @@ import h2.settings
 import pytest
 
 from tests.unit._support import grpc_request_headers
+from tidings.server._notices import Notices
 from tidings.server._peers import ConnectionsPerAddress
 from tidings.server.grpc._h2._limits import (
     HeaderRate,
-    Notices,
     header_list_size,
     request_budget,
 )

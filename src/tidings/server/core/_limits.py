@@ -53,12 +53,12 @@ class TokenBucket:
         self._tokens = burst
         self._stamp = now
 
-    def try_take(self, now: float) -> bool:
-        """Take one token if there is one; False when the rate is exceeded."""
+    def try_take(self, now: float, count: float = 1.0) -> bool:
+        """Take ``count`` tokens if there are that many; False, taking none, when the rate is exceeded."""
         tokens = min(self._burst, self._tokens + (now - self._stamp) * self._rate)
         self._stamp = now
-        if tokens < 1.0:
+        if tokens < count:
             self._tokens = tokens
             return False
-        self._tokens = tokens - 1.0
+        self._tokens = tokens - count
         return True

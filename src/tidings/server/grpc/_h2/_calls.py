@@ -24,6 +24,7 @@ import h2.errors
 import h2.events
 import h2.exceptions
 
+from tidings.server._notices import Notices
 from tidings.server.grpc._context import CallAborted, Metadata
 from tidings.server.grpc._h2._call import H2Call
 from tidings.server.grpc._h2._intake import RequestIntake
@@ -32,7 +33,6 @@ from tidings.server.grpc._h2._limits import (
     PENDING_HEADER_BUDGET,
     STREAM_COST,
     HeaderRate,
-    Notices,
 )
 from tidings.server.grpc._h2._output import H2Output
 from tidings.server.grpc._h2._wire import (

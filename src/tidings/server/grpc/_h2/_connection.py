@@ -23,7 +23,7 @@ import h2.events
 import h2.exceptions
 import h2.settings
 
-from tidings.server._notices import WrongPortNotices
+from tidings.server._notices import Notices, WrongPortNotices
 from tidings.server._peers import ConnectionsPerAddress, peer_address
 from tidings.server.grpc._h2._calls import CredentialCheck, H2Calls, Route
 from tidings.server.grpc._h2._limits import (
@@ -32,7 +32,6 @@ from tidings.server.grpc._h2._limits import (
     MAX_HEADER_LIST_SIZE,
     RECEIVE_SLICE,
     HeaderRate,
-    Notices,
     header_list_size,
     request_budget,
 )

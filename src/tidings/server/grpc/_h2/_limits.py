@@ -21,16 +21,16 @@ Until a call's request is whole, nothing has checked it but its headers, so each
 - **the work one read gives the server**: at most `RECEIVE_SLICE` bytes are decoded per loop turn, so that other
   connections are served between the slices of a large read.
 
-Violations are logged through `Notices`: one line a minute at most for each kind.
+Violations are logged through `tidings.server._notices.Notices`: one line a minute at most for each kind.
 """
 
 from __future__ import annotations
 
-import logging
 import time
 from collections.abc import Callable, Sequence
 from typing import Final
 
+from tidings.server.core import TokenBucket
 from tidings.server.grpc._h2._wire import PREFIX_SIZE
 
 # Decoded size of a request's header list (RFC 7541: name + value + 32 per field), advertised in SETTINGS.
@@ -56,8 +56,6 @@ REFUSED_HEADER_BURST: Final = 4 * 1024 * 1024
 # Received bytes decoded per loop turn and connection. Decoding is the dearest with HPACK references to small
 # headers (about 2 µs per byte on the wire, measured): 16 KiB is some 35 ms of work at worst.
 RECEIVE_SLICE: Final = 4 * 1024
-# Rate-limited notices: one line per kind at most this often.
-NOTICE_INTERVAL: Final = 60.0
 
 
 def request_budget(max_message_length: int) -> int:
@@ -76,10 +74,10 @@ def header_list_size(headers: Sequence[tuple[bytes, bytes]]) -> int:
 
 
 class HeaderRate:
-    """A token bucket of decoded header bytes: `charge` spends, time refills at ``rate`` per second up to
-    ``burst``."""
+    """A token bucket (core's `TokenBucket`) of decoded header bytes: `charge` spends, time refills at ``rate``
+    per second up to ``burst``."""
 
-    __slots__ = ("_burst", "_clock", "_rate", "_tokens", "_updated")
+    __slots__ = ("_bucket", "_clock")
 
     def __init__(
         self,
@@ -87,50 +85,9 @@ class HeaderRate:
         burst: float = REFUSED_HEADER_BURST,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self._rate = rate
-        self._burst = burst
         self._clock = clock
-        self._tokens = burst
-        self._updated = clock()
+        self._bucket = TokenBucket(rate, burst, clock())
 
     def charge(self, size: int) -> bool:
-        """Spend ``size`` bytes; False, spending nothing, when there are not that many (over the rate).
-
-        The clock is read only when the bucket runs short: what accrued since the last refill is then added,
-        up to ``burst``, which is the same bucket as refilling at every charge.
-        """
-        tokens = self._tokens
-        if tokens < size:
-            now = self._clock()
-            tokens = self._tokens = min(self._burst, tokens + (now - self._updated) * self._rate)
-            self._updated = now
-            if tokens < size:
-                return False
-        self._tokens = tokens - size
-        return True
-
-
-class Notices:
-    """One log line per kind of violation at most every `NOTICE_INTERVAL` seconds, counting them: a flood of
-    hostile streams or connections costs the log a line a minute."""
-
-    __slots__ = ("_clock", "_counts", "_interval", "_logged", "_logger")
-
-    def __init__(
-        self, logger: logging.Logger, interval: float = NOTICE_INTERVAL, clock: Callable[[], float] = time.monotonic
-    ) -> None:
-        self._logger = logger
-        self._interval = interval
-        self._clock = clock
-        self._counts: dict[str, int] = {}
-        self._logged: dict[str, float] = {}
-
-    def seen(self, message: str, *args: object) -> None:
-        """One more violation of the kind ``message`` names; log ``message % args`` with the count since the
-        last line of that kind, unless one was logged within the interval."""
-        count = self._counts[message] = self._counts.get(message, 0) + 1
-        now = self._clock()
-        if now - self._logged.get(message, -self._interval) >= self._interval:
-            self._logged[message] = now
-            self._counts[message] = 0
-            self._logger.warning(message + " (%d such since the last line)", *args, count)
+        """Spend ``size`` bytes; False, spending nothing, when there are not that many (over the rate)."""
+        return self._bucket.try_take(self._clock(), size)
