@@ -10,9 +10,9 @@ from hypothesis import strategies as st
 
 from tests._redis import RedisServer
 from tidings.server.core import Unavailable
-from tidings.server.engine._redis_link import RedisLink, pack_command
 from tidings.server.engine._redis_scripts import TopicKeys, decode_entry, decode_live, entry_sequence_number
-from tidings.server.engine._redis_shards import connection_factory
+from tidings.server.redis_io._link import RedisLink, pack_command
+from tidings.server.redis_io._shards import connection_factory
 
 
 def _live(seq: int, page: int, value: str | bytes, publisher_id: str) -> bytes:

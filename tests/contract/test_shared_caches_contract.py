@@ -32,9 +32,9 @@ from tidings.server.core import (
     Limits,
     TopicsService,
 )
-from tidings.server.engine._redis_shards import Shards
 from tidings.server.engine.memory import MemoryEngine
 from tidings.server.engine.redis import RedisEngine
+from tidings.server.redis_io._shards import Shards
 from tidings.server.store.redis import RedisStore
 
 # What docs/deploy.md promises: a server's own view of the caches follows the store within half a second.

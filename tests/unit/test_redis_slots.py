@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tidings.server.engine._redis_slots import SLOTS, agree, parse_slot_map
+from tidings.server.redis_io._slots import SLOTS, agree, parse_slot_map
 
 A, B, C = "redis://a:1", "redis://b:2", "redis://c:3"
 

@@ -10,7 +10,7 @@ Following a topic (the first subscriber on a node): subscribe the channel and wa
 already in it. A live message that skips sequence numbers, or carries another page, makes the mirror read the
 stream again (once per node, whoever subscribes); what the stream no longer has becomes a discontinuity.
 
-A Redis Cluster failover or resharding moves a topic's slot to another node (`_redis_shards`): the mirror reads the
+A Redis Cluster failover or resharding moves a topic's slot to another node (`redis_io`): the mirror reads the
 stream there at once, and publishes from this node wait for that read. If the new master numbered fewer messages
 than this node received (its replica had not received the last ones when the old master died), its counter is
 raised to what was delivered (`_redis_scripts.FENCE`), so that new messages never reuse a number.
@@ -38,7 +38,6 @@ from tidings.server.core import (
     TopicListener,
     Unavailable,
 )
-from tidings.server.engine._redis_link import as_list, pack_arguments, pack_command
 from tidings.server.engine._redis_scripts import (
     FENCE,
     PUBLISH,
@@ -49,8 +48,8 @@ from tidings.server.engine._redis_scripts import (
     entry_sequence_number,
     script_sha,
 )
-from tidings.server.engine._redis_shards import Shards
 from tidings.server.engine.memory import MemoryTopicLog
+from tidings.server.redis_io import Shards, as_list, pack_arguments, pack_command
 
 logger = logging.getLogger("tidings.server.redis")
 

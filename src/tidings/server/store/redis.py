@@ -23,8 +23,7 @@ from redis.exceptions import ResponseError
 
 from tidings.server.auth import MAX_TOKEN_LIFETIME, ApiKey, grants_from_json, grants_to_json
 from tidings.server.core import Unavailable, Webhook
-from tidings.server.engine._redis_link import Arg, as_list, as_text
-from tidings.server.engine._redis_shards import Shards
+from tidings.server.redis_io import Arg, Shards, as_list, as_text
 
 # KEYS: keys, revoked, version. ARGV: id, at.
 _REVOKE = """

@@ -11,7 +11,7 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from typing import Final
 
-from tidings.server.engine._redis_link import Reply, as_list, as_text
+from tidings.server.redis_io._link import Reply, as_list, as_text
 
 SLOTS: Final = 16384
 

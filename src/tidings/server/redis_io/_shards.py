@@ -33,9 +33,9 @@ from redis.crc import key_slot
 from redis.exceptions import AskError, MovedError, ResponseError
 
 from tidings.server.core import EngineStats, OutcomeUnknown, Unavailable
-from tidings.server.engine._redis_link import Arg, RedisLink, Reply, as_list, pack_command
-from tidings.server.engine._redis_pubsub import ChannelSubscriber
-from tidings.server.engine._redis_slots import SLOTS, agree, parse_slot_map
+from tidings.server.redis_io._link import Arg, RedisLink, Reply, as_list, pack_command
+from tidings.server.redis_io._pubsub import ChannelSubscriber
+from tidings.server.redis_io._slots import SLOTS, agree, parse_slot_map
 
 logger = logging.getLogger("tidings.server.redis")
 
@@ -294,7 +294,7 @@ class Shards:
 
     async def _read_slot_map(self) -> None:
         """Ask every known node for ``CLUSTER SLOTS`` (waiting for more answers briefly once one came) and apply
-        what most of them state (`_redis_slots.agree`)."""
+        what most of them state (`_slots.agree`)."""
         self.stats.slot_map_refreshes += 1
         asking = {
             address: asyncio.ensure_future(self._link(address).call(b"CLUSTER", b"SLOTS")) for address in self._nodes
