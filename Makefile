@@ -63,7 +63,9 @@ $(REDIS_SERVER):
 run: $(VENV)/.installed-run
 	$(BIN)/tidings server --create-cache default-cache
 
-LINT = $(BIN)/ruff check . && $(BIN)/ruff format --check .
+# The layer check (tests/unit/test_layers.py) reads the source only: no conftest, no plugin, nothing imported.
+LINT = $(BIN)/ruff check . && $(BIN)/ruff format --check . && \
+	$(BIN)/python -m pytest -q -p no:cacheprovider -p no:tidings --noconftest tests/unit/test_layers.py
 TYPECHECK = $(BIN)/mypy
 
 lint: $(VENV)/.installed-test

@@ -17,10 +17,11 @@ import pytest
 from redis.cluster import RedisCluster as ClusterClient
 
 from tests._redis import RedisCluster, RedisServer
-from tidings.server.core import Limits, Message, PageClock, TopicListener, TopicsService
+from tidings.server.core import Engine, Limits, Message, PageClock, TopicListener, TopicLog, TopicsService
 from tidings.server.engine._redis_scripts import TopicKeys
 from tidings.server.engine.memory import MemoryEngine
-from tidings.server.engine.redis import RedisEngine, RedisTopic
+from tidings.server.engine.redis import RedisEngine
+from tidings.server.redis_io import Shards
 
 from ..unit._support import FakeClock, MemoryStore
 
@@ -38,6 +39,10 @@ class _Signalling:
         self._listener = listener
         self._arrived = arrived
 
+    @property
+    def log(self) -> TopicLog:
+        return self._listener.log
+
     def messages_arrived(self) -> None:
         self._listener.messages_arrived()
         self._arrived.set()
@@ -54,8 +59,8 @@ class SignallingRedisEngine(RedisEngine):
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
         self.arrived = asyncio.Event()
 
-    def open_topic(self, cache_name: str, topic_name: str, pages: PageClock, listener: TopicListener) -> RedisTopic:
-        return super().open_topic(cache_name, topic_name, pages, _Signalling(listener, self.arrived))
+    async def open_topic(self, cache_name: str, topic_name: str, pages: PageClock, listener: TopicListener) -> TopicLog:
+        return await super().open_topic(cache_name, topic_name, pages, _Signalling(listener, self.arrived))
 
 
 @dataclass
@@ -73,23 +78,27 @@ class Engines:
     def __post_init__(self) -> None:
         self.prefix = f"contract{next(_prefixes)}:"
 
+    async def make_engine(self, limits: Limits | None = None) -> Engine:
+        """A started engine of this kind (closed with the fixture); Redis engines made with one ``prefix`` share
+        their topics."""
+        limits = limits or Limits()
+        if self.kind == "memory":
+            return MemoryEngine(limits.retention_messages, limits.retention_bytes)
+        assert self.redis is not None
+        shards = Shards(self.redis.url, cluster=self.kind == "redis-cluster")
+        engine = SignallingRedisEngine(
+            shards, limits.retention_messages, limits.retention_bytes, limits.topic_idle_ttl, prefix=self.prefix
+        )
+        await shards.start()
+        await engine.start()
+        self.engines.append(engine)
+        return engine
+
     async def make_service(self, limits: Limits | None = None, store: MemoryStore | None = None) -> TopicsService:
         """A started service with the cache ``CACHE``."""
         limits = limits or Limits()
-        store = store or MemoryStore()
-        if self.kind == "memory":
-            engine: MemoryEngine | SignallingRedisEngine = MemoryEngine(
-                limits.retention_messages, limits.retention_bytes
-            )
-        else:
-            assert self.redis is not None
-            engine = SignallingRedisEngine(
-                self.redis.url, limits.retention_messages, limits.retention_bytes, limits.topic_idle_ttl,
-                prefix=self.prefix, cluster=self.kind == "redis-cluster",
-            )  # fmt: skip
-            await engine.start()
-            self.engines.append(engine)
-        service = TopicsService(engine, store, limits, clock=self.clock, wall_clock=self.wall_clock)
+        engine = await self.make_engine(limits)
+        service = TopicsService(engine, store or MemoryStore(), limits, clock=self.clock, wall_clock=self.wall_clock)
         await service.start()
         self.services.append(service)
         if not service.has_cache(CACHE):
@@ -99,16 +108,17 @@ class Engines:
     async def settle(self, message: Message, topic_name: str = TOPIC) -> None:
         """Return once every service that follows the topic holds ``message`` (at once for the memory engine)."""
         for engine in self.engines:
-            log = engine._topics.get((CACHE, topic_name))
-            if log is None or not log.following:
+            mirror = engine._by_channel.get(TopicKeys.of(self.prefix, CACHE, topic_name).channel)
+            if mirror is None or not mirror.following:
                 continue
+            log = mirror.log
             while (log.sequence_page, log.next_sequence_number) <= (message.sequence_page, message.sequence_number):
                 engine.arrived.clear()
                 await engine.arrived.wait()
 
-    def expire(self, service: TopicsService, topic_name: str = TOPIC) -> int:
+    async def expire(self, service: TopicsService, topic_name: str = TOPIC) -> int:
         """Retire the topic as its idle TTL does: in the service and, for Redis, in Redis too."""
-        retired = service.retire_idle_topics(self.clock.advance(service.limits.topic_idle_ttl))
+        retired = await service.retire_idle_topics(self.clock.advance(service.limits.topic_idle_ttl))
         keys = TopicKeys.of(self.prefix, CACHE, topic_name)
         if isinstance(self.redis, RedisServer):
             with self.redis.client() as client:
@@ -123,6 +133,7 @@ class Engines:
             await service.close()
         for engine in self.engines:
             await engine.close()
+            await engine.shards.close()
 
 
 @pytest.fixture(params=ENGINES)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from tidings.server.core import CacheNotFound, Discontinuity, Limits, Message, Principal, TopicsService
+from tidings.server.core import CacheNotFound, Discontinuity, Limits, Message, Position, Principal, TopicsService
 
 from ..unit._support import discontinuities, numbers, ready_events
 from .conftest import CACHE, TOPIC, Engines
@@ -54,7 +54,7 @@ async def test_engine_keeps_value_type_and_publisher_id(engines: Engines) -> Non
     last = await service.publish(CACHE, TOPIC, b"\x00\xffbinary")
 
     # Act
-    with await service.subscribe(CACHE, TOPIC, 1) as subscription:
+    with await service.subscribe(CACHE, TOPIC, Position(0, 1)) as subscription:
         await engines.settle(last)
         events = await ready_events(subscription)
 
@@ -72,7 +72,7 @@ async def test_engine_carries_the_publisher_id_to_replayed_and_live_deliveries(e
     await service.publish(CACHE, TOPIC, "retained:1", publisher)  # nobody follows yet: read from retention
 
     # Act
-    with await service.subscribe(CACHE, TOPIC, 1) as subscription:
+    with await service.subscribe(CACHE, TOPIC, Position(0, 1)) as subscription:
         replayed = await ready_events(subscription)
         await _publish_as(engines, service, publisher, "live:2")
         live = await ready_events(subscription)
@@ -91,8 +91,8 @@ async def _publish_as(engines: Engines, service: TopicsService, principal: Princ
 async def test_engine_subscribers_see_the_same_numbers_in_the_same_order(engines: Engines) -> None:
     # Arrange
     service = await engines.make_service()
-    first = await service.subscribe(CACHE, TOPIC, 1)
-    second = await service.subscribe(CACHE, TOPIC, 1)
+    first = await service.subscribe(CACHE, TOPIC, Position(0, 1))
+    second = await service.subscribe(CACHE, TOPIC, Position(0, 1))
 
     # Act
     published = await _publish(engines, service, *(f"m{i}" for i in range(10)))
@@ -112,7 +112,7 @@ async def test_engine_retains_publishes_without_subscribers_for_replay(engines: 
     await _publish(engines, service, "a", "b", "c")
 
     # Act (rule 3: N > 0, P unknown)
-    with await service.subscribe(CACHE, TOPIC, 2) as subscription:
+    with await service.subscribe(CACHE, TOPIC, Position(0, 2)) as subscription:
         events = await ready_events(subscription)
 
     # Assert
@@ -127,7 +127,7 @@ async def test_engine_replays_from_n_in_the_current_page_then_goes_live(engines:
     page = published[0].sequence_page
 
     # Act (rule 3: P = current page)
-    with await service.subscribe(CACHE, TOPIC, 3, page) as subscription:
+    with await service.subscribe(CACHE, TOPIC, Position(page, 3)) as subscription:
         replayed = await ready_events(subscription)
         await _publish(engines, service, "d")
         live = await ready_events(subscription)
@@ -143,7 +143,7 @@ async def test_engine_retention_is_bounded_by_count(engines: Engines) -> None:
     published = await _publish(engines, service, *"abcdef")
 
     # Act (rule 3: N older than the oldest retained message)
-    with await service.subscribe(CACHE, TOPIC, 1) as subscription:
+    with await service.subscribe(CACHE, TOPIC, Position(0, 1)) as subscription:
         events = await ready_events(subscription)
 
     # Assert
@@ -157,7 +157,7 @@ async def test_engine_retention_is_bounded_by_bytes(engines: Engines) -> None:
     await _publish(engines, service, "x" * 10, "y" * 10, "z" * 10)
 
     # Act
-    with await service.subscribe(CACHE, TOPIC, 1) as subscription:
+    with await service.subscribe(CACHE, TOPIC, Position(0, 1)) as subscription:
         events = await ready_events(subscription)
 
     # Assert: 24 bytes hold only the last two 10-byte messages.
@@ -172,7 +172,7 @@ async def test_engine_retention_keeps_the_newest_message_even_when_alone_too_big
     await _publish(engines, service, "x" * 16, "y" * 16)
 
     # Act
-    with await service.subscribe(CACHE, TOPIC, 2) as subscription:
+    with await service.subscribe(CACHE, TOPIC, Position(0, 2)) as subscription:
         events = await ready_events(subscription)
 
     # Assert
@@ -184,13 +184,13 @@ async def test_engine_resume_depth_does_not_depend_on_cached_encodings(engines: 
     # as transports do (this process's copy of the topic counts them).
     service = await engines.make_service(Limits(max_message_bytes=16, retention_messages=100, retention_bytes=80))
     published = await _publish(engines, service, *(f"{i:010d}" for i in range(1, 11)))
-    with await service.subscribe(CACHE, TOPIC, 1) as reader:
+    with await service.subscribe(CACHE, TOPIC, Position(0, 1)) as reader:
         for event in await ready_events(reader):
             if isinstance(event, Message):
                 event.encoded("wire", lambda message: bytes(30))
 
     # Act
-    with await service.subscribe(CACHE, TOPIC, 1) as replay:
+    with await service.subscribe(CACHE, TOPIC, Position(0, 1)) as replay:
         events = await ready_events(replay)
 
     # Assert: the eight newest values still fit, encodings or not.
@@ -205,7 +205,7 @@ async def test_engine_stale_page_gets_a_discontinuity_then_everything_retained(e
     page = published[0].sequence_page
 
     # Act (rule 4)
-    with await service.subscribe(CACHE, TOPIC, 4, page - 1) as subscription:
+    with await service.subscribe(CACHE, TOPIC, Position(page - 1, 4)) as subscription:
         events = await ready_events(subscription)
 
     # Assert
@@ -220,7 +220,7 @@ async def test_engine_future_position_jumps_to_the_current_one_then_live(engines
     page = published[0].sequence_page
 
     # Act (rule 5)
-    with await service.subscribe(CACHE, TOPIC, 10, page) as subscription:
+    with await service.subscribe(CACHE, TOPIC, Position(page, 10)) as subscription:
         first = await ready_events(subscription)
         await _publish(engines, service, "c")
         live = await ready_events(subscription)
@@ -236,7 +236,7 @@ async def test_engine_caught_up_subscriber_gets_no_discontinuity(engines: Engine
     published = await _publish(engines, service, "a", "b")
 
     # Act: resume exactly after the last message received (what the Node SDK does)
-    with await service.subscribe(CACHE, TOPIC, 3, published[0].sequence_page) as subscription:
+    with await service.subscribe(CACHE, TOPIC, Position(published[0].sequence_page, 3)) as subscription:
         before = await ready_events(subscription)
         await _publish(engines, service, "c")
         after = await ready_events(subscription)
@@ -249,7 +249,7 @@ async def test_engine_caught_up_subscriber_gets_no_discontinuity(engines: Engine
 async def test_engine_slow_subscriber_gets_a_discontinuity_and_continues_from_the_oldest(engines: Engines) -> None:
     # Arrange
     service = await engines.make_service(SMALL)
-    subscription = await service.subscribe(CACHE, TOPIC, 1)
+    subscription = await service.subscribe(CACHE, TOPIC, Position(0, 1))
     published = await _publish(engines, service, *"abcdefgh")
 
     # Act (rule 6)
@@ -267,7 +267,7 @@ async def test_engine_retired_topic_starts_a_new_greater_page(engines: Engines) 
     old = await _publish(engines, service, "a", "b")
 
     # Act
-    retired = engines.expire(service)
+    retired = await engines.expire(service)
     new = await _publish(engines, service, "c")
 
     # Assert
@@ -280,11 +280,11 @@ async def test_engine_resume_in_a_retired_page_gets_the_new_page(engines: Engine
     # Arrange
     service = await engines.make_service()
     old = await _publish(engines, service, "a", "b")
-    engines.expire(service)
+    await engines.expire(service)
     new = await _publish(engines, service, "c", "d")
 
     # Act (rule 4 after a reset)
-    with await service.subscribe(CACHE, TOPIC, 3, old[0].sequence_page) as subscription:
+    with await service.subscribe(CACHE, TOPIC, Position(old[0].sequence_page, 3)) as subscription:
         events = await ready_events(subscription)
 
     # Assert
@@ -295,7 +295,7 @@ async def test_engine_resume_in_a_retired_page_gets_the_new_page(engines: Engine
 async def test_engine_subscription_ends_when_its_cache_is_deleted(engines: Engines) -> None:
     # Arrange
     service = await engines.make_service()
-    subscription = await service.subscribe(CACHE, TOPIC, 1)
+    subscription = await service.subscribe(CACHE, TOPIC, Position(0, 1))
 
     # Act
     await service.delete_cache(CACHE)
@@ -310,12 +310,12 @@ async def test_engine_frees_subscriptions_and_retires_unused_topics(engines: Eng
     # Arrange
     service = await engines.make_service()
     await _publish(engines, service, "a")
-    subscription = await service.subscribe(CACHE, TOPIC, 1)
+    subscription = await service.subscribe(CACHE, TOPIC, Position(0, 1))
 
     # Act
-    kept = engines.expire(service)
+    kept = await engines.expire(service)
     subscription.close()
-    retired = engines.expire(service)
+    retired = await engines.expire(service)
 
     # Assert
     assert (kept, retired) == (0, 1)

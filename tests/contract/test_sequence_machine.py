@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule, run_state_machine_as_test
 
 from tests._redis import RedisCluster, RedisServer
-from tidings.server.core import Discontinuity, Event, Limits, Message, Subscription
+from tidings.server.core import Discontinuity, Event, Limits, Message, Position, TopicCursor
 
 from ..unit._support import ready_events
 from .conftest import CACHE, ENGINES, TOPIC, Engines
@@ -34,7 +34,7 @@ MAX_SUBSCRIPTIONS = 5
 class Subscriber:
     """What the test knows about one subscription: its request, the model's cursor and all it received."""
 
-    subscription: Subscription
+    subscription: TopicCursor
     resume_at: int
     resume_page: int
     page: int
@@ -123,7 +123,7 @@ class SequenceMachine(RuleBasedStateMachine):
             else:
                 cursor = resume_at
 
-        subscription = self.run(self.service.subscribe(CACHE, TOPIC, resume_at, resume_page, latest=latest))
+        subscription = self.run(self.service.subscribe(CACHE, TOPIC, Position(resume_page, resume_at), latest=latest))
 
         assert subscription.sequence_page == self.page
         self.subscribers.append(
@@ -150,7 +150,7 @@ class SequenceMachine(RuleBasedStateMachine):
             subscriber.subscription.close()
         self.subscribers.clear()
 
-        retired = self.engines.expire(self.service)
+        retired = self.run(self.engines.expire(self.service))
 
         assert retired == 1
         self.old_pages.append(self.page)

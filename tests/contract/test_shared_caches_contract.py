@@ -118,10 +118,12 @@ class Deployment:
         self._closers.append(store.close)
         engine: Engine
         if hears_deletions:
+            shards = Shards(self.url, cluster=self.cluster)
             redis_engine = RedisEngine(
-                self.url, limits.retention_messages, limits.retention_bytes, limits.topic_idle_ttl,
-                prefix=self.prefix, cluster=self.cluster,
-            )  # fmt: skip
+                shards, limits.retention_messages, limits.retention_bytes, limits.topic_idle_ttl, prefix=self.prefix
+            )
+            await shards.start()
+            self._closers.append(shards.close)
             await redis_engine.start()
             self._closers.append(redis_engine.close)
             engine = redis_engine

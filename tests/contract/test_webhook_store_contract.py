@@ -1,4 +1,4 @@
-"""The webhook store contract (core's `WebhookStore`, and cache deletion taking webhooks along), over the SQLite
+"""The webhook store contract (the registry's `WebhookStore`, and cache deletion taking webhooks along), over the SQLite
 and the Redis store."""
 
 from __future__ import annotations
@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from tidings.server.core import Webhook
 from tidings.server.store.redis import RedisStore
 from tidings.server.store.sqlite import SqliteStore
+from tidings.server.webhooks import Webhook
 
 _prefixes = itertools.count(1)
 

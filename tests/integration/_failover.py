@@ -130,7 +130,7 @@ class FailoverLoad:
 
     async def _subscribe(self, call: Any, run: TopicRun) -> None:
         try:
-            while (message := await call.read()) is not grpc.aio.EOF:
+            while (message := await call.read()) is not grpc.aio.EOF:  # type: ignore[attr-defined]  # missing from grpc-stubs
                 kind = message.WhichOneof("kind")
                 if kind == "item":
                     item = message.item

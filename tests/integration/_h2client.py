@@ -83,7 +83,7 @@ class RawH2Client:
         self.sock = socket.create_connection((server.host, server.port), timeout=timeout, source_address=source_address)
         self.h2 = _UncountedStreams(h2.config.H2Configuration(client_side=True, header_encoding=None))
         self.h2.initiate_connection()
-        values = dict(settings or {})
+        values: dict[h2.settings.SettingCodes | int, int] = {code: value for code, value in (settings or {}).items()}
         if initial_window is not None:
             values[h2.settings.SettingCodes.INITIAL_WINDOW_SIZE] = initial_window
         if values:
@@ -183,9 +183,9 @@ class RawH2Client:
         for event in self.h2.receive_data(data):
             stream = self.streams.get(getattr(event, "stream_id", 0) or 0)
             if isinstance(event, h2.events.ResponseReceived) and stream:
-                stream.headers = list(event.headers)  # type: ignore[arg-type]
+                stream.headers = list(event.headers)
             elif isinstance(event, h2.events.TrailersReceived) and stream:
-                stream.trailers = list(event.headers)  # type: ignore[arg-type]
+                stream.trailers = list(event.headers)
             elif isinstance(event, h2.events.DataReceived) and stream:
                 stream.data += event.data or b""
             elif isinstance(event, h2.events.StreamEnded) and stream:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from typing import Any, cast
 
 import grpc
 import grpc.aio
@@ -34,7 +34,7 @@ def subscribe(stub: cachepubsub_pb2_grpc.PubsubStub, cache: str, topic: str, res
 async def read(call: Any, within: float = READ_TIMEOUT) -> pb._SubscriptionItem:
     """The next stream message; fails the test if none arrives ``within`` seconds."""
     item = await asyncio.wait_for(call.read(), within)
-    assert item is not grpc.aio.EOF, "stream ended"
+    assert item is not grpc.aio.EOF, "stream ended"  # type: ignore[attr-defined]  # missing from grpc-stubs
     return item  # type: ignore[no-any-return]
 
 
@@ -73,7 +73,7 @@ async def status_of(call: Any) -> grpc.aio.AioRpcError:
     try:
         while True:
             message = await asyncio.wait_for(call.read(), READ_TIMEOUT)
-            assert message is not grpc.aio.EOF, "stream ended with OK"
+            assert message is not grpc.aio.EOF, "stream ended with OK"  # type: ignore[attr-defined]  # missing from grpc-stubs
     except grpc.aio.AioRpcError as error:
         return error
     raise AssertionError("unreachable")
@@ -81,7 +81,8 @@ async def status_of(call: Any) -> grpc.aio.AioRpcError:
 
 def trailing_err(error: grpc.aio.AioRpcError) -> str | None:
     """The ``err`` trailing metadata value of a failed call."""
-    for key, value in error.trailing_metadata() or ():
+    # (key, value) pairs at run time; grpc-stubs says `_Metadatum`s.
+    for key, value in cast("tuple[tuple[str, str | bytes], ...]", error.trailing_metadata() or ()):
         if key == "err":
             return str(value)
     return None

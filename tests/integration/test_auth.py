@@ -19,9 +19,10 @@ import grpc
 import grpc.aio
 import httpx
 import pytest
-from momento import AuthClientAsync, Configurations, CredentialProvider, TopicClientAsync, TopicConfigurations
+from momento import AuthClientAsync, CredentialProvider, TopicClientAsync, TopicConfigurations
 from momento.auth.access_control.disposable_token_scope import DisposableTokenProps
 from momento.auth.access_control.disposable_token_scopes import DisposableTokenScopes
+from momento.config.auth_configurations import AuthConfigurations
 from momento.errors import MomentoErrorCode
 from momento.responses import GenerateDisposableToken, TopicPublish, TopicSubscribe, TopicSubscriptionItem
 from momento.utilities import ExpiresIn
@@ -39,7 +40,7 @@ from tests.integration._server import ServerProcess
 from tests.integration._tls import self_signed_certificate
 from tests.integration._wire import read_items
 from tidings.server.auth import TokenSigner
-from tidings.server.core import TopicGrant, TopicRole
+from tidings.server.core import TopicGrant, TopicPermission
 
 StartServer = Callable[..., ServerProcess]
 Perm = permissionmessages_pb2.PermissionsType
@@ -99,7 +100,10 @@ class Wire:
             token_id=token_id,
             auth_token=caller if in_request else "",
         )
-        return await self.token.GenerateDisposableToken(request, metadata=() if in_request else meta(caller))
+        response: token_pb2._GenerateDisposableTokenResponse = await self.token.GenerateDisposableToken(
+            request, metadata=() if in_request else meta(caller)
+        )
+        return response
 
     async def publish(self, token: str | None, cache: str, topic: str, value: str = "v") -> None:
         request = cachepubsub_pb2._PublishRequest(
@@ -131,7 +135,7 @@ async def stream_code(call: Any) -> grpc.StatusCode:
     try:
         while True:
             message = await asyncio.wait_for(call.read(), 10)
-            assert message is not grpc.aio.EOF
+            assert message is not grpc.aio.EOF  # type: ignore[attr-defined]  # missing from grpc-stubs
     except grpc.aio.AioRpcError as error:
         return error.code()
 
@@ -180,7 +184,7 @@ async def test_admin_key_is_super_user(auth_server: ServerProcess, wire: Wire) -
 async def test_official_sdk_mints_token_with_token_id_that_arrives_as_publisher_id(
     auth_server: ServerProcess, wire: Wire
 ) -> None:
-    async with AuthClientAsync(Configurations.Laptop.v1(), creds(auth_server, admin_key(auth_server))) as auth:
+    async with AuthClientAsync(AuthConfigurations.Laptop.v1(), creds(auth_server, admin_key(auth_server))) as auth:
         minted = await auth.generate_disposable_token(
             DisposableTokenScopes.topic_publish_subscribe("c", "orders"),
             ExpiresIn.minutes(5),
@@ -232,7 +236,7 @@ async def test_anonymous_and_super_user_publishes_carry_no_publisher_id(server: 
 async def test_roles_allow_and_deny_as_protocol_says(
     auth_server: ServerProcess, wire: Wire, scope: Any, may_publish: bool, may_subscribe: bool
 ) -> None:
-    async with AuthClientAsync(Configurations.Laptop.v1(), creds(auth_server, admin_key(auth_server))) as auth:
+    async with AuthClientAsync(AuthConfigurations.Laptop.v1(), creds(auth_server, admin_key(auth_server))) as auth:
         minted = await auth.generate_disposable_token(scope("c", "t"), ExpiresIn.minutes(5))
     assert isinstance(minted, GenerateDisposableToken.Success), minted
     token = minted.auth_token
@@ -309,7 +313,7 @@ async def test_bad_token_requests_are_invalid_argument(
 
 def _other_tokens(server: ServerProcess) -> dict[str, str]:
     secret = (server.data_dir / "secret.key").read_text().strip().encode()
-    grant = (TopicGrant(TopicRole.READ_WRITE),)
+    grant = (TopicGrant(TopicPermission.READ_WRITE),)
     good, _ = TokenSigner(secret).mint(grant, 300)
     expired, _ = TokenSigner(secret, wall_clock=lambda: time.time() - 3600).mint(grant, 60)
     foreign, _ = TokenSigner(os.urandom(32)).mint(grant, 300)

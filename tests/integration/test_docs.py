@@ -188,7 +188,7 @@ def run_to_completion(block: DocBlock, code: str, workdir: Path, env: dict[str, 
             command, cwd=workdir, env=env, capture_output=True, text=True, timeout=BLOCK_TIMEOUT,
         )  # fmt: skip
     except subprocess.TimeoutExpired as error:
-        pytest.fail(f"{block.where} did not finish within {BLOCK_TIMEOUT:.0f} s:\n{code}\n{error.stderr or ''}")
+        pytest.fail(f"{block.where} did not finish within {BLOCK_TIMEOUT:.0f} s:\n{code}\n{error.stderr or ''!s}")
     assert finished.returncode == 0, (
         f"{block.where} failed (exit {finished.returncode}):\n{code}\n--- stdout\n{finished.stdout}"
         f"\n--- stderr\n{finished.stderr}"

@@ -146,7 +146,7 @@ async def test_unknown_fault_values_are_invalid_argument_naming_the_header(
             )
 
     assert outcome == "INVALID_ARGUMENT"
-    assert refused.value.details().startswith(f"{header}: ")
+    assert (refused.value.details() or "").startswith(f"{header}: ")
 
 
 async def test_fault_headers_are_ignored_without_the_flag(server: ServerProcess, cache: str) -> None:
@@ -397,7 +397,7 @@ def _test_admin_url(server: ServerProcess) -> str:
 
 async def _queue_messages(call: Any, messages: asyncio.Queue[pb._SubscriptionItem]) -> None:
     """Put every message of ``call`` in ``messages`` as it arrives, until the stream ends."""
-    while (message := await call.read()) is not grpc.aio.EOF:
+    while (message := await call.read()) is not grpc.aio.EOF:  # type: ignore[attr-defined]  # missing from grpc-stubs
         messages.put_nowait(message)
 
 

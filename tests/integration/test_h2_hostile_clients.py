@@ -90,7 +90,7 @@ class Publisher(threading.Thread):
 
     def run(self) -> None:
         with grpc.insecure_channel(self._endpoint) as channel:
-            publish = channel.unary_unary(PUBLISH)
+            publish = channel.unary_unary(PUBLISH, None, None)
             publish(_publish_request(), timeout=30, metadata=self._metadata)
             self._ready.set()
             while not self._stopping.wait(0.02):

@@ -70,7 +70,7 @@ def _subscribe_request(topic: str, resume_at: int = 0) -> bytes:
 def _publish(server: ServerProcess, topic: str, value: str) -> None:
     request = pb._PublishRequest(cache_name=CACHE, topic=topic, value=pb._TopicValue(text=value))
     with grpc.insecure_channel(server.endpoint) as channel:
-        channel.unary_unary(PUBLISH)(request.SerializeToString(), timeout=10)
+        channel.unary_unary(PUBLISH, None, None)(request.SerializeToString(), timeout=10)
 
 
 def _assert_serving(server: ServerProcess) -> None:

@@ -64,7 +64,8 @@ async def _control(server: ServerProcess, method: str, request: object) -> grpc.
     async with grpc.aio.insecure_channel(server.endpoint) as channel:
         call = getattr(controlclient_pb2_grpc.ScsControlStub(channel), method)
         try:
-            return await call(request, timeout=10)
+            response: object = await call(request, timeout=10)
+            return response
         except grpc.aio.AioRpcError as error:
             return error.code()
 

@@ -15,7 +15,7 @@ from momento_wire_types import cachepubsub_pb2 as pb
 from momento_wire_types import cachepubsub_pb2_grpc
 
 from tests.integration._server import ServerProcess
-from tests.integration._wire import publish
+from tests.integration._wire import publish, trailing_err
 
 StartServer = Callable[..., ServerProcess]
 MIB = 1024 * 1024
@@ -89,4 +89,4 @@ async def test_value_over_the_limit_gets_request_size_limit_exceeded(
         await publish(pubsub, cache, "t", b"x" * size)
 
     assert error.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
-    assert dict(error.value.trailing_metadata() or ())["err"] == "request_size_limit_exceeded"
+    assert trailing_err(error.value) == "request_size_limit_exceeded"

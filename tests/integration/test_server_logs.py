@@ -52,8 +52,8 @@ def test_grpc_client_on_the_http_port_gets_one_helpful_line(start_server: StartS
         with grpc.insecure_channel(f"127.0.0.1:{server.http_port}") as channel, pytest.raises(grpc.RpcError) as error:
             cachepubsub_pb2_grpc.PubsubStub(channel).Publish(request, timeout=5)
         # Answered in gRPC, saying where gRPC is (not a closed socket).
-        assert error.value.code() == grpc.StatusCode.UNIMPLEMENTED  # type: ignore[attr-defined]
-        assert error.value.details() == (  # type: ignore[attr-defined]
+        assert error.value.code() == grpc.StatusCode.UNIMPLEMENTED
+        assert error.value.details() == (
             f"this is tidings' HTTP port (HTTP API, browser stream, console); gRPC is served on port {server.port}"
         )
     log = "".join(server.log)

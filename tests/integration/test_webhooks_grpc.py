@@ -6,6 +6,7 @@ from collections.abc import Callable
 
 import grpc
 import pytest
+from google.protobuf.message import Message
 from momento_wire_types import controlclient_pb2, controlclient_pb2_grpc
 
 from tests.integration._server import ServerProcess
@@ -15,7 +16,7 @@ from tidings.protos import webhook_pb2 as pb
 URL = "http://127.0.0.1:9/hook"
 
 
-def _call(server: ServerProcess, method: str, request: object, response: type) -> object:
+def _call(server: ServerProcess, method: str, request: object, response: type[Message]) -> object:
     with grpc.insecure_channel(server.endpoint) as channel:
         invoke = channel.unary_unary(
             f"/webhook.Webhook/{method}",
@@ -93,7 +94,7 @@ def test_webhook_service_refuses_bad_requests(
 ) -> None:
     with pytest.raises(grpc.RpcError) as raised:
         call(server, cache)
-    assert raised.value.code() == code  # type: ignore[attr-defined]
+    assert raised.value.code() == code
     assert _list(server, cache) == []
 
 

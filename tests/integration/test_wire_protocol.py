@@ -246,7 +246,9 @@ async def test_name_of_255_bytes_is_accepted(pubsub: Stub, cache: str) -> None:
     [None, pb._TopicValue(), pb._TopicValue(text=""), pb._TopicValue(binary=b"")],
     ids=["no-value", "no-kind", "empty-text", "empty-binary"],
 )
-async def test_publish_without_value_is_invalid_argument(pubsub: Stub, cache: str, value: object) -> None:
+async def test_publish_without_value_is_invalid_argument(
+    pubsub: Stub, cache: str, value: pb._TopicValue | None
+) -> None:
     request = pb._PublishRequest(cache_name=cache, topic="t", value=value)
 
     with pytest.raises(grpc.aio.AioRpcError) as error:
@@ -257,11 +259,11 @@ async def test_publish_without_value_is_invalid_argument(pubsub: Stub, cache: st
 
 
 async def _call_publish(channel: grpc.aio.Channel, request: bytes) -> None:
-    await channel.unary_unary("/cache_client.pubsub.Pubsub/Publish")(request, timeout=10)
+    await channel.unary_unary("/cache_client.pubsub.Pubsub/Publish", None, None)(request, timeout=10)
 
 
 async def _call_subscribe(channel: grpc.aio.Channel, request: bytes) -> None:
-    async for _ in channel.unary_stream("/cache_client.pubsub.Pubsub/Subscribe")(request, timeout=10):
+    async for _ in channel.unary_stream("/cache_client.pubsub.Pubsub/Subscribe", None, None)(request, timeout=10):
         pass
 
 
@@ -378,7 +380,7 @@ async def test_unimplemented_control_methods_answer_unimplemented(channel: grpc.
 
 
 async def test_ping_answers_ok(channel: grpc.aio.Channel) -> None:
-    response = await channel.unary_unary("/cache_client.Ping/Ping")(b"", timeout=10)
+    response = await channel.unary_unary("/cache_client.Ping/Ping", None, None)(b"", timeout=10)
 
     assert response == b""
 

@@ -6,8 +6,8 @@ import asyncio
 import contextlib
 from typing import Any
 
-from tidings.server.core import Discontinuity, Event, Message, PageClock, Subscription, TopicListener
-from tidings.server.engine.memory import MemoryEngine, MemoryTopic
+from tidings.server.core import Discontinuity, Event, Message, PageClock, TopicCursor, TopicListener, TopicLog
+from tidings.server.engine.memory import MemoryEngine
 
 
 class FakeClock:
@@ -71,23 +71,25 @@ class RecordingEngine(MemoryEngine):
 
     def __init__(self, retention_messages: int, retention_bytes: int) -> None:
         super().__init__(retention_messages, retention_bytes)
-        self.logs: dict[tuple[str, str], MemoryTopic] = {}
+        self.logs: dict[tuple[str, str], TopicLog] = {}
         self.retired: list[tuple[str, str]] = []
+        self._keys: dict[TopicListener, tuple[str, str]] = {}
 
-    def open_topic(self, cache_name: str, topic_name: str, pages: PageClock, listener: TopicListener) -> MemoryTopic:
-        log = super().open_topic(cache_name, topic_name, pages, listener)
+    async def open_topic(self, cache_name: str, topic_name: str, pages: PageClock, listener: TopicListener) -> TopicLog:
+        log = await super().open_topic(cache_name, topic_name, pages, listener)
         self.logs[cache_name, topic_name] = log
+        self._keys[listener] = (cache_name, topic_name)
         return log
 
-    def retire_topic(self, cache_name: str, topic_name: str) -> None:
-        self.retired.append((cache_name, topic_name))
-        super().retire_topic(cache_name, topic_name)
+    async def retire_topic(self, topic: TopicListener) -> None:
+        self.retired.append(self._keys.pop(topic))
+        await super().retire_topic(topic)
 
 
-async def ready_events(subscription: Subscription) -> list[Event]:
+async def ready_events(subscription: TopicCursor) -> list[Event]:
     """Every event the subscription can deliver right now, without waiting for anything new.
 
-    `Subscription.next_events` returns without suspending when it has something to deliver, so one turn
+    `TopicCursor.next_events` returns without suspending when it has something to deliver, so one turn
     of the loop tells "delivered" from "would wait"; the waiting call is then cancelled. No timeouts.
     """
     events: list[Event] = []

@@ -16,14 +16,14 @@ from hypothesis import strategies as st
 from tidings.server.auth import ApiKey, Authenticator, AuthPolicy, TokenSigner, new_api_key
 from tidings.server.auth import _authenticator as authenticator_module
 from tidings.server.auth._authenticator import MAX_CREDENTIAL_LENGTH, unwrap_envelope
-from tidings.server.core import ANONYMOUS, Principal, TopicGrant, TopicRole, Unauthenticated
+from tidings.server.core import ANONYMOUS, Principal, TopicGrant, TopicPermission, Unauthenticated
 from tidings.server.store.sqlite import SqliteStore
 
 from ._support import FakeClock
 
 SECRET = b"s" * 32
 ADMIN_KEY = "the-admin-key-from-the-environment"
-GRANTS = (TopicGrant(TopicRole.READ_WRITE, "orders"),)
+GRANTS = (TopicGrant(TopicPermission.READ_WRITE, "orders"),)
 
 
 @pytest.fixture
@@ -540,7 +540,7 @@ async def test_sqlite_store_bumps_the_keys_version_on_add_and_revoke(tmp_path: P
 
 async def test_sqlite_store_round_trips_api_keys(tmp_path: Path) -> None:
     # Arrange
-    grants = (TopicGrant(TopicRole.READ_ONLY, "c", topic_prefix="p"), TopicGrant(TopicRole.WRITE_ONLY))
+    grants = (TopicGrant(TopicPermission.READ_ONLY, "c", topic_prefix="p"), TopicGrant(TopicPermission.WRITE_ONLY))
     record = ApiKey("k1", "h" * 64, False, grants, "desc ü", 10.5, 99.5, None)
     admin = ApiKey("k2", "g" * 64, True, (), "", 11.0)
     store = await SqliteStore.open(tmp_path)

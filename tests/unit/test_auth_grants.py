@@ -12,12 +12,12 @@ from momento_wire_types import permissionmessages_pb2 as perm
 
 from tidings.server.auth import ScopeSyntaxError, grants_from_json, grants_to_json, parse_scope
 from tidings.server.auth._grants import describe_grant
-from tidings.server.core import ANONYMOUS, InvalidArgument, Principal, TopicGrant, TopicRole
+from tidings.server.core import ANONYMOUS, InvalidArgument, Principal, TopicGrant, TopicPermission
 from tidings.server.grpc._auth import grants_from_permissions
 
-PUBLISH = TopicRole.PUBLISH
-SUBSCRIBE = TopicRole.SUBSCRIBE
-ROLES = (TopicRole.READ_WRITE, TopicRole.READ_ONLY, TopicRole.WRITE_ONLY)
+PUBLISH = TopicPermission.PUBLISH
+SUBSCRIBE = TopicPermission.SUBSCRIBE
+ROLES = (TopicPermission.READ_WRITE, TopicPermission.READ_ONLY, TopicPermission.WRITE_ONLY)
 
 # --- TopicGrant.covers ---------------------------------------------------------------------------
 
@@ -25,12 +25,12 @@ ROLES = (TopicRole.READ_WRITE, TopicRole.READ_ONLY, TopicRole.WRITE_ONLY)
 @pytest.mark.parametrize(
     ("role", "publish", "subscribe"),
     [
-        pytest.param(TopicRole.READ_WRITE, True, True, id="readwrite"),
-        pytest.param(TopicRole.READ_ONLY, False, True, id="readonly"),
-        pytest.param(TopicRole.WRITE_ONLY, True, False, id="writeonly"),
+        pytest.param(TopicPermission.READ_WRITE, True, True, id="readwrite"),
+        pytest.param(TopicPermission.READ_ONLY, False, True, id="readonly"),
+        pytest.param(TopicPermission.WRITE_ONLY, True, False, id="writeonly"),
     ],
 )
-def test_grant_covers_the_actions_of_its_role(role: TopicRole, publish: bool, subscribe: bool) -> None:
+def test_grant_covers_the_actions_of_its_role(role: TopicPermission, publish: bool, subscribe: bool) -> None:
     # Arrange
     grant = TopicGrant(role)
 
@@ -42,22 +42,36 @@ def test_grant_covers_the_actions_of_its_role(role: TopicRole, publish: bool, su
 @pytest.mark.parametrize(
     ("grant", "cache", "topic", "expected"),
     [
-        pytest.param(TopicGrant(TopicRole.READ_WRITE), "any", "thing", True, id="all-caches-all-topics"),
-        pytest.param(TopicGrant(TopicRole.READ_WRITE, "orders"), "orders", "x", True, id="one-cache-same"),
-        pytest.param(TopicGrant(TopicRole.READ_WRITE, "orders"), "other", "x", False, id="one-cache-other"),
-        pytest.param(TopicGrant(TopicRole.READ_WRITE, "orders"), "orders2", "x", False, id="one-cache-not-prefix"),
-        pytest.param(TopicGrant(TopicRole.READ_WRITE, topic_name="news"), "c", "news", True, id="topic-name-same"),
-        pytest.param(TopicGrant(TopicRole.READ_WRITE, topic_name="news"), "c", "news2", False, id="topic-name-longer"),
-        pytest.param(TopicGrant(TopicRole.READ_WRITE, topic_name="news"), "c", "new", False, id="topic-name-shorter"),
-        pytest.param(TopicGrant(TopicRole.READ_WRITE, topic_prefix="ev-"), "c", "ev-1", True, id="prefix-match"),
-        pytest.param(TopicGrant(TopicRole.READ_WRITE, topic_prefix="ev-"), "c", "ev-", True, id="prefix-equal"),
-        pytest.param(TopicGrant(TopicRole.READ_WRITE, topic_prefix="ev-"), "c", "ev", False, id="prefix-too-short"),
-        pytest.param(TopicGrant(TopicRole.READ_WRITE, topic_prefix="ev-"), "c", "xev-1", False, id="prefix-inside"),
-        pytest.param(TopicGrant(TopicRole.READ_WRITE, topic_prefix=""), "c", "anything", True, id="empty-prefix-all"),
+        pytest.param(TopicGrant(TopicPermission.READ_WRITE), "any", "thing", True, id="all-caches-all-topics"),
+        pytest.param(TopicGrant(TopicPermission.READ_WRITE, "orders"), "orders", "x", True, id="one-cache-same"),
+        pytest.param(TopicGrant(TopicPermission.READ_WRITE, "orders"), "other", "x", False, id="one-cache-other"),
         pytest.param(
-            TopicGrant(TopicRole.READ_WRITE, "a", topic_prefix="t"), "b", "t1", False, id="prefix-other-cache"
+            TopicGrant(TopicPermission.READ_WRITE, "orders"), "orders2", "x", False, id="one-cache-not-prefix"
         ),
-        pytest.param(TopicGrant(TopicRole.READ_WRITE, "a", topic_name="t"), "a", "t", True, id="cache-and-topic"),
+        pytest.param(
+            TopicGrant(TopicPermission.READ_WRITE, topic_name="news"), "c", "news", True, id="topic-name-same"
+        ),
+        pytest.param(
+            TopicGrant(TopicPermission.READ_WRITE, topic_name="news"), "c", "news2", False, id="topic-name-longer"
+        ),
+        pytest.param(
+            TopicGrant(TopicPermission.READ_WRITE, topic_name="news"), "c", "new", False, id="topic-name-shorter"
+        ),
+        pytest.param(TopicGrant(TopicPermission.READ_WRITE, topic_prefix="ev-"), "c", "ev-1", True, id="prefix-match"),
+        pytest.param(TopicGrant(TopicPermission.READ_WRITE, topic_prefix="ev-"), "c", "ev-", True, id="prefix-equal"),
+        pytest.param(
+            TopicGrant(TopicPermission.READ_WRITE, topic_prefix="ev-"), "c", "ev", False, id="prefix-too-short"
+        ),
+        pytest.param(
+            TopicGrant(TopicPermission.READ_WRITE, topic_prefix="ev-"), "c", "xev-1", False, id="prefix-inside"
+        ),
+        pytest.param(
+            TopicGrant(TopicPermission.READ_WRITE, topic_prefix=""), "c", "anything", True, id="empty-prefix-all"
+        ),
+        pytest.param(
+            TopicGrant(TopicPermission.READ_WRITE, "a", topic_prefix="t"), "b", "t1", False, id="prefix-other-cache"
+        ),
+        pytest.param(TopicGrant(TopicPermission.READ_WRITE, "a", topic_name="t"), "a", "t", True, id="cache-and-topic"),
     ],
 )
 def test_grant_covers_selected_caches_and_topics(grant: TopicGrant, cache: str, topic: str, expected: bool) -> None:
@@ -69,7 +83,7 @@ def test_grant_covers_selected_caches_and_topics(grant: TopicGrant, cache: str, 
 def test_grant_refuses_both_topic_name_and_prefix() -> None:
     # Act / Assert
     with pytest.raises(ValueError, match="not both"):
-        TopicGrant(TopicRole.READ_WRITE, topic_name="a", topic_prefix="a")
+        TopicGrant(TopicPermission.READ_WRITE, topic_name="a", topic_prefix="a")
 
 
 # --- Principal.may -------------------------------------------------------------------------------
@@ -91,7 +105,10 @@ def test_principal_without_grants_may_nothing() -> None:
 def test_principal_may_what_any_of_its_grants_covers() -> None:
     # Arrange
     principal = Principal(
-        grants=(TopicGrant(TopicRole.READ_ONLY, "a"), TopicGrant(TopicRole.WRITE_ONLY, "b", topic_prefix="p"))
+        grants=(
+            TopicGrant(TopicPermission.READ_ONLY, "a"),
+            TopicGrant(TopicPermission.WRITE_ONLY, "b", topic_prefix="p"),
+        )
     )
 
     # Act / Assert
@@ -133,15 +150,15 @@ def _grants(draw: st.DrawFn) -> TopicGrant:
     return TopicGrant(role, cache)
 
 
-def _model_may(principal: Principal, action: TopicRole, cache: str, topic: str) -> bool:
+def _model_may(principal: Principal, action: TopicPermission, cache: str, topic: str) -> bool:
     """What PROTOCOL.md says, written out plainly."""
     if principal.super_user:
         return True
     for grant in principal.grants:
         if action is PUBLISH:
-            role_ok = grant.role in (TopicRole.READ_WRITE, TopicRole.WRITE_ONLY)
+            role_ok = grant.role in (TopicPermission.READ_WRITE, TopicPermission.WRITE_ONLY)
         else:
-            role_ok = grant.role in (TopicRole.READ_WRITE, TopicRole.READ_ONLY)
+            role_ok = grant.role in (TopicPermission.READ_WRITE, TopicPermission.READ_ONLY)
         cache_ok = grant.cache_name is None or grant.cache_name == cache
         if grant.topic_name is not None:
             topic_ok = grant.topic_name == topic
@@ -162,7 +179,7 @@ def _model_may(principal: Principal, action: TopicRole, cache: str, topic: str) 
     topic=_names,
 )
 def test_principal_may_agrees_with_a_plain_model(
-    super_user: bool, grants: list[TopicGrant], action: TopicRole, cache: str, topic: str
+    super_user: bool, grants: list[TopicGrant], action: TopicPermission, cache: str, topic: str
 ) -> None:
     # Arrange
     principal = Principal(super_user=super_user, grants=tuple(grants))
@@ -177,20 +194,20 @@ def test_principal_may_agrees_with_a_plain_model(
 @pytest.mark.parametrize(
     ("spelling", "role"),
     [
-        ("readwrite", TopicRole.READ_WRITE),
-        ("publish-subscribe", TopicRole.READ_WRITE),
-        ("rw", TopicRole.READ_WRITE),
-        ("ReadWrite", TopicRole.READ_WRITE),
-        ("readonly", TopicRole.READ_ONLY),
-        ("subscribe-only", TopicRole.READ_ONLY),
-        ("ro", TopicRole.READ_ONLY),
-        ("writeonly", TopicRole.WRITE_ONLY),
-        ("publish-only", TopicRole.WRITE_ONLY),
-        ("wo", TopicRole.WRITE_ONLY),
-        (" WO ", TopicRole.WRITE_ONLY),
+        ("readwrite", TopicPermission.READ_WRITE),
+        ("publish-subscribe", TopicPermission.READ_WRITE),
+        ("rw", TopicPermission.READ_WRITE),
+        ("ReadWrite", TopicPermission.READ_WRITE),
+        ("readonly", TopicPermission.READ_ONLY),
+        ("subscribe-only", TopicPermission.READ_ONLY),
+        ("ro", TopicPermission.READ_ONLY),
+        ("writeonly", TopicPermission.WRITE_ONLY),
+        ("publish-only", TopicPermission.WRITE_ONLY),
+        ("wo", TopicPermission.WRITE_ONLY),
+        (" WO ", TopicPermission.WRITE_ONLY),
     ],
 )
-def test_parse_scope_reads_every_role_spelling(spelling: str, role: TopicRole) -> None:
+def test_parse_scope_reads_every_role_spelling(spelling: str, role: TopicPermission) -> None:
     # Act
     grant = parse_scope(f"{spelling}:orders")
 
@@ -201,15 +218,17 @@ def test_parse_scope_reads_every_role_spelling(spelling: str, role: TopicRole) -
 @pytest.mark.parametrize(
     ("text", "grant"),
     [
-        pytest.param("rw:orders", TopicGrant(TopicRole.READ_WRITE, "orders"), id="cache-only"),
-        pytest.param("rw:*", TopicGrant(TopicRole.READ_WRITE), id="all-caches"),
-        pytest.param("rw:*:*", TopicGrant(TopicRole.READ_WRITE), id="all-caches-all-topics"),
-        pytest.param("rw:orders:", TopicGrant(TopicRole.READ_WRITE, "orders"), id="empty-topic-is-all"),
-        pytest.param("rw:orders:*", TopicGrant(TopicRole.READ_WRITE, "orders"), id="star-topic"),
-        pytest.param("rw:orders:news", TopicGrant(TopicRole.READ_WRITE, "orders", topic_name="news"), id="topic"),
-        pytest.param("rw:orders:ev-*", TopicGrant(TopicRole.READ_WRITE, "orders", topic_prefix="ev-"), id="prefix"),
-        pytest.param("rw:*:ev-*", TopicGrant(TopicRole.READ_WRITE, topic_prefix="ev-"), id="prefix-all-caches"),
-        pytest.param("rw:c:a:b", TopicGrant(TopicRole.READ_WRITE, "c", topic_name="a:b"), id="colon-in-topic"),
+        pytest.param("rw:orders", TopicGrant(TopicPermission.READ_WRITE, "orders"), id="cache-only"),
+        pytest.param("rw:*", TopicGrant(TopicPermission.READ_WRITE), id="all-caches"),
+        pytest.param("rw:*:*", TopicGrant(TopicPermission.READ_WRITE), id="all-caches-all-topics"),
+        pytest.param("rw:orders:", TopicGrant(TopicPermission.READ_WRITE, "orders"), id="empty-topic-is-all"),
+        pytest.param("rw:orders:*", TopicGrant(TopicPermission.READ_WRITE, "orders"), id="star-topic"),
+        pytest.param("rw:orders:news", TopicGrant(TopicPermission.READ_WRITE, "orders", topic_name="news"), id="topic"),
+        pytest.param(
+            "rw:orders:ev-*", TopicGrant(TopicPermission.READ_WRITE, "orders", topic_prefix="ev-"), id="prefix"
+        ),
+        pytest.param("rw:*:ev-*", TopicGrant(TopicPermission.READ_WRITE, topic_prefix="ev-"), id="prefix-all-caches"),
+        pytest.param("rw:c:a:b", TopicGrant(TopicPermission.READ_WRITE, "c", topic_name="a:b"), id="colon-in-topic"),
     ],
 )
 def test_parse_scope_reads_cache_and_topic_selectors(text: str, grant: TopicGrant) -> None:
@@ -244,11 +263,11 @@ def test_scope_syntax_error_is_a_value_error() -> None:
 @pytest.mark.parametrize(
     ("grant", "text"),
     [
-        pytest.param(TopicGrant(TopicRole.READ_WRITE), "readwrite:*:*", id="all"),
-        pytest.param(TopicGrant(TopicRole.READ_ONLY, "c"), "readonly:c:*", id="cache"),
-        pytest.param(TopicGrant(TopicRole.WRITE_ONLY, "c", topic_name="t"), "writeonly:c:t", id="topic"),
-        pytest.param(TopicGrant(TopicRole.READ_WRITE, "c", topic_prefix="p"), "readwrite:c:p*", id="prefix"),
-        pytest.param(TopicGrant(TopicRole.READ_WRITE, "c", topic_prefix=""), "readwrite:c:*", id="empty-prefix"),
+        pytest.param(TopicGrant(TopicPermission.READ_WRITE), "readwrite:*:*", id="all"),
+        pytest.param(TopicGrant(TopicPermission.READ_ONLY, "c"), "readonly:c:*", id="cache"),
+        pytest.param(TopicGrant(TopicPermission.WRITE_ONLY, "c", topic_name="t"), "writeonly:c:t", id="topic"),
+        pytest.param(TopicGrant(TopicPermission.READ_WRITE, "c", topic_prefix="p"), "readwrite:c:p*", id="prefix"),
+        pytest.param(TopicGrant(TopicPermission.READ_WRITE, "c", topic_prefix=""), "readwrite:c:*", id="empty-prefix"),
     ],
 )
 def test_describe_grant_writes_the_scope_syntax(grant: TopicGrant, text: str) -> None:
@@ -283,7 +302,7 @@ def test_describe_grant_round_trips_through_parse_scope(grant: TopicGrant) -> No
 
 def test_grants_to_json_uses_the_compact_shape() -> None:
     # Arrange
-    grants = (TopicGrant(TopicRole.READ_ONLY, "c", topic_prefix="p"), TopicGrant(TopicRole.WRITE_ONLY))
+    grants = (TopicGrant(TopicPermission.READ_ONLY, "c", topic_prefix="p"), TopicGrant(TopicPermission.WRITE_ONLY))
 
     # Act / Assert
     assert grants_to_json(grants) == [
@@ -344,7 +363,7 @@ def test_grants_from_json_refuses_malformed_shapes(data: Any) -> None:
 
 def test_grants_from_json_accepts_missing_selectors_as_all() -> None:
     # Act / Assert
-    assert grants_from_json([{"r": "rw"}]) == (TopicGrant(TopicRole.READ_WRITE),)
+    assert grants_from_json([{"r": "rw"}]) == (TopicGrant(TopicPermission.READ_WRITE),)
 
 
 # --- grants_from_permissions (Momento's Permissions message) -------------------------------------
@@ -378,12 +397,12 @@ def _explicit(*entries: perm.PermissionsType) -> perm.Permissions:
 @pytest.mark.parametrize(
     ("wire_role", "role"),
     [
-        pytest.param(perm.TopicReadWrite, TopicRole.READ_WRITE, id="readwrite"),
-        pytest.param(perm.TopicReadOnly, TopicRole.READ_ONLY, id="readonly"),
-        pytest.param(perm.TopicWriteOnly, TopicRole.WRITE_ONLY, id="writeonly"),
+        pytest.param(perm.TopicReadWrite, TopicPermission.READ_WRITE, id="readwrite"),
+        pytest.param(perm.TopicReadOnly, TopicPermission.READ_ONLY, id="readonly"),
+        pytest.param(perm.TopicWriteOnly, TopicPermission.WRITE_ONLY, id="writeonly"),
     ],
 )
-def test_grants_from_permissions_maps_topic_roles(wire_role: perm.TopicRole, role: TopicRole) -> None:
+def test_grants_from_permissions_maps_topic_roles(wire_role: perm.TopicRole, role: TopicPermission) -> None:
     # Act
     grants = grants_from_permissions(_explicit(_topic_permission(wire_role)))
 
@@ -394,18 +413,20 @@ def test_grants_from_permissions_maps_topic_roles(wire_role: perm.TopicRole, rol
 @pytest.mark.parametrize(
     ("entry", "grant"),
     [
-        pytest.param(_topic_permission(), TopicGrant(TopicRole.READ_WRITE), id="all-caches-all-topics"),
-        pytest.param(_topic_permission(cache="c"), TopicGrant(TopicRole.READ_WRITE, "c"), id="one-cache"),
+        pytest.param(_topic_permission(), TopicGrant(TopicPermission.READ_WRITE), id="all-caches-all-topics"),
+        pytest.param(_topic_permission(cache="c"), TopicGrant(TopicPermission.READ_WRITE, "c"), id="one-cache"),
         pytest.param(
-            _topic_permission(cache="c", topic="t"), TopicGrant(TopicRole.READ_WRITE, "c", topic_name="t"), id="topic"
+            _topic_permission(cache="c", topic="t"),
+            TopicGrant(TopicPermission.READ_WRITE, "c", topic_name="t"),
+            id="topic",
         ),
         pytest.param(
             _topic_permission(cache="c", prefix="p-"),
-            TopicGrant(TopicRole.READ_WRITE, "c", topic_prefix="p-"),
+            TopicGrant(TopicPermission.READ_WRITE, "c", topic_prefix="p-"),
             id="prefix",
         ),
         pytest.param(
-            _topic_permission(prefix="p"), TopicGrant(TopicRole.READ_WRITE, topic_prefix="p"), id="prefix-all"
+            _topic_permission(prefix="p"), TopicGrant(TopicPermission.READ_WRITE, topic_prefix="p"), id="prefix-all"
         ),
     ],
 )
@@ -485,8 +506,8 @@ def test_grants_from_permissions_keeps_order_and_ignores_cache_and_function_perm
 
     # Assert
     assert grants == (
-        TopicGrant(TopicRole.READ_ONLY, "a"),
-        TopicGrant(TopicRole.WRITE_ONLY, "c", topic_name="t"),
+        TopicGrant(TopicPermission.READ_ONLY, "a"),
+        TopicGrant(TopicPermission.WRITE_ONLY, "c", topic_name="t"),
     )
 
 

@@ -24,7 +24,7 @@ from tidings.server.auth import (
 )
 from tidings.server.auth._keys import split_api_key
 from tidings.server.auth._secrets import ADMIN_KEY_ENV, ADMIN_KEY_FILE, SECRET_ENV, SECRET_FILE
-from tidings.server.core import TopicGrant, TopicRole, Unauthenticated
+from tidings.server.core import TopicGrant, TopicPermission, Unauthenticated
 from tidings.server.store.sqlite import SqliteStore
 
 
@@ -98,13 +98,15 @@ def test_load_or_create_secret_refuses_a_short_file(tmp_path: Path) -> None:
 
 def test_tokens_signed_with_the_stored_secret_verify_after_a_restart(tmp_path: Path) -> None:
     # Arrange
-    token, _ = TokenSigner(load_or_create_secret(tmp_path, environ={})).mint((TopicGrant(TopicRole.READ_ONLY),), 60)
+    token, _ = TokenSigner(load_or_create_secret(tmp_path, environ={})).mint(
+        (TopicGrant(TopicPermission.READ_ONLY),), 60
+    )
 
     # Act
     principal = TokenSigner(load_or_create_secret(tmp_path, environ={})).verify(token)
 
     # Assert
-    assert principal.grants == (TopicGrant(TopicRole.READ_ONLY),)
+    assert principal.grants == (TopicGrant(TopicPermission.READ_ONLY),)
 
 
 # --- the admin key -------------------------------------------------------------------------------
@@ -330,8 +332,8 @@ def test_key_create_prints_a_key_that_authenticates_with_its_scopes(store_dir: P
 
     principal = asyncio.run(authenticate())
     assert principal.grants == (  # type: ignore[attr-defined]
-        TopicGrant(TopicRole.READ_ONLY, "orders", topic_prefix="ev-"),
-        TopicGrant(TopicRole.WRITE_ONLY, None, topic_name="news"),
+        TopicGrant(TopicPermission.READ_ONLY, "orders", topic_prefix="ev-"),
+        TopicGrant(TopicPermission.WRITE_ONLY, None, topic_name="news"),
     )
 
 

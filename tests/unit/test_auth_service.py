@@ -14,7 +14,7 @@ from tidings.server.core import (
     PermissionDenied,
     Principal,
     TopicGrant,
-    TopicRole,
+    TopicPermission,
     TopicsService,
     Unauthenticated,
 )
@@ -24,11 +24,11 @@ from .conftest import CACHE, TOPIC, MakeService
 
 OTHER_CACHE = "other"
 ADMIN = Principal(super_user=True)
-READ_WRITE = Principal(grants=(TopicGrant(TopicRole.READ_WRITE, CACHE, topic_name=TOPIC),))
-READ_ONLY = Principal(grants=(TopicGrant(TopicRole.READ_ONLY, CACHE, topic_name=TOPIC),))
-WRITE_ONLY = Principal(grants=(TopicGrant(TopicRole.WRITE_ONLY, CACHE, topic_name=TOPIC),))
-PREFIXED = Principal(grants=(TopicGrant(TopicRole.READ_WRITE, CACHE, topic_prefix="ev-"),))
-ANY_CACHE = Principal(grants=(TopicGrant(TopicRole.READ_WRITE),))
+READ_WRITE = Principal(grants=(TopicGrant(TopicPermission.READ_WRITE, CACHE, topic_name=TOPIC),))
+READ_ONLY = Principal(grants=(TopicGrant(TopicPermission.READ_ONLY, CACHE, topic_name=TOPIC),))
+WRITE_ONLY = Principal(grants=(TopicGrant(TopicPermission.WRITE_ONLY, CACHE, topic_name=TOPIC),))
+PREFIXED = Principal(grants=(TopicGrant(TopicPermission.READ_WRITE, CACHE, topic_prefix="ev-"),))
+ANY_CACHE = Principal(grants=(TopicGrant(TopicPermission.READ_WRITE),))
 
 
 @pytest.fixture

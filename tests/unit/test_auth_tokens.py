@@ -14,13 +14,13 @@ from hypothesis import strategies as st
 
 from tidings.server.auth import MAX_TOKEN_LIFETIME, TokenSigner
 from tidings.server.auth._tokens import MAX_TOKEN_ID_LENGTH
-from tidings.server.core import InvalidArgument, Principal, TopicGrant, TopicRole, Unauthenticated
+from tidings.server.core import InvalidArgument, Principal, TopicGrant, TopicPermission, Unauthenticated
 
 from ._support import FakeClock
 
 SECRET = b"s" * 32
 OTHER_SECRET = b"o" * 32
-GRANTS = (TopicGrant(TopicRole.READ_ONLY, "orders", topic_prefix="ev-"),)
+GRANTS = (TopicGrant(TopicPermission.READ_ONLY, "orders", topic_prefix="ev-"),)
 
 
 @pytest.fixture
@@ -86,9 +86,9 @@ def test_token_signer_without_token_id_gives_an_empty_one(signer: TokenSigner) -
 def test_token_signer_round_trips_several_grants_in_order(signer: TokenSigner) -> None:
     # Arrange
     grants = (
-        TopicGrant(TopicRole.WRITE_ONLY, "a", topic_name="t"),
-        TopicGrant(TopicRole.READ_WRITE),
-        TopicGrant(TopicRole.READ_ONLY, None, topic_prefix=""),
+        TopicGrant(TopicPermission.WRITE_ONLY, "a", topic_name="t"),
+        TopicGrant(TopicPermission.READ_WRITE),
+        TopicGrant(TopicPermission.READ_ONLY, None, topic_prefix=""),
     )
 
     # Act

@@ -26,7 +26,7 @@ from tidings.cli._token import scope_of
 from tidings.client._validation import lifetime_problem, token_id_problem
 from tidings.server.auth import describe_grant, parse_scope
 from tidings.server.core import TopicGrant
-from tidings.server.core import TopicRole as GrantRole
+from tidings.server.core import TopicPermission as GrantRole
 from tidings.server.grpc._auth import grants_from_permissions
 
 GRANT_ROLE = {

@@ -6,7 +6,7 @@ from datetime import timedelta
 
 import pytest
 
-from tidings import TopicClient, TopicClientAsync
+from tidings import AuthClient, CacheClientAsync, ConnectionOptions, TopicClient, TopicClientAsync
 from tidings.client._connection import ConnectionSettings, arguments_from_env
 
 
@@ -20,19 +20,19 @@ from tidings.client._connection import ConnectionSettings, arguments_from_env
     ids=["plain", "grpc-scheme", "grpcs-scheme"],
 )
 def test_client_connection_reads_endpoints(endpoint: str, target: str, tls: bool) -> None:
-    settings = ConnectionSettings.of(endpoint, None, False, None, 5)
+    settings = ConnectionSettings.of(ConnectionOptions(endpoint, timeout=5))
 
     assert (settings.target, settings.tls) == (target, tls)
 
 
 def test_client_connection_sends_the_api_key_or_an_empty_header() -> None:
-    assert ConnectionSettings.of("h:1", "key", False, None, 5).metadata == (("authorization", "key"),)
-    assert ConnectionSettings.of("h:1", None, False, None, 5).metadata == (("authorization", ""),)
+    assert ConnectionSettings.of(ConnectionOptions("h:1", "key")).metadata == (("authorization", "key"),)
+    assert ConnectionSettings.of(ConnectionOptions("h:1")).metadata == (("authorization", ""),)
 
 
 def test_client_connection_takes_timeouts_as_seconds_or_timedelta() -> None:
-    assert ConnectionSettings.of("h:1", None, False, None, timedelta(minutes=1)).timeout == 60.0
-    assert ConnectionSettings.of("h:1", None, False, None, 0.5).timeout == 0.5
+    assert ConnectionSettings.of(ConnectionOptions("h:1", timeout=timedelta(minutes=1))).timeout == 60.0
+    assert ConnectionSettings.of(ConnectionOptions("h:1", timeout=0.5)).timeout == 0.5
 
 
 @pytest.mark.parametrize(
@@ -48,6 +48,25 @@ def test_client_connection_takes_timeouts_as_seconds_or_timedelta() -> None:
 def test_client_connection_refuses_bad_arguments(arguments: dict[str, object]) -> None:
     with pytest.raises(ValueError):  # noqa: PT011  # each argument has its own message
         TopicClientAsync(**arguments)  # type: ignore[arg-type]
+    with pytest.raises(ValueError):  # noqa: PT011
+        ConnectionOptions(**arguments)  # type: ignore[arg-type]
+
+
+def test_client_connection_options_are_one_value_every_client_takes() -> None:
+    options = ConnectionOptions("grpc://example.test:7000", "key", timeout=2)
+
+    topics = TopicClientAsync(options)
+    caches = CacheClientAsync(options, "other-key", headers={"x-test": "1"})
+    with AuthClient(options) as auth:
+        assert auth.options is options
+    assert topics.options is options
+    assert topics.endpoint == caches.endpoint == "example.test:7000"
+    assert caches.options == ConnectionOptions(
+        "grpc://example.test:7000", "other-key", timeout=2, headers={"x-test": "1"}
+    )
+    assert TopicClientAsync("example.test:7000", "key", timeout=2).options == ConnectionOptions(
+        "example.test:7000", "key", timeout=2
+    )
 
 
 def test_client_connection_reads_the_environment_and_lets_arguments_win() -> None:
@@ -68,7 +87,7 @@ def test_client_connection_from_env(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 async def test_client_connection_uses_tls_credentials_when_asked() -> None:
-    settings = ConnectionSettings.of("localhost:1", None, True, None, 5)
+    settings = ConnectionSettings.of(ConnectionOptions("localhost:1", tls=True))
 
     channel = settings.open_channel()
     try:

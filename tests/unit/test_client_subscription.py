@@ -16,7 +16,8 @@ from momento_wire_types import cachepubsub_pb2 as pb
 
 from tidings import ErrorCode, TopicSubscriptionItem
 from tidings.client._callbacks import Callbacks
-from tidings.client._subscription import BACKOFF_CAP, SubscriptionAsync, full_jitter
+from tidings.client._resubscribe import BACKOFF_CAP, full_jitter
+from tidings.client._subscription import SubscriptionAsync
 
 PAGE = 1_700_000_000_000_000
 NEXT_PAGE = PAGE + 1

@@ -22,6 +22,7 @@ SDK_NAMES = [
     "CacheClient",
     "CacheClientAsync",
     "CacheInfo",
+    "ConnectionOptions",
     "CreateCache",
     "DeleteCache",
     "DeleteWebhook",

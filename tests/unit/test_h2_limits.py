@@ -12,8 +12,7 @@ import h2.settings
 import pytest
 
 from tests.unit._support import grpc_request_headers
-from tidings.server._notices import Notices
-from tidings.server._peers import ConnectionsPerAddress
+from tidings.server.connections import ConnectionsPerAddress, Notices
 from tidings.server.grpc._h2._limits import (
     HeaderRate,
     header_list_size,

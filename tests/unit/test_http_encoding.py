@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from tidings.server.core import HEARTBEAT, Discontinuity, Message
+from tidings.server.core import HEARTBEAT, Discontinuity, Event, Message, Position
 from tidings.server.http._encoding import (
     SSE_HEARTBEAT,
     SSE_PREAMBLE,
@@ -71,7 +71,7 @@ def test_encode_item_escapes_a_lone_surrogate_rather_than_failing() -> None:
 
 
 def test_encode_poll_wraps_items_and_discontinuities_and_drops_heartbeats() -> None:
-    events = [Discontinuity(0, 4, PAGE), _message("a", 5), HEARTBEAT, _message(b"b", 6)]
+    events: list[Event] = [Discontinuity(0, 4, PAGE), _message("a", 5), HEARTBEAT, _message(b"b", 6)]
 
     body = json.loads(encode_poll(events))
 
@@ -122,10 +122,10 @@ def test_sse_preamble_sets_the_retry_and_starts_with_a_heartbeat() -> None:
 
 @pytest.mark.parametrize(
     ("event_id", "resume"),
-    [(f"{PAGE}:3", (4, PAGE)), (f"{PAGE}:0", (1, PAGE)), (" 5:6 ", (7, 5))],
+    [(f"{PAGE}:3", Position(PAGE, 4)), (f"{PAGE}:0", Position(PAGE, 1)), (" 5:6 ", Position(5, 7))],
     ids=["item", "discontinuity-at-start", "whitespace"],
 )
-def test_parse_event_id_resumes_after_it(event_id: str, resume: tuple[int, int]) -> None:
+def test_parse_event_id_resumes_after_it(event_id: str, resume: Position) -> None:
     assert parse_event_id(event_id) == resume
 
 

@@ -63,17 +63,17 @@ def test_error_response_is_json_and_counted() -> None:
 
     assert response.status_code == 404
     assert response.headers["content-type"] == "application/json"
-    assert json.loads(response.body) == {"error": {"code": "not_found", "message": "cache not found: 'c'"}}
+    assert json.loads(bytes(response.body)) == {"error": {"code": "not_found", "message": "cache not found: 'c'"}}
     assert stats.errors == {"404": 1}
 
 
 def test_unexpected_fault_is_500_without_leaking_its_message(caplog: pytest.LogCaptureFixture) -> None:
     response = error_response(RuntimeError("secret detail"))
 
-    body = json.loads(response.body)
+    body = json.loads(bytes(response.body))
     assert response.status_code == 500
     assert body["error"]["message"] == INTERNAL_MESSAGE
-    assert "secret" not in response.body.decode()
+    assert "secret" not in bytes(response.body).decode()
     assert "secret detail" in caplog.text  # logged for the operator
 
 

@@ -50,7 +50,7 @@ async def test_run_raises_what_the_work_raises() -> None:
 
 async def test_client_leaving_cancels_the_work() -> None:
     live, client = LiveRequests(), FakeClient()
-    started, cancelled = asyncio.Event(), []
+    started, cancelled = asyncio.Event(), list[bool]()
     running = asyncio.create_task(live.run(client.receive, _forever(started, cancelled)))
     await started.wait()
 
@@ -64,7 +64,7 @@ async def test_client_leaving_cancels_the_work() -> None:
 
 async def test_close_ends_running_work_with_unavailable_and_refuses_new_work() -> None:
     live = LiveRequests()
-    started, cancelled = asyncio.Event(), []
+    started, cancelled = asyncio.Event(), list[bool]()
     running = asyncio.create_task(live.run(FakeClient().receive, _forever(started, cancelled)))
     await started.wait()
     assert len(live) == 1
@@ -81,7 +81,7 @@ async def test_close_ends_running_work_with_unavailable_and_refuses_new_work() -
 
 async def test_cancelling_the_request_cancels_and_awaits_the_work() -> None:
     live = LiveRequests()
-    started, cancelled = asyncio.Event(), []
+    started, cancelled = asyncio.Event(), list[bool]()
     running = asyncio.create_task(live.run(FakeClient().receive, _forever(started, cancelled)))
     await started.wait()
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from tidings.server._open_files import max_connections_for
 from tidings.server.config import LOOPBACK_HOSTS, Settings
 from tidings.server.http._origin import HostNames, host_name
+from tidings.server.process import max_connections_for
 
 
 @pytest.mark.parametrize(

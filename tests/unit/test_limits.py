@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from tidings.server.core import InvalidArgument, Limit, LimitExceeded, Limits, TokenBucket, TopicsService
+from tidings.server.core import InvalidArgument, Limit, LimitExceeded, Limits, Position, TokenBucket, TopicsService
 
 from ._support import FakeClock, numbers, ready_events
 from .conftest import CACHE, TOPIC, MakeService
@@ -232,7 +232,7 @@ async def test_retention_bounds_what_a_late_subscriber_can_replay(make_service: 
         await service.publish(CACHE, TOPIC, f"{i}" * 10)
 
     # Act
-    with await service.subscribe(CACHE, TOPIC, 1, 0) as subscription:
+    with await service.subscribe(CACHE, TOPIC, Position(0, 1)) as subscription:
         events = await ready_events(subscription)
 
     # Assert

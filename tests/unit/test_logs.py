@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tidings.server._logs import THIRD_PARTY_LOGGERS, configure_logging, logging_configuration
+from tidings.server.process import THIRD_PARTY_LOGGERS, configure_logging, logging_configuration
 
 # The authorization header as hpack logs it when decoding a request's headers.
 HPACK_DUMP = "Decoded (b'authorization', b'Bearer tk_secret'), consumed 41"

@@ -1,4 +1,4 @@
-"""The memory engine's retention buffer: numbering, eviction by count and bytes, reads, compaction."""
+"""The topic log (core) and the memory engine over it: numbering, eviction by count and bytes, reads, compaction."""
 
 from __future__ import annotations
 
@@ -8,19 +8,19 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tidings.server.core import Limits, Message, PageClock
-from tidings.server.engine.memory import MemoryEngine, MemoryTopicLog
+from tidings.server.core import Limits, Message, PageClock, Position, TopicLog
+from tidings.server.engine.memory import MemoryEngine
 
 PAGE = 42
 
 
-def _append(log: MemoryTopicLog, size: int, publisher_id: str = "") -> int:
+def _append(log: TopicLog, size: int, publisher_id: str = "") -> int:
     return log.append(b"x" * size, publisher_id, size).sequence_number
 
 
 def test_memory_log_numbers_from_one_in_its_page() -> None:
     # Arrange
-    log = MemoryTopicLog(PAGE, max_count=10, max_bytes=1000)
+    log = TopicLog(PAGE, max_count=10, max_bytes=1000)
 
     # Act
     messages = [log.append(f"m{i}", "pub", 2) for i in range(3)]
@@ -35,7 +35,7 @@ def test_memory_log_numbers_from_one_in_its_page() -> None:
 
 def test_memory_log_empty_has_first_equal_to_next() -> None:
     # Act
-    log = MemoryTopicLog(PAGE, max_count=10, max_bytes=1000)
+    log = TopicLog(PAGE, max_count=10, max_bytes=1000)
 
     # Assert
     assert (log.first_sequence_number, log.next_sequence_number) == (1, 1)
@@ -45,7 +45,7 @@ def test_memory_log_empty_has_first_equal_to_next() -> None:
 
 def test_memory_log_evicts_oldest_beyond_count() -> None:
     # Arrange
-    log = MemoryTopicLog(PAGE, max_count=3, max_bytes=1000)
+    log = TopicLog(PAGE, max_count=3, max_bytes=1000)
 
     # Act
     for _ in range(5):
@@ -59,7 +59,7 @@ def test_memory_log_evicts_oldest_beyond_count() -> None:
 
 def test_memory_log_evicts_oldest_beyond_bytes() -> None:
     # Arrange
-    log = MemoryTopicLog(PAGE, max_count=100, max_bytes=10)
+    log = TopicLog(PAGE, max_count=100, max_bytes=10)
 
     # Act
     for size in (4, 4, 4, 3):  # 4+4+4 > 10 evicts #1; then 4+4+3 > 10 evicts #2.
@@ -73,7 +73,7 @@ def test_memory_log_evicts_oldest_beyond_bytes() -> None:
 @pytest.mark.parametrize("size", [11, 1000], ids=["just-over", "far-over"])
 def test_memory_log_keeps_newest_message_even_over_byte_bound(size: int) -> None:
     # Arrange
-    log = MemoryTopicLog(PAGE, max_count=100, max_bytes=10)
+    log = TopicLog(PAGE, max_count=100, max_bytes=10)
     _append(log, 5)
 
     # Act
@@ -99,7 +99,7 @@ def test_memory_log_keeps_newest_message_even_over_byte_bound(size: int) -> None
 )
 def test_memory_log_read_from_honours_start_and_limit(start: int, limit: int, expected: list[int]) -> None:
     # Arrange
-    log = MemoryTopicLog(PAGE, max_count=4, max_bytes=1000)
+    log = TopicLog(PAGE, max_count=4, max_bytes=1000)
     for _ in range(6):
         _append(log, 1)
 
@@ -112,7 +112,7 @@ def test_memory_log_read_from_honours_start_and_limit(start: int, limit: int, ex
 
 def test_memory_log_reads_stay_correct_across_compaction() -> None:
     # Arrange: enough evictions to compact the dead prefix several times.
-    log = MemoryTopicLog(PAGE, max_count=5, max_bytes=1000)
+    log = TopicLog(PAGE, max_count=5, max_bytes=1000)
 
     # Act
     for i in range(1, 1001):
@@ -125,6 +125,10 @@ def test_memory_log_reads_stay_correct_across_compaction() -> None:
 
 
 class _Listener:
+    """The core's side of a topic, as the engine sees it: the log the engine opened, and arrivals counted."""
+
+    log: TopicLog
+
     def __init__(self) -> None:
         self.arrivals = 0
 
@@ -135,30 +139,50 @@ class _Listener:
         raise AssertionError("the memory engine never changes a page")
 
 
-def test_memory_engine_opens_independent_logs_with_its_retention() -> None:
+async def _open(engine: MemoryEngine, topic_name: str, pages: PageClock) -> _Listener:
+    listener = _Listener()
+    listener.log = await engine.open_topic("c", topic_name, pages, listener)
+    return listener
+
+
+async def test_memory_engine_opens_independent_logs_with_its_retention() -> None:
     # Arrange
     engine = MemoryEngine(retention_messages=2, retention_bytes=100)
     pages = PageClock(6, wall_clock=lambda: 0.0)
-    listener = _Listener()
 
     # Act
-    first = engine.open_topic("c", "t", pages, listener)
-    second = engine.open_topic("c", "t", pages, _Listener())
-    published = [first.publish(b"x", "", 1, 0.0) for _ in range(3)]
-    engine.retire_topic("c", "t")
+    first = await _open(engine, "t", pages)
+    second = await _open(engine, "t", pages)
+    published = [await engine.publish(first, b"x", "", 1, 0.0) for _ in range(3)]
+    await engine.follow(first, Position(first.log.sequence_page, 1))  # nothing to wait for
+    await engine.retire_topic(second)
 
     # Assert
-    assert (first.sequence_page, second.sequence_page) == (7, 8)
+    assert (first.log.sequence_page, second.log.sequence_page) == (7, 8)
     assert [m.sequence_number for m in published] == [1, 2, 3]
-    assert listener.arrivals == 3
-    assert first.follow(1) is None
-    assert (first.first_sequence_number, first.next_sequence_number) == (2, 4)
-    assert (second.first_sequence_number, second.next_sequence_number) == (1, 1)
+    assert first.arrivals == 3
+    assert (first.log.first_sequence_number, first.log.next_sequence_number) == (2, 4)
+    assert (second.log.first_sequence_number, second.log.next_sequence_number) == (1, 1)
+
+
+async def test_memory_engine_publish_wakes_the_subscribers_without_suspending() -> None:
+    # Arrange: a publish that suspended would not finish on the first step of its coroutine.
+    engine = MemoryEngine(retention_messages=2, retention_bytes=100)
+    topic = await _open(engine, "t", PageClock(6, wall_clock=lambda: 0.0))
+    publishing = engine.publish(topic, b"x", "", 1, 0.0)
+
+    # Act
+    with pytest.raises(StopIteration) as finished:
+        publishing.send(None)
+
+    # Assert
+    assert finished.value.value.sequence_number == 1
+    assert topic.arrivals == 1
 
 
 def test_memory_log_restart_continues_empty_in_a_new_page() -> None:
     # Arrange
-    log = MemoryTopicLog(PAGE, max_count=10, max_bytes=1000)
+    log = TopicLog(PAGE, max_count=10, max_bytes=1000)
     for _ in range(3):
         _append(log, 5)
 
@@ -199,7 +223,7 @@ _operations = st.lists(
 @given(max_count=st.integers(1, 20), max_bytes=st.integers(1, 200), operations=_operations)
 def test_memory_log_matches_a_plain_list_model(max_count: int, max_bytes: int, operations: list[Append | Read]) -> None:
     # Arrange: the model keeps every message ever appended and a start index.
-    log = MemoryTopicLog(PAGE, max_count, max_bytes)
+    log = TopicLog(PAGE, max_count, max_bytes)
     model: list[tuple[int, int]] = []  # (sequence number, size) of every message appended
     start = 0  # index in ``model`` of the oldest retained message
     retained_bytes = 0
@@ -240,7 +264,7 @@ def _encode_twice(message: Message) -> bytes:
 
 
 def test_memory_log_does_not_count_encodings_of_evicted_messages() -> None:
-    log = MemoryTopicLog(PAGE, max_count=1, max_bytes=1000)
+    log = TopicLog(PAGE, max_count=1, max_bytes=1000)
     old = log.append(b"a", "", 1)
     log.append(b"b", "", 1)
 
@@ -253,15 +277,16 @@ def _budget_engine(max_retained_bytes: int) -> tuple[MemoryEngine, PageClock]:
     return MemoryEngine(100, 1000, max_retained_bytes), PageClock(6, wall_clock=lambda: 0.0)
 
 
-def test_retention_budget_empties_the_least_recently_published_topics_first() -> None:
+async def test_retention_budget_empties_the_least_recently_published_topics_first() -> None:
     # Arrange
     engine, pages = _budget_engine(max_retained_bytes=1000)
-    topics = {name: engine.open_topic("c", name, pages, _Listener()) for name in ("old", "mid", "new")}
+    opened = {name: await _open(engine, name, pages) for name in ("old", "mid", "new")}
+    topics = {name: topic.log for name, topic in opened.items()}
     for name in ("old", "mid", "new"):
-        topics[name].publish(b"x" * 300, "", 300, 0.0)
+        await engine.publish(opened[name], b"x" * 300, "", 300, 0.0)
 
     # Act: 300 more bytes for "mid" make 1,200.
-    topics["mid"].publish(b"y" * 300, "", 300, 0.0)
+    await engine.publish(opened["mid"], b"y" * 300, "", 300, 0.0)
 
     # Assert
     assert engine.budget is not None
@@ -270,23 +295,25 @@ def test_retention_budget_empties_the_least_recently_published_topics_first() ->
     assert topics["old"].first_sequence_number == topics["old"].next_sequence_number == 2
 
 
-def test_retention_budget_keeps_the_newest_message_of_the_topic_being_published() -> None:
+async def test_retention_budget_keeps_the_newest_message_of_the_topic_being_published() -> None:
     engine, pages = _budget_engine(max_retained_bytes=500)
-    topic = engine.open_topic("c", "a", pages, _Listener())
+    opened = await _open(engine, "a", pages)
+    topic = opened.log
     for _ in range(3):
-        topic.publish(b"x" * 200, "", 200, 0.0)
+        await engine.publish(opened, b"x" * 200, "", 200, 0.0)
 
     assert (topic.first_sequence_number, topic.next_sequence_number) == (3, 4)
     assert engine.budget is not None
     assert engine.budget.used_bytes == topic.retained_bytes == 200
 
 
-def test_retired_topics_give_their_bytes_back_to_the_budget() -> None:
+async def test_retired_topics_give_their_bytes_back_to_the_budget() -> None:
     engine, pages = _budget_engine(max_retained_bytes=10_000)
-    topic = engine.open_topic("c", "a", pages, _Listener())
-    topic.publish(b"x" * 300, "", 300, 0.0)
+    topic = await _open(engine, "a", pages)
+    await engine.publish(topic, b"x" * 300, "", 300, 0.0)
 
-    engine.retire_topic("c", "a")
+    topic.log.forget()  # what the core does when it retires the topic
+    await engine.retire_topic(topic)
 
     assert engine.budget is not None
     assert (engine.budget.used_bytes, len(engine.budget)) == (0, 0)

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tidings.server.core import Discontinuity, resume_position
+from tidings.server.core import Discontinuity, Position, resume_position
 
 # A topic instance in page 7 that retains sequence numbers 4..9 (the next one published is 10).
 PAGE, FIRST, NEXT = 7, 4, 10
@@ -46,7 +46,7 @@ def test_resume_position_follows_subscribe_rules(
     resume_at: int, resume_page: int, cursor: int, discontinuity: Discontinuity | None
 ) -> None:
     # Act
-    result = resume_position(PAGE, FIRST, NEXT, resume_at, resume_page)
+    result = resume_position(PAGE, FIRST, NEXT, Position(resume_page, resume_at))
 
     # Assert
     assert result == (cursor, discontinuity)
@@ -64,7 +64,7 @@ LATEST_CASES = {
 @pytest.mark.parametrize(("latest", "cursor"), LATEST_CASES.values(), ids=LATEST_CASES.keys())
 def test_resume_position_without_a_position_starts_with_the_newest_messages(latest: int, cursor: int) -> None:
     # Act
-    result = resume_position(PAGE, FIRST, NEXT, 0, 0, latest)
+    result = resume_position(PAGE, FIRST, NEXT, Position(0, 0), latest)
 
     # Assert: never older than the oldest retained message, and no discontinuity (nothing was asked for).
     assert result == (cursor, None)
@@ -85,7 +85,7 @@ def test_resume_position_on_a_topic_with_nothing_published(
     resume_at: int, resume_page: int, discontinuity: Discontinuity | None
 ) -> None:
     # Act
-    result = resume_position(PAGE, 1, 1, resume_at, resume_page)
+    result = resume_position(PAGE, 1, 1, Position(resume_page, resume_at))
 
     # Assert
     assert result == (1, discontinuity)
@@ -109,7 +109,7 @@ def test_resume_position_discontinuity_points_at_the_cursor(position: tuple[int,
     same_page = resume_page in (0, page)
 
     # Act
-    cursor, discontinuity = resume_position(page, first, next_, resume_at, resume_page, latest)
+    cursor, discontinuity = resume_position(page, first, next_, Position(resume_page, resume_at), latest)
 
     # Assert: the cursor is retained (or next); a discontinuity says exactly where items resume.
     assert first <= cursor <= next_

@@ -9,20 +9,24 @@ are dropped when the buffer settles: the tests run those settles themselves, as 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
+from typing import Any, TypeVar, cast
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tidings.server.core import Limits, Message, PageClock, Subscription
-from tidings.server.engine.memory import MemoryEngine, MemoryTopicLog
+from tidings.server.core import Encoder, Limits, Message, PageClock, TopicCursor, TopicLog
+from tidings.server.core._delivery import Delivery
+from tidings.server.engine.memory import MemoryEngine
 from tidings.server.grpc._pubsub import encode_message
 from tidings.server.http._encoding import encode_item, sse_item
 
 from ._support import RecordingEngine
 from .conftest import CACHE, TOPIC, MakeService
+
+T = TypeVar("T")
 
 PAGE = 42
 MiB = 1024 * 1024
@@ -49,6 +53,8 @@ class Loop:
 
 
 class _Listener:
+    log: TopicLog
+
     def messages_arrived(self) -> None:
         pass
 
@@ -56,7 +62,26 @@ class _Listener:
         raise AssertionError("the memory engine never changes a page")
 
 
-def _held(log: MemoryTopicLog) -> int:
+def _at_once(call: Coroutine[Any, Any, T]) -> T:
+    """The result of a memory engine call, which never suspends (so these tests step the loop themselves)."""
+    try:
+        call.send(None)
+    except StopIteration as done:
+        return cast(T, done.value)
+    raise AssertionError("the memory engine suspended")
+
+
+def _open(engine: MemoryEngine, topic_name: str, pages: PageClock) -> _Listener:
+    listener = _Listener()
+    listener.log = _at_once(engine.open_topic("c", topic_name, pages, listener))
+    return listener
+
+
+def _publish(engine: MemoryEngine, topic: _Listener, value: str | bytes, size: int) -> Message:
+    return _at_once(engine.publish(topic, value, "publisher", size, 0.0))
+
+
+def _held(log: TopicLog) -> int:
     """The bytes the log's messages really hold: values plus every encoding cached on them."""
     retained = log.read_from(log.first_sequence_number, log.next_sequence_number)
     return sum(m.size + sum(map(len, (m.encodings or {}).values())) for m in retained)
@@ -66,15 +91,16 @@ def _value(i: int) -> str:
     return f"{i:04d}".ljust(VALUE_SIZE, "v")
 
 
-def _publish_4000_byte_values(reading: str, published: int = PUBLISHED) -> tuple[MemoryEngine, MemoryTopicLog]:
+def _publish_4000_byte_values(reading: str, published: int = PUBLISHED) -> tuple[MemoryEngine, TopicLog]:
     """``published`` values of 4,000 bytes into one topic under a 1 MiB bound, per topic and for the process;
     ``reading``: nobody reads, live subscribers over every transport read each one as it is published,
     or a subscriber resumes from the oldest once all are published."""
     loop = Loop()
     engine = MemoryEngine(1000, MiB, MiB, defer=loop.defer)
-    topic = engine.open_topic("c", "t", PageClock(6, wall_clock=lambda: 0.0), _Listener())
+    opened = _open(engine, "t", PageClock(6, wall_clock=lambda: 0.0))
+    topic = opened.log
     for i in range(published):
-        message = topic.publish(_value(i), "publisher", VALUE_SIZE, 0.0)
+        message = _publish(engine, opened, _value(i), VALUE_SIZE)
         if reading == "live":
             for encode in TRANSPORTS:
                 encode(message)
@@ -121,7 +147,7 @@ def test_memory_engine_retained_bytes_count_every_encoding_and_stay_within_the_b
 def test_memory_log_drops_the_oldest_messages_encodings_before_any_message() -> None:
     # Arrange: four 200-byte values and a 50-byte encoding on each fill the 1,000 bytes.
     loop = Loop()
-    log = MemoryTopicLog(PAGE, max_count=100, max_bytes=1000, defer=loop.defer)
+    log = TopicLog(PAGE, max_count=100, max_bytes=1000, defer=loop.defer)
     messages = [log.append(b"x" * 200, "", 200) for _ in range(4)]
     for message in messages:
         message.encoded("a", lambda m: bytes(50))
@@ -138,7 +164,7 @@ def test_memory_log_drops_the_oldest_messages_encodings_before_any_message() -> 
 def test_memory_log_shares_an_encoding_over_its_bound_until_it_settles() -> None:
     # Arrange: values fill the bound, so the newest message's encoding has no room.
     loop = Loop()
-    log = MemoryTopicLog(PAGE, max_count=100, max_bytes=1000, defer=loop.defer)
+    log = TopicLog(PAGE, max_count=100, max_bytes=1000, defer=loop.defer)
     for _ in range(5):
         newest = log.append(b"x" * 200, "", 200)
     made: list[Message] = []
@@ -163,7 +189,7 @@ def test_memory_log_shares_an_encoding_over_its_bound_until_it_settles() -> None
 def test_memory_log_serves_an_encoding_made_again_for_a_bare_message_uncached() -> None:
     # Arrange: the newest message's encoding was dropped when the full log settled.
     loop = Loop()
-    log = MemoryTopicLog(PAGE, max_count=100, max_bytes=1000, defer=loop.defer)
+    log = TopicLog(PAGE, max_count=100, max_bytes=1000, defer=loop.defer)
     for _ in range(5):
         newest = log.append(b"x" * 200, "", 200)
     newest.encoded("wire", lambda m: bytes(300))
@@ -185,13 +211,13 @@ def test_retention_budget_drops_other_topics_encodings_before_emptying_them() ->
     # Arrange: "old" holds a 300-byte value and a 600-byte encoding of it.
     loop = Loop()
     engine, pages = _budget_engine(1000, loop)
-    old = engine.open_topic("c", "old", pages, _Listener())
-    new = engine.open_topic("c", "new", pages, _Listener())
-    old_message = old.publish(b"x" * 300, "", 300, 0.0)
+    old_topic, new_topic = _open(engine, "old", pages), _open(engine, "new", pages)
+    old = old_topic.log
+    old_message = _publish(engine, old_topic, b"x" * 300, 300)
     old_message.encoded("wire", lambda m: bytes(600))
 
     # Act: 300 bytes published to "new" make 1,200.
-    new.publish(b"y" * 300, "", 300, 0.0)
+    _publish(engine, new_topic, b"y" * 300, 300)
 
     # Assert: "old" lost its encoding, not its message.
     assert engine.budget is not None
@@ -203,10 +229,10 @@ def test_retention_budget_keeps_the_growing_topics_new_encoding_until_it_settles
     # Arrange
     loop = Loop()
     engine, pages = _budget_engine(1000, loop)
-    first = engine.open_topic("c", "a", pages, _Listener())
-    second = engine.open_topic("c", "b", pages, _Listener())
-    first.publish(b"x" * 400, "", 400, 0.0)
-    message = second.publish(b"y" * 400, "", 400, 0.0)
+    first_topic, second_topic = _open(engine, "a", pages), _open(engine, "b", pages)
+    first, second = first_topic.log, second_topic.log
+    _publish(engine, first_topic, b"x" * 400, 400)
+    message = _publish(engine, second_topic, b"y" * 400, 400)
 
     # Act: an 800-byte encoding for "b", shared by its subscribers, then the loop settles.
     made = message.encoded("wire", lambda m: bytes(800))
@@ -221,8 +247,8 @@ def test_retention_budget_keeps_the_growing_topics_new_encoding_until_it_settles
     assert engine.budget.trimmed_bytes == 0
 
 
-async def _caught_up(subscription: Subscription) -> Subscription:
-    while subscription.poll() is not None:
+async def _caught_up(subscription: TopicCursor) -> TopicCursor:
+    while subscription.take_ready() is not None:
         pass
     return subscription
 
@@ -230,8 +256,8 @@ async def _caught_up(subscription: Subscription) -> Subscription:
 async def test_publish_wakes_subscribers_that_share_the_encoding_kept_over_the_bound(
     make_service: MakeService, engines: list[RecordingEngine]
 ) -> None:
-    # Arrange: values fill the topic's 1,000 bytes. A subscriber with a sink (it encodes during the publish,
-    # first) and one whose reader the publish wakes (it encodes on the loop's next turn) both wait.
+    # Arrange: values fill the topic's 1,000 bytes. A subscriber written to from the publish (it encodes during
+    # the publish, first) and one whose reader the publish wakes (it encodes on the loop's next turn) both wait.
     service = await make_service(Limits(max_message_bytes=100, retention_messages=100, retention_bytes=1000))
     for _ in range(10):
         await service.publish(CACHE, TOPIC, "x" * 100)
@@ -241,13 +267,17 @@ async def test_publish_wakes_subscribers_that_share_the_encoding_kept_over_the_b
         made.append(message)
         return bytes(300)
 
-    def sink(batch: Sequence[Message]) -> bool:
-        for message in batch:
-            message.encoded("wire", encode)
-        return True
+    class Taking:
+        def try_write(self, chunks: Sequence[bytes]) -> bool:
+            return True
+
+        async def write_all(self, chunks: Sequence[bytes]) -> None: ...
+
+    def encode_once(message: Message) -> bytes:
+        return message.encoded("wire", encode)
 
     pushed = await _caught_up(await service.subscribe(CACHE, TOPIC))
-    pushed.sink = sink
+    pushed.direct = Delivery(Taking(), Encoder(encode_once, lambda _: b"", b""), None, service.clock)
     pushed.wait()
     woken = await _caught_up(await service.subscribe(CACHE, TOPIC))
 
@@ -312,7 +342,7 @@ def test_memory_log_retains_by_values_and_counts_every_encoding(
 ) -> None:
     # Arrange: the model keeps the size of every message appended and the index of the oldest retained one.
     loop = Loop()
-    log = MemoryTopicLog(PAGE, max_count, max_bytes, defer=loop.defer)
+    log = TopicLog(PAGE, max_count, max_bytes, defer=loop.defer)
     sizes: list[int] = []
     start = 0
 

@@ -8,7 +8,8 @@ import click
 import pytest
 from click.testing import CliRunner
 
-from tidings.cli._server import _worker_count, server
+from tidings.cli._params import worker_count as _worker_count
+from tidings.cli._server import server
 from tidings.server.config import Settings
 
 

@@ -13,6 +13,7 @@ from tidings.server.core import (
     InvalidArgument,
     Limits,
     Message,
+    Position,
     Principal,
     TopicsService,
 )
@@ -66,7 +67,7 @@ async def test_publish_with_no_subscribers_is_retained(service: TopicsService) -
     published = await _publish(service, 3)
 
     # Act
-    with await service.subscribe(CACHE, TOPIC, 1, 0) as subscription:
+    with await service.subscribe(CACHE, TOPIC, Position(0, 1)) as subscription:
         events = await ready_events(subscription)
 
     # Assert
@@ -120,7 +121,7 @@ def test_service_rejects_invalid_heartbeat_interval(store: MemoryStore, interval
 async def test_subscribe_without_position_starts_with_the_latest_message(service: TopicsService) -> None:
     # Arrange
     published = await _publish(service, 2)
-    subscription = await service.subscribe(CACHE, TOPIC, 0, 0)
+    subscription = await service.subscribe(CACHE, TOPIC, Position(0, 0))
 
     # Act
     before = await ready_events(subscription)
@@ -197,7 +198,7 @@ async def test_subscribe_replays_from_resume_point_then_goes_live(service: Topic
     # Arrange
     published = await _publish(service, 5)
     page = published[0].sequence_page
-    subscription = await service.subscribe(CACHE, TOPIC, 3, page)
+    subscription = await service.subscribe(CACHE, TOPIC, Position(page, 3))
 
     # Act
     replayed = await ready_events(subscription)
@@ -215,7 +216,7 @@ async def test_subscribe_replays_from_resume_point_then_goes_live(service: Topic
 async def test_subscribe_replays_in_batches_of_read_batch(service: TopicsService) -> None:
     # Arrange
     await _publish(service, READ_BATCH + 5)
-    subscription = await service.subscribe(CACHE, TOPIC, 1, 0)
+    subscription = await service.subscribe(CACHE, TOPIC, Position(0, 1))
 
     # Act
     first = await subscription.next_events()
@@ -233,7 +234,7 @@ async def test_subscribe_with_nothing_missed_has_no_discontinuity(service: Topic
     page = published[0].sequence_page
 
     # Act
-    with await service.subscribe(CACHE, TOPIC, 4, page) as subscription:
+    with await service.subscribe(CACHE, TOPIC, Position(page, 4)) as subscription:
         before = await ready_events(subscription)
         live = await service.publish(CACHE, TOPIC, "x")
         after = await ready_events(subscription)
@@ -250,7 +251,7 @@ async def test_subscribe_older_than_retained_gets_discontinuity_first(make_servi
     page = published[0].sequence_page
 
     # Act
-    with await service.subscribe(CACHE, TOPIC, 2, page) as subscription:
+    with await service.subscribe(CACHE, TOPIC, Position(page, 2)) as subscription:
         events = await ready_events(subscription)
 
     # Assert
@@ -262,11 +263,11 @@ async def test_subscribe_on_stale_page_replays_the_current_page(make_service: Ma
     service = await make_service()
     old = await _publish(service, 2)
     clock.advance(service.limits.topic_idle_ttl)
-    service.retire_idle_topics(clock())
+    await service.retire_idle_topics(clock())
     current = await _publish(service, 2)
 
     # Act
-    with await service.subscribe(CACHE, TOPIC, 3, old[0].sequence_page) as subscription:
+    with await service.subscribe(CACHE, TOPIC, Position(old[0].sequence_page, 3)) as subscription:
         events = await ready_events(subscription)
 
     # Assert
@@ -279,7 +280,7 @@ async def test_subscribe_from_the_future_jumps_to_the_current_position(service: 
     page = published[0].sequence_page
 
     # Act
-    with await service.subscribe(CACHE, TOPIC, 10, page) as subscription:
+    with await service.subscribe(CACHE, TOPIC, Position(page, 10)) as subscription:
         before = await ready_events(subscription)
         live = await service.publish(CACHE, TOPIC, "x")
         after = await ready_events(subscription)
@@ -303,7 +304,7 @@ async def test_subscription_behind_retention_gets_discontinuity_then_oldest_reta
 ) -> None:
     # Arrange
     service = await make_service(SMALL_RETENTION)
-    subscription = await service.subscribe(CACHE, TOPIC, 0, 0)
+    subscription = await service.subscribe(CACHE, TOPIC, Position(0, 0))
     published = await _publish(service, 6)  # retains 4..6; the subscriber read nothing
     page = published[0].sequence_page
 
@@ -321,7 +322,7 @@ async def test_subscription_behind_retention_gets_discontinuity_then_oldest_reta
 async def test_subscription_behind_after_reading_reports_its_cursor(make_service: MakeService) -> None:
     # Arrange
     service = await make_service(SMALL_RETENTION)
-    subscription = await service.subscribe(CACHE, TOPIC, 0, 0)
+    subscription = await service.subscribe(CACHE, TOPIC, Position(0, 0))
     await _publish(service, 2)
     assert numbers(await ready_events(subscription)) == [1, 2]
     published = await _publish(service, 5)  # 3..7, retains 5..7
@@ -339,8 +340,8 @@ async def test_slow_subscription_does_not_affect_another(
 ) -> None:
     # Arrange
     service = await make_service(SMALL_RETENTION)
-    slow = await service.subscribe(CACHE, TOPIC, 0, 0)
-    fast = await service.subscribe(CACHE, TOPIC, 0, 0)
+    slow = await service.subscribe(CACHE, TOPIC, Position(0, 0))
+    fast = await service.subscribe(CACHE, TOPIC, Position(0, 0))
     fast_events = []
 
     # Act: publishers never wait; only the fast subscriber keeps up.

@@ -13,6 +13,7 @@ from tidings.server.core import (
     CacheNotFound,
     InvalidArgument,
     Message,
+    Position,
     TopicsService,
     Unavailable,
 )
@@ -148,7 +149,7 @@ async def test_retire_idle_topics_retires_only_idle_topics_without_subscribers(
     clock.advance(ttl / 2)
 
     # Act
-    retired = service.retire_idle_topics(clock())
+    retired = await service.retire_idle_topics(clock())
 
     # Assert
     assert retired == 1
@@ -168,8 +169,8 @@ async def test_retire_idle_topics_waits_a_full_ttl_after_the_last_subscriber_lef
     subscription.close()
 
     # Act
-    early = service.retire_idle_topics(clock.advance(ttl - 0.001))
-    due = service.retire_idle_topics(clock.advance(0.001))
+    early = await service.retire_idle_topics(clock.advance(ttl - 0.001))
+    due = await service.retire_idle_topics(clock.advance(0.001))
 
     # Assert
     assert (early, due) == (0, 1)
@@ -181,7 +182,7 @@ async def test_retired_topic_restarts_at_one_in_a_greater_page(make_service: Mak
     service = await make_service()
     before = await _publish(service, 3)
     clock.advance(service.limits.topic_idle_ttl)
-    service.retire_idle_topics(clock())
+    await service.retire_idle_topics(clock())
 
     # Act
     after = await service.publish(CACHE, TOPIC, "again")
@@ -339,11 +340,11 @@ async def test_closed_subscription_refuses_next_events_even_with_a_pending_disco
     service: TopicsService,
 ) -> None:
     # Arrange: resuming from the future leaves a discontinuity pending (rule 5).
-    subscription = await service.subscribe(CACHE, TOPIC, 10, 0)
+    subscription = await service.subscribe(CACHE, TOPIC, Position(0, 10))
 
     # Act
     subscription.close()
 
-    # Assert: "RuntimeError once the subscription is closed" (Subscription.next_events).
+    # Assert: "RuntimeError once the subscription is closed" (TopicCursor.next_events).
     with pytest.raises(RuntimeError, match="closed"):
         await subscription.next_events()

@@ -8,8 +8,8 @@ import logging
 
 import pytest
 
-from tidings.server.core import TopicsService, Webhook
-from tidings.server.webhooks import Outcome, RetryPolicy, Verdict, WebhookWorker
+from tidings.server.core import Position, TopicsService
+from tidings.server.webhooks import Outcome, RetryPolicy, Verdict, Webhook, WebhookWorker
 
 from ._support import FakeClock
 from .conftest import CACHE, TOPIC
@@ -39,8 +39,8 @@ async def _deliver(service: TopicsService, clock: FakeClock, endpoint: ScriptedE
     """Run a webhook worker until it has dealt with ``messages`` messages published to its topic."""
     dealt_with = asyncio.Event()
 
-    async def on_progress(sequence_page: int, next_sequence_number: int) -> None:
-        if next_sequence_number > messages:
+    async def on_progress(position: Position) -> None:
+        if position.sequence_number > messages:
             dealt_with.set()
 
     async def backoff(seconds: float) -> None:

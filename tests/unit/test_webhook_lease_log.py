@@ -9,8 +9,8 @@ import logging
 
 import pytest
 
-from tidings.server.core import TopicsService, Unavailable, Webhook
-from tidings.server.webhooks import Outcome, Verdict, WebhookDispatcher, WebhookLeases
+from tidings.server.core import TopicsService, Unavailable
+from tidings.server.webhooks import Outcome, Verdict, Webhook, WebhookDispatcher, WebhookLeases
 
 from .conftest import CACHE, TOPIC
 

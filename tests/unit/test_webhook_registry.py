@@ -15,11 +15,10 @@ from tidings.server.core import (
     PermissionDenied,
     Principal,
     TopicsService,
-    Webhook,
     WebhookNotFound,
-    WebhookRegistry,
 )
 from tidings.server.store.sqlite import SqliteStore
+from tidings.server.webhooks import Webhook, WebhookRegistry
 
 from .conftest import CACHE, TOPIC, MakeService
 

@@ -1,10 +1,10 @@
-"""How the ``--workers`` supervisor logs a worker's end (``server/_workers.py``)."""
+"""How the ``--workers`` supervisor logs a worker's end (``server/process/_workers.py``)."""
 
 from __future__ import annotations
 
 import pytest
 
-from tidings.server._workers import exit_status
+from tidings.server.process import exit_status
 
 
 @pytest.mark.parametrize(

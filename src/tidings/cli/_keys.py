@@ -22,10 +22,10 @@ from rich.table import Table
 
 from tidings.cli._params import DataDirectoryUnusable, data_dir_option
 from tidings.server.auth import ApiKey, KeyStore, ScopeSyntaxError, describe_grant, new_api_key, parse_scope
+from tidings.server.backend import ServerStore, open_backend
+from tidings.server.config import Settings
 from tidings.server.core import Unavailable
 from tidings.server.store import DataDirectoryError
-from tidings.server.store.redis import RedisStore
-from tidings.server.store.sqlite import SqliteStore
 
 _DURATION = re.compile(r"^([0-9]+)([smhdw])$")
 _SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
@@ -58,15 +58,19 @@ def with_store(
     """Run ``action`` on the key store: the one in Redis with ``redis_url`` / ``redis_cluster``, else the one in
     ``data_dir``; an unusable directory or an unreachable Redis is a one-line error."""
 
+    try:
+        # The servers' own choice of store (`open_backend`), for these options.
+        backend = open_backend(
+            Settings(data_dir=data_dir, redis_url=redis_cluster or redis_url or None, redis_cluster=bool(redis_cluster))
+        )
+    except ValueError as error:
+        raise click.ClickException(str(error)) from None
+
     async def run() -> T:
-        store: SqliteStore | RedisStore
-        if redis_url or redis_cluster:
-            try:
-                store = await RedisStore.open(redis_cluster or redis_url or "", cluster=bool(redis_cluster))
-            except Unavailable as error:
-                raise click.ClickException(f"cannot use Redis: {error.message}") from None
-        else:
-            store = await SqliteStore.open(data_dir, create=False)
+        try:
+            store: ServerStore = await backend.open_store(create=False)
+        except Unavailable as error:
+            raise click.ClickException(f"cannot use Redis: {error.message}") from None
         try:
             return await action(store)
         finally:

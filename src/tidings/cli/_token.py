@@ -25,12 +25,12 @@ from tidings.cli._client import client_arguments, client_command, connection_opt
 from tidings.cli._keys import parse_duration, redis_options, with_store
 from tidings.cli._params import data_dir_option
 from tidings.server.auth import MAX_TOKEN_ID_LENGTH, MAX_TOKEN_LIFETIME, ScopeSyntaxError, parse_scope
-from tidings.server.core import TopicGrant, TopicRole
+from tidings.server.core import TopicGrant, TopicPermission
 
 _SCOPE_OF_ROLE = {
-    TopicRole.READ_WRITE: TopicScope.publish_subscribe,
-    TopicRole.READ_ONLY: TopicScope.subscribe_only,
-    TopicRole.WRITE_ONLY: TopicScope.publish_only,
+    TopicPermission.READ_WRITE: TopicScope.publish_subscribe,
+    TopicPermission.READ_ONLY: TopicScope.subscribe_only,
+    TopicPermission.WRITE_ONLY: TopicScope.publish_only,
 }
 
 

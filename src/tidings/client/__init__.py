@@ -5,7 +5,7 @@ Everything here is re-exported by ``tidings``; import it from there.
 
 from tidings.client._auth_client import AuthClientAsync
 from tidings.client._cache_client import CacheClientAsync
-from tidings.client._connection import DEFAULT_ENDPOINT, DEFAULT_TIMEOUT
+from tidings.client._connection import DEFAULT_ENDPOINT, DEFAULT_TIMEOUT, ConnectionOptions
 from tidings.client._errors import ErrorCode, ErrorResponse
 from tidings.client._items import SubscriptionItem, TopicItem, TopicSubscriptionItem
 from tidings.client._responses import (
@@ -41,6 +41,7 @@ __all__ = [
     "CacheClient",
     "CacheClientAsync",
     "CacheInfo",
+    "ConnectionOptions",
     "CreateCache",
     "DeleteCache",
     "DeleteWebhook",

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import KW_ONLY, dataclass
 from datetime import timedelta
-from typing import Any, Final
+from typing import Any, Final, TypedDict
 
 import grpc
 import grpc.aio
@@ -33,9 +34,60 @@ CHANNEL_OPTIONS: Final[tuple[tuple[str, int], ...]] = (
 )
 
 
+class ConnectionKeywords(TypedDict, total=False):
+    """The keyword arguments of every client besides ``endpoint`` and ``api_key``: the keyword-only fields of
+    `ConnectionOptions`."""
+
+    tls: bool
+    root_certificates: bytes | None
+    timeout: float | timedelta
+    headers: Mapping[str, str] | None
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionOptions:
+    """Where and how a client connects: the one set of connection options every client takes.
+
+    ``endpoint`` is the server's ``host:port`` (``grpc://`` accepted, ``grpcs://`` means ``tls=True``);
+    ``api_key`` travels in the ``authorization`` header of every call (None is anonymous). ``tls=True``
+    connects with TLS (``root_certificates`` in PEM, or the system's). ``timeout`` (seconds or a timedelta)
+    bounds each unary call and the start of each subscription. ``headers`` are extra request metadata sent with
+    every call. ``TopicClient(options)`` is ``TopicClient(endpoint, api_key, tls=..., ...)``; one value can
+    configure several clients. Invalid options raise ValueError here.
+    """
+
+    endpoint: str = DEFAULT_ENDPOINT
+    api_key: str | None = None
+    _: KW_ONLY
+    tls: bool = False
+    root_certificates: bytes | None = None
+    timeout: float | timedelta = DEFAULT_TIMEOUT
+    headers: Mapping[str, str] | None = None
+
+    def __post_init__(self) -> None:
+        ConnectionSettings.of(self)  # refuse bad options now, not at the first call
+
+    @classmethod
+    def of(
+        cls, endpoint: str | ConnectionOptions, api_key: str | None, keywords: ConnectionKeywords
+    ) -> ConnectionOptions:
+        """What a client constructor was given: options (with an ``api_key`` and keywords that override
+        theirs), or an endpoint and keywords."""
+        if not isinstance(endpoint, ConnectionOptions):
+            return cls(endpoint, api_key, **keywords)
+        changes: dict[str, Any] = {**keywords, **({} if api_key is None else {"api_key": api_key})}
+        return dataclasses.replace(endpoint, **changes) if changes else endpoint
+
+    @classmethod
+    def from_env(cls, **overrides: Any) -> ConnectionOptions:
+        """Options for ``TIDINGS_ENDPOINT`` (default ``localhost:8080``) with ``TIDINGS_API_KEY``; keyword
+        arguments override them."""
+        return cls(**arguments_from_env(overrides))
+
+
 @dataclass(frozen=True, slots=True)
 class ConnectionSettings:
-    """A validated connection configuration (what the client constructors take)."""
+    """`ConnectionOptions` checked and normalized: what a client's calls and channel use."""
 
     target: str
     api_key: str | None
@@ -45,16 +97,9 @@ class ConnectionSettings:
     headers: tuple[tuple[str, str], ...] = ()
 
     @classmethod
-    def of(
-        cls,
-        endpoint: str,
-        api_key: str | None,
-        tls: bool,
-        root_certificates: bytes | None,
-        timeout: float | timedelta,
-        headers: Mapping[str, str] | None = None,
-    ) -> ConnectionSettings:
-        """Check and normalize constructor arguments; ``grpc://`` and ``grpcs://`` (TLS) prefixes are accepted."""
+    def of(cls, options: ConnectionOptions) -> ConnectionSettings:
+        """Check and normalize ``options``; ``grpc://`` and ``grpcs://`` (TLS) prefixes are accepted."""
+        endpoint, tls, timeout = options.endpoint, options.tls, options.timeout
         if not isinstance(endpoint, str) or not endpoint.strip():
             raise ValueError("endpoint must be a non-empty 'host:port' string")
         target = endpoint.strip()
@@ -65,9 +110,10 @@ class ConnectionSettings:
         seconds = timeout.total_seconds() if isinstance(timeout, timedelta) else float(timeout)
         if not seconds > 0:
             raise ValueError("timeout must be positive")
-        if root_certificates is not None and not tls:
+        if options.root_certificates is not None and not tls:
             raise ValueError("root_certificates needs tls=True")
-        return cls(target.rstrip("/"), api_key, tls, root_certificates, seconds, _checked_headers(headers or {}))
+        headers = _checked_headers(options.headers or {})
+        return cls(target.rstrip("/"), options.api_key, tls, options.root_certificates, seconds, headers)
 
     @property
     def metadata(self) -> tuple[tuple[str, str], ...]:

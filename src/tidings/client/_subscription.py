@@ -19,7 +19,6 @@ import contextlib
 import enum
 import inspect
 import logging
-import random
 from collections.abc import Callable
 from dataclasses import dataclass
 from types import TracebackType
@@ -31,31 +30,9 @@ import grpc.aio
 from tidings.client._callbacks import Callbacks
 from tidings.client._errors import ErrorCode, error_from
 from tidings.client._items import HEARTBEAT, SubscriptionItem, TopicSubscriptionItem
+from tidings.client._resubscribe import BACKOFF_CAP, RETRYABLE, START_RETRYABLE, full_jitter
 
 logger = logging.getLogger("tidings.client")
-
-BACKOFF_BASE: Final = 0.1
-"""Seconds: the first resubscribe waits up to this long; each failed attempt doubles it."""
-BACKOFF_CAP: Final = 3.0
-"""Seconds: the longest wait between resubscribe attempts. A stream that lived longer than this was healthy,
-so its failure starts the backoff over."""
-
-RETRYABLE: Final = frozenset(
-    {
-        grpc.StatusCode.UNAVAILABLE,  # connection lost, server restarting or shutting down
-        grpc.StatusCode.INTERNAL,
-        grpc.StatusCode.UNKNOWN,
-        grpc.StatusCode.DEADLINE_EXCEEDED,  # a proxy's stream deadline; ours have none
-        # Not ours: unsubscribe() ends the subscription before it cancels the call, so a CANCELLED stream of
-        # an open subscription was reset by the server (an overloaded gRPC server resets calls it cannot take
-        # in time) or by a proxy.
-        grpc.StatusCode.CANCELLED,
-    }
-)
-"""Stream failures a subscription resubscribes after; any other status ends it."""
-
-START_RETRYABLE: Final = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED})
-"""Failures of the first stream that `subscribe` retries, with the same backoff, until its timeout."""
 
 _Text = TopicSubscriptionItem.Text
 _Binary = TopicSubscriptionItem.Binary
@@ -73,15 +50,6 @@ class StreamCall(Protocol):
 
 OpenStream = Callable[[int, int], StreamCall]
 """Opens a Subscribe stream at (resume_at_topic_sequence_number, sequence_page)."""
-
-
-def full_jitter(attempt: int) -> float:
-    """Seconds to wait before resubscribe attempt ``attempt`` (0 first): uniform in [0, min(cap, base * 2**attempt)].
-
-    Full jitter spreads the subscribers of a restarted server over the whole window instead of letting them
-    return in waves.
-    """
-    return random.uniform(0.0, min(BACKOFF_CAP, BACKOFF_BASE * 2 ** min(attempt, 32)))
 
 
 def _no_more_streams(resume_at: int, page: int) -> StreamCall:
@@ -235,31 +203,10 @@ class SubscriptionAsync:
                 continue  # unsubscribed from another thread while reading
             kind = message.WhichOneof("kind")
             if kind == "item":
-                item = message.item
-                sequence_number = item.topic_sequence_number
-                page = item.sequence_page
-                expected = self._next_sequence_number
-                if page == self._sequence_page:
-                    if sequence_number < expected:
-                        self._dropped_duplicates += 1
-                        continue
-                    skipped = sequence_number > expected > 0
-                else:
-                    skipped = self._sequence_page != 0
-                self._next_sequence_number = sequence_number + 1
-                self._sequence_page = page
-                value = item.value
-                token_id = item.publisher_id or None
-                if value.WhichOneof("kind") == "text":
-                    delivered: SubscriptionItem = _Text(value.text, sequence_number, page, token_id)
-                else:
-                    delivered = _Binary(value.binary, sequence_number, page, token_id)
-                if skipped and self._include_discontinuities:
-                    # The server owes a discontinuity before a gap or a new page; report one if it did not.
-                    self._pending = delivered
-                    return _Discontinuity(max(expected - 1, 0), sequence_number - 1, page)
-                return delivered
-            if kind == "heartbeat":
+                delivered = self._item(message.item)
+                if delivered is not None:
+                    return delivered
+            elif kind == "heartbeat":
                 if self._include_heartbeats:
                     return HEARTBEAT
             elif kind == "discontinuity":
@@ -272,6 +219,33 @@ class SubscriptionAsync:
                         discontinuity.new_topic_sequence,
                         discontinuity.new_sequence_page,
                     )
+
+    def _item(self, item: Any) -> SubscriptionItem | None:
+        """What to deliver for a received item: the item (after a discontinuity the server owed, when one is
+        asked for), or None for a duplicate, which is dropped."""
+        sequence_number = item.topic_sequence_number
+        page = item.sequence_page
+        expected = self._next_sequence_number
+        if page == self._sequence_page:
+            if sequence_number < expected:
+                self._dropped_duplicates += 1
+                return None
+            skipped = sequence_number > expected > 0
+        else:
+            skipped = self._sequence_page != 0
+        self._next_sequence_number = sequence_number + 1
+        self._sequence_page = page
+        value = item.value
+        token_id = item.publisher_id or None
+        if value.WhichOneof("kind") == "text":
+            delivered: SubscriptionItem = _Text(value.text, sequence_number, page, token_id)
+        else:
+            delivered = _Binary(value.binary, sequence_number, page, token_id)
+        if skipped and self._include_discontinuities:
+            # The server owes a discontinuity before a gap or a new page; report one if it did not.
+            self._pending = delivered
+            return _Discontinuity(max(expected - 1, 0), sequence_number - 1, page)
+        return delivered
 
     async def __aenter__(self) -> SubscriptionAsync:
         return self

@@ -7,15 +7,15 @@ in the async clients. Clients are thread-safe: any number of threads may publish
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from datetime import timedelta
 from types import TracebackType
-from typing import Generic, Self, TypeVar
+from typing import Any, ClassVar, Generic, Self, TypeVar, Unpack
 
 from tidings.client._auth_client import AuthClientAsync
 from tidings.client._cache_client import CacheClientAsync
 from tidings.client._callbacks import Callback, Callbacks
-from tidings.client._connection import DEFAULT_ENDPOINT, DEFAULT_TIMEOUT, arguments_from_env
+from tidings.client._connection import DEFAULT_ENDPOINT, ConnectionKeywords, ConnectionOptions
 from tidings.client._loop import LoopThread
 from tidings.client._responses import (
     CreateCache,
@@ -41,18 +41,41 @@ AsyncClient = TypeVar("AsyncClient", bound=UnaryClientAsync)
 
 
 class _BlockingClient(Generic[AsyncClient]):
-    """A blocking client: its async twin run on a loop thread it owns (started here, stopped by `close`)."""
+    """A blocking client: its async twin run on a loop thread it owns (started here, stopped by `close`).
 
-    def __init__(self, client: AsyncClient, thread_name: str) -> None:
-        self._client = client
-        self._loop = LoopThread(thread_name)
+    It takes the same arguments as its twin: a `ConnectionOptions`, or its fields.
+    """
+
+    _thread_name: ClassVar[str]
+
+    def __init__(
+        self,
+        endpoint: str | ConnectionOptions = DEFAULT_ENDPOINT,
+        api_key: str | None = None,
+        **options: Unpack[ConnectionKeywords],
+    ) -> None:
+        self._client = self._twin(ConnectionOptions.of(endpoint, api_key, options))
+        self._loop = LoopThread(self._thread_name)
         self._close_lock = threading.Lock()
+        self._prepare()
+
+    def _twin(self, options: ConnectionOptions) -> AsyncClient:
+        """The async client this one runs."""
+        raise NotImplementedError
+
+    def _prepare(self) -> None:
+        """Set up what a client adds (called at the end of ``__init__``)."""
 
     @classmethod
-    def from_env(cls, **overrides: object) -> Self:
+    def from_env(cls, **overrides: Any) -> Self:
         """A client for ``TIDINGS_ENDPOINT`` (default ``localhost:8080``) with ``TIDINGS_API_KEY``;
         keyword arguments override them."""
-        return cls(**arguments_from_env(overrides))
+        return cls(ConnectionOptions.from_env(**overrides))
+
+    @property
+    def options(self) -> ConnectionOptions:
+        """The connection options the client was made with (to make another client the same way)."""
+        return self._client.options
 
     @property
     def endpoint(self) -> str:
@@ -92,22 +115,12 @@ class TopicClient(_BlockingClient[TopicClientAsync]):
     per subscription that delivers to callbacks.
     """
 
-    def __init__(
-        self,
-        endpoint: str = DEFAULT_ENDPOINT,
-        api_key: str | None = None,
-        *,
-        tls: bool = False,
-        root_certificates: bytes | None = None,
-        timeout: float | timedelta = DEFAULT_TIMEOUT,
-        headers: Mapping[str, str] | None = None,
-    ) -> None:
-        super().__init__(
-            TopicClientAsync(
-                endpoint, api_key, tls=tls, root_certificates=root_certificates, timeout=timeout, headers=headers
-            ),
-            "tidings-topic-client",
-        )
+    _thread_name = "tidings-topic-client"
+
+    def _twin(self, options: ConnectionOptions) -> TopicClientAsync:
+        return TopicClientAsync(options)
+
+    def _prepare(self) -> None:
         self._delivering: list[Subscription] = []
 
     def publish(
@@ -188,22 +201,10 @@ class TopicClient(_BlockingClient[TopicClientAsync]):
 class CacheClient(_BlockingClient[CacheClientAsync]):
     """Manages caches (blocking); the same arguments as `CacheClientAsync`. A context manager, or `close`."""
 
-    def __init__(
-        self,
-        endpoint: str = DEFAULT_ENDPOINT,
-        api_key: str | None = None,
-        *,
-        tls: bool = False,
-        root_certificates: bytes | None = None,
-        timeout: float | timedelta = DEFAULT_TIMEOUT,
-        headers: Mapping[str, str] | None = None,
-    ) -> None:
-        super().__init__(
-            CacheClientAsync(
-                endpoint, api_key, tls=tls, root_certificates=root_certificates, timeout=timeout, headers=headers
-            ),
-            "tidings-cache-client",
-        )
+    _thread_name = "tidings-cache-client"
+
+    def _twin(self, options: ConnectionOptions) -> CacheClientAsync:
+        return CacheClientAsync(options)
 
     def create_cache(self, cache_name: str) -> CreateCache.Success | CreateCache.CacheAlreadyExists | CreateCache.Error:
         """Create a cache; answers ``CacheAlreadyExists`` if there is one with that name."""
@@ -221,22 +222,10 @@ class CacheClient(_BlockingClient[CacheClientAsync]):
 class AuthClient(_BlockingClient[AuthClientAsync]):
     """Mints disposable tokens (blocking); the same arguments as `AuthClientAsync`. A context manager, or `close`."""
 
-    def __init__(
-        self,
-        endpoint: str = DEFAULT_ENDPOINT,
-        api_key: str | None = None,
-        *,
-        tls: bool = False,
-        root_certificates: bytes | None = None,
-        timeout: float | timedelta = DEFAULT_TIMEOUT,
-        headers: Mapping[str, str] | None = None,
-    ) -> None:
-        super().__init__(
-            AuthClientAsync(
-                endpoint, api_key, tls=tls, root_certificates=root_certificates, timeout=timeout, headers=headers
-            ),
-            "tidings-auth-client",
-        )
+    _thread_name = "tidings-auth-client"
+
+    def _twin(self, options: ConnectionOptions) -> AuthClientAsync:
+        return AuthClientAsync(options)
 
     def generate_disposable_token(
         self,

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
-from datetime import timedelta
 from typing import Final
 
 import grpc.aio
@@ -12,10 +10,9 @@ from momento_wire_types import cachepubsub_pb2 as pb
 from momento_wire_types import common_pb2
 
 from tidings.client._callbacks import Callback, Callbacks
-from tidings.client._connection import DEFAULT_ENDPOINT, DEFAULT_TIMEOUT
 from tidings.client._errors import error_from, invalid_argument
 from tidings.client._responses import TopicPublish, TopicSubscribe
-from tidings.client._subscription import StreamCall, SubscriptionAsync
+from tidings.client._subscription import OpenStream, StreamCall, SubscriptionAsync
 from tidings.client._validation import name_problem, sequence_problem, value_problem
 from tidings.client._webhook_client import WebhookCallsAsync
 
@@ -30,26 +27,14 @@ _SubscriptionRequest = pb._SubscriptionRequest
 class TopicClientAsync(WebhookCallsAsync):
     """Publishes to and subscribes to topics, and manages their webhooks (asyncio).
 
-    ``endpoint`` is the server's ``host:port``; ``api_key`` travels in the ``authorization`` header of every
-    call (None is anonymous). ``tls=True`` connects with TLS (``root_certificates`` in PEM, or the system's).
-    ``timeout`` (seconds or a timedelta) bounds each publish and the start of each subscription; streams of
-    items have no deadline. ``headers`` are extra request metadata sent with every call (for example
-    Momento Local's fault-injection headers, docs/testing.md). Use it as an async context manager, or call `close`.
+    It takes a `ConnectionOptions`, or its fields: ``endpoint`` (the server's ``host:port``), ``api_key``
+    (sent in the ``authorization`` header of every call; None is anonymous), and the keywords ``tls``,
+    ``root_certificates``, ``timeout`` (bounds each publish and the start of each subscription; streams of
+    items have no deadline) and ``headers`` (extra request metadata, for example Momento Local's
+    fault-injection headers, docs/testing.md). Use it as an async context manager, or call `close`.
     """
 
-    def __init__(
-        self,
-        endpoint: str = DEFAULT_ENDPOINT,
-        api_key: str | None = None,
-        *,
-        tls: bool = False,
-        root_certificates: bytes | None = None,
-        timeout: float | timedelta = DEFAULT_TIMEOUT,
-        headers: Mapping[str, str] | None = None,
-    ) -> None:
-        super().__init__(
-            endpoint, api_key, tls=tls, root_certificates=root_certificates, timeout=timeout, headers=headers
-        )
+    def _prepare(self) -> None:
         self._timeout = self._settings.timeout
         self._metadata = self._settings.metadata
         self._publish: grpc.aio.UnaryUnaryMultiCallable[pb._PublishRequest, common_pb2._Empty] | None = None
@@ -113,7 +98,20 @@ class TopicClientAsync(WebhookCallsAsync):
         )
         if problem is not None:
             return invalid_argument(TopicSubscribe.Error, problem)
-        callbacks = Callbacks(on_item, on_discontinuity, on_heartbeat, on_error)
+        subscription = SubscriptionAsync(
+            self._stream_opener(cache_name, topic_name),
+            cache_name,
+            topic_name,
+            resume_at_sequence_number=resume_at_sequence_number,
+            resume_at_sequence_page=resume_at_sequence_page,
+            include_heartbeats=include_heartbeats or on_heartbeat is not None,
+            include_discontinuities=include_discontinuities or on_discontinuity is not None,
+            on_closed=self._subscriptions.discard,
+        )
+        return await self._start(subscription, Callbacks(on_item, on_discontinuity, on_heartbeat, on_error))
+
+    def _stream_opener(self, cache_name: str, topic_name: str) -> OpenStream:
+        """What opens the topic's Subscribe streams at a resume point (the first, and each resubscription's)."""
         subscribe = self._subscribe or self._connect()[1]
         metadata = self._metadata
 
@@ -123,16 +121,13 @@ class TopicClientAsync(WebhookCallsAsync):
             )
             return subscribe(request, metadata=metadata)  # no deadline: a stream lasts as long as it is wanted
 
-        subscription = SubscriptionAsync(
-            open_stream,
-            cache_name,
-            topic_name,
-            resume_at_sequence_number=resume_at_sequence_number,
-            resume_at_sequence_page=resume_at_sequence_page,
-            include_heartbeats=include_heartbeats or on_heartbeat is not None,
-            include_discontinuities=include_discontinuities or on_discontinuity is not None,
-            on_closed=self._subscriptions.discard,
-        )
+        return open_stream
+
+    async def _start(
+        self, subscription: SubscriptionAsync, callbacks: Callbacks
+    ) -> TopicSubscribe.SubscriptionAsync | TopicSubscribe.Error:
+        """Start ``subscription`` within the timeout, keep it (to end it on `close`), and deliver it to
+        ``callbacks`` if there are any."""
         try:
             await subscription.start(self._timeout)
         except (grpc.aio.AioRpcError, TimeoutError, ConnectionError) as error:

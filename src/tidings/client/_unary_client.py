@@ -7,42 +7,51 @@ uses it), ``close`` and the async context manager, and `UnaryClientAsync._call` 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from datetime import timedelta
 from types import TracebackType
-from typing import Self, TypeVar
+from typing import Any, Self, TypeVar, Unpack
 
 import grpc.aio
 from google.protobuf.message import Message
 
-from tidings.client._connection import DEFAULT_ENDPOINT, DEFAULT_TIMEOUT, ConnectionSettings, arguments_from_env
+from tidings.client._connection import DEFAULT_ENDPOINT, ConnectionKeywords, ConnectionOptions, ConnectionSettings
 
 Response = TypeVar("Response", bound=Message)
 
 
 class UnaryClientAsync:
-    """The base of the asyncio clients: connection settings, the channel (opened on first use), unary calls,
-    closing and the context-manager protocol."""
+    """The base of the asyncio clients: connection options, the channel (opened on first use), unary calls,
+    closing and the context-manager protocol.
+
+    Every client takes a `ConnectionOptions`, or its fields as arguments: ``endpoint``, ``api_key`` and the
+    keywords ``tls``, ``root_certificates``, ``timeout`` and ``headers``. Given options, ``api_key`` and the
+    keywords override theirs.
+    """
 
     def __init__(
         self,
-        endpoint: str = DEFAULT_ENDPOINT,
+        endpoint: str | ConnectionOptions = DEFAULT_ENDPOINT,
         api_key: str | None = None,
-        *,
-        tls: bool = False,
-        root_certificates: bytes | None = None,
-        timeout: float | timedelta = DEFAULT_TIMEOUT,
-        headers: Mapping[str, str] | None = None,
+        **options: Unpack[ConnectionKeywords],
     ) -> None:
-        self._settings = ConnectionSettings.of(endpoint, api_key, tls, root_certificates, timeout, headers)
+        self._options = ConnectionOptions.of(endpoint, api_key, options)
+        self._settings = ConnectionSettings.of(self._options)
         self._channel: grpc.aio.Channel | None = None
         self._closed = False
+        self._prepare()
+
+    def _prepare(self) -> None:
+        """Set up what a client adds to the connection (called at the end of ``__init__``)."""
 
     @classmethod
-    def from_env(cls, **overrides: object) -> Self:
+    def from_env(cls, **overrides: Any) -> Self:
         """A client for ``TIDINGS_ENDPOINT`` (default ``localhost:8080``) with ``TIDINGS_API_KEY``;
         keyword arguments override them."""
-        return cls(**arguments_from_env(overrides))
+        return cls(ConnectionOptions.from_env(**overrides))
+
+    @property
+    def options(self) -> ConnectionOptions:
+        """The connection options the client was made with (to make another client the same way)."""
+        return self._options
 
     @property
     def endpoint(self) -> str:

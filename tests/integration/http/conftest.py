@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import os
 from collections.abc import AsyncIterator, Iterator
+from typing import Any
 
 import httpx
 import pytest
@@ -71,7 +72,7 @@ async def publish_text(client: httpx.AsyncClient, cache: str, topic: str, value:
     assert response.status_code == 204, response.text
 
 
-async def poll(client: httpx.AsyncClient, cache: str, topic: str, sequence_number: int = 0, page: int = 0) -> list:
+async def poll(client: httpx.AsyncClient, cache: str, topic: str, sequence_number: int = 0, page: int = 0) -> list[Any]:
     """One long-poll; the response's ``items``."""
     params = {"sequence_number": sequence_number, "sequence_page": page}
     response = await client.get(f"/topics/{cache}/{topic}", params=params)

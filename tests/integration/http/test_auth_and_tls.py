@@ -15,7 +15,7 @@ from tests.integration._server import ServerProcess
 from tests.integration._tls import self_signed_certificate
 from tests.integration.http._sse import SseReader
 from tidings.server.auth import TokenSigner
-from tidings.server.core import TopicGrant, TopicRole
+from tidings.server.core import TopicGrant, TopicPermission
 
 StartServer = Callable[..., ServerProcess]
 
@@ -36,7 +36,7 @@ def _admin_key(server: ServerProcess) -> str:
     return (server.data_dir / "admin.key").read_text().strip()
 
 
-def _token(server: ServerProcess, role: TopicRole, token_id: str = "") -> str:
+def _token(server: ServerProcess, role: TopicPermission, token_id: str = "") -> str:
     secret = (server.data_dir / "secret.key").read_text().strip().encode()
     token, _ = TokenSigner(secret).mint((TopicGrant(role, cache_name="c"),), 300, token_id)
     return token
@@ -56,8 +56,8 @@ async def test_require_auth_refuses_anonymous_and_bad_tokens(client: httpx.Async
 
 
 async def test_token_id_arrives_as_publisher_id_over_sse(auth_server: ServerProcess, client: httpx.AsyncClient) -> None:
-    reader_token = _token(auth_server, TopicRole.READ_ONLY)
-    writer_token = _token(auth_server, TopicRole.WRITE_ONLY, token_id="checkout-service")
+    reader_token = _token(auth_server, TopicPermission.READ_ONLY)
+    writer_token = _token(auth_server, TopicPermission.WRITE_ONLY, token_id="checkout-service")
 
     async with client.stream("GET", "/topics/c/t/events", params={"token": reader_token}) as response:
         events = SseReader(response)
@@ -73,7 +73,7 @@ async def test_token_id_arrives_as_publisher_id_over_sse(auth_server: ServerProc
 
 
 async def test_revoking_a_token_id_ends_its_event_stream(auth_server: ServerProcess, client: httpx.AsyncClient) -> None:
-    token = _token(auth_server, TopicRole.READ_ONLY, token_id="browser-7")
+    token = _token(auth_server, TopicPermission.READ_ONLY, token_id="browser-7")
 
     async with client.stream("GET", "/topics/c/t/events", params={"token": token}) as response:
         events = SseReader(response)
@@ -90,7 +90,7 @@ async def test_revoking_a_token_id_ends_its_event_stream(auth_server: ServerProc
 
 
 async def test_roles_and_super_user_are_enforced(auth_server: ServerProcess, client: httpx.AsyncClient) -> None:
-    read_only = {"authorization": f"Bearer {_token(auth_server, TopicRole.READ_ONLY)}"}
+    read_only = {"authorization": f"Bearer {_token(auth_server, TopicPermission.READ_ONLY)}"}
     admin = {"authorization": _admin_key(auth_server)}
 
     publish = await client.post("/topics/c/t", content="x", headers={**read_only, "content-type": "text/plain"})

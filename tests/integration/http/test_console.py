@@ -16,7 +16,7 @@ from playwright.async_api import Browser, Page, async_playwright, expect
 from tests.integration._server import ServerProcess
 from tests.integration._wire import open_subscription, publish, read_items
 from tidings.server.auth import TokenSigner
-from tidings.server.core import TopicGrant, TopicRole
+from tidings.server.core import TopicGrant, TopicPermission
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -181,7 +181,7 @@ async def test_console_sends_a_pasted_token_and_shows_why_a_stream_is_refused(
 ) -> None:
     server = start_server("--require-auth", "--create-cache", "c")
     secret = (server.data_dir / "secret.key").read_text().strip().encode()
-    token, _ = TokenSigner(secret).mint((TopicGrant(TopicRole.READ_WRITE, cache_name="c"),), 300, "console-user")
+    token, _ = TokenSigner(secret).mint((TopicGrant(TopicPermission.READ_WRITE, cache_name="c"),), 300, "console-user")
     page = await _open_console(browser, server)
     await expect(page.locator("#caches-status")).to_contain_text("401 unauthenticated")
     await page.fill("#cache", "c")

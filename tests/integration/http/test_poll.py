@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import time
+from typing import Any
 
 import httpx
 
 from tests.integration.http.conftest import new_cache, poll, publish_text
 
 
-async def _collect(client: httpx.AsyncClient, cache: str, topic: str, count: int, page: int) -> list[dict]:
+async def _collect(client: httpx.AsyncClient, cache: str, topic: str, count: int, page: int) -> list[dict[str, Any]]:
     """Loop long polls as a client would (last + 1, its page) until ``count`` items arrived; every entry."""
-    entries: list[dict] = []
+    entries: list[dict[str, Any]] = []
     next_sequence, items = 1, 0
     while items < count:
         batch = await poll(client, cache, topic, next_sequence, page)

@@ -9,7 +9,7 @@ import httpx
 from tests.integration._server import ServerProcess
 from tests.integration.http.conftest import new_cache
 from tidings.server.auth import TokenSigner
-from tidings.server.core import TopicGrant, TopicRole
+from tidings.server.core import TopicGrant, TopicPermission
 
 URL = "https://example.test/in"
 
@@ -68,7 +68,7 @@ async def test_webhooks_need_a_super_user(start_server: Callable[..., ServerProc
     # Arrange
     server = start_server("--require-auth", "--create-cache", "c")
     secret = (server.data_dir / "secret.key").read_text().strip().encode()
-    token, _ = TokenSigner(secret).mint((TopicGrant(TopicRole.READ_WRITE, cache_name="c"),), 300, "")
+    token, _ = TokenSigner(secret).mint((TopicGrant(TopicPermission.READ_WRITE, cache_name="c"),), 300, "")
     admin = (server.data_dir / "admin.key").read_text().strip()
 
     async with httpx.AsyncClient(base_url=server.http_url, timeout=30) as client:

@@ -1,6 +1,7 @@
 """Credentials: API keys, signed disposable tokens, and how a request's credential becomes a `Principal`."""
 
 from tidings.server.auth._authenticator import Authenticator, AuthPolicy
+from tidings.server.auth._credentials import credential_from_header
 from tidings.server.auth._grants import (
     ScopeSyntaxError,
     describe_grant,
@@ -30,6 +31,7 @@ __all__ = [
     "KeyStore",
     "ScopeSyntaxError",
     "TokenSigner",
+    "credential_from_header",
     "describe_grant",
     "grants_from_json",
     "grants_to_json",

@@ -4,20 +4,20 @@ from __future__ import annotations
 
 from typing import Any, Final
 
-from tidings.server.core import TopicGrant, TopicRole
+from tidings.server.core import TopicGrant, TopicPermission
 
-_ROLE_CODES: Final = {TopicRole.READ_WRITE: "rw", TopicRole.READ_ONLY: "r", TopicRole.WRITE_ONLY: "w"}
+_ROLE_CODES: Final = {TopicPermission.READ_WRITE: "rw", TopicPermission.READ_ONLY: "r", TopicPermission.WRITE_ONLY: "w"}
 _ROLES_BY_CODE: Final = {code: role for role, code in _ROLE_CODES.items()}
 _ROLE_NAMES: Final = {
-    "readwrite": TopicRole.READ_WRITE,
-    "publish-subscribe": TopicRole.READ_WRITE,
-    "rw": TopicRole.READ_WRITE,
-    "readonly": TopicRole.READ_ONLY,
-    "subscribe-only": TopicRole.READ_ONLY,
-    "ro": TopicRole.READ_ONLY,
-    "writeonly": TopicRole.WRITE_ONLY,
-    "publish-only": TopicRole.WRITE_ONLY,
-    "wo": TopicRole.WRITE_ONLY,
+    "readwrite": TopicPermission.READ_WRITE,
+    "publish-subscribe": TopicPermission.READ_WRITE,
+    "rw": TopicPermission.READ_WRITE,
+    "readonly": TopicPermission.READ_ONLY,
+    "subscribe-only": TopicPermission.READ_ONLY,
+    "ro": TopicPermission.READ_ONLY,
+    "writeonly": TopicPermission.WRITE_ONLY,
+    "publish-only": TopicPermission.WRITE_ONLY,
+    "wo": TopicPermission.WRITE_ONLY,
 }
 
 
@@ -73,6 +73,10 @@ def parse_scope(text: str) -> TopicGrant:
 
 def describe_grant(grant: TopicGrant) -> str:
     """A grant in the scope syntax `parse_scope` reads."""
-    role = {TopicRole.READ_WRITE: "readwrite", TopicRole.READ_ONLY: "readonly", TopicRole.WRITE_ONLY: "writeonly"}
+    role = {
+        TopicPermission.READ_WRITE: "readwrite",
+        TopicPermission.READ_ONLY: "readonly",
+        TopicPermission.WRITE_ONLY: "writeonly",
+    }
     topic = grant.topic_name if grant.topic_name is not None else f"{grant.topic_prefix or ''}*"
     return f"{role[grant.role]}:{grant.cache_name or '*'}:{topic}"

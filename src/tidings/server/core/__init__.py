@@ -1,6 +1,9 @@
 """The topics core: the protocol's semantics (README, docs/) in pure asyncio (no protobuf, HTTP or SQL)."""
 
-from tidings.server.core._auth import ANONYMOUS, Principal, TopicGrant, TopicRole
+from tidings.server.core._admission import require_super_user
+from tidings.server.core._auth import ANONYMOUS, Principal, TopicGrant, TopicPermission
+from tidings.server.core._cursor import READ_BATCH, TopicCursor
+from tidings.server.core._delivery import Encoder, Writer
 from tidings.server.core._errors import (
     CacheAlreadyExists,
     CacheNotFound,
@@ -17,20 +20,13 @@ from tidings.server.core._errors import (
 from tidings.server.core._events import HEARTBEAT, Discontinuity, Event, Heartbeat, Message
 from tidings.server.core._failures import FailureLog
 from tidings.server.core._limits import Limits, TokenBucket
+from tidings.server.core._log import Defer, RetentionBudget, TopicLog, after_ready
 from tidings.server.core._names import MAX_NAME_BYTES, validate_name
 from tidings.server.core._pages import PageClock
-from tidings.server.core._ports import Engine, EngineTopic, RetentionUsage, Store, TopicListener, TopicLog
-from tidings.server.core._service import TopicsService, resume_position
-from tidings.server.core._stats import LATENCY_BUCKETS, EngineStats, Histogram, TransportStats
-from tidings.server.core._topics import READ_BATCH, Sink, Subscription
-from tidings.server.core._webhooks import (
-    Webhook,
-    WebhookListener,
-    WebhookRegistry,
-    WebhookStore,
-    new_secret,
-    validate_url,
-)
+from tidings.server.core._ports import Engine, Store, TopicListener
+from tidings.server.core._position import Position, resume_position
+from tidings.server.core._service import TopicsService
+from tidings.server.core._stats import LATENCY_BUCKETS, EngineStats, EngineStatus, Histogram, TransportStats
 
 __all__ = [
     "ANONYMOUS",
@@ -40,10 +36,12 @@ __all__ = [
     "READ_BATCH",
     "CacheAlreadyExists",
     "CacheNotFound",
+    "Defer",
     "Discontinuity",
+    "Encoder",
     "Engine",
     "EngineStats",
-    "EngineTopic",
+    "EngineStatus",
     "Event",
     "FailureLog",
     "Heartbeat",
@@ -56,28 +54,25 @@ __all__ = [
     "OutcomeUnknown",
     "PageClock",
     "PermissionDenied",
+    "Position",
     "Principal",
-    "RetentionUsage",
-    "Sink",
+    "RetentionBudget",
     "Store",
-    "Subscription",
     "TokenBucket",
+    "TopicCursor",
     "TopicGrant",
     "TopicListener",
     "TopicLog",
-    "TopicRole",
+    "TopicPermission",
     "TopicsError",
     "TopicsService",
     "TransportStats",
     "Unauthenticated",
     "Unavailable",
-    "Webhook",
-    "WebhookListener",
     "WebhookNotFound",
-    "WebhookRegistry",
-    "WebhookStore",
-    "new_secret",
+    "Writer",
+    "after_ready",
+    "require_super_user",
     "resume_position",
     "validate_name",
-    "validate_url",
 ]

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Final
 
 
-class TopicRole(enum.Flag):
+class TopicPermission(enum.Flag):
     """What a grant allows on the topics it selects."""
 
     PUBLISH = enum.auto()
@@ -27,7 +27,7 @@ class TopicGrant:
     """``role`` on the topics of ``cache_name`` (None: every cache) named ``topic_name`` or starting with
     ``topic_prefix`` (both None: every topic)."""
 
-    role: TopicRole
+    role: TopicPermission
     cache_name: str | None = None
     topic_name: str | None = None
     topic_prefix: str | None = None
@@ -36,7 +36,7 @@ class TopicGrant:
         if self.topic_name is not None and self.topic_prefix is not None:
             raise ValueError("a grant selects topics by name or by prefix, not both")
 
-    def covers(self, action: TopicRole, cache_name: str, topic_name: str) -> bool:
+    def covers(self, action: TopicPermission, cache_name: str, topic_name: str) -> bool:
         """Whether this grant allows ``action`` on the topic."""
         if action not in self.role:
             return False
@@ -66,7 +66,7 @@ class Principal:
     expires_at: float | None = None
     issued_at: float | None = None
 
-    def may(self, action: TopicRole, cache_name: str, topic_name: str) -> bool:
+    def may(self, action: TopicPermission, cache_name: str, topic_name: str) -> bool:
         """Whether this caller may ``action`` (PUBLISH or SUBSCRIBE) on the topic."""
         if self.super_user:
             return True

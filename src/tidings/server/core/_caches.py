@@ -21,7 +21,14 @@ import math
 from collections.abc import Awaitable, Callable, Iterable
 from typing import TypeVar
 
-from tidings.server.core._errors import TopicsError, Unavailable
+from tidings.server.core._errors import (
+    CacheAlreadyExists,
+    CacheNotFound,
+    Limit,
+    LimitExceeded,
+    TopicsError,
+    Unavailable,
+)
 from tidings.server.core._failures import FailureLog
 from tidings.server.core._ports import Store
 from tidings.server.core._topics import CacheState
@@ -150,6 +157,30 @@ class CacheDirectory:
             self._version = version if looked_up <= names else None
 
     # --- changes ---------------------------------------------------------------------------------
+
+    async def create(self, cache_name: str, max_caches: int) -> None:
+        """Create ``cache_name`` in the store and learn it. `CacheAlreadyExists` if it exists, also when another
+        server sharing the store created it; `LimitExceeded` at ``max_caches`` (every cache of the store counts)."""
+        async with self.lock:
+            names = await self.names()
+            if cache_name in names:
+                raise CacheAlreadyExists(cache_name)
+            if len(names) >= max_caches:
+                raise LimitExceeded(Limit.CACHE_COUNT, f"cache limit exceeded: at most {max_caches} caches")
+            if not await self._store.create_cache(cache_name):
+                raise CacheAlreadyExists(cache_name)
+            self.created(cache_name)
+
+    async def delete(self, cache_name: str) -> None:
+        """Delete ``cache_name`` from the store and forget it; `CacheNotFound` if it did not exist (with a shared
+        store: as the store says now; it is forgotten here all the same, another server deleted it)."""
+        async with self.lock:
+            if not self._store.shared and cache_name not in self._states:
+                raise CacheNotFound(cache_name)
+            deleted = await self._store.delete_cache(cache_name)
+            self.deleted(cache_name)
+            if self._store.shared and not deleted:
+                raise CacheNotFound(cache_name)
 
     def created(self, cache_name: str) -> None:
         """This process created ``cache_name`` in the store (holding `lock`). A state of that name left from a

@@ -2,40 +2,25 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable
 from typing import Protocol
 
 from tidings.server.core._events import Message
+from tidings.server.core._log import TopicLog
 from tidings.server.core._pages import PageClock
-from tidings.server.core._stats import EngineStats
-
-
-class TopicLog(Protocol):
-    """The retained messages of one topic instance as this process holds them, in sequence order, bounded by
-    count and bytes: what subscriptions read with their cursors (fan-out is the core's, whatever the engine)."""
-
-    @property
-    def sequence_page(self) -> int:
-        """The page of this instance; every message in it carries this page."""
-        ...
-
-    @property
-    def next_sequence_number(self) -> int:
-        """The sequence number after the newest one this log holds (1 for a new instance)."""
-        ...
-
-    @property
-    def first_sequence_number(self) -> int:
-        """The oldest retained sequence number; equals ``next_sequence_number`` when nothing is retained."""
-        ...
-
-    def read_from(self, sequence_number: int, limit: int) -> Sequence[Message]:
-        """Up to ``limit`` retained messages from ``sequence_number`` on (which must be retained)."""
-        ...
+from tidings.server.core._position import Position
+from tidings.server.core._stats import EngineStatus
 
 
 class TopicListener(Protocol):
-    """What an engine tells the core about one topic instance (the core's topic implements it)."""
+    """A topic instance of the core as an engine sees it: its log, and what the engine tells the core about it.
+
+    The core's topic implements it, and is what the core hands back to the engine's per-topic methods."""
+
+    @property
+    def log(self) -> TopicLog:
+        """The log the engine's `Engine.open_topic` returned for this instance, which the engine appends to."""
+        ...
 
     def messages_arrived(self) -> None:
         """The log holds newer messages (published by this process or, with a shared engine, by any)."""
@@ -46,80 +31,54 @@ class TopicListener(Protocol):
         ...
 
 
-class EngineTopic(TopicLog, Protocol):
-    """A topic instance in an engine: its log, and publishing to it."""
-
-    def publish(
-        self, value: str | bytes, publisher_id: str, size: int, published_at: float
-    ) -> Message | Awaitable[Message]:
-        """Number and retain a message.
-
-        An engine local to this process appends at once, calls `TopicListener.messages_arrived` and returns the
-        message: no suspension on the publish path. A shared engine returns an awaitable of the numbered message
-        and calls the listener when the message (like any other process's) reaches this process's log.
-        ``published_at`` is the service clock's reading, kept on the message for latency metrics.
-        """
-        ...
-
-    def follow(self, resume_at: int) -> Awaitable[None] | None:
-        """Make the log current and keep it current, before a subscription that resumes at ``resume_at`` (0: no
-        position) reads it.
-
-        None when it already is (a local engine); otherwise an awaitable that resolves once this process
-        receives every new message of the topic, holds all it retained and, when ``resume_at`` is ahead of the
-        log (the subscriber saw newer messages through another process), all that was published before it.
-        Raises `Unavailable` when the engine cannot be reached.
-        """
-        ...
-
-
-class RetentionUsage(Protocol):
-    """What the retention buffers of this process hold together, against ``--max-retained-bytes``."""
-
-    @property
-    def used_bytes(self) -> int: ...
-
-    @property
-    def max_bytes(self) -> int: ...
-
-    @property
-    def trimmed_bytes(self) -> int:
-        """Retained bytes dropped so far to stay within ``max_bytes``."""
-        ...
-
-
 class Engine(Protocol):
-    """Where messages live and how they are numbered: topic instances, opened and retired by the core."""
+    """Where messages are numbered and how they reach this process's topic logs: the whole seam between the
+    core and a backend, async only (fan-out to subscribers is the core's, written once above it).
 
-    @property
-    def budget(self) -> RetentionUsage | None:
-        """The process-wide retention budget, if this engine keeps one."""
+    An engine local to this process never suspends in these methods (they are ``async`` for the shared one):
+    its `publish` appends and wakes the subscribers within the call.
+    """
+
+    async def open_topic(self, cache_name: str, topic_name: str, pages: PageClock, listener: TopicListener) -> TopicLog:
+        """Open the topic's current instance for ``listener``; ``pages`` issues the page of a new instance.
+
+        Returns the log the engine keeps for it (bounded by the topic retention settings)."""
         ...
 
-    @property
-    def healthy(self) -> bool:
-        """Whether the engine can serve now (a shared engine reaches its backing service)."""
+    async def publish(
+        self, topic: TopicListener, value: str | bytes, publisher_id: str, size: int, published_at: float
+    ) -> Message:
+        """Number and retain a message in ``topic``'s instance and return it.
+
+        A local engine appends to the log and calls `TopicListener.messages_arrived` before it returns; a shared
+        one calls it when the message (like any other process's) reaches this process's log. ``published_at``
+        is the service clock's reading, kept on the message for latency metrics.
+        """
         ...
 
-    @property
-    def stats(self) -> EngineStats | None:
-        """A shared engine's counters (for ``/metrics``); None for a local one."""
+    async def follow(self, topic: TopicListener, resume_at: Position) -> None:
+        """Make ``topic``'s log current and keep it current, before a subscription that resumes at ``resume_at``
+        reads it: return once this process receives every new message of the topic, holds all it retained and,
+        when ``resume_at`` is ahead of the log (the subscriber saw newer messages through another process), all
+        that was published before it. Raises `Unavailable` when the engine cannot be reached."""
         ...
 
-    def open_topic(self, cache_name: str, topic_name: str, pages: PageClock, listener: TopicListener) -> EngineTopic:
-        """Open the topic's current instance; ``pages`` issues the page of a new instance."""
+    async def retire_topic(self, topic: TopicListener) -> None:
+        """This process no longer uses ``topic``'s instance (no subscribers, idle, or its cache was deleted): drop
+        what the engine holds for it. The core has dropped it already, and may have opened the topic again."""
         ...
 
-    def retire_topic(self, cache_name: str, topic_name: str) -> None:
-        """This process no longer uses the topic (no subscribers, idle): drop what it holds for it."""
-        ...
-
-    def watch_caches(self, deleted: Callable[[str], None]) -> None:
+    async def watch_caches(self, deleted: Callable[[str], None]) -> None:
         """Call ``deleted`` with the name of each cache another process deletes (a shared engine only)."""
         ...
 
     async def cache_deleted(self, cache_name: str) -> None:
         """Tell the other processes that this one deleted ``cache_name`` (nothing to do for a local engine)."""
+        ...
+
+    async def status(self) -> EngineStatus:
+        """Whether the engine can serve now, its counters and the retention budget (for ``/health`` and
+        ``/metrics``)."""
         ...
 
 

@@ -8,32 +8,29 @@ import math
 import time
 from collections.abc import Awaitable, Callable
 
-from tidings.server.core._auth import ANONYMOUS, Principal, TopicRole
+from tidings.server.core._admission import denied, measure, rate_limited, require_super_user, too_many_subscriptions
+from tidings.server.core._auth import ANONYMOUS, Principal, TopicPermission
 from tidings.server.core._caches import CacheDirectory
+from tidings.server.core._cursor import TopicCursor
 from tidings.server.core._errors import (
-    CacheAlreadyExists,
     CacheNotFound,
-    InvalidArgument,
-    Limit,
-    LimitExceeded,
-    PermissionDenied,
     TopicsError,
     Unauthenticated,
     Unavailable,
 )
-from tidings.server.core._events import Discontinuity, Message
+from tidings.server.core._events import Message
 from tidings.server.core._limits import Limits, TokenBucket
+from tidings.server.core._live_topics import LiveTopics
 from tidings.server.core._names import validate_name
-from tidings.server.core._pages import PageClock
-from tidings.server.core._ports import Engine, RetentionUsage, Store
-from tidings.server.core._stats import EngineStats, TransportStats
-from tidings.server.core._topics import CacheState, Subscription, TopicInstance
+from tidings.server.core._page_floor import PageFloor
+from tidings.server.core._ports import Engine, Store
+from tidings.server.core._position import Position, resume_position
+from tidings.server.core._stats import EngineStatus, TransportStats
+from tidings.server.core._topics import CacheState, Cursor, TopicInstance
 
 logger = logging.getLogger("tidings.server")
 
-# The store records a page floor this far (in microseconds) ahead of the pages handed out, refreshed at least
-# every 30 s, so that even after a crash and a wall clock that went backwards no page is issued twice.
-PAGE_FLOOR_RESERVE = 120_000_000
+NO_POSITION = Position(0, 0)  # a subscription that names none: the newest retained messages, then live
 
 
 class TopicsService:
@@ -73,16 +70,16 @@ class TopicsService:
         self._engine = engine
         self._store = store
         self._wall_clock = wall_clock
-        self._pages = PageClock(0, wall_clock)
-        self._saved_page_floor = 0
+        self._page_floor = PageFloor(store, wall_clock)
         self._sleep = sleep
         self._caches = CacheDirectory(
             store, self._new_cache_state, self._cache_forgotten, refresh_interval=cache_refresh_interval, sleep=sleep
         )
-        self._topics: dict[tuple[str, str], TopicInstance] = {}
+        self._live = LiveTopics(engine, self._page_floor.pages, clock, self._released)
+        self._topics = self._live.topics
         self._transport_stats: dict[str, TransportStats] = {}
         # Subscriptions whose credentials can expire or be revoked.
-        self._revocable: dict[Subscription, None] = {}
+        self._revocable: dict[Cursor, None] = {}
         self._closing = False
         self._draining = False
         self._subscription_released = asyncio.Event()
@@ -96,11 +93,8 @@ class TopicsService:
         """Load caches and the page floor from the store."""
         self.loop = asyncio.get_running_loop()
         await self._caches.load()
-        floor = await self._store.load_page_floor()
-        self._pages = PageClock(floor, self._wall_clock)
-        self._saved_page_floor = floor
-        await self._save_page_floor()
-        self._engine.watch_caches(self._caches.deleted)  # another process sharing the store deleted one
+        await self._page_floor.load()
+        await self._engine.watch_caches(self._caches.deleted)  # another process sharing the store deleted one
         self._caches.follow()
         self._started = True
 
@@ -125,13 +119,9 @@ class TopicsService:
             return
         self._closing = True
         await self._caches.close()
-        shutting_down = Unavailable("server is shutting down")
-        for topic in self._topics.values():
-            topic.close(shutting_down)
-        self._topics.clear()
+        await self._live.close(Unavailable("server is shutting down"))
         if self._started:
-            # Nothing is issued any more: record the exact last page, so a clean restart does not drift ahead.
-            await self._store.save_page_floor(self._pages.last_issued)
+            await self._page_floor.save_last()
 
     async def run_housekeeping(self) -> None:
         """Send idle heartbeats and retire idle topics until cancelled; one task serves every stream."""
@@ -146,47 +136,33 @@ class TopicsService:
                 self.expire_subscriptions(self._wall_clock())
             if now - last_sweep >= sweep_every:
                 last_sweep = now
-                self.retire_idle_topics(now)
+                await self.retire_idle_topics(now)
                 try:
-                    await self._save_page_floor()
+                    await self._page_floor.save_ahead()
                 except Exception:
                     logger.exception("could not record the sequence page floor; will retry")
 
     def tick_heartbeats(self, now: float) -> int:
         """Wake, with a heartbeat, every waiting subscription that sent nothing for the interval."""
-        sent = 0
-        interval = self.heartbeat_interval
-        for topic in self._topics.values():
-            if not topic.waiting:
-                continue
-            due = [s for s in topic.waiting if now - s.last_sent >= interval]
-            for subscription in due:
-                del topic.waiting[subscription]
-                subscription.wake(heartbeat=True)
-            sent += len(due)
-        return sent
+        return self._live.tick_heartbeats(now, self.heartbeat_interval)
 
-    def retire_idle_topics(self, now: float) -> int:
+    async def retire_idle_topics(self, now: float) -> int:
         """Retire topic instances with no subscribers and no publishes for the idle TTL."""
-        ttl = self.limits.topic_idle_ttl
-        idle = [key for key, topic in self._topics.items() if not topic.in_use and now - topic.last_active >= ttl]
-        for key in idle:
-            self._drop_topic(key)
-        return len(idle)
+        return await self._live.retire_idle(now, self.limits.topic_idle_ttl)
 
     # --- caches ----------------------------------------------------------------------------------
 
     async def list_caches(self, principal: Principal = ANONYMOUS) -> list[str]:
         """The names of all caches, sorted; needs a super-user. A shared store is read: every server answers
         the same."""
-        _require_super_user(principal)
+        require_super_user(principal)
         return await self._caches.names()
 
     async def inspect_cache(self, cache_name: str, principal: Principal = ANONYMOUS) -> int:
         """How many subscriptions this process has open on the cache; needs a super-user; `CacheNotFound` if
         it does not exist (in a shared store: as the store says now)."""
         validate_name("cache_name", cache_name)
-        _require_super_user(principal)
+        require_super_user(principal)
         if not await self.find_cache(cache_name):
             raise CacheNotFound(cache_name)
         return self.subscription_count(cache_name)
@@ -216,16 +192,8 @@ class TopicsService:
         counts every cache of the store.
         """
         validate_name("cache_name", cache_name)
-        _require_super_user(principal)
-        async with self._caches.lock:
-            names = await self._caches.names()
-            if cache_name in names:
-                raise CacheAlreadyExists(cache_name)
-            if len(names) >= self.limits.max_caches:
-                raise LimitExceeded(Limit.CACHE_COUNT, f"cache limit exceeded: at most {self.limits.max_caches} caches")
-            if not await self._store.create_cache(cache_name):
-                raise CacheAlreadyExists(cache_name)
-            self._caches.created(cache_name)
+        require_super_user(principal)
+        await self._caches.create(cache_name, self.limits.max_caches)
 
     async def delete_cache(self, cache_name: str, principal: Principal = ANONYMOUS) -> None:
         """Delete a cache, retiring its topics and ending their subscriptions with NOT_FOUND; needs a super-user.
@@ -233,14 +201,8 @@ class TopicsService:
         With a shared store, any server deletes any cache, and every server's subscriptions to it end.
         """
         validate_name("cache_name", cache_name)
-        _require_super_user(principal)
-        async with self._caches.lock:
-            if not self._store.shared and cache_name not in self._caches:
-                raise CacheNotFound(cache_name)
-            deleted = await self._store.delete_cache(cache_name)
-            self._caches.deleted(cache_name)  # also when the store had no such cache: another server deleted it
-            if self._store.shared and not deleted:
-                raise CacheNotFound(cache_name)
+        require_super_user(principal)
+        await self._caches.delete(cache_name)
         await self._engine.cache_deleted(cache_name)
 
     async def refresh_caches(self) -> None:
@@ -250,8 +212,7 @@ class TopicsService:
 
     def _cache_forgotten(self, cache: CacheState) -> None:
         """``cache`` was deleted (here or elsewhere): end its topics' subscriptions, and tell who listens."""
-        for topic_name in list(cache.topics):
-            self._drop_topic((cache.name, topic_name), CacheNotFound(cache.name))
+        self._live.cache_deleted(cache)
         for callback in self._cache_deleted:
             callback(cache.name)
 
@@ -267,35 +228,31 @@ class TopicsService:
         """
         if self._draining:
             raise Unavailable("server is restarting: publish again shortly")
-        size = self._measure(value)
+        size = measure(value, self.limits.max_message_bytes)
         topic = self._topics.get((cache_name, topic_name))
         if topic is None:
-            cache = await self._authorized_cache(cache_name, topic_name, principal, TopicRole.PUBLISH)
-            topic = self._topics.get((cache_name, topic_name)) or self._create_topic(cache, topic_name)
-        elif not principal.may(TopicRole.PUBLISH, cache_name, topic_name):
-            raise _denied(TopicRole.PUBLISH, cache_name, topic_name)
+            cache = await self._authorized_cache(cache_name, topic_name, principal, TopicPermission.PUBLISH)
+            topic = self._topics.get((cache_name, topic_name)) or await self._open_topic(cache, topic_name)
+        elif not principal.may(TopicPermission.PUBLISH, cache_name, topic_name):
+            raise denied(TopicPermission.PUBLISH, cache_name, topic_name)
         now = self.clock()
         bucket = topic.cache.publish_bucket
         if bucket is not None and not bucket.try_take(now):
-            raise LimitExceeded(
-                Limit.OPERATIONS_RATE,
-                f"publish rate limit exceeded: {self.limits.publish_rate_per_cache:g} per second per cache",
-            )
+            raise rate_limited(self.limits.publish_rate_per_cache)
         topic.last_active = now
-        published = topic.log.publish(value, principal.token_id, size, now)
-        # A local engine numbers the message at once (no suspension); a shared one answers later.
-        return published if isinstance(published, Message) else await published
+        # A local engine numbers the message and wakes the subscribers without suspending; a shared one answers
+        # once its backend numbered it.
+        return await self._engine.publish(topic, value, principal.token_id, size, now)
 
     async def subscribe(
         self,
         cache_name: str,
         topic_name: str,
-        resume_at_sequence_number: int = 0,
-        resume_at_sequence_page: int = 0,
+        resume_at: Position | None = None,
         principal: Principal = ANONYMOUS,
         *,
         latest: int | None = None,
-    ) -> Subscription:
+    ) -> TopicCursor:
         """Start a subscription where README *Subscriptions, resume and discontinuities* says (`resume_position`).
 
         Without a resume position it starts with the newest ``latest`` retained messages (default: the
@@ -305,44 +262,38 @@ class TopicsService:
             raise Unavailable("server is restarting: subscribe again shortly")
         topic = self._topics.get((cache_name, topic_name))
         if topic is None:
-            cache = await self._authorized_cache(cache_name, topic_name, principal, TopicRole.SUBSCRIBE)
+            cache = await self._authorized_cache(cache_name, topic_name, principal, TopicPermission.SUBSCRIBE)
             topic = self._topics.get((cache_name, topic_name))
-        elif not principal.may(TopicRole.SUBSCRIBE, cache_name, topic_name):
-            raise _denied(TopicRole.SUBSCRIBE, cache_name, topic_name)
+        elif not principal.may(TopicPermission.SUBSCRIBE, cache_name, topic_name):
+            raise denied(TopicPermission.SUBSCRIBE, cache_name, topic_name)
         else:
             cache = topic.cache
         if cache.subscriptions >= self.limits.max_subscriptions_per_cache:
-            raise LimitExceeded(
-                Limit.TOPIC_SUBSCRIPTIONS,
-                f"subscription limit exceeded: at most {self.limits.max_subscriptions_per_cache} per cache",
-            )
+            raise too_many_subscriptions(self.limits.max_subscriptions_per_cache)
         if topic is None:
-            topic = self._create_topic(cache, topic_name)
+            topic = await self._open_topic(cache, topic_name)
+        resume = resume_at or NO_POSITION
+        # Reserve the subscription while the engine catches up (a shared one suspends), so the topic is neither
+        # retired nor over the limit meanwhile.
+        cache.subscriptions += 1
+        topic.joining += 1
+        try:
+            await self._engine.follow(topic, resume)
+        finally:
+            cache.subscriptions -= 1
+            topic.joining -= 1
+        if topic.closed_by is not None:
+            raise topic.closed_by
         log = topic.log
-        following = log.follow(resume_at_sequence_number)
-        if following is not None:
-            # Reserve the subscription while the engine catches up, so the topic is neither retired nor over
-            # the limit meanwhile.
-            cache.subscriptions += 1
-            topic.joining += 1
-            try:
-                await following
-            finally:
-                cache.subscriptions -= 1
-                topic.joining -= 1
-            if topic.closed_by is not None:
-                raise topic.closed_by
         cursor, pending = resume_position(
             log.sequence_page,
             log.first_sequence_number,
             log.next_sequence_number,
-            resume_at_sequence_number,
-            resume_at_sequence_page,
+            resume,
             self.subscribe_latest if latest is None else latest,
         )
-        cache.subscriptions += 1
-        subscription = Subscription(self, topic, cursor, pending, self.clock(), principal)
-        topic.subscriptions[subscription] = None
+        subscription = TopicCursor(topic, cursor, pending, self.clock(), principal)
+        topic.add(subscription)
         if principal.is_revocable:
             self._revocable[subscription] = None
         return subscription
@@ -391,20 +342,9 @@ class TopicsService:
         """Counters of every transport, by name."""
         return dict(self._transport_stats)
 
-    @property
-    def retention_usage(self) -> RetentionUsage | None:
-        """What all retention buffers of this process hold, against ``--max-retained-bytes`` (None: unbounded)."""
-        return self._engine.budget
-
-    @property
-    def engine_healthy(self) -> bool:
-        """Whether the engine can serve now (false while a shared engine's Redis is unreachable)."""
-        return self._engine.healthy
-
-    @property
-    def engine_stats(self) -> EngineStats | None:
-        """The engine's counters, if it is shared (Redis)."""
-        return self._engine.stats
+    async def engine_status(self) -> EngineStatus:
+        """Whether the engine can serve now, its counters and the retention budget (``/health``, ``/metrics``)."""
+        return await self._engine.status()
 
     def subscription_total(self) -> int:
         """Open subscriptions over all caches."""
@@ -426,26 +366,8 @@ class TopicsService:
         bucket = None if rate is None else TokenBucket(rate, max(rate, 1.0), self.clock())
         return CacheState(name, bucket)
 
-    def _measure(self, value: str | bytes) -> int:
-        """The size of a value to publish, validated against the message size limit."""
-        if isinstance(value, bytes):
-            size = len(value)
-        else:
-            try:
-                size = len(value.encode("utf-8"))
-            except UnicodeEncodeError:  # lone surrogates
-                raise InvalidArgument("text value must be UTF-8") from None
-        if size == 0:
-            raise InvalidArgument("value must not be empty")
-        if size > self.limits.max_message_bytes:
-            raise LimitExceeded(
-                Limit.REQUEST_SIZE,
-                f"message of {size} bytes exceeds the limit of {self.limits.max_message_bytes} bytes",
-            )
-        return size
-
     async def _authorized_cache(
-        self, cache_name: str, topic_name: str, principal: Principal, action: TopicRole
+        self, cache_name: str, topic_name: str, principal: Principal, action: TopicPermission
     ) -> CacheState:
         """The cache of a topic not live yet: names valid, then permission, then existence."""
         if not self._started:
@@ -456,75 +378,19 @@ class TopicsService:
         validate_name("topic_name", topic_name)
         # Permission before existence: a restricted caller learns nothing about caches it may not use.
         if not principal.may(action, cache_name, topic_name):
-            raise _denied(action, cache_name, topic_name)
+            raise denied(action, cache_name, topic_name)
         cache = self._caches.get(cache_name) or await self._caches.find(cache_name)
         if cache is None:
             raise CacheNotFound(cache_name)
         return cache
 
-    def _create_topic(self, cache: CacheState, topic_name: str) -> TopicInstance:
-        if len(cache.topics) >= self.limits.max_topics_per_cache:
-            raise LimitExceeded(
-                Limit.TOPIC_COUNT,
-                f"topic limit exceeded: at most {self.limits.max_topics_per_cache} live topics per cache",
-            )
-        topic = TopicInstance(cache, topic_name, self.clock())
-        topic.log = self._engine.open_topic(cache.name, topic_name, self._pages, topic)
-        self._topics[cache.name, topic_name] = topic
-        cache.topics.add(topic_name)
-        return topic
+    async def _open_topic(self, cache: CacheState, topic_name: str) -> TopicInstance:
+        return await self._live.open(
+            cache, topic_name, self.limits.max_topics_per_cache, lambda: self._caches.get(cache.name) is cache
+        )
 
-    def _drop_topic(self, key: tuple[str, str], error: TopicsError | None = None) -> None:
-        topic = self._topics.pop(key)
-        topic.cache.topics.discard(key[1])
-        self._engine.retire_topic(*key)
-        if error is not None:
-            topic.close(error)
-
-    def _release(self, subscription: Subscription, topic: TopicInstance) -> None:
-        """``subscription`` of ``topic`` closed."""
+    def _released(self, subscription: Cursor) -> None:
+        """``subscription`` closed (its topic instance let it go)."""
         self._revocable.pop(subscription, None)
-        del topic.subscriptions[subscription]
-        topic.cache.subscriptions -= 1
-        topic.last_active = self.clock()
         if self._draining:
             self._subscription_released.set()
-
-    async def _save_page_floor(self) -> None:
-        """Keep the stored floor at least half the reserve ahead of the clock and of every issued page."""
-        ahead = max(self._pages.last_issued, int(self._wall_clock() * 1_000_000))
-        if ahead + PAGE_FLOOR_RESERVE // 2 > self._saved_page_floor:
-            floor = ahead + PAGE_FLOOR_RESERVE
-            await self._store.save_page_floor(floor)
-            self._saved_page_floor = floor
-
-
-def _require_super_user(principal: Principal) -> None:
-    if not principal.super_user:
-        raise PermissionDenied("cache management needs a super-user key")
-
-
-def _denied(action: TopicRole, cache_name: str, topic_name: str) -> PermissionDenied:
-    verb = "publish to" if action is TopicRole.PUBLISH else "subscribe to"
-    return PermissionDenied(f"not allowed to {verb} topic {topic_name!r} in cache {cache_name!r}")
-
-
-def resume_position(
-    page: int, first: int, next_: int, resume_at: int, resume_page: int, latest: int = 1
-) -> tuple[int, Discontinuity | None]:
-    """Where a new subscription starts reading, and the discontinuity it gets first (if any).
-
-    ``page``, ``first`` and ``next_`` describe the topic instance (its page, oldest retained and next
-    sequence number); ``resume_at`` and ``resume_page`` are the request's N and P (README *Subscriptions,
-    resume and discontinuities*); ``latest`` is how many of the newest retained messages a subscription
-    without a position starts with.
-    """
-    if resume_at == 0:  # Rule 2: the newest ``latest`` retained messages of the current page, then live.
-        return max(first, next_ - latest), None
-    if resume_page not in (0, page):  # Rule 4: the topic was reset; replay the current page.
-        return first, Discontinuity(resume_at - 1, first - 1, page)
-    if resume_at > next_:  # Rule 5: from the future; jump to the current position.
-        return next_, Discontinuity(resume_at - 1, next_ - 1, page)
-    if resume_at < first:  # Rule 3: older than the oldest retained message.
-        return first, Discontinuity(resume_at - 1, first - 1, page)
-    return resume_at, None

@@ -9,9 +9,11 @@ from __future__ import annotations
 from bisect import bisect_left
 from collections import Counter
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Final
 
 from tidings.server.core._events import Discontinuity, Event, Message
+from tidings.server.core._log import RetentionBudget
 
 # Seconds; from 100 us to 10 s.
 LATENCY_BUCKETS: Final = (
@@ -102,3 +104,17 @@ class EngineStats:
         self.backfills = 0
         self.slot_map_refreshes = 0
         self.failovers = 0
+
+
+@dataclass(frozen=True, slots=True)
+class EngineStatus:
+    """What an engine reports of itself (`Engine.status`), read by ``/health`` and ``/metrics``.
+
+    ``healthy``: whether it can serve now (false while a shared engine's Redis is unreachable); ``stats``: a shared
+    engine's counters (None for a local one); ``retention``: the process-wide retention budget the topic logs
+    account against, if the engine keeps one (``--max-retained-bytes``).
+    """
+
+    healthy: bool
+    stats: EngineStats | None = None
+    retention: RetentionBudget | None = None

@@ -6,14 +6,14 @@ from typing import Final
 
 from momento_wire_types import permissionmessages_pb2 as perm
 
-from tidings.server._credentials import credential_from_header
-from tidings.server.core import InvalidArgument, TopicGrant, TopicRole, validate_name
+from tidings.server.auth import credential_from_header
+from tidings.server.core import InvalidArgument, TopicGrant, TopicPermission, validate_name
 from tidings.server.grpc._context import CallContext
 
 _TOPIC_ROLES: Final = {
-    perm.TopicReadWrite: TopicRole.READ_WRITE,
-    perm.TopicReadOnly: TopicRole.READ_ONLY,
-    perm.TopicWriteOnly: TopicRole.WRITE_ONLY,
+    perm.TopicReadWrite: TopicPermission.READ_WRITE,
+    perm.TopicReadOnly: TopicPermission.READ_ONLY,
+    perm.TopicWriteOnly: TopicPermission.WRITE_ONLY,
 }
 
 

@@ -25,7 +25,8 @@ from typing import Any, Final
 import grpc
 import grpc.aio
 
-from tidings.server.grpc._context import CallContext
+from tidings.server.core import Writer
+from tidings.server.grpc._context import CallContext, ContextWriter
 
 logger = logging.getLogger("tidings.server.faults")
 
@@ -194,9 +195,6 @@ class FaultCounters:
 class _BreakingContext:
     """A servicer context whose stream ends with an injected error after ``limit`` messages (heartbeats count)."""
 
-    # Every message must pass `write` to be counted: no direct writes (`DirectWrites`) past it.
-    try_write_all = None
-
     def __init__(self, context: CallContext, code: grpc.StatusCode, limit: int) -> None:
         self._context = context
         self._code = code
@@ -208,6 +206,10 @@ class _BreakingContext:
         self._sent += 1
         if self._sent >= self._limit:
             await self._context.abort(self._code, f"injected stream error after {self._sent} messages")
+
+    def writer(self) -> Writer[bytes]:
+        """Every message passes `write`, to be counted: none is written past it from the publish."""
+        return ContextWriter(self)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._context, name)

@@ -7,7 +7,6 @@ written to every subscriber (the README's *Memory: what retention can hold*).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
 from time import perf_counter
 from typing import Any, Final
 
@@ -16,17 +15,9 @@ import grpc.aio
 from momento_wire_types import cachepubsub_pb2 as pb
 
 from tidings.server.auth import Authenticator
-from tidings.server.core import (
-    HEARTBEAT,
-    Discontinuity,
-    InvalidArgument,
-    Message,
-    Sink,
-    TopicsService,
-    TransportStats,
-)
+from tidings.server.core import Discontinuity, Encoder, InvalidArgument, Message, Position, TopicsService
 from tidings.server.grpc._auth import credential_of
-from tidings.server.grpc._context import CallContext, direct_writer
+from tidings.server.grpc._context import CallContext, StreamContext
 from tidings.server.grpc._status import guarded, parse_request
 
 SERVICE: Final = "cache_client.pubsub.Pubsub"
@@ -64,17 +55,8 @@ def encode_discontinuity(discontinuity: Discontinuity) -> bytes:
     ).SerializeToString()
 
 
-def _sink(write_all: Callable[[Sequence[bytes]], bool], stats: TransportStats, clock: Callable[[], float]) -> Sink:
-    """A subscription's `Sink` on a transport with direct writes: new messages are written from the publish,
-    counted as the reader loop counts them."""
-
-    def push(messages: Sequence[Message]) -> bool:
-        if not write_all([encode_message(message) for message in messages]):
-            return False
-        stats.count_delivered(messages, clock())
-        return True
-
-    return push
+# A stream's first message is a heartbeat, as Momento's are.
+ENCODER: Final = Encoder(encode_message, encode_discontinuity, HEARTBEAT_BYTES, preamble=HEARTBEAT_BYTES)
 
 
 class PubsubServicer:
@@ -102,41 +84,19 @@ class PubsubServicer:
         return EMPTY
 
     @guarded
-    async def subscribe(self, data: bytes, context: CallContext) -> None:
-        """Stream a heartbeat, then the topic's items, discontinuities and idle heartbeats."""
+    async def subscribe(self, data: bytes, context: StreamContext) -> None:
+        """Stream a heartbeat, then the topic's items, discontinuities and idle heartbeats (the core delivers to
+        the call's writer until the subscription ends)."""
         principal = self._authenticate(credential_of(context))
         request = parse_request(pb._SubscriptionRequest, data)
         subscription = await self._service.subscribe(
             request.cache_name,
             request.topic,
-            request.resume_at_topic_sequence_number,
-            request.sequence_page,
+            Position(request.sequence_page, request.resume_at_topic_sequence_number),
             principal,
         )
-        stats = self.stats
-        clock = self._service.clock
         with subscription:
-            write = context.write
-            await write(HEARTBEAT_BYTES)
-            stats.heartbeats += 1
-            write_all = direct_writer(context)
-            if write_all is not None:
-                subscription.sink = _sink(write_all, stats, clock)
-            poll = subscription.poll
-            wait = subscription.wait
-            while True:
-                events = poll()
-                if events is None:
-                    await wait()
-                    continue
-                for event in events:
-                    if type(event) is Message:
-                        await write(encode_message(event))
-                    elif event is HEARTBEAT:
-                        await write(HEARTBEAT_BYTES)
-                    else:
-                        await write(encode_discontinuity(event))  # type: ignore[arg-type]
-                stats.count_delivered(events, clock())
+            await subscription.deliver(context.writer(), ENCODER, self.stats)
 
     def handlers(self) -> dict[str, grpc.RpcMethodHandler[Any, Any]]:
         """The method handlers to register under `SERVICE`."""

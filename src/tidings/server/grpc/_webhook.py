@@ -9,10 +9,11 @@ import grpc.aio
 
 from tidings.protos import webhook_pb2 as pb
 from tidings.server.auth import Authenticator
-from tidings.server.core import TopicsService, Webhook, WebhookRegistry
+from tidings.server.core import TopicsService
 from tidings.server.grpc._auth import credential_of
 from tidings.server.grpc._context import CallContext
 from tidings.server.grpc._status import guarded, parse_request
+from tidings.server.webhooks import Webhook, WebhookRegistry
 
 SERVICE: Final = "webhook.Webhook"
 

@@ -1,17 +1,19 @@
-"""Builds the grpc.aio server with the options official clients need."""
+"""Builds the gRPC transport the settings name: grpc.aio with the options official clients need, or tidings' own
+HTTP/2 transport; both behind one small interface (`GrpcTransport`), chosen once by `build_transport`."""
 
 from __future__ import annotations
 
-import os
 import ssl
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, Final
 
 import grpc.aio
 
-from tidings.server._credentials import credential_from_header
-from tidings.server.auth import Authenticator
-from tidings.server.core import TopicsService, Unauthenticated, WebhookRegistry
+from tidings.server.auth import Authenticator, credential_from_header
+from tidings.server.config import Settings
+from tidings.server.core import TopicsService, Unauthenticated
+from tidings.server.grpc._context import aio_handlers
 from tidings.server.grpc._control import PING_SERVICE, ControlServicer, ping_handlers
 from tidings.server.grpc._control import SERVICE as CONTROL_SERVICE
 from tidings.server.grpc._faults import FaultInjectionInterceptor
@@ -27,8 +29,11 @@ from tidings.server.grpc._pubsub import SERVICE as PUBSUB_SERVICE
 from tidings.server.grpc._pubsub import PubsubServicer
 from tidings.server.grpc._token import SERVICE as TOKEN_SERVICE
 from tidings.server.grpc._token import TokenServicer
+from tidings.server.grpc._transport import GrpcioTransport, H2Transport
+from tidings.server.grpc._transport import GrpcTransport as GrpcTransport  # the interface `build_transport` returns
 from tidings.server.grpc._webhook import SERVICE as WEBHOOK_SERVICE
 from tidings.server.grpc._webhook import WebhookServicer
+from tidings.server.webhooks import WebhookRegistry
 
 # Room in a request for what surrounds a value (names, fields) and for the requests that carry no value
 # (token permissions, webhooks). A value over --max-message-size but within this slack gets our
@@ -149,7 +154,7 @@ def build_grpc_server(
     # Registered (not generic) handlers: grpcio routes them without a per-call lookup chain.
     register = server.add_registered_method_handlers  # type: ignore[attr-defined]  # missing from grpc-stubs
     for name, handlers in method_handlers(service, authenticator, public_endpoint, webhooks).items():
-        register(name, handlers)
+        register(name, aio_handlers(handlers))
     return server
 
 
@@ -167,14 +172,14 @@ def build_h2_server(
     max_streams_per_connection: int = MAX_CONCURRENT_STREAMS,
     max_connections_per_address: int | None = None,
     idle_timeout: float = IDLE_TIMEOUT,
+    keepalive: float | None = None,
 ) -> H2Server:
     """The same services on tidings' own HTTP/2 transport (``--grpc-transport h2``); `H2Server.start` binds it.
 
     Its connections check each request's token at its HEADERS (`credential_check`), so that a caller without a
-    valid one cannot make the server hold its request's body.
+    valid one cannot make the server hold its request's body. ``keepalive`` (a test hook) replaces both the
+    seconds of silence before a keepalive ping and the seconds to wait for its answer.
     """
-    # Test hook (keepalive tests): seconds of silence before a keepalive ping, and to wait for its answer.
-    keepalive = os.environ.get("TIDINGS_TEST_H2_KEEPALIVE")
     handlers = method_handlers(service, authenticator, public_endpoint, webhooks)
     return H2Server(
         handlers,
@@ -183,8 +188,8 @@ def build_h2_server(
         fault_injection=fault_injection,
         reuse_port=reuse_port,
         ssl_context=ssl_context,
-        keepalive_time=float(keepalive) if keepalive else KEEPALIVE_TIME,
-        keepalive_timeout=float(keepalive) if keepalive else KEEPALIVE_TIMEOUT,
+        keepalive_time=keepalive or KEEPALIVE_TIME,
+        keepalive_timeout=keepalive or KEEPALIVE_TIMEOUT,
         max_connections=max_connections,
         handshake_timeout=handshake_timeout,
         max_concurrent_streams=max_streams_per_connection,
@@ -219,3 +224,61 @@ def credential_check(authenticator: Authenticator, handlers: MethodHandlers) -> 
         return None
 
     return check
+
+
+def build_transport(
+    settings: Settings,
+    service: TopicsService,
+    authenticator: Authenticator,
+    public_endpoint: Callable[[], str],
+    webhooks: WebhookRegistry,
+    max_connections: int,
+) -> GrpcTransport:
+    """The transport ``settings.grpc_transport`` names, with the services registered (built and bound by its
+    `GrpcTransport.start`)."""
+    reuse_port = settings.workers > 1
+    if settings.grpc_transport == "h2":
+        return H2Transport(
+            lambda ssl_context: build_h2_server(
+                service,
+                authenticator,
+                public_endpoint,
+                fault_injection=settings.fault_injection,
+                reuse_port=reuse_port,
+                ssl_context=ssl_context,
+                webhooks=webhooks,
+                max_connections=max_connections,
+                handshake_timeout=settings.request_timeout,
+                max_streams_per_connection=settings.max_streams_per_connection,
+                max_connections_per_address=settings.connections_per_address(max_connections),
+                idle_timeout=settings.grpc_idle_timeout,
+                keepalive=settings.test_h2_keepalive,
+            ),
+            reuse_port=reuse_port,
+            tls=_tls_files(settings),
+        )
+    return GrpcioTransport(
+        lambda: build_grpc_server(
+            service,
+            authenticator,
+            public_endpoint,
+            fault_injection=settings.fault_injection,
+            max_pending_calls=settings.max_pending_calls,
+            reuse_port=reuse_port,
+            max_connections=max_connections,
+            handshake_timeout=settings.request_timeout,
+            webhooks=webhooks,
+            max_streams_per_connection=settings.max_streams_per_connection,
+            idle_timeout=settings.grpc_idle_timeout,
+        ),
+        reuse_port=reuse_port,
+        tls=_tls_files(settings),
+        max_pending_calls=settings.max_pending_calls,
+    )
+
+
+def _tls_files(settings: Settings) -> tuple[Path, Path] | None:
+    """(certificate chain, private key) with ``--tls-cert`` and ``--tls-key``, else None."""
+    if settings.tls_cert is not None and settings.tls_key is not None:
+        return settings.tls_cert, settings.tls_key
+    return None

@@ -14,7 +14,7 @@ from starlette.responses import FileResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from tidings.server.core import InvalidArgument, TopicsService, TransportStats, WebhookRegistry
+from tidings.server.core import InvalidArgument, TopicsService, TransportStats
 from tidings.server.http._auth import Authenticate
 from tidings.server.http._caches import create_cache, delete_cache, get_cache, list_caches
 from tidings.server.http._encoding import encode_json
@@ -27,6 +27,7 @@ from tidings.server.http._poll import poll
 from tidings.server.http._publish import publish
 from tidings.server.http._stream import stream
 from tidings.server.http._webhooks import webhooks_endpoint
+from tidings.server.webhooks import WebhookRegistry
 
 STATIC: Final = Path(__file__).with_name("static")
 
@@ -162,7 +163,7 @@ class HttpApi:
         engine's Redis is unreachable."""
         if self.live.closing or self.service.draining:
             return _json({"error": {"code": "unavailable", "message": "server is shutting down"}}, 503)
-        if not self.service.engine_healthy:
+        if not (await self.service.engine_status()).healthy:
             return _json({"error": {"code": "unavailable", "message": "Redis is unreachable"}}, 503)
         return _json({"status": "ready"})
 

@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 from starlette.requests import HTTPConnection
 
-from tidings.server._credentials import credential_from_header
+from tidings.server.auth import credential_from_header
 from tidings.server.core import InvalidArgument, Principal
 
 Authenticate = Callable[[str | None], Principal]

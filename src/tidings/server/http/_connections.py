@@ -27,8 +27,7 @@ from typing import Any, Final
 
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
-from tidings.server._notices import WrongPortNotices
-from tidings.server._peers import ConnectionsPerAddress, peer_address
+from tidings.server.connections import ConnectionsPerAddress, WrongPortNotices, peer_address
 from tidings.server.http._encoding import encode_error
 from tidings.server.http._grpc_refusal import GrpcRefusal
 

@@ -7,17 +7,17 @@ for it once however many clients receive it.
 Item objects are docs/http.md's ``{"topic_sequence_number", "sequence_page", "value": {"text" | "binary"},
 "publisher_id"}``, binary values in base64. An SSE frame carries the same object as its ``data`` and
 ``PAGE:SEQ`` as its ``id`` (for a discontinuity, the position after which items resume), so that
-``Last-Event-ID`` is a resume point.
+``Last-Event-ID`` is a resume point. `SSE_ENCODER` and `POLL_ENCODER` are what the core's delivery writes with.
 """
 
 from __future__ import annotations
 
 import json
 from base64 import b64encode
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Final
 
-from tidings.server.core import HEARTBEAT, Discontinuity, Event, Message
+from tidings.server.core import HEARTBEAT, Discontinuity, Encoder, Event, Message, Position
 
 _JSON: Final = "json"
 _SSE: Final = "sse"
@@ -61,15 +61,28 @@ def encode_discontinuity(discontinuity: Discontinuity) -> bytes:
     )  # fmt: skip
 
 
+def poll_item(message: Message) -> bytes:
+    """A long-poll entry ``{"item": ...}``."""
+    return b'{"item":' + encode_item(message) + b"}"
+
+
+def poll_discontinuity(discontinuity: Discontinuity) -> bytes:
+    """A long-poll entry ``{"discontinuity": ...}``."""
+    return b'{"discontinuity":' + encode_discontinuity(discontinuity) + b"}"
+
+
+# A long poll's entries; it never delivers heartbeats (`TopicCursor.deliver_first`).
+POLL_ENCODER: Final = Encoder(poll_item, poll_discontinuity, b"")
+
+
+def poll_body(entries: Sequence[bytes]) -> bytes:
+    """The long-poll response body ``{"items": [...]}`` of encoded entries."""
+    return b'{"items":[' + b",".join(entries) + b"]}"
+
+
 def encode_poll(events: Iterable[Event]) -> bytes:
     """The long-poll response body ``{"items": [...]}`` for ``events`` (heartbeats are left out)."""
-    parts: list[bytes] = []
-    for event in events:
-        if type(event) is Message:
-            parts.append(b'{"item":' + encode_item(event) + b"}")
-        elif event is not HEARTBEAT:
-            parts.append(b'{"discontinuity":' + encode_discontinuity(event) + b"}")  # type: ignore[arg-type]
-    return b'{"items":[' + b",".join(parts) + b"]}"
+    return poll_body(POLL_ENCODER.encode([event for event in events if event is not HEARTBEAT]))
 
 
 def sse_item(message: Message) -> bytes:
@@ -94,21 +107,17 @@ def sse_discontinuity(discontinuity: Discontinuity) -> bytes:
     )
 
 
-def encode_sse(events: Iterable[Event]) -> bytes:
+# Every stream starts with `SSE_PREAMBLE`; the core's delivery writes each batch's frames as one body.
+SSE_ENCODER: Final = Encoder(sse_item, sse_discontinuity, SSE_HEARTBEAT, preamble=SSE_PREAMBLE)
+
+
+def encode_sse(events: Sequence[Event]) -> bytes:
     """The SSE frames of a batch of events, as one chunk."""
-    frames: list[bytes] = []
-    for event in events:
-        if type(event) is Message:
-            frames.append(sse_item(event))
-        elif event is HEARTBEAT:
-            frames.append(SSE_HEARTBEAT)
-        else:
-            frames.append(sse_discontinuity(event))  # type: ignore[arg-type]
-    return b"".join(frames)
+    return b"".join(SSE_ENCODER.encode(events))
 
 
-def parse_event_id(event_id: str) -> tuple[int, int]:
-    """The resume point ``(sequence_number, sequence_page)`` after an SSE event id ``PAGE:SEQ``.
+def parse_event_id(event_id: str) -> Position:
+    """The resume point after an SSE event id ``PAGE:SEQ``: the same page, the next sequence number.
 
     Raises ``ValueError`` when ``event_id`` is not two unsigned 64-bit integers joined by a colon.
     """
@@ -118,7 +127,7 @@ def parse_event_id(event_id: str) -> tuple[int, int]:
     page, sequence = int(page_text), int(sequence_text)
     if page >= 2**64 or sequence >= 2**64 - 1:
         raise ValueError(f"out of range: {event_id!r}")
-    return sequence + 1, page
+    return Position(page, sequence + 1)
 
 
 def _is_decimal(text: str) -> bool:

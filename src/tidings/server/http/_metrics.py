@@ -16,7 +16,7 @@ from prometheus_client.registry import CollectorRegistry
 from starlette.requests import Request
 from starlette.responses import Response
 
-from tidings.server.core import EngineStats, Histogram, TopicsService
+from tidings.server.core import EngineStats, EngineStatus, Histogram, RetentionBudget, TopicsService, TransportStats
 from tidings.server.webhooks import WebhookStatus
 
 WebhookStatuses = Callable[[], list[WebhookStatus]]
@@ -38,71 +38,81 @@ class TopicsCollector:
         self._service = service
         self._live_requests = live_requests
         self._webhooks = webhooks
+        # The engine's status, read (asynchronously) just before each scrape collects.
+        self.engine_status = EngineStatus(healthy=True)
 
     def collect(self) -> Iterator[Metric]:
         """Metric families with the current values (called by the registry at scrape time)."""
         service = self._service
-        transports = sorted(service.transport_stats.items())
-        counters = {
-            "publishes": "Messages published",
-            "deliveries": "Messages delivered to subscribers",
-            "discontinuities": "Discontinuities delivered to subscribers",
-            "heartbeats": "Heartbeats sent to subscribers",
-        }
-        for name, documentation in counters.items():
-            family = CounterMetricFamily(f"tidings_{name}", documentation, labels=["transport"])
-            for transport, stats in transports:
-                family.add_metric([transport], getattr(stats, name))
-            yield family
-        errors = CounterMetricFamily(
-            "tidings_errors",
-            "Requests that failed, by status (gRPC code name or HTTP status)",
-            labels=["transport", "status"],
-        )
-        for transport, stats in transports:
-            for status, count in sorted(stats.errors.items()):
-                errors.add_metric([transport, status], count)
-        yield errors
-        histograms = {
-            "publish_latency": ("tidings_publish_latency_seconds", "Time to handle a publish request"),
-            "delivery_latency": (
-                "tidings_publish_to_deliver_latency_seconds",
-                "Time from publish to delivery, sampled once per delivered batch",
-            ),
-        }
-        for attribute, (name, documentation) in histograms.items():
-            histogram_family = HistogramMetricFamily(name, documentation, labels=["transport"])
-            for transport, stats in transports:
-                histogram: Histogram = getattr(stats, attribute)
-                histogram_family.add_metric([transport], _buckets(histogram), histogram.sum)
-            yield histogram_family
-        yield GaugeMetricFamily("tidings_subscriptions", "Open subscriptions", service.subscription_total())
-        yield GaugeMetricFamily("tidings_topics", "Live topic instances", service.topic_count())
-        yield GaugeMetricFamily("tidings_caches", "Caches", service.cache_count())
-        yield GaugeMetricFamily(
-            "tidings_gc_frozen_objects",
-            "Start-up objects kept out of the garbage collector's full collections (tidings server freezes them)",
-            gc.get_freeze_count(),
-        )
-        usage = service.retention_usage
-        if usage is not None:
-            yield GaugeMetricFamily(
-                "tidings_retained_bytes", "Bytes all retention buffers hold (values and encodings)", usage.used_bytes
-            )
-            yield GaugeMetricFamily("tidings_retained_bytes_limit", "--max-retained-bytes", usage.max_bytes)
-            yield CounterMetricFamily(
-                "tidings_retained_bytes_trimmed",
-                "Retained bytes dropped to stay within --max-retained-bytes",
-                usage.trimmed_bytes,
-            )
+        yield from _transport_families(sorted(service.transport_stats.items()))
+        engine = self.engine_status
+        yield from _service_gauges(service, engine.retention)
         yield GaugeMetricFamily(
             "tidings_http_live_requests", "Open SSE streams and waiting long polls", self._live_requests()
         )
-        engine = service.engine_stats
-        if engine is not None:
-            yield from _redis_metrics(engine, service.engine_healthy)
+        if engine.stats is not None:
+            yield from _redis_metrics(engine.stats, engine.healthy)
         if self._webhooks is not None:
             yield from _webhook_families(self._webhooks())
+
+
+def _transport_families(transports: list[tuple[str, TransportStats]]) -> Iterator[Metric]:
+    """Per transport (label ``transport``): publishes, deliveries, errors by status, and the latencies."""
+    counters = {
+        "publishes": "Messages published",
+        "deliveries": "Messages delivered to subscribers",
+        "discontinuities": "Discontinuities delivered to subscribers",
+        "heartbeats": "Heartbeats sent to subscribers",
+    }
+    for name, documentation in counters.items():
+        family = CounterMetricFamily(f"tidings_{name}", documentation, labels=["transport"])
+        for transport, stats in transports:
+            family.add_metric([transport], getattr(stats, name))
+        yield family
+    errors = CounterMetricFamily(
+        "tidings_errors",
+        "Requests that failed, by status (gRPC code name or HTTP status)",
+        labels=["transport", "status"],
+    )
+    for transport, stats in transports:
+        for status, count in sorted(stats.errors.items()):
+            errors.add_metric([transport, status], count)
+    yield errors
+    histograms = {
+        "publish_latency": ("tidings_publish_latency_seconds", "Time to handle a publish request"),
+        "delivery_latency": (
+            "tidings_publish_to_deliver_latency_seconds",
+            "Time from publish to delivery, sampled once per delivered batch",
+        ),
+    }
+    for attribute, (name, documentation) in histograms.items():
+        histogram_family = HistogramMetricFamily(name, documentation, labels=["transport"])
+        for transport, stats in transports:
+            histogram: Histogram = getattr(stats, attribute)
+            histogram_family.add_metric([transport], _buckets(histogram), histogram.sum)
+        yield histogram_family
+
+
+def _service_gauges(service: TopicsService, usage: RetentionBudget | None) -> Iterator[Metric]:
+    """What the service holds now: subscriptions, topics, caches, frozen start-up objects, retained bytes."""
+    yield GaugeMetricFamily("tidings_subscriptions", "Open subscriptions", service.subscription_total())
+    yield GaugeMetricFamily("tidings_topics", "Live topic instances", service.topic_count())
+    yield GaugeMetricFamily("tidings_caches", "Caches", service.cache_count())
+    yield GaugeMetricFamily(
+        "tidings_gc_frozen_objects",
+        "Start-up objects kept out of the garbage collector's full collections (tidings server freezes them)",
+        gc.get_freeze_count(),
+    )
+    if usage is not None:
+        yield GaugeMetricFamily(
+            "tidings_retained_bytes", "Bytes all retention buffers hold (values and encodings)", usage.used_bytes
+        )
+        yield GaugeMetricFamily("tidings_retained_bytes_limit", "--max-retained-bytes", usage.max_bytes)
+        yield CounterMetricFamily(
+            "tidings_retained_bytes_trimmed",
+            "Retained bytes dropped to stay within --max-retained-bytes",
+            usage.trimmed_bytes,
+        )
 
 
 def _webhook_families(statuses: list[WebhookStatus]) -> Iterator[Metric]:
@@ -168,10 +178,13 @@ class MetricsEndpoint:
         self, service: TopicsService, live_requests: Callable[[], int], webhooks: WebhookStatuses | None = None
     ) -> None:
         self.registry = CollectorRegistry()
-        self.registry.register(TopicsCollector(service, live_requests, webhooks))
+        self._service = service
+        self._collector = TopicsCollector(service, live_requests, webhooks)
+        self.registry.register(self._collector)
         ProcessCollector(registry=self.registry)
         GCCollector(registry=self.registry)
 
     async def endpoint(self, request: Request) -> Response:
         """The exposition, rendered now."""
+        self._collector.engine_status = await self._service.engine_status()
         return Response(generate_latest(self.registry), headers={"content-type": EXPOSITION_CONTENT_TYPE})

@@ -10,20 +10,17 @@ from __future__ import annotations
 
 from typing import Any, Final
 
-_UINT64_MAX: Final = 2**64 - 1
+from tidings.server.http._openapi_schemas import NAME, SCHEMAS, UINT64, ref
+
 _JSON = "application/json"
 
 
-def _ref(name: str) -> dict[str, str]:
-    return {"$ref": f"#/components/schemas/{name}"}
-
-
 def _error(description: str) -> dict[str, Any]:
-    return {"description": description, "content": {_JSON: {"schema": _ref("Error")}}}
+    return {"description": description, "content": {_JSON: {"schema": ref("Error")}}}
 
 
 def _json(description: str, schema: str) -> dict[str, Any]:
-    return {"description": description, "content": {_JSON: {"schema": _ref(schema)}}}
+    return {"description": description, "content": {_JSON: {"schema": ref(schema)}}}
 
 
 _BAD_REQUEST = _error("Malformed request: a bad name or parameter, or a token both in the header and the query")
@@ -52,20 +49,17 @@ _COMMON = {
     "503": _UNAVAILABLE,
 }
 
-# maxLength counts characters; the limit is 255 bytes of UTF-8, which JSON Schema cannot say.
-_NAME = {"type": "string", "minLength": 1, "maxLength": 255, "pattern": "^[^\\u0000-\\u001f\\u007f-\\u009f]+$"}
 _CACHE = {
     "name": "cache",
     "in": "path",
     "required": True,
     "description": "Cache name: 1 to 255 bytes of UTF-8 without control characters (percent-encoded).",
-    "schema": _NAME,
+    "schema": NAME,
 }
 _TOPIC = {**_CACHE, "name": "topic", "description": "Topic name, like a cache name."}
 _CACHE_NAME = {**_CACHE, "name": "name"}
 _WEBHOOK_NAME = {**_CACHE, "name": "name", "description": "Webhook name, like a cache name."}
 _WEBHOOK_NOT_FOUND = _error("The cache does not exist, or has no webhook of that name")
-_UINT64 = {"type": "integer", "minimum": 0, "maximum": _UINT64_MAX}
 _TOKEN_QUERY = {
     "name": "token",
     "in": "query",
@@ -82,141 +76,16 @@ _RESUME = [
             "The next sequence number expected (last received + 1); 0 or absent: the newest retained message "
             "(the server's --subscribe-latest), then new ones."
         ),
-        "schema": _UINT64,
+        "schema": UINT64,
     },
     {
         "name": "sequence_page",
         "in": "query",
         "required": False,
         "description": "The last sequence page seen; 0 or absent: unknown.",
-        "schema": _UINT64,
+        "schema": UINT64,
     },
 ]
-
-_SCHEMAS: dict[str, Any] = {
-    "Error": {
-        "type": "object",
-        "required": ["error"],
-        "properties": {
-            "error": {
-                "type": "object",
-                "required": ["code", "message"],
-                "properties": {
-                    "code": {
-                        "type": "string",
-                        "description": "invalid_argument, unauthenticated, permission_denied, not_found, "
-                        "already_exists, method_not_allowed, unsupported_media_type, request_size_limit_exceeded, "
-                        "topic_subscriptions_limit_exceeded, operations_rate_limit_exceeded, "
-                        "cache_count_limit_exceeded, topic_count_limit_exceeded, unavailable, deadline_exceeded "
-                        "or internal",
-                    },
-                    "message": {"type": "string"},
-                },
-            }
-        },
-    },
-    "TopicValue": {
-        "oneOf": [
-            {"type": "object", "required": ["text"], "properties": {"text": {"type": "string"}}},
-            {
-                "type": "object",
-                "required": ["binary"],
-                "properties": {"binary": {"type": "string", "contentEncoding": "base64"}},
-            },
-        ]
-    },
-    "TopicItem": {
-        "type": "object",
-        "required": ["topic_sequence_number", "sequence_page", "value", "publisher_id"],
-        "properties": {
-            "topic_sequence_number": _UINT64,
-            "sequence_page": _UINT64,
-            "value": _ref("TopicValue"),
-            "publisher_id": {"type": "string", "description": "Token id of the publisher; empty if none."},
-        },
-    },
-    "Discontinuity": {
-        "type": "object",
-        "required": ["last_topic_sequence", "new_topic_sequence", "new_sequence_page"],
-        "properties": {
-            "last_topic_sequence": _UINT64,
-            "new_topic_sequence": {**_UINT64, "description": "The next item has this sequence number + 1."},
-            "new_sequence_page": _UINT64,
-        },
-    },
-    "PollResponse": {
-        "type": "object",
-        "required": ["items"],
-        "properties": {
-            "items": {
-                "type": "array",
-                "items": {
-                    "oneOf": [
-                        {"type": "object", "required": ["item"], "properties": {"item": _ref("TopicItem")}},
-                        {
-                            "type": "object",
-                            "required": ["discontinuity"],
-                            "properties": {"discontinuity": _ref("Discontinuity")},
-                        },
-                    ]
-                },
-            }
-        },
-    },
-    "CacheList": {
-        "type": "object",
-        "required": ["caches"],
-        "properties": {
-            "caches": {
-                "type": "array",
-                "items": {"type": "object", "required": ["name"], "properties": {"name": {"type": "string"}}},
-            }
-        },
-    },
-    "Cache": {
-        "type": "object",
-        "required": ["name"],
-        "properties": {
-            "name": {"type": "string"},
-            "subscriptions": {"type": "integer", "minimum": 0, "description": "Open subscriptions on this process."},
-        },
-    },
-    "Status": {"type": "object", "required": ["status"], "properties": {"status": {"type": "string"}}},
-    "WebhookDefinition": {
-        "type": "object",
-        "required": ["topic", "url"],
-        "properties": {
-            "topic": {**_NAME, "description": "The topic whose messages are POSTed."},
-            "url": {"type": "string", "description": "An http:// or https:// URL with a host."},
-        },
-    },
-    "Webhook": {
-        "type": "object",
-        "required": ["name", "topic", "url"],
-        "properties": {"name": {"type": "string"}, "topic": {"type": "string"}, "url": {"type": "string"}},
-    },
-    "WebhookList": {
-        "type": "object",
-        "required": ["webhooks"],
-        "properties": {"webhooks": {"type": "array", "items": _ref("Webhook")}},
-    },
-    "WebhookWithSecret": {
-        "allOf": [
-            _ref("Webhook"),
-            {"type": "object", "required": ["secret"], "properties": {"secret": {"type": "string"}}},
-        ]
-    },
-    "WebhookSecret": {
-        "type": "object",
-        "required": ["secret"],
-        "properties": {
-            "secret": {
-                "type": "string",
-                "description": "Signs deliveries: header momento-signature = hex HMAC-SHA3-256 of the body.",
-            }
-        },
-    },
-}
 
 OPENAPI: Final[dict[str, Any]] = {
     "openapi": "3.1.0",
@@ -346,7 +215,7 @@ OPENAPI: Final[dict[str, Any]] = {
             "put": {
                 "operationId": "putWebhook",
                 "summary": "Create or replace a webhook (a replace keeps its secret); answers its secret",
-                "requestBody": {"required": True, "content": {_JSON: {"schema": _ref("WebhookDefinition")}}},
+                "requestBody": {"required": True, "content": {_JSON: {"schema": ref("WebhookDefinition")}}},
                 "responses": {
                     "200": _json("The webhook and its signing secret", "WebhookWithSecret"),
                     **_COMMON,
@@ -407,5 +276,5 @@ OPENAPI: Final[dict[str, Any]] = {
             }
         },
     },
-    "components": {"schemas": _SCHEMAS},
+    "components": {"schemas": SCHEMAS},
 }

@@ -10,14 +10,15 @@ the last sequence number + 1 and its page.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from typing import Final
 
 from starlette.requests import Request
 from starlette.responses import Response
 
-from tidings.server.core import HEARTBEAT, Event, Subscription, TopicsService, TransportStats
+from tidings.server.core import Position, TopicCursor, TopicsService, TransportStats
 from tidings.server.http._auth import Authenticate, authorize
-from tidings.server.http._encoding import encode_poll
+from tidings.server.http._encoding import POLL_ENCODER, poll_body
 from tidings.server.http._live import LiveRequests
 from tidings.server.http._params import query_uint64
 
@@ -25,26 +26,34 @@ from tidings.server.http._params import query_uint64
 MAX_READS: Final = 4
 
 
-async def first_events(subscription: Subscription, max_wait: float) -> list[Event]:
+class Answer:
+    """A long poll's `Writer`: it takes the first batch, which becomes the response's entries."""
+
+    __slots__ = ("entries",)
+
+    def __init__(self) -> None:
+        self.entries: list[bytes] = []
+
+    def try_write(self, chunks: Sequence[bytes]) -> bool:
+        """Take the batch now (a response is built once it is whole)."""
+        self.entries += chunks
+        return True
+
+    async def write_all(self, chunks: Sequence[bytes]) -> None:
+        """Take the batch (never waits)."""
+        self.entries += chunks
+
+
+async def first_entries(subscription: TopicCursor, stats: TransportStats, max_wait: float) -> list[bytes]:
     """Items and discontinuities as soon as there are some (with what else is there at once), or ``[]``
     after ``max_wait`` seconds."""
-    poll = subscription.poll
+    answer = Answer()
     try:
         async with asyncio.timeout(max_wait):
-            while True:
-                events = poll()
-                if events is None:
-                    await subscription.wait()
-                elif events[0] is not HEARTBEAT:
-                    break
+            await subscription.deliver_first(answer, POLL_ENCODER, stats, MAX_READS)
     except TimeoutError:
         return []
-    for _ in range(MAX_READS - 1):
-        more = poll()
-        if more is None or more[0] is HEARTBEAT:
-            break
-        events += more
-    return events
+    return answer.entries
 
 
 async def poll(
@@ -59,9 +68,7 @@ async def poll(
 ) -> Response:
     """Answer the long-poll: 200 with ``{"items": [...]}``."""
     principal = authorize(request, authenticate)
-    resume_at = query_uint64(request, "sequence_number")
-    sequence_page = query_uint64(request, "sequence_page")
-    with await service.subscribe(cache, topic, resume_at, sequence_page, principal) as subscription:
-        events = await live.run(request.receive, first_events(subscription, max_wait))
-    stats.count_delivered(events, service.clock())
-    return Response(encode_poll(events), media_type="application/json", headers={"cache-control": "no-store"})
+    resume_at = Position(query_uint64(request, "sequence_page"), query_uint64(request, "sequence_number"))
+    with await service.subscribe(cache, topic, resume_at, principal) as subscription:
+        entries = await live.run(request.receive, first_entries(subscription, stats, max_wait))
+    return Response(poll_body(entries), media_type="application/json", headers={"cache-control": "no-store"})

@@ -16,14 +16,15 @@ from pathlib import Path
 
 import uvicorn
 
-from tidings.server._logs import show_uvicorn_as_transport
-from tidings.server.core import TopicsService, WebhookRegistry
+from tidings.server.core import TopicsService
 from tidings.server.http._app import build_app
 from tidings.server.http._auth import Authenticate
 from tidings.server.http._connections import ConnectionLimits, guarded_protocol
 from tidings.server.http._live import LiveRequests
 from tidings.server.http._metrics import WebhookStatuses
 from tidings.server.http._origin import guard_origins
+from tidings.server.process import show_uvicorn_as_transport
+from tidings.server.webhooks import WebhookRegistry
 
 
 class _Uvicorn(uvicorn.Server):

@@ -10,19 +10,15 @@ topic's retention covers the gap. A first connection can resume with ``?last_eve
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Sequence
+
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
-from tidings.server.core import (
-    InvalidArgument,
-    Subscription,
-    TopicsError,
-    TopicsService,
-    TransportStats,
-)
+from tidings.server.core import InvalidArgument, Position, TopicCursor, TopicsError, TopicsService, TransportStats
 from tidings.server.http._auth import Authenticate, authorize
-from tidings.server.http._encoding import SSE_PREAMBLE, encode_sse, parse_event_id
+from tidings.server.http._encoding import SSE_ENCODER, parse_event_id
 from tidings.server.http._errors import logger
 from tidings.server.http._live import ClientGone, LiveRequests
 from tidings.server.http._params import query_uint64
@@ -35,23 +31,39 @@ _HEADERS = (
 )
 
 
-def resume_point(request: Request) -> tuple[int, int]:
-    """(N, P) to subscribe from: ``Last-Event-ID`` header, else ``?last_event_id=``, else the query's N and P."""
+def resume_point(request: Request) -> Position:
+    """Where to subscribe from: ``Last-Event-ID`` header, else ``?last_event_id=``, else the query's N and P."""
     event_id = request.headers.get("last-event-id") or request.query_params.get("last_event_id")
     if event_id:
         try:
             return parse_event_id(event_id)
         except ValueError:
             raise InvalidArgument("Last-Event-ID must be PAGE:SEQ, as sent in event ids") from None
-    return query_uint64(request, "sequence_number"), query_uint64(request, "sequence_page")
+    return Position(query_uint64(request, "sequence_page"), query_uint64(request, "sequence_number"))
+
+
+class BodyWriter:
+    """An SSE response's `Writer`: one body chunk per batch (ASGI's ``send`` is always awaited)."""
+
+    __slots__ = ("_send",)
+
+    def __init__(self, send: Send) -> None:
+        self._send = send
+
+    def try_write(self, chunks: Sequence[bytes]) -> bool:
+        """Never: ``send`` must be awaited."""
+        return False
+
+    def write_all(self, chunks: Sequence[bytes]) -> Awaitable[None]:
+        """Send the batch's frames as one body chunk."""
+        return self._send({"type": "http.response.body", "body": b"".join(chunks), "more_body": True})
 
 
 class EventStream(Response):
     """A response that streams a subscription until the client leaves, the topic ends or the server stops."""
 
-    def __init__(self, subscription: Subscription, service: TopicsService, stats: TransportStats, live: LiveRequests):
+    def __init__(self, subscription: TopicCursor, stats: TransportStats, live: LiveRequests):
         self._subscription = subscription
-        self._service = service
         self._stats = stats
         self._live = live
 
@@ -59,7 +71,7 @@ class EventStream(Response):
         with self._subscription:
             await send({"type": "http.response.start", "status": 200, "headers": list(_HEADERS)})
             try:
-                await self._live.run(receive, self._stream(send))
+                await self._live.run(receive, self._subscription.deliver(BodyWriter(send), SSE_ENCODER, self._stats))
             except ClientGone:
                 return
             except TopicsError:
@@ -67,22 +79,6 @@ class EventStream(Response):
             except Exception:
                 logger.exception("unexpected fault in an event stream")
             await send({"type": "http.response.body", "body": b"", "more_body": False})
-
-    async def _stream(self, send: Send) -> None:
-        subscription = self._subscription
-        stats = self._stats
-        clock = self._service.clock
-        await send({"type": "http.response.body", "body": SSE_PREAMBLE, "more_body": True})
-        stats.heartbeats += 1
-        poll = subscription.poll
-        wait = subscription.wait
-        while True:
-            events = poll()
-            if events is None:
-                await wait()
-                continue
-            await send({"type": "http.response.body", "body": encode_sse(events), "more_body": True})
-            stats.count_delivered(events, clock())
 
 
 async def stream(
@@ -96,6 +92,5 @@ async def stream(
 ) -> Response:
     """Subscribe (errors are JSON responses, before the stream starts) and return the event stream."""
     principal = authorize(request, authenticate)
-    resume_at, sequence_page = resume_point(request)
-    subscription = await service.subscribe(cache, topic, resume_at, sequence_page, principal)
-    return EventStream(subscription, service, stats, live)
+    subscription = await service.subscribe(cache, topic, resume_point(request), principal)
+    return EventStream(subscription, stats, live)

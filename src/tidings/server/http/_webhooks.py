@@ -12,10 +12,11 @@ import json
 from starlette.requests import Request
 from starlette.responses import Response
 
-from tidings.server.core import InvalidArgument, Webhook, WebhookRegistry
+from tidings.server.core import InvalidArgument
 from tidings.server.http._auth import Authenticate, authorize
 from tidings.server.http._encoding import encode_json
 from tidings.server.http._errors import NoRoute
+from tidings.server.webhooks import Webhook, WebhookRegistry
 
 # A webhook definition is a topic name and a URL: anything longer is not one.
 MAX_BODY_BYTES = 16 * 1024

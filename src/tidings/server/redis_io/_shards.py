@@ -64,18 +64,15 @@ class Shards:
         *,
         cluster: bool = False,
         timeout: float = 2.0,
-        deliver: Callable[[bytes, bytes], None] | None = None,
-        resubscribed: Callable[[list[bytes]], None] | None = None,
-        moved: Callable[[list[bytes]], None] | None = None,
         stats: EngineStats | None = None,
     ) -> None:
         self._url = url
         self.stats = stats or EngineStats()
         self.cluster = cluster
         self._timeout = timeout
-        self._deliver = deliver
-        self._resubscribed = resubscribed
-        self._moved = moved
+        self._deliver: Callable[[bytes, bytes], None] | None = None
+        self._resubscribed: Callable[[list[bytes]], None] | None = None
+        self._moved: Callable[[list[bytes]], None] | None = None
         self._links: dict[str, RedisLink] = {}
         self._subscribers: dict[str, ChannelSubscriber] = {}
         self._slot_owner: list[str] = []  # slot -> node address (cluster)
@@ -86,6 +83,16 @@ class Shards:
         self._repair: asyncio.Task[None] | None = None
         self._retiring: set[asyncio.Task[None]] = set()  # pub/sub connections of nodes that serve no slot, closing
         self._closed = False
+
+    def listen(
+        self,
+        deliver: Callable[[bytes, bytes], None],
+        resubscribed: Callable[[list[bytes]], None],
+        moved: Callable[[list[bytes]], None],
+    ) -> None:
+        """Open pub/sub connections too, handing their messages to ``deliver`` and reporting channels through
+        ``resubscribed`` and ``moved`` (the engine's, whose owner made these connections); before `start`."""
+        self._deliver, self._resubscribed, self._moved = deliver, resubscribed, moved
 
     @property
     def connected(self) -> bool:

@@ -22,8 +22,9 @@ import time
 from redis.exceptions import ResponseError
 
 from tidings.server.auth import MAX_TOKEN_LIFETIME, ApiKey, grants_from_json, grants_to_json
-from tidings.server.core import Unavailable, Webhook
+from tidings.server.core import Unavailable
 from tidings.server.redis_io import Arg, Shards, as_list, as_text
+from tidings.server.webhooks import Webhook
 
 # KEYS: keys, revoked, version. ARGV: id, at.
 _REVOKE = """
@@ -153,16 +154,21 @@ class RedisStore:
     shared = True
 
     def __init__(self, shards: Shards, *, prefix: str = "tidings:") -> None:
+        """The store on ``shards``, connections that their owner starts and closes (the Redis backend's); `open`
+        makes a store that owns its own."""
         self._shards = shards
         self._prefix = prefix.encode()
+        self._owns_shards = False  # `close` closes the shards
 
     @classmethod
     async def open(cls, url: str, *, cluster: bool = False, prefix: str = "tidings:") -> RedisStore:
-        """Connect to ``url`` (any node of a Redis Cluster with ``cluster``); raises `Unavailable` when Redis
-        cannot be reached."""
+        """Connect to ``url`` (any node of a Redis Cluster with ``cluster``) with connections of the store's own;
+        raises `Unavailable` when Redis cannot be reached."""
         shards = Shards(url, cluster=cluster)
         await shards.start()
-        return cls(shards, prefix=prefix)
+        store = cls(shards, prefix=prefix)
+        store._owns_shards = True
+        return store
 
     def _key(self, name: bytes) -> bytes:
         # One hash tag: in a Redis Cluster every store key is in one slot, so the scripts may touch several.
@@ -349,7 +355,8 @@ class RedisStore:
         return as_text(await self._call(b"GET", self._key(b"secret"))).encode()
 
     async def close(self) -> None:
-        await self._shards.close()
+        if self._owns_shards:
+            await self._shards.close()
 
 
 def _key_json(key: ApiKey) -> str:

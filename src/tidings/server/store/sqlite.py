@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import TypeVar
 
 from tidings.server.auth import MAX_TOKEN_LIFETIME, ApiKey, grants_from_json, grants_to_json
-from tidings.server.core import Webhook
 from tidings.server.store._datadir import DataDirectoryError
+from tidings.server.webhooks import Webhook
 
 T = TypeVar("T")
 

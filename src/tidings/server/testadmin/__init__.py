@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 
+from tidings.server.process import host_port
 from tidings.server.testadmin._api import TestAdminApi
 from tidings.server.testadmin._relay import DataPortRelay
 
@@ -24,28 +25,32 @@ class TestAdmin:
 
     __test__ = False  # not a pytest test class, whatever its name
 
-    def __init__(self, transport_port: int) -> None:
-        self.relay = DataPortRelay(UPSTREAM_HOST, transport_port)
+    def __init__(self, api_port: int) -> None:
+        self.relay = DataPortRelay(UPSTREAM_HOST, 0)
         self._api = TestAdminApi({"/block": self._block, "/unblock": self._unblock})
+        self._api_port = api_port
         self.api_port = 0
 
-    async def start(self, host: str, data_port: int, api_port: int) -> int:
-        """Relay ``host:data_port`` to the transport and serve the API on ``host:api_port``; returns the bound
-        data port. OSError naming the address if either cannot be bound."""
+    async def start(self, host: str, data_port: int, transport_port: int) -> int:
+        """Relay ``host:data_port`` to the transport (on ``transport_port`` of `UPSTREAM_HOST`) and serve the API
+        on ``host`` and the API port; returns the bound data port. OSError naming the address if either cannot be
+        bound."""
+        self.relay.upstream = (UPSTREAM_HOST, transport_port)
+        api_port = self._api_port
         try:
             bound = await self.relay.start(host, data_port)
         except OSError as error:
-            raise OSError(f"cannot listen on {_host_port(host, data_port)}: {error.strerror or error}") from None
+            raise OSError(f"cannot listen on {host_port(host, data_port)}: {error.strerror or error}") from None
         try:
             self.api_port = await self._api.start(host, api_port)
         except OSError as error:
             await self.relay.close()
             raise OSError(
-                f"cannot serve --test-admin-port on {_host_port(host, api_port)}: {error.strerror or error}"
+                f"cannot serve --test-admin-port on {host_port(host, api_port)}: {error.strerror or error}"
             ) from None
         logger.info(
             "test-admin API at http://%s (GET /block silences the gRPC port, GET /unblock restores it)",
-            _host_port(host, self.api_port),
+            host_port(host, self.api_port),
         )
         return bound
 
@@ -62,13 +67,10 @@ class TestAdmin:
         return "unblocked"
 
     async def close(self) -> None:
-        """Stop the API, then the relay (after the transport stopped, so its goodbyes reach the clients)."""
+        """Stop the API, then the relay (after the transport stopped, so its goodbyes reach the clients); nothing
+        to do if it never started."""
         await self._api.close()
         await self.relay.close()
-
-
-def _host_port(host: str, port: int) -> str:
-    return f"[{host}]:{port}" if ":" in host and not host.startswith("[") else f"{host}:{port}"
 
 
 __all__ = ["UPSTREAM_HOST", "DataPortRelay", "TestAdmin", "TestAdminApi"]

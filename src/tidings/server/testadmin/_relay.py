@@ -110,7 +110,7 @@ class DataPortRelay:
     `block` silences every connection, open and new, until `unblock`."""
 
     def __init__(self, upstream_host: str, upstream_port: int) -> None:
-        self._upstream = (upstream_host, upstream_port)
+        self.upstream = (upstream_host, upstream_port)  # where connections go (settable until the first one)
         self.blocked = False
         self.sides: set[_Side] = set()  # every open socket, client and upstream
         self._connecting: dict[_ClientSide, asyncio.Task[None]] = {}
@@ -149,7 +149,7 @@ class DataPortRelay:
     async def _connect(self, client: _ClientSide) -> None:
         upstream = _Side(self)
         try:
-            await asyncio.get_running_loop().create_connection(lambda: upstream, *self._upstream)
+            await asyncio.get_running_loop().create_connection(lambda: upstream, *self.upstream)
         except OSError as error:
             logger.warning("test-admin relay: cannot reach the gRPC transport: %s", error)
             client.close()

@@ -1,8 +1,9 @@
 """The webhook dispatcher: one delivery task per webhook, started, updated and stopped as the registry says.
 
-With several nodes on one Redis, each webhook is delivered by the node holding its lease (`WebhookLeases`): a
-node delivers the webhooks whose leases it holds, extends them, seeks the free ones, and records each webhook's
-cursor, so that when a node stops (or dies, and its leases run out) another resumes where it stopped.
+Each webhook is delivered by the node holding its lease (`Leases`). With several nodes on one Redis
+(`WebhookLeases`) a node delivers the webhooks whose leases it holds, extends them, seeks the free ones, and
+records each webhook's cursor, so that when a node stops (or dies, and its leases run out) another resumes where
+it stopped; a server alone holds every lease (`SoleNodeLeases`).
 """
 
 from __future__ import annotations
@@ -14,9 +15,10 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import NamedTuple
 
-from tidings.server.core import FailureLog, TopicsService, Webhook
+from tidings.server.core import FailureLog, Position, TopicsService
 from tidings.server.webhooks._http import WebhookSender
-from tidings.server.webhooks._leases import WebhookLeases
+from tidings.server.webhooks._leases import Leases
+from tidings.server.webhooks._registry import Webhook
 from tidings.server.webhooks._retry import RetryPolicy
 from tidings.server.webhooks._stats import WebhookStats
 from tidings.server.webhooks._worker import WebhookWorker
@@ -47,7 +49,7 @@ class WebhookDispatcher:
         sender: WebhookSender,
         policy: RetryPolicy | None = None,
         *,
-        leases: WebhookLeases | None = None,
+        leases: Leases,
         wall_clock: Callable[[], float] = time.time,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
@@ -68,8 +70,8 @@ class WebhookDispatcher:
         self._lease_log = FailureLog(logger, "keeping the leases of webhooks", clock=service.clock)
 
     def start(self) -> None:
-        """With leases: start extending held leases and seeking free ones (until `close`)."""
-        if self._leases is not None and self._lease_keeper is None:
+        """Start extending held leases and seeking free ones (until `close`)."""
+        if self._lease_keeper is None:
             self._lease_keeper = asyncio.create_task(self._keep_leases(self._leases), name="tidings-webhook-leases")
 
     async def webhook_put(self, webhook: Webhook) -> None:
@@ -118,11 +120,10 @@ class WebhookDispatcher:
         for task in list(self._ending):
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
-        if self._leases is not None:
-            await self._drop_leases(self._leases, held)
+        await self._drop_leases(self._leases, held)
         await self._sender.close()
 
-    async def _drop_leases(self, leases: WebhookLeases, held: list[Key]) -> None:
+    async def _drop_leases(self, leases: Leases, held: list[Key]) -> None:
         """Give the leases of ``held`` up (after their workers stopped, so none records a position after this);
         those that fail (Redis unreachable) run out by themselves, and are logged in one line."""
         kept: list[str] = []
@@ -145,27 +146,23 @@ class WebhookDispatcher:
 
     async def _try_start(self, key: Key) -> None:
         webhook = self._webhooks[key]
-        resume = None
         leases = self._leases
-        if leases is not None:
-            try:
-                if not await leases.take(*key):
-                    self._lease_log.succeeded(by=key)
-                    return  # another node delivers it
-                self._renewed[key] = time.monotonic()
-                resume = await leases.cursor(*key)
-            except Exception as error:
-                self._lease_log.failed(
-                    f"webhook {key[1]!r} of cache {key[0]!r}: no lease ({error}); will retry", by=key
-                )
-                return
-            self._lease_log.succeeded(by=key)
-            if self._closed or key in self._workers or self._webhooks.get(key) != webhook:
-                return  # changed meanwhile: the next round starts what is current
-            logger.info("webhook %r of cache %r: delivering from this node", key[1], key[0])
+        try:
+            if not await leases.take(*key):
+                self._lease_log.succeeded(by=key)
+                return  # another node delivers it
+            self._renewed[key] = time.monotonic()
+            resume = await leases.cursor(*key)
+        except Exception as error:
+            self._lease_log.failed(f"webhook {key[1]!r} of cache {key[0]!r}: no lease ({error}); will retry", by=key)
+            return
+        self._lease_log.succeeded(by=key)
+        if self._closed or key in self._workers or self._webhooks.get(key) != webhook:
+            return  # changed meanwhile: the next round starts what is current
+        leases.taken(*key)
 
-        async def record(sequence_page: int, next_sequence_number: int) -> None:
-            if leases is not None and not await leases.save(*key, sequence_page, next_sequence_number):
+        async def record(position: Position) -> None:
+            if not await leases.save(*key, position.sequence_page, position.sequence_number):
                 raise RuntimeError("the lease is another node's now")
 
         worker = WebhookWorker(
@@ -175,8 +172,8 @@ class WebhookDispatcher:
             self._policy,
             wall_clock=self._wall_clock,
             sleep=self._sleep,
-            resume=resume,
-            on_progress=record if leases is not None else None,
+            resume=None if resume is None else Position(*resume),
+            on_progress=record,
         )
         await worker.open()
         if self._closed or key in self._workers or key not in self._webhooks:  # changed while subscribing
@@ -186,10 +183,10 @@ class WebhookDispatcher:
         task.add_done_callback(lambda done: self._ended(key, worker, done))
         self._workers[key] = (worker, task)
 
-    async def _keep_leases(self, leases: WebhookLeases) -> None:
-        """Extend held leases (a worker whose lease is lost stops) and take free ones, every `renew_every`."""
+    async def _keep_leases(self, leases: Leases) -> None:
+        """Extend held leases (a worker whose lease is lost stops) and take free ones, when the leases say."""
         while True:
-            await asyncio.sleep(leases.renew_every)
+            await leases.wait_renewal()
             for key in list(self._workers):
                 try:
                     held = await leases.take(*key)

@@ -1,4 +1,8 @@
-"""One webhook's delivery loop: a live subscription of its topic, each message POSTed in order, one at a time."""
+"""One webhook's delivery: a live subscription of its topic, each message POSTed in order, one at a time.
+
+The worker is the subscription's `Writer` (the core delivers to it): its chunks are the events themselves, and
+writing one POSTs it, with retries, before the next.
+"""
 
 from __future__ import annotations
 
@@ -6,26 +10,41 @@ import asyncio
 import logging
 import random
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Final
 
 from tidings.server.core import (
     ANONYMOUS,
+    HEARTBEAT,
     CacheNotFound,
     Discontinuity,
+    Encoder,
+    Event,
     FailureLog,
     Message,
-    Subscription,
+    Position,
+    TopicCursor,
     TopicsError,
     TopicsService,
-    Webhook,
 )
 from tidings.server.webhooks._events import event_body
 from tidings.server.webhooks._http import WebhookSender
+from tidings.server.webhooks._registry import Webhook
 from tidings.server.webhooks._retry import Outcome, RetryPolicy, Verdict, deliver_with_retries
 from tidings.server.webhooks._stats import WebhookStats
 from tidings.webhooks import sign
 
 logger = logging.getLogger("tidings.server.webhooks")
+
+NO_POSITION: Final = Position(0, 0)
+
+
+def _as_is(event: Event) -> Event:
+    return event
+
+
+# A webhook's chunks are the events: each POST is built when it is sent (its timestamps are the delivery's).
+EVENTS: Final[Encoder[Event]] = Encoder(_as_is, _as_is, HEARTBEAT)
 
 
 class WebhookWorker:
@@ -44,8 +63,8 @@ class WebhookWorker:
         *,
         wall_clock: Callable[[], float] = time.time,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
-        resume: tuple[int, int] | None = None,
-        on_progress: Callable[[int, int], Awaitable[object]] | None = None,
+        resume: Position | None = None,
+        on_progress: Callable[[Position], Awaitable[object]] | None = None,
     ) -> None:
         self.webhook = webhook
         self.stats = WebhookStats()
@@ -54,14 +73,14 @@ class WebhookWorker:
         self._policy = policy
         self._wall_clock = wall_clock
         self._sleep = sleep
-        self._subscription: Subscription | None = None
-        self._opened: Subscription | None = None  # subscribed by `open`, not followed yet
+        self._subscription: TopicCursor | None = None
+        self._opened: TopicCursor | None = None  # subscribed by `open`, not followed yet
         self._held = 0  # messages read from the subscription and not yet delivered
         self._broken = 0  # subscriptions in a row that broke before delivering anything (the backoff)
-        # Where to resume (a takeover, or after the subscription broke): (page, next sequence number).
-        self._resume = resume or (0, 0)
+        # Where to resume (a takeover, or after the subscription broke): the next message's position.
+        self._resume = resume or NO_POSITION
         self._resumed = resume is not None
-        # Told each new position (page, next sequence number), to store it for a takeover by another node.
+        # Told each new position, to store it for a takeover by another node.
         self._on_progress = on_progress
         # A dead endpoint fails every attempt: its log is a line when that starts, one a minute, one when it ends.
         self._failure_log = FailureLog(
@@ -86,7 +105,7 @@ class WebhookWorker:
             self._opened = None
             return
         if not self._resumed:  # a new webhook starts here: a takeover must not start later
-            self._resume = (self._opened.sequence_page, self._opened.next_sequence_number)
+            self._resume = Position(self._opened.sequence_page, self._opened.next_sequence_number)
             await self._progress()
 
     def discard(self) -> None:
@@ -95,13 +114,12 @@ class WebhookWorker:
             self._opened.close()
             self._opened = None
 
-    async def _subscribe(self) -> Subscription:
+    async def _subscribe(self) -> TopicCursor:
         webhook = self.webhook
         return await self._service.subscribe(
             webhook.cache_name,
             webhook.topic_name,
-            self._resume[1],
-            self._resume[0],
+            self._resume,
             ANONYMOUS,
             latest=0,  # a webhook starts live: it never asked for history
         )
@@ -115,7 +133,7 @@ class WebhookWorker:
                 with subscription:
                     self._subscription = subscription
                     try:
-                        await self._follow(subscription)
+                        await subscription.deliver(self, EVENTS)
                     finally:
                         self._subscription = None
             except CacheNotFound:
@@ -130,32 +148,36 @@ class WebhookWorker:
                 )  # fmt: skip
                 await self._sleep(delay)
 
-    async def _follow(self, subscription: Subscription) -> None:
-        while True:
-            events = await subscription.next_events()
-            self._broken = 0  # the subscription works: a later break starts the backoff over
-            self._held = sum(isinstance(event, Message) for event in events)
-            for event in events:
-                if isinstance(event, Message):
-                    await self._deliver(event)
-                    self._held -= 1
-                    self._resume = (event.sequence_page, event.sequence_number + 1)
-                    await self._progress()
-                elif isinstance(event, Discontinuity):
-                    self._record_gap(event)
-                    await self._progress()
+    def try_write(self, chunks: Sequence[Event]) -> bool:
+        """Never: each message is POSTed, and waited for, in turn (`write_all`)."""
+        return False
+
+    async def write_all(self, chunks: Sequence[Event]) -> None:
+        """Deliver a batch of the subscription's events, in order: each message POSTed (with retries) and the
+        position recorded after it; a discontinuity is logged and recorded; heartbeats only show it works."""
+        self._broken = 0  # the subscription works: a later break starts the backoff over
+        self._held = sum(isinstance(event, Message) for event in chunks)
+        for event in chunks:
+            if isinstance(event, Message):
+                await self._deliver(event)
+                self._held -= 1
+                self._resume = Position(event.sequence_page, event.sequence_number + 1)
+                await self._progress()
+            elif isinstance(event, Discontinuity):
+                self._record_gap(event)
+                await self._progress()
 
     async def _progress(self) -> None:
         if self._on_progress is None:
             return
         try:
-            await self._on_progress(*self._resume)
+            await self._on_progress(self._resume)
         except Exception as error:  # the position is kept here; a later save records it
             logger.warning("webhook %r: could not record its position: %s", self.webhook.name, error)
 
     def _record_gap(self, gap: Discontinuity) -> None:
-        resume_page, _ = self._resume
-        self._resume = (gap.new_sequence_page, gap.new_topic_sequence + 1)
+        resume_page = self._resume.sequence_page
+        self._resume = Position(gap.new_sequence_page, gap.new_topic_sequence + 1)
         same_page = resume_page in (0, gap.new_sequence_page)
         missed = gap.new_topic_sequence - gap.last_topic_sequence if same_page else 0
         if same_page and missed <= 0:

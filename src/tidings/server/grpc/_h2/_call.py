@@ -1,4 +1,5 @@
-"""One gRPC call on an h2 connection: the servicer's `CallContext`."""
+"""One gRPC call on an h2 connection: the servicer's `StreamContext`, and the `Writer` its subscription delivers
+to."""
 
 from __future__ import annotations
 
@@ -37,8 +38,12 @@ class CallConnection(Protocol):
 
 
 class H2Call:
-    """A call's request (headers, body) and response state; `write`, `abort`, `invocation_metadata` and `peer`
-    are what servicers use (`CallContext`)."""
+    """A call's request (headers, body) and response state; `write`, `abort`, `invocation_metadata`, `peer` and
+    `writer` are what servicers use (`StreamContext`).
+
+    It is its own `Writer`: the core writes a subscription's messages with `try_write` (from the publish itself,
+    when the windows are open) or `write_all`.
+    """
 
     __slots__ = (
         "_connection",
@@ -91,10 +96,21 @@ class H2Call:
         if not self._connection.try_send(self, (message,)):
             await self._connection.send_message(self, message)
 
-    def try_write_all(self, messages: Sequence[bytes]) -> bool:
-        """Queue all of ``messages`` now, or none (False: a window or the socket buffer is full); see
-        `DirectWrites`."""
-        return self._connection.try_send(self, messages)
+    def writer(self) -> H2Call:
+        """This call: it writes its own response messages (`try_write`, `write_all`)."""
+        return self
+
+    def try_write(self, chunks: Sequence[bytes]) -> bool:
+        """Queue all of ``chunks`` (response messages) now, or none (False: a window or the socket buffer is full,
+        or the response headers are not sent yet)."""
+        return self._connection.try_send(self, chunks)
+
+    async def write_all(self, chunks: Sequence[bytes]) -> None:
+        """Send ``chunks`` (response messages) in order, waiting for the windows."""
+        connection = self._connection
+        if not connection.try_send(self, chunks):
+            for chunk in chunks:
+                await connection.send_message(self, chunk)
 
     def peer(self) -> str:
         """The client's address, as grpcio's ``ServicerContext.peer`` gives it (for the log)."""

@@ -24,7 +24,7 @@ import h2.errors
 import h2.events
 import h2.exceptions
 
-from tidings.server._notices import Notices
+from tidings.server.connections import Notices
 from tidings.server.grpc._context import CallAborted, Metadata
 from tidings.server.grpc._h2._call import H2Call
 from tidings.server.grpc._h2._intake import RequestIntake

@@ -23,8 +23,7 @@ import h2.events
 import h2.exceptions
 import h2.settings
 
-from tidings.server._notices import Notices, WrongPortNotices
-from tidings.server._peers import ConnectionsPerAddress, peer_address
+from tidings.server.connections import ConnectionsPerAddress, Notices, WrongPortNotices, peer_address
 from tidings.server.grpc._h2._calls import CredentialCheck, H2Calls, Route
 from tidings.server.grpc._h2._limits import (
     INITIAL_CONNECTION_WINDOW,

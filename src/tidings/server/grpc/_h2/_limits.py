@@ -21,7 +21,7 @@ Until a call's request is whole, nothing has checked it but its headers, so each
 - **the work one read gives the server**: at most `RECEIVE_SLICE` bytes are decoded per loop turn, so that other
   connections are served between the slices of a large read.
 
-Violations are logged through `tidings.server._notices.Notices`: one line a minute at most for each kind.
+Violations are logged through `tidings.server.connections.Notices`: one line a minute at most for each kind.
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ control both ways: a writer whose stream or connection window is closed, or whos
 client's connection window in batches (`_give_back`).
 
 The base of the connection class (`_calls.H2Calls`, then `_connection.H2Connection`) rather than an object it
-holds: a delivery (`H2Call.try_write_all`) is one call to `try_send` on the connection, with no hop between.
+holds: a delivery (`H2Call.try_write`) is one call to `try_send` on the connection, with no hop between.
 """
 
 from __future__ import annotations

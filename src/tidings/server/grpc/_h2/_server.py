@@ -13,7 +13,7 @@ from typing import Any, Final
 import grpc
 import hyperframe.frame
 
-from tidings.server._peers import ConnectionsPerAddress
+from tidings.server.connections import ConnectionsPerAddress
 from tidings.server.grpc._faults import RPCS, FaultCounters, with_faults
 from tidings.server.grpc._h2._connection import ConnectionOptions, CredentialCheck, H2Connection, Route
 

@@ -1,8 +1,9 @@
 """Webhooks: named subscriptions of a cache's topic that the server POSTs to a URL (docs/webhooks.md).
 
 The registry owns what a webhook *is* (names, URL, signing secret, the cache it belongs to) and keeps it in the
-store; delivering to it is the dispatcher's (``tidings.server.webhooks``), which the registry tells about every
-change through `WebhookListener`.
+store; delivering to it is the dispatcher's (`WebhookDispatcher`), which the registry tells about every change
+through `WebhookListener`. The core knows nothing of webhooks: the registry asks the service whether a cache exists,
+and hears from it when one is deleted.
 """
 
 from __future__ import annotations
@@ -11,15 +12,19 @@ import asyncio
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 from urllib.parse import urlsplit
 
-from tidings.server.core._auth import ANONYMOUS, Principal
-from tidings.server.core._errors import CacheNotFound, InvalidArgument, PermissionDenied, WebhookNotFound
-from tidings.server.core._names import validate_name
-
-if TYPE_CHECKING:
-    from tidings.server.core._service import TopicsService
+from tidings.server.core import (
+    ANONYMOUS,
+    CacheNotFound,
+    InvalidArgument,
+    Principal,
+    TopicsService,
+    WebhookNotFound,
+    require_super_user,
+    validate_name,
+)
 
 # Longer URLs are refused: a destination is configuration, not a payload.
 MAX_URL_LENGTH = 2048
@@ -156,7 +161,7 @@ class WebhookRegistry:
         validate_name("webhook_name", name)
         validate_name("topic_name", topic_name)
         validate_url(url)
-        _require_super_user(principal)
+        require_super_user(principal, "webhook")
         async with self._lock:
             await self._require_cache(cache_name)
             stored = await self._store.put_webhook(Webhook(cache_name, name, topic_name, url, self._new_secret()))
@@ -169,7 +174,7 @@ class WebhookRegistry:
         """The webhook (with its secret); `WebhookNotFound` if the cache has none by that name."""
         validate_name("cache_name", cache_name)
         validate_name("webhook_name", name)
-        _require_super_user(principal)
+        require_super_user(principal, "webhook")
         await self._require_cache(cache_name)
         await self._refresh_if_shared()
         webhook = self._webhooks.get((cache_name, name))
@@ -181,7 +186,7 @@ class WebhookRegistry:
         """Give the webhook a new secret; deliveries from now on are signed with it only."""
         validate_name("cache_name", cache_name)
         validate_name("webhook_name", name)
-        _require_super_user(principal)
+        require_super_user(principal, "webhook")
         await self._refresh_if_shared()
         async with self._lock:
             await self._require_cache(cache_name)
@@ -196,7 +201,7 @@ class WebhookRegistry:
     async def list(self, cache_name: str, principal: Principal = ANONYMOUS) -> list[Webhook]:
         """The cache's webhooks, sorted by name."""
         validate_name("cache_name", cache_name)
-        _require_super_user(principal)
+        require_super_user(principal, "webhook")
         await self._require_cache(cache_name)
         await self._refresh_if_shared()
         return [webhook for webhook in self.webhooks if webhook.cache_name == cache_name]
@@ -205,7 +210,7 @@ class WebhookRegistry:
         """Delete a webhook and stop its deliveries; deleting one that does not exist succeeds (idempotent)."""
         validate_name("cache_name", cache_name)
         validate_name("webhook_name", name)
-        _require_super_user(principal)
+        require_super_user(principal, "webhook")
         async with self._lock:
             await self._require_cache(cache_name)
             await self._store.delete_webhook(cache_name, name)
@@ -234,8 +239,3 @@ class WebhookRegistry:
         if self._webhooks.pop((cache_name, name), None) is not None:
             for listener in self._listeners:
                 listener.webhook_deleted(cache_name, name)
-
-
-def _require_super_user(principal: Principal) -> None:
-    if not principal.super_user:
-        raise PermissionDenied("webhook management needs a super-user key")

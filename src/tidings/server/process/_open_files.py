@@ -7,8 +7,11 @@ caps each transport's connections well below it.
 
 from __future__ import annotations
 
+import logging
 import resource
 from typing import Final
+
+logger = logging.getLogger("tidings.server")
 
 # Descriptors kept for everything but connections (store, logs, the event loop, Redis, webhooks, ...).
 _RESERVED_MIN: Final = 64
@@ -38,3 +41,20 @@ def max_connections_for(limit: int) -> int:
     """The most connections each of the two transports may hold with ``limit`` open files."""
     reserved = max(_RESERVED_MIN, limit // 8)
     return max(1, (limit - reserved) // 2)
+
+
+def connections_per_transport(requested: int | None) -> int:
+    """Connections allowed per transport: ``requested`` (``--max-connections``; None: `DEFAULT_MAX_CONNECTIONS`),
+    within what the open-files limit allows (logged)."""
+    limit = open_files_limit()
+    allowed = max_connections_for(limit)
+    if requested is not None and requested > allowed:
+        logger.warning(
+            "--max-connections %d does not fit the open-files limit of %d; using %d per transport",
+            requested,
+            limit,
+            allowed,
+        )
+    max_connections = min(requested or DEFAULT_MAX_CONNECTIONS, allowed)
+    logger.info("at most %d connections per transport (open-files limit %d)", max_connections, limit)
+    return max_connections
