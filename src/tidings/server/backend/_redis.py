@@ -22,10 +22,9 @@ class RedisBackend:
     the links and pub/sub connections of one Redis, or of a cluster's masters; a cluster is
     ``settings.redis_cluster``).
 
-    The engine has a connection set of its own, and the store and the leases share another: on one set, the
-    store's refreshes (every ``key_refresh_interval``) would be the first to meet a frozen Redis and take the
-    link down, so that a publish then is refused unsent (UNAVAILABLE) instead of sent and unanswered
-    (DEADLINE_EXCEEDED), which ``tests/integration/test_redis_faults.py`` pins. One set is ``RedisStore(shards)``.
+    Engine, store and leases share one connection set, so a node holds one command link and one pub/sub
+    connection per Redis master. Whichever of them first meets a frozen Redis takes the link down for all: a
+    publish then is refused unsent (UNAVAILABLE) rather than sent and unanswered (DEADLINE_EXCEEDED).
 
     The data directory holds nothing but the deployment's admin key file, if this node writes it.
     """
@@ -65,11 +64,9 @@ class RedisBackend:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         limits = settings.limits
         async with contextlib.AsyncExitStack() as stack:
-            store_shards = Shards(self._url, cluster=settings.redis_cluster)
-            stack.push_async_callback(store_shards.close)
             shards = Shards(self._url, cluster=settings.redis_cluster)
             stack.push_async_callback(shards.close)
-            store = RedisStore(store_shards)
+            store = RedisStore(shards)
             stack.push_async_callback(store.close)
             engine = RedisEngine(
                 shards, limits.retention_messages, limits.retention_bytes, limits.topic_idle_ttl,
@@ -77,7 +74,6 @@ class RedisBackend:
             )  # fmt: skip
             stack.push_async_callback(engine.close)
             try:
-                await store_shards.start()
                 await shards.start()
                 await engine.start()
             except Unavailable as error:
@@ -89,7 +85,7 @@ class RedisBackend:
     async def __aexit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        """Stop the engine, close the store, then the engine's connections and the store's."""
+        """Stop the engine, close the store, then the connections."""
         await self._closing.aclose()
 
     async def signing_secret(self) -> bytes:
