@@ -40,23 +40,16 @@ $(NODE_DIR)/node_modules/.package-lock.json: $(NODE_DIR)/package-lock.json
 	@command -v npm >/dev/null || { echo "npm is needed for the official Node SDK tests: apt-get install -y nodejs npm"; exit 1; }
 	npm ci --prefix $(NODE_DIR) --no-audit --no-fund --loglevel=error
 
-# The console tests drive Debian's Chromium through Playwright (which never downloads a browser here).
-$(CHROMIUM):
+# Debian packages the tests use, each named after the program it installs: Chromium for the browser tests
+# (Playwright never downloads a browser here), redis-server for the Redis engine's tests (they start their own
+# servers on free ports), openssl for the TLS tests' certificate authorities, curl and jq for the docs' shell blocks.
+SYSTEM_TOOLS := $(CHROMIUM) $(REDIS_SERVER) /usr/bin/openssl /usr/bin/curl /usr/bin/jq
+/usr/bin/%:
 	@if [ "$$(id -u)" = 0 ]; then \
-		echo "installing Debian's chromium for the console tests"; \
-		apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium; \
+		echo "installing Debian's $* for the tests"; \
+		apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y $*; \
 	else \
-		echo "The console tests need Debian's chromium. Run: sudo apt-get update && sudo apt-get install -y chromium"; \
-		exit 1; \
-	fi
-
-# The Redis engine's tests start their own redis-server processes on free ports (Debian's redis-server package).
-$(REDIS_SERVER):
-	@if [ "$$(id -u)" = 0 ]; then \
-		echo "installing Debian's redis-server for the Redis engine tests"; \
-		apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y redis-server; \
-	else \
-		echo "The Redis engine tests need redis-server. Run: sudo apt-get update && sudo apt-get install -y redis-server"; \
+		echo "The tests need Debian's $*. Run: sudo apt-get update && sudo apt-get install -y $*"; \
 		exit 1; \
 	fi
 
@@ -85,7 +78,7 @@ TRANSPORT_TESTS := tests/integration/test_wire_protocol.py tests/integration/tes
 	tests/integration/sdk/test_topic_client.py tests/integration/sdk/test_auth_and_tls.py \
 	tests/integration/sdk/test_subscribe_burst.py
 
-test: $(VENV)/.installed-test $(NODE_DIR)/node_modules/.package-lock.json $(CHROMIUM) $(REDIS_SERVER)
+test: $(VENV)/.installed-test $(NODE_DIR)/node_modules/.package-lock.json $(SYSTEM_TOOLS)
 	$(MAKE) --no-print-directory suite
 
 # The suite on whatever $(VENV) holds: lint, types, then pytest (make test installs first).
@@ -98,7 +91,7 @@ suite:
 
 # Not in CI: the newest releases pyproject.toml's ranges allow, in .venv-latest (uv.lock is left alone). A failure
 # here is an upstream change to take on purpose: fix it, then `make lock`.
-test-latest: $(NODE_DIR)/node_modules/.package-lock.json $(CHROMIUM) $(REDIS_SERVER) | $(UV)
+test-latest: $(NODE_DIR)/node_modules/.package-lock.json $(SYSTEM_TOOLS) | $(UV)
 	$(UV) venv --quiet --allow-existing .venv-latest
 	VIRTUAL_ENV=.venv-latest $(UV) pip install --quiet --upgrade -e ".[test]"
 	$(MAKE) --no-print-directory suite VENV=.venv-latest
@@ -110,6 +103,7 @@ bench: $(VENV)/.installed-bench
 	$(BIN)/python bench/auth.py --write docs/performance.md
 	$(BIN)/python bench/sdk.py --write docs/performance.md
 	$(BIN)/python bench/http_bench.py --write docs/performance.md
+	$(BIN)/python bench/grpc_web.py --write docs/performance.md
 	$(BIN)/python bench/redis_bench.py --write docs/performance.md
 	$(BIN)/python bench/webhooks.py --write docs/performance.md
 	$(BIN)/python bench/transports.py --write docs/performance.md

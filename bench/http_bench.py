@@ -30,7 +30,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -349,10 +349,21 @@ async def grpc_subscriber(
             fan_out.errors.append(f"subscriber {index}: {kind}")
 
 
+# A subscriber over another transport: (index, HTTP port, topic, fan-out state, set once subscribed).
+HttpSubscriber = Callable[[int, int, str, FanOut, asyncio.Event], Awaitable[None]]
+
+
 async def fan_out(
-    target: str, grpc_port: int, http_port: int, server_pid: int, duration: float, subscribers: int
+    target: str,
+    grpc_port: int,
+    http_port: int,
+    server_pid: int,
+    duration: float,
+    subscribers: int,
+    http_subscriber: HttpSubscriber | None = None,
 ) -> Result:
-    """Deliveries/s to ``subscribers`` SSE (target "sse") or gRPC (target "grpc") subscribers."""
+    """Deliveries/s to ``subscribers`` SSE (target "sse"), gRPC (target "grpc") or ``http_subscriber``
+    (any other target, on the HTTP port) subscribers."""
     topic = f"fanout-{target}-{next(_topic_numbers)}"  # a fresh topic: sequence numbers start at 1
     state = FanOut(subscribers)
     stop = asyncio.Event()
@@ -361,10 +372,12 @@ async def fan_out(
     subscribed = [asyncio.Event() for _ in range(subscribers)]
     readers: list[asyncio.Task[None]] = []
     for index in range(subscribers):
-        if target == "sse":
-            reader: Awaitable[None] = sse_subscriber(index, http_port, topic, state, subscribed[index])
+        if target == "grpc":
+            reader: Awaitable[None] = grpc_subscriber(index, stubs[1 + index // 50], topic, state, subscribed[index])
         else:
-            reader = grpc_subscriber(index, stubs[1 + index // 50], topic, state, subscribed[index])
+            subscriber = sse_subscriber if target == "sse" else http_subscriber
+            assert subscriber is not None, f"no subscriber for {target}"
+            reader = subscriber(index, http_port, topic, state, subscribed[index])
         readers.append(asyncio.create_task(reader))
     await asyncio.gather(*(event.wait() for event in subscribed))
     publisher = asyncio.create_task(state.publish(stubs[0], topic, stop))

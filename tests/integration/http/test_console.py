@@ -5,51 +5,27 @@ from __future__ import annotations
 import asyncio
 import base64
 from collections.abc import AsyncIterator, Callable
-from pathlib import Path
 
 import grpc.aio
 import httpx
 import pytest
 from momento_wire_types import cachepubsub_pb2_grpc
-from playwright.async_api import Browser, Page, async_playwright, expect
+from playwright.async_api import Browser, Page, expect
 
+from tests.integration._browser import ARTIFACTS, TIMEOUT_MS, chromium
 from tests.integration._server import ServerProcess
 from tests.integration._wire import open_subscription, publish, read_items
 from tidings.server.auth import TokenSigner
 from tidings.server.core import TopicGrant, TopicPermission
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-ARTIFACTS = Path(__file__).parents[2] / "artifacts"
-TIMEOUT_MS = 10_000
-
 StartServer = Callable[..., ServerProcess]
 
 
-@pytest.fixture(scope="session")
-def chromium() -> Path:
-    """Debian's Chromium (``make test`` installs it; the tests never download a browser)."""
-    if not CHROMIUM.exists():
-        pytest.fail(f"{CHROMIUM} is missing: run `apt-get update && apt-get install -y chromium` (or `make test`)")
-    return CHROMIUM
-
-
 @pytest.fixture
-async def browser(chromium: Path) -> AsyncIterator[Browser]:
+async def browser() -> AsyncIterator[Browser]:
     """A headless Chromium."""
-    async with async_playwright() as playwright:
-        browser = await playwright.chromium.launch(executable_path=str(chromium), args=CHROMIUM_ARGS)
-        try:
-            yield browser
-        finally:
-            await browser.close()
+    async with chromium() as browser:
+        yield browser
 
 
 async def _open_console(browser: Browser, server: ServerProcess, width: int = 1280, height: int = 800) -> Page:

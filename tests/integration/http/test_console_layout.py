@@ -7,10 +7,11 @@ import asyncio
 import pytest
 from playwright.async_api import Browser, Page, expect
 
+from tests.integration._browser import ARTIFACTS
 from tests.integration._server import ServerProcess
-from tests.integration.http.test_console import ARTIFACTS, _open_console, _subscribe, browser, chromium
+from tests.integration.http.test_console import _open_console, _subscribe, browser
 
-__all__ = ["browser", "chromium"]  # fixtures shared with test_console.py
+__all__ = ["browser"]  # the fixture shared with test_console.py
 
 # 255 bytes without a place to break a line: the worst case for a card's width.
 LONG_CACHE = "c" * 255

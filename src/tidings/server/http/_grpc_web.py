@@ -29,7 +29,6 @@ from __future__ import annotations
 import base64
 import binascii
 import enum
-import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Final
@@ -37,60 +36,7 @@ from typing import Final
 import grpc
 
 from tidings.server.grpc._context import Metadata
-from tidings.server.grpc._framing import encode_grpc_message
-
-# ---- gRPC rules the h2 transport applies too (grpc/_h2/_wire.py: PREFIX, parse_timeout, metadata_of,
-# status_headers). The HTTP port may not import the h2 transport (test_http_grpc_refusal), so until they move to
-# the shared leaf grpc/_framing.py they are written here once more, to the same rules.
-PREFIX: Final = struct.Struct(">BI")
-PREFIX_SIZE: Final = PREFIX.size
-pack_prefix: Final = PREFIX.pack
-_TIMEOUT_UNITS: Final = {b"H": 3600.0, b"M": 60.0, b"S": 1.0, b"m": 1e-3, b"u": 1e-6, b"n": 1e-9}
-# Headers gRPC reads itself; the rest is the call's metadata.
-_RESERVED: Final = frozenset({b"content-type", b"te", b"grpc-timeout", b"grpc-encoding", b"grpc-accept-encoding"})
-
-
-def parse_timeout(value: bytes) -> float | None:
-    """Seconds of a ``grpc-timeout`` value (at most 8 digits and a unit: ``1S``, ``250m``...), None when
-    malformed."""
-    unit = _TIMEOUT_UNITS.get(value[-1:])
-    digits = value[:-1]
-    if unit is None or not digits.isdigit() or len(digits) > 8:
-        return None
-    return int(digits) * unit
-
-
-def metadata_of(headers: Sequence[tuple[bytes, bytes]]) -> Metadata:
-    """The call metadata in request headers: no pseudo-headers, none gRPC reads itself; ``-bin`` values decoded
-    (a value that is not base64 is dropped)."""
-    metadata: list[tuple[str, str | bytes]] = []
-    for name, value in headers:
-        if name[:1] == b":" or name in _RESERVED:
-            continue
-        if name.endswith(b"-bin"):
-            try:
-                metadata.append((name.decode("ascii"), base64.b64decode(value + b"==")))
-            except (binascii.Error, ValueError):
-                continue
-        else:
-            metadata.append((name.decode("ascii", "replace"), value.decode("latin-1")))
-    return tuple(metadata)
-
-
-def status_headers(code: grpc.StatusCode, details: str, trailing_metadata: Metadata) -> list[tuple[bytes, bytes]]:
-    """What ends a call: ``grpc-status``, ``grpc-message`` (percent-encoded) and the trailing metadata (``-bin``
-    values as unpadded base64)."""
-    trailers = [(b"grpc-status", b"%d" % code.value[0])]
-    if details:
-        trailers.append((b"grpc-message", encode_grpc_message(details)))
-    for key, value in trailing_metadata:
-        name = key.lower().encode("ascii")
-        if isinstance(value, bytes):
-            trailers.append((name, base64.b64encode(value).rstrip(b"=")))
-        else:
-            trailers.append((name, value.encode("latin-1")))
-    return trailers
-
+from tidings.server.grpc._framing import PREFIX, PREFIX_SIZE, metadata_of, pack_prefix, parse_timeout, status_headers
 
 # ---- gRPC-web
 _COMPRESSED: Final = 0x01

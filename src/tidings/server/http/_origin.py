@@ -11,7 +11,8 @@ caller is a super-user, so:
   (``--cors-origins``). Clients that are not browsers send no ``Origin`` and are not affected.
 
 Allowed origins also get CORS answers (preflights, ``Access-Control-Allow-Origin``), so a web application
-served elsewhere can use the API from the browser.
+served elsewhere can use the API from the browser, and Momento's web SDK its gRPC-web calls (their headers are
+allowed, their status headers exposed).
 """
 
 from __future__ import annotations
@@ -26,7 +27,20 @@ from tidings.server.http._errors import CrossOriginRefused, MisdirectedRequest, 
 
 _SAFE_METHODS: Final = frozenset({"GET", "HEAD", "OPTIONS"})
 _CORS_METHODS: Final = ("GET", "POST", "PUT", "DELETE")
-_CORS_HEADERS: Final = ("authorization", "content-type", "last-event-id")
+_CORS_HEADERS: Final = (
+    "authorization",
+    "content-type",
+    "last-event-id",
+    # What Momento's web SDK sends with its gRPC-web calls (``_grpc_web_calls``).
+    "x-grpc-web",
+    "x-user-agent",
+    "cache",
+    "agent",
+    "runtime-version",
+    "grpc-timeout",
+)
+# What a page may read of a gRPC-web answer: the status of a trailers-only one, and ``err`` (the limit hit).
+_CORS_EXPOSED: Final = ("grpc-status", "grpc-message", "err")
 
 
 def host_name(host: str) -> str:
@@ -105,6 +119,7 @@ def guard_origins(app: ASGIApp, allowed_hosts: Iterable[str] | None, cors_origin
             allow_origins=origins,
             allow_methods=_CORS_METHODS,
             allow_headers=_CORS_HEADERS,
+            expose_headers=_CORS_EXPOSED,
             max_age=600,
         )
     return OriginGuard(app, HostNames(("*",) if allowed_hosts is None else allowed_hosts), origins)

@@ -2,20 +2,18 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
 import struct
-from collections.abc import Sequence
 from typing import Final
 
-import grpc
+# Moved to the shared leaf grpc/_framing.py (gRPC-web uses them too); re-exported for the h2 transport.
+from tidings.server.grpc._framing import PREFIX as PREFIX
+from tidings.server.grpc._framing import PREFIX_SIZE as PREFIX_SIZE
+from tidings.server.grpc._framing import encode_grpc_message as encode_grpc_message
+from tidings.server.grpc._framing import metadata_of as metadata_of
+from tidings.server.grpc._framing import pack_prefix as pack_prefix
+from tidings.server.grpc._framing import parse_timeout as parse_timeout
+from tidings.server.grpc._framing import status_headers as status_headers
 
-from tidings.server.grpc._context import Metadata
-from tidings.server.grpc._framing import encode_grpc_message as encode_grpc_message  # moved there; re-exported
-
-PREFIX: Final = struct.Struct(">BI")
-PREFIX_SIZE: Final = PREFIX.size
-pack_prefix: Final = PREFIX.pack
 # An HTTP/2 frame header (24-bit length as 16 + 8 bits, type, flags, stream id), alone or with the gRPC prefix.
 pack_frame_header: Final = struct.Struct(">HBBBI").pack
 pack_data_header: Final = struct.Struct(">HBBBIBI").pack
@@ -51,47 +49,3 @@ RESPONSE_HEADERS: Final = (
     (b"content-type", b"application/grpc"),
     (b"grpc-accept-encoding", b"identity"),
 )
-
-# Headers the transport reads itself; the rest is the call's metadata.
-_RESERVED: Final = frozenset({b"content-type", b"te", b"grpc-timeout", b"grpc-encoding", b"grpc-accept-encoding"})
-
-_TIMEOUT_UNITS: Final = {b"H": 3600.0, b"M": 60.0, b"S": 1.0, b"m": 1e-3, b"u": 1e-6, b"n": 1e-9}
-
-
-def parse_timeout(value: bytes) -> float | None:
-    """Seconds of a ``grpc-timeout`` value (``1S``, ``250m``...), None when malformed."""
-    unit = _TIMEOUT_UNITS.get(value[-1:])
-    digits = value[:-1]
-    if unit is None or not digits.isdigit() or len(digits) > 8:
-        return None
-    return int(digits) * unit
-
-
-def metadata_of(headers: Sequence[tuple[bytes, bytes]]) -> Metadata:
-    """The call metadata in request headers: no pseudo-headers, no transport headers; ``-bin`` values decoded."""
-    metadata: list[tuple[str, str | bytes]] = []
-    for name, value in headers:
-        if name[:1] == b":" or name in _RESERVED:
-            continue
-        if name.endswith(b"-bin"):
-            try:
-                metadata.append((name.decode("ascii"), base64.b64decode(value + b"==")))
-            except (binascii.Error, ValueError):
-                continue
-        else:
-            metadata.append((name.decode("ascii", "replace"), value.decode("latin-1")))
-    return tuple(metadata)
-
-
-def status_headers(code: grpc.StatusCode, details: str, trailing_metadata: Metadata) -> list[tuple[bytes, bytes]]:
-    """The trailers that end a call: ``grpc-status``, ``grpc-message`` and the trailing metadata."""
-    trailers = [(b"grpc-status", b"%d" % code.value[0])]
-    if details:
-        trailers.append((b"grpc-message", encode_grpc_message(details)))
-    for key, value in trailing_metadata:
-        name = key.lower().encode("ascii")
-        if isinstance(value, bytes):
-            trailers.append((name, base64.b64encode(value).rstrip(b"=")))
-        else:
-            trailers.append((name, value.encode("latin-1")))
-    return trailers
