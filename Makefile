@@ -18,7 +18,7 @@ export UV_PYTHON := $(PYTHON)
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 SYNC := $(UV) sync --frozen --quiet
 
-.PHONY: run test test-latest suite lock lint typecheck bench soak clean protos
+.PHONY: run test test-latest suite lock lint typecheck bench bench-check soak clean protos
 
 .uv/bin/uv:
 	PIP_ROOT_USER_ACTION=ignore $(PYTHON) -m pip install --quiet --disable-pip-version-check --target .uv uv==$(UV_VERSION)
@@ -107,6 +107,11 @@ bench: $(VENV)/.installed-bench
 	$(BIN)/python bench/redis_bench.py --write docs/performance.md
 	$(BIN)/python bench/webhooks.py --write docs/performance.md
 	$(BIN)/python bench/transports.py --write docs/performance.md
+
+# Not in `make test`: each benchmark's quick mode against the ratios docs/performance.md records (bench/check.py);
+# run it on an idle machine before merging a change to a hot path.
+bench-check: $(VENV)/.installed-bench $(REDIS_SERVER)
+	$(BIN)/python bench/check.py
 
 $(VENV)/.installed-bench: uv.lock | $(UV)
 	$(SYNC) --extra test --extra bench

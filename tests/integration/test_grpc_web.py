@@ -385,3 +385,66 @@ async def test_stalled_subscriber_gets_a_discontinuity_not_a_buffer(tmp_path: Pa
     assert numbers == sorted(set(numbers))  # in order, no duplicates
     first_gap = next(i for i, item in enumerate(items) if item.WhichOneof("kind") == "discontinuity")
     assert items[first_gap + 1].item.topic_sequence_number == gaps[0].new_topic_sequence + 1
+
+
+# ---- what the gRPC port guarantees, on this port too
+
+
+def test_forged_token_is_refused_before_the_body_is_sent(web_server: ServerProcess) -> None:
+    # The request declares a 4,000-byte body and sends none of it: the answer comes at once, from the headers,
+    # as the gRPC port answers at HEADERS; an unauthenticated caller cannot make the server hold its body.
+    with socket.create_connection(("127.0.0.1", web_server.http_port), timeout=10) as connection:
+        connection.sendall(
+            b"POST /cache_client.pubsub.Pubsub/Publish HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            b"Content-Type: application/grpc-web+proto\r\nX-Grpc-Web: 1\r\nAuthorization: forged\r\n"
+            b"Content-Length: 4005\r\n\r\n"
+        )
+        head = b""
+        while b"\r\n\r\n" not in head:
+            chunk = connection.recv(4096)
+            assert chunk, "the server closed the connection without an answer"
+            head += chunk
+
+    status_line, *lines = head.split(b"\r\n\r\n")[0].decode().split("\r\n")
+    fields = dict(line.lower().split(": ", 1) for line in lines)
+    assert status_line == "HTTP/1.1 200 OK"
+    assert fields["grpc-status"] == "16"
+
+
+def test_a_host_outside_allowed_hosts_is_refused(tmp_path: Path) -> None:
+    server = ServerProcess(tmp_path, ("--allowed-hosts", "tidings.test", "--create-cache", CACHE)).start()
+    try:
+        url = f"{server.http_url}/cache_client.pubsub.Pubsub/Publish"
+        body = frame(publish_request(CACHE, "hosts", b"v"))
+        web = {"content-type": "application/grpc-web+proto", "x-grpc-web": "1"}
+        refused = httpx.post(url, content=body, headers={**web, "host": "elsewhere.example"})
+        allowed = httpx.post(url, content=body, headers={**web, "host": "tidings.test"})
+    finally:
+        server.stop()
+
+    assert refused.status_code == 421
+    assert "grpc-status" not in refused.headers
+    assert (allowed.status_code, frames(allowed.content)[-1]) == (200, (0x80, b"grpc-status:0\r\n"))
+
+
+async def test_server_shutdown_ends_streams_with_unavailable(tmp_path: Path) -> None:
+    server = ServerProcess(tmp_path, ("--create-cache", CACHE)).start()
+    request = pb._SubscriptionRequest(cache_name=CACHE, topic="closing").SerializeToString()
+    async with (
+        httpx.AsyncClient(timeout=30) as client,
+        client.stream(
+            "POST",
+            f"{server.http_url}/cache_client.pubsub.Pubsub/Subscribe",
+            content=frame(request),
+            headers={"content-type": "application/grpc-web+proto", "x-grpc-web": "1"},
+        ) as response,
+    ):
+        chunks = response.aiter_raw()
+        body = await anext(chunks)  # the first heartbeat: subscribed
+        stopping = asyncio.get_running_loop().run_in_executor(None, server.stop)
+        body += b"".join([chunk async for chunk in chunks])
+        assert await stopping == 0
+
+    received = frames(body)
+    assert received[0][0] == 0x00
+    assert received[-1] == (0x80, b"grpc-status:14\r\ngrpc-message:server is shutting down\r\n")

@@ -15,6 +15,7 @@ import pytest
 from tidings.server.grpc import _framing
 from tidings.server.grpc._context import StreamContext
 from tidings.server.grpc._h2 import _wire
+from tidings.server.grpc._routes import GrpcMethods
 from tidings.server.http import _grpc_web
 from tidings.server.http._grpc_web_calls import GrpcWebEndpoint
 from tidings.server.http._live import LiveRequests
@@ -31,6 +32,15 @@ async def refuse(request: bytes, context: Any) -> NoReturn:
     raise AssertionError("abort raises")
 
 
+async def fail(request: bytes, context: Any) -> NoReturn:
+    raise (TimeoutError if request == b"timeout" else RuntimeError)("a bug")
+
+
+def credential_check(path: str, authorization: str | None) -> str | None:
+    """Stands in for the gRPC port's token check: "valid" is the one valid token."""
+    return None if authorization in ("valid", None) else "invalid token"
+
+
 async def stream(request: bytes, context: StreamContext) -> None:
     writer = context.writer()
     await writer.write_all([b"one"])
@@ -43,6 +53,7 @@ HANDLERS = {
     "test.Service": {
         "Echo": grpc.unary_unary_rpc_method_handler(echo),
         "Refuse": grpc.unary_unary_rpc_method_handler(refuse),
+        "Fail": grpc.unary_unary_rpc_method_handler(fail),
         "Stream": grpc.unary_stream_rpc_method_handler(stream),
     }
 }
@@ -98,7 +109,7 @@ async def call(
     extra: tuple[tuple[bytes, bytes], ...] = (),
     disconnect: asyncio.Event | None = None,
 ) -> Exchange:
-    endpoint = GrpcWebEndpoint(HANDLERS, LIMIT, LiveRequests(), inner_app)
+    endpoint = GrpcWebEndpoint(GrpcMethods(HANDLERS, LIMIT, credential_check), LiveRequests(), inner_app)
     exchange = Exchange(body_chunks, disconnect)
     headers = [(b"content-type", content_type), (b"cache", b"c1"), *extra]
     scope = {"type": "http", "method": "POST", "path": path, "headers": headers, "client": ("127.0.0.1", 5)}
@@ -181,11 +192,48 @@ async def test_frame_over_the_limit_is_refused_at_its_header() -> None:
     assert exchange.headers[b"grpc-status"] == b"8"
 
 
-@pytest.mark.parametrize("body", [[b""], [frame(b"a") + frame(b"b")]], ids=["none", "two"])
-async def test_unary_request_without_exactly_one_message_is_refused(body: list[bytes]) -> None:
+@pytest.mark.parametrize(
+    ("body", "status"),
+    [([b""], _framing.NO_MESSAGE), ([frame(b"a") + frame(b"b")], _framing.NOT_ONE_MESSAGE)],
+    ids=["none", "two"],
+)
+async def test_unary_request_without_exactly_one_message_is_refused_as_on_the_grpc_port(
+    body: list[bytes], status: tuple[grpc.StatusCode, str]
+) -> None:
     exchange = await call("/test.Service/Echo", body)
 
+    assert exchange.headers[b"grpc-status"] == b"%d" % status[0].value[0] == b"13"
+    assert exchange.headers[b"grpc-message"] == status[1].encode()
+
+
+async def test_compressed_message_is_unimplemented_as_on_the_grpc_port() -> None:
+    exchange = await call("/test.Service/Echo", [frame(b"x", 0x01)])
+
     assert exchange.headers[b"grpc-status"] == b"12"
+    assert exchange.headers[b"grpc-message"] == _framing.COMPRESSED[1].encode()
+
+
+async def test_invalid_token_is_refused_before_the_body_is_read() -> None:
+    exchange = await call("/test.Service/Echo", [frame(b"x" * 500)], extra=((b"authorization", b"forged"),))
+
+    assert exchange.received == 0
+    assert exchange.headers[b"grpc-status"] == b"16"
+    assert exchange.headers[b"grpc-message"] == b"invalid token"
+
+
+async def test_valid_token_goes_on_to_the_method() -> None:
+    exchange = await call("/test.Service/Echo", [frame(b"x")], extra=((b"authorization", b"valid"),))
+
+    assert exchange.body == frame(b"echo:x:c1") + frame(b"grpc-status:0\r\n", 0x80)
+
+
+@pytest.mark.parametrize("request_body", [b"bug", b"timeout"], ids=["error", "its-own-timeout"])
+async def test_unexpected_fault_ends_the_call_unknown(request_body: bytes) -> None:
+    # A servicer's own TimeoutError (no grpc-timeout given) is a fault too, not DEADLINE_EXCEEDED.
+    exchange = await call("/test.Service/Fail", [frame(request_body)])
+
+    assert exchange.headers[b"grpc-status"] == b"2"
+    assert exchange.headers[b"grpc-message"] == b"unexpected server error"
 
 
 @pytest.mark.parametrize(

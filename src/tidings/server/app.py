@@ -15,7 +15,7 @@ from tidings.server.auth import Authenticator
 from tidings.server.backend import Backend, RefreshLog, open_authenticator, open_backend, watch_keys
 from tidings.server.config import Settings
 from tidings.server.core import CacheAlreadyExists, TopicsError, TopicsService
-from tidings.server.grpc.server import GrpcTransport, build_transport, method_handlers, receive_limit
+from tidings.server.grpc.server import GrpcTransport, build_transport, grpc_methods
 from tidings.server.http import ConnectionLimits, HttpServer
 from tidings.server.process import (
     connections_per_transport,
@@ -269,8 +269,9 @@ class Server:
             reuse_port=settings.workers > 1,
             webhooks=webhooks,
             webhook_statuses=dispatcher.statuses,
-            grpc_handlers=method_handlers(service, authenticator, lambda: self.public_endpoint, webhooks),
-            grpc_message_limit=receive_limit(service.limits.max_message_bytes),
+            grpc_methods=grpc_methods(
+                service, authenticator, lambda: self.public_endpoint, webhooks, fault_injection=settings.fault_injection
+            ),
         )
 
     def _log_started(self) -> None:

@@ -13,12 +13,33 @@ from typing import Final
 
 import grpc
 
+from tidings.server.core import Limit
 from tidings.server.grpc._context import Metadata
 
 # A message's prefix: a flag byte (0: a message; gRPC-web: 0x80, trailers) and its big-endian length.
 PREFIX: Final = struct.Struct(">BI")
 PREFIX_SIZE: Final = PREFIX.size
 pack_prefix: Final = PREFIX.pack
+
+# A request over the receive limit: RESOURCE_EXHAUSTED with this trailing metadata (grpcio cannot give it).
+REQUEST_TOO_LARGE: Final[Metadata] = (("err", Limit.REQUEST_SIZE.value),)
+# What gRPC answers for a unary request body it cannot take.
+NO_MESSAGE: Final = (grpc.StatusCode.INTERNAL, "the request has no message")
+COMPRESSED: Final = (grpc.StatusCode.UNIMPLEMENTED, "compressed requests are not supported")
+NOT_ONE_MESSAGE: Final = (grpc.StatusCode.INTERNAL, "a unary request needs exactly one message")
+
+
+def unary_body_refusal(body: bytes | bytearray) -> tuple[grpc.StatusCode, str] | None:
+    """Why a unary call's whole request body cannot be served (no message, a compressed one, not exactly one),
+    or None."""
+    if len(body) < PREFIX_SIZE:
+        return NO_MESSAGE
+    if body[0] != 0:
+        return COMPRESSED
+    if int.from_bytes(body[1:PREFIX_SIZE]) != len(body) - PREFIX_SIZE:
+        return NOT_ONE_MESSAGE
+    return None
+
 
 # Bytes a ``grpc-message`` carries as they are: printable ASCII but '%'; gRPC percent-encodes every other byte.
 _PLAIN: Final = frozenset(range(0x20, 0x7F)) - {ord("%")}

@@ -6,7 +6,7 @@ from __future__ import annotations
 import ssl
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Final
+from typing import Final
 
 import grpc.aio
 
@@ -27,6 +27,8 @@ from tidings.server.grpc._h2 import (
 )
 from tidings.server.grpc._pubsub import SERVICE as PUBSUB_SERVICE
 from tidings.server.grpc._pubsub import PubsubServicer
+from tidings.server.grpc._routes import CredentialCheck, GrpcMethods
+from tidings.server.grpc._routes import MethodHandlers as MethodHandlers  # what `method_handlers` returns
 from tidings.server.grpc._token import SERVICE as TOKEN_SERVICE
 from tidings.server.grpc._token import TokenServicer
 from tidings.server.grpc._transport import GrpcioTransport, H2Transport
@@ -98,9 +100,6 @@ def server_options(
     ]
 
 
-MethodHandlers = dict[str, dict[str, "grpc.RpcMethodHandler[Any, Any]"]]
-
-
 def method_handlers(
     service: TopicsService,
     authenticator: Authenticator,
@@ -118,6 +117,25 @@ def method_handlers(
     if webhooks is not None:
         handlers[WEBHOOK_SERVICE] = WebhookServicer(service, webhooks, authenticator).handlers()
     return handlers
+
+
+def grpc_methods(
+    service: TopicsService,
+    authenticator: Authenticator,
+    public_endpoint: Callable[[], str],
+    webhooks: WebhookRegistry | None = None,
+    *,
+    fault_injection: bool = False,
+) -> GrpcMethods:
+    """The methods the gRPC port serves, with its receive limit, token check and fault injection, for the HTTP
+    port's gRPC-web."""
+    handlers = method_handlers(service, authenticator, public_endpoint, webhooks)
+    return GrpcMethods(
+        handlers,
+        receive_limit(service.limits.max_message_bytes),
+        credential_check(authenticator, handlers),
+        fault_injection,
+    )
 
 
 def build_grpc_server(
@@ -199,8 +217,9 @@ def build_h2_server(
     )
 
 
-def credential_check(authenticator: Authenticator, handlers: MethodHandlers) -> Callable[[str, str | None], str | None]:
-    """What the h2 transport asks at a request's HEADERS: (path, ``authorization`` value) -> None to go on, or why
+def credential_check(authenticator: Authenticator, handlers: MethodHandlers) -> CredentialCheck:
+    """What the h2 transport asks at a request's HEADERS, and gRPC-web before reading a body: (path,
+    ``authorization`` value) -> None to go on, or why
     the call is UNAUTHENTICATED, by the servicers' own rule (``credential_of`` then ``authenticate``, whose
     verified credentials are cached).
 

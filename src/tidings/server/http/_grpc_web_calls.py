@@ -1,12 +1,14 @@
 """gRPC-web calls on the HTTP port: Momento's web SDK served by the same method handlers as the gRPC port.
 
 `GrpcWebEndpoint` is an ASGI app in front of the HTTP API's, routing by path (``/cache_client.pubsub.Pubsub/
-Subscribe``...) and content type. A gRPC-web request (`grpc_web_mode`) is read with `RequestDecoder` (its one
-message refused at its frame header when over the receive limit, or at its ``content-length``), handed to the
-method's behaviour (what ``grpc/server.py``'s `method_handlers` built: auth, scopes, limits and the status
-mapping all stay there) with a `WebCall` as its `CallContext`, and answered through `ResponseEncoder`: messages,
-then the trailers frame; an error before any message as trailers-only (status in the response headers). Any
-other request goes to the HTTP API as before (on these paths: its 404).
+Subscribe``...) and content type. A gRPC-web request (`grpc_web_mode`) has its token checked before its body is
+read (the gRPC port's `credential_check`, so an unauthenticated caller cannot make the server hold a body), is
+read with `RequestDecoder` (its one message refused at its frame header when over the receive limit, or at its
+``content-length``; malformed bodies get the gRPC port's statuses), handed to the method's behaviour (what
+``grpc/server.py``'s `method_handlers` built: auth, scopes, limits and the status mapping all stay there) with a
+`WebCall` as its `CallContext`, and answered through `ResponseEncoder`: messages, then the trailers frame; an
+error before any message as trailers-only (status in the response headers). Any other request goes to the HTTP
+API as before (on these paths: its 404).
 
 A server-streaming call is its own `Writer` (ASGI's ``send`` is always awaited, so it never writes without
 waiting; uvicorn's ``send`` waits while the socket's buffer is full, which is how a stalled browser falls behind
@@ -19,15 +21,19 @@ request deadline ends with the body; the keep-alive timer runs between requests 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, Final, NoReturn
+import logging
+from collections.abc import Awaitable, Sequence
+from typing import Final, NoReturn
 
 import grpc
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from tidings.server.core import Limit, Unavailable
+from tidings.server.core import Unavailable
 from tidings.server.grpc._context import CallAborted, Metadata
+from tidings.server.grpc._framing import COMPRESSED, NO_MESSAGE, NOT_ONE_MESSAGE, REQUEST_TOO_LARGE
+from tidings.server.grpc._routes import GrpcMethods, Route, peer_name, routes
 from tidings.server.http._grpc_web import (
+    CompressedMessage,
     GrpcWebError,
     GrpcWebMode,
     MessageTooLarge,
@@ -39,20 +45,9 @@ from tidings.server.http._grpc_web import (
 )
 from tidings.server.http._live import ClientGone, LiveRequests
 
-Behaviour = Callable[[bytes, Any], Awaitable[Any]]
-MethodHandlers = dict[str, dict[str, "grpc.RpcMethodHandler[Any, Any]"]]
+logger = logging.getLogger("tidings.server.http")
 
 _OK: Final = grpc.StatusCode.OK
-_TOO_LARGE_METADATA: Final = (("err", Limit.REQUEST_SIZE.value),)
-
-
-def _peer(scope: Scope) -> str:
-    """The client's address as gRPC writes it (``ipv4:127.0.0.1:5000``)."""
-    client = scope.get("client")
-    if not client:
-        return "unknown"
-    host, port = client
-    return f"ipv6:[{host}]:{port}" if ":" in host else f"ipv4:{host}:{port}"
 
 
 class SharedFrames:
@@ -90,16 +85,26 @@ class WebCall:
     `Writer`): metadata from the HTTP headers, ``abort`` recording the status and raising `CallAborted`, and
     response messages sent as body chunks, the response headers with the first."""
 
-    __slots__ = ("_frames", "_metadata", "_peer", "_send", "code", "details", "encoder", "started", "trailing_metadata")
+    __slots__ = (
+        "_frames",
+        "_peer",
+        "_send",
+        "code",
+        "deadline",
+        "details",
+        "encoder",
+        "metadata",
+        "started",
+        "trailing_metadata",
+    )
 
-    def __init__(
-        self, send: Send, frames: SharedFrames, encoder: ResponseEncoder, metadata: Metadata, peer: str
-    ) -> None:
+    def __init__(self, send: Send, frames: SharedFrames, encoder: ResponseEncoder, peer: str) -> None:
         self._send = send
         self._frames = frames
         self.encoder = encoder
-        self._metadata = metadata
         self._peer = peer
+        self.metadata: Metadata = ()  # from the request's headers (`request_metadata`)
+        self.deadline: float | None = None  # the loop time its grpc-timeout ends at
         self.started = False
         self.code = _OK
         self.details = ""
@@ -107,7 +112,7 @@ class WebCall:
 
     def invocation_metadata(self) -> Metadata:
         """The request's metadata, from its HTTP headers (`request_metadata`)."""
-        return self._metadata
+        return self.metadata
 
     def peer(self) -> str:
         """The client's address, for the log."""
@@ -162,25 +167,19 @@ class WebCall:
 
 
 class GrpcWebEndpoint:
-    """The gRPC-web endpoint of every method in ``handlers`` (by service name, as `method_handlers` builds
-    them), in front of ``app``: a gRPC-web ``POST`` to a method's path is a call; every other request goes to
-    ``app`` as it did before (one dict lookup on its way)."""
+    """The gRPC-web endpoint of every gRPC method, in front of ``app``: a gRPC-web ``POST`` to a method's path is
+    a call; every other request goes to ``app`` as it did before (one dict lookup on its way)."""
 
-    def __init__(self, handlers: MethodHandlers, max_message_length: int, live: LiveRequests, app: ASGIApp) -> None:
+    def __init__(self, methods: GrpcMethods, live: LiveRequests, app: ASGIApp) -> None:
         self._app = app
-        self._routes: dict[str, tuple[Behaviour, bool]] = {}
-        for service, methods in handlers.items():
-            for method, handler in methods.items():
-                streaming = handler.unary_stream is not None
-                behaviour = handler.unary_stream if streaming else handler.unary_unary
-                assert behaviour is not None, f"/{service}/{method} is neither unary nor server-streaming"
-                self._routes[f"/{service}/{method}"] = (behaviour, streaming)  # type: ignore[assignment]
-        self._max_message_length = max_message_length
+        self._routes = routes(methods.handlers, methods.fault_injection)
+        self._max_message_length = methods.max_message_length
+        self._credential_check = methods.credential_check
         self._live = live
         self._encoders = {mode: ResponseEncoder(mode) for mode in GrpcWebMode}
         self._frames = {mode: SharedFrames(encoder) for mode, encoder in self._encoders.items()}
         # The longest body one message can take, framed (5 bytes) and, in text mode, as base64.
-        framed = max_message_length + 5
+        framed = methods.max_message_length + 5
         self._max_body = {GrpcWebMode.BINARY: framed, GrpcWebMode.TEXT: (framed + 2) // 3 * 4}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -188,90 +187,110 @@ class GrpcWebEndpoint:
         if route is None:
             await self._app(scope, receive, send)
             return
-        mode = content_length = None
-        for name, value in scope["headers"]:
-            if name == b"content-type":
-                mode = grpc_web_mode(value)
-            elif name == b"content-length":
-                content_length = value
+        mode = grpc_web_mode(next((value for name, value in scope["headers"] if name == b"content-type"), b""))
         if mode is None or scope["method"] != "POST":
             await self._app(scope, receive, send)
             return
-        call = WebCall(send, self._frames[mode], self._encoders[mode], (), _peer(scope))
         try:
-            timeout = self._prepare(call, scope, mode, content_length)
-            message = await self._read(receive, mode)
-        except GrpcWebError as error:
-            call.code, call.details = _status_of(error)
-            call.trailing_metadata = _TOO_LARGE_METADATA if isinstance(error, MessageTooLarge) else ()
-            await call.end()
+            call = self._call(scope, mode, send)
+            message = await self._read(receive, mode, call)
+        except _Refused as refusal:
+            await refusal.call.end()
             return
-        if message is None:
-            return  # the client left while sending its request
-        behaviour, streaming = route
+        if message is not None:  # None: the client left while sending its request
+            await self._run(route, message, call, receive)
+
+    def _call(self, scope: Scope, mode: GrpcWebMode, send: Send) -> WebCall:
+        """The call, from its headers; `_Refused` when they end it (malformed, a declared body over the limit,
+        no valid token), before a byte of its body is read."""
+        headers = scope["headers"]
+        call = WebCall(send, self._frames[mode], self._encoders[mode], peer_name(scope.get("client")))
         try:
-            work = _run(behaviour, message, call, timeout)
-            response = await (self._live.run(receive, work) if streaming else work)
+            metadata = request_metadata(headers)
+        except GrpcWebError as error:
+            raise _Refused(call, *_status_of(error)) from None
+        call.metadata = metadata.metadata
+        call.deadline = None if metadata.timeout is None else asyncio.get_running_loop().time() + metadata.timeout
+        length = next((value for name, value in headers if name == b"content-length"), None)
+        if length is not None and length.isdigit() and int(length) > self._max_body[mode]:
+            raise _Refused(call, *_status_of(MessageTooLarge(int(length), self._max_message_length)))
+        check = self._credential_check
+        if check is not None:
+            authorization = next((value for name, value in metadata.metadata if name == "authorization"), None)
+            unauthenticated = check(scope["path"], authorization if isinstance(authorization, str) else None)
+            if unauthenticated is not None:
+                raise _Refused(call, grpc.StatusCode.UNAUTHENTICATED, unauthenticated)
+        return call
+
+    async def _read(self, receive: Receive, mode: GrpcWebMode, call: WebCall) -> bytes | None:
+        """The request's one message (None when the client left first); each frame's length is checked at its
+        header, so no more than the limit is held."""
+        decoder = RequestDecoder(mode, self._max_message_length)
+        messages: list[bytes] = []
+        try:
+            while True:
+                event = await receive()
+                if event["type"] == "http.disconnect":
+                    return None
+                messages += decoder.feed(event.get("body", b""))
+                if len(messages) > 1:
+                    raise _Refused(call, *NOT_ONE_MESSAGE)
+                if not event.get("more_body", False):
+                    break
+            decoder.finish()
+        except GrpcWebError as error:
+            raise _Refused(call, *_status_of(error)) from None
+        if not messages:
+            raise _Refused(call, *NO_MESSAGE)
+        return messages[0]
+
+    async def _run(self, route: Route, message: bytes, call: WebCall, receive: Receive) -> None:
+        """Run the method on ``message`` within the call's deadline, then send its answer or its status."""
+        deadline = asyncio.timeout_at(call.deadline)
+        try:
+            async with deadline:
+                work = route.behaviour(message, call)
+                response = await (self._live.run(receive, work) if route.streaming else work)
         except ClientGone:
             return
         except CallAborted:
             pass
         except TimeoutError:
-            call.code, call.details = grpc.StatusCode.DEADLINE_EXCEEDED, "Deadline Exceeded"
+            if not deadline.expired():  # the servicer's own TimeoutError, not the deadline
+                _unexpected(call)
+            else:
+                call.code, call.details = grpc.StatusCode.DEADLINE_EXCEEDED, "Deadline Exceeded"
         except Unavailable as error:  # the server is shutting down
             call.code, call.details = grpc.StatusCode.UNAVAILABLE, error.message
+        except Exception:
+            _unexpected(call)
         else:
-            if response is not None:  # a unary call's answer: headers, then its message and trailers at once
+            if not route.streaming:  # a unary call's answer: headers, then its message and trailers at once
                 await call.answer(response)
                 return
         await call.end()
 
-    def _prepare(self, call: WebCall, scope: Scope, mode: GrpcWebMode, content_length: bytes | None) -> float | None:
-        """Take the call's metadata and deadline from its headers; refuse a declared body over the limit."""
-        if content_length is not None and content_length.isdigit() and int(content_length) > self._max_body[mode]:
-            raise MessageTooLarge(int(content_length), self._max_message_length)
-        metadata = request_metadata(scope["headers"])
-        call._metadata = metadata.metadata
-        return metadata.timeout
 
-    async def _read(self, receive: Receive, mode: GrpcWebMode) -> bytes | None:
-        """The request's one message (None when the client left first); each frame's length is checked at its
-        header, so no more than the limit is held."""
-        decoder = RequestDecoder(mode, self._max_message_length)
-        messages: list[bytes] = []
-        while True:
-            event = await receive()
-            if event["type"] == "http.disconnect":
-                return None
-            messages += decoder.feed(event.get("body", b""))
-            if len(messages) > 1:
-                raise _NotUnary("a unary request holds one message")
-            if not event.get("more_body", False):
-                break
-        decoder.finish()
-        if not messages:
-            raise _NotUnary("the request holds no message")
-        return messages[0]
+def _unexpected(call: WebCall) -> None:
+    """Log the fault in flight and make the call end UNKNOWN, as the gRPC port does."""
+    logger.exception("unexpected fault in a gRPC-web call from %s", call.peer())
+    call.code, call.details = grpc.StatusCode.UNKNOWN, "unexpected server error"
 
 
-class _NotUnary(GrpcWebError):
-    """A request body without exactly one message."""
+class _Refused(Exception):
+    """A call answered with its status before its method ran (its `WebCall` and that status set)."""
+
+    def __init__(self, call: WebCall, code: grpc.StatusCode, details: str, metadata: Metadata = ()) -> None:
+        super().__init__(details)
+        call.code, call.details, call.trailing_metadata = code, details, metadata
+        self.call = call
 
 
-def _status_of(error: GrpcWebError) -> tuple[grpc.StatusCode, str]:
-    """The status gRPC answers for a body it cannot take: over the limit RESOURCE_EXHAUSTED, else INTERNAL (a
-    message count other than one: UNIMPLEMENTED, as grpcio says for a unary call)."""
+def _status_of(error: GrpcWebError) -> tuple[grpc.StatusCode, str, Metadata]:
+    """The status the gRPC port answers for a body it cannot take: over the limit RESOURCE_EXHAUSTED (with
+    ``err``), a compressed message UNIMPLEMENTED, anything else malformed INTERNAL."""
     if isinstance(error, MessageTooLarge):
-        return grpc.StatusCode.RESOURCE_EXHAUSTED, str(error)
-    if isinstance(error, _NotUnary):
-        return grpc.StatusCode.UNIMPLEMENTED, str(error)
-    return grpc.StatusCode.INTERNAL, str(error)
-
-
-async def _run(behaviour: Behaviour, message: bytes, call: WebCall, deadline: float | None) -> bytes | None:
-    """The method's behaviour on ``message``, within the call's deadline: a unary call's response message, or
-    None for a stream (which wrote its own)."""
-    if deadline is None:
-        return await behaviour(message, call)  # type: ignore[no-any-return]
-    async with asyncio.timeout(deadline):
-        return await behaviour(message, call)  # type: ignore[no-any-return]
+        return grpc.StatusCode.RESOURCE_EXHAUSTED, str(error), REQUEST_TOO_LARGE
+    if isinstance(error, CompressedMessage):
+        return (*COMPRESSED, ())
+    return grpc.StatusCode.INTERNAL, str(error), ()

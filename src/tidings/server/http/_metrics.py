@@ -48,7 +48,9 @@ class TopicsCollector:
         engine = self.engine_status
         yield from _service_gauges(service, engine.retention)
         yield GaugeMetricFamily(
-            "tidings_http_live_requests", "Open SSE streams and waiting long polls", self._live_requests()
+            "tidings_http_live_requests",
+            "Open SSE streams, gRPC-web streams and waiting long polls",
+            self._live_requests(),
         )
         if engine.stats is not None:
             yield from _redis_metrics(engine.stats, engine.healthy)

@@ -18,10 +18,11 @@ import uvicorn
 from starlette.types import ASGIApp
 
 from tidings.server.core import TopicsService
+from tidings.server.grpc._routes import GrpcMethods
 from tidings.server.http._app import build_app
 from tidings.server.http._auth import Authenticate
 from tidings.server.http._connections import ConnectionLimits, guarded_protocol
-from tidings.server.http._grpc_web_calls import GrpcWebEndpoint, MethodHandlers
+from tidings.server.http._grpc_web_calls import GrpcWebEndpoint
 from tidings.server.http._live import LiveRequests
 from tidings.server.http._metrics import WebhookStatuses
 from tidings.server.http._origin import guard_origins
@@ -87,11 +88,10 @@ class HttpServer:
 
     ``tls`` is (certificate chain, private key) to serve HTTPS. Only requests for ``allowed_hosts`` (None: any)
     are answered, and browsers' state-changing requests only from this server's origin or ``cors_origins``
-    (`guard_origins`). ``grpc_handlers`` (the gRPC port's method handlers, reading requests of at most
-    ``grpc_message_limit`` bytes) are served to browsers as gRPC-web. ``connections`` bounds open connections and
-    how long they may idle or take to send a request. `start` binds and serves; `stop` ends long-lived requests
-    (SSE streams, long polls) at once, lets other requests finish within ``shutdown_grace`` seconds, then closes
-    the connections.
+    (`guard_origins`). ``grpc_methods`` (the gRPC port's) are served to browsers as gRPC-web. ``connections``
+    bounds open connections and how long they may idle or take to send a request. `start` binds and serves;
+    `stop` ends long-lived requests (SSE streams, gRPC-web streams, long polls) at once, lets other requests
+    finish within ``shutdown_grace`` seconds, then closes the connections.
     """
 
     def __init__(
@@ -110,8 +110,7 @@ class HttpServer:
         reuse_port: bool = False,
         webhooks: WebhookRegistry | None = None,
         webhook_statuses: WebhookStatuses | None = None,
-        grpc_handlers: MethodHandlers | None = None,
-        grpc_message_limit: int = 0,
+        grpc_methods: GrpcMethods | None = None,
     ) -> None:
         self._live = LiveRequests()
         self._reuse_port = reuse_port
@@ -126,8 +125,8 @@ class HttpServer:
             webhook_statuses=webhook_statuses,
         )
         app: ASGIApp = self.app
-        if grpc_handlers is not None:
-            app = GrpcWebEndpoint(grpc_handlers, grpc_message_limit, self._live, app)
+        if grpc_methods is not None:
+            app = GrpcWebEndpoint(grpc_methods, self._live, app)
         self._asgi = guard_origins(app, allowed_hosts, cors_origins)
         self._host = host
         self._port = port

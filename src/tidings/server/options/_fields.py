@@ -96,7 +96,8 @@ class SettingsFields:
         8081,
         _port(
             "--http-port",
-            "HTTP API, browser stream, console, `/metrics` ([docs/http.md](docs/http.md)); `0` disables it.",
+            "HTTP API, browser stream, gRPC-web, console, `/metrics` ([docs/http.md](docs/http.md), "
+            "[docs/browser.md](docs/browser.md)); `0` disables it.",
         ),
     )
     data_dir: Path = declared_factory(  # noqa: RUF009  # a field specifier, as field() is

@@ -15,9 +15,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Final, Protocol
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Final, Protocol
 
 import grpc
 import h2.errors
@@ -26,6 +25,7 @@ import h2.exceptions
 
 from tidings.server.connections import Notices
 from tidings.server.grpc._context import CallAborted, Metadata
+from tidings.server.grpc._framing import REQUEST_TOO_LARGE, unary_body_refusal
 from tidings.server.grpc._h2._call import H2Call
 from tidings.server.grpc._h2._intake import RequestIntake
 from tidings.server.grpc._h2._limits import (
@@ -43,29 +43,18 @@ from tidings.server.grpc._h2._wire import (
     parse_timeout,
     status_headers,
 )
+from tidings.server.grpc._routes import CredentialCheck, Route, peer_name
 
 if TYPE_CHECKING:
     from tidings.server.grpc._h2._state import StateMachine
 
 logger = logging.getLogger("tidings.server.grpc.h2")
 
-Behaviour = Callable[[bytes, Any], Awaitable[Any]]
-# Checks a request's credential at its HEADERS, before its body is read: (path, ``authorization`` value or None)
-# -> None to go on, or why it is UNAUTHENTICATED.
-CredentialCheck = Callable[[str, str | None], str | None]
 
 _OK: Final = grpc.StatusCode.OK
 _REFUSED_STREAM: Final = h2.errors.ErrorCodes.REFUSED_STREAM
 # Requests past their deadline answered per loop turn (`H2Calls.expire_requests`).
 EXPIRE_BATCH: Final = 256
-
-
-@dataclass(frozen=True, slots=True)
-class Route:
-    """A method: its behaviour (the servicer's coroutine function) and whether it streams responses."""
-
-    behaviour: Behaviour
-    streaming: bool
 
 
 class CallOptions(Protocol):
@@ -162,7 +151,7 @@ class H2Calls(H2Output):
             return (
                 grpc.StatusCode.RESOURCE_EXHAUSTED,
                 f"request headers of {size} bytes exceed the limit of {MAX_HEADER_LIST_SIZE}",
-                (("err", "request_size_limit_exceeded"),),
+                REQUEST_TOO_LARGE,
             )
         if te != b"trailers":
             return grpc.StatusCode.INTERNAL, "te: trailers is required", ()
@@ -196,7 +185,7 @@ class H2Calls(H2Output):
                 call,
                 grpc.StatusCode.RESOURCE_EXHAUSTED,
                 f"request larger than {limit} bytes",
-                (("err", "request_size_limit_exceeded"),),
+                REQUEST_TOO_LARGE,
             )
 
     def _on_request_end(self, stream_id: int) -> None:
@@ -206,14 +195,9 @@ class H2Calls(H2Output):
         body = call.body
         call.body = bytearray()
         self._release(call)
-        if len(body) < PREFIX_SIZE:
-            self.end_call(call, grpc.StatusCode.INTERNAL, "the request has no message")
-            return
-        if body[0] != 0:
-            self.end_call(call, grpc.StatusCode.UNIMPLEMENTED, "compressed requests are not supported")
-            return
-        if int.from_bytes(body[1:PREFIX_SIZE]) != len(body) - PREFIX_SIZE:
-            self.end_call(call, grpc.StatusCode.INTERNAL, "a unary request needs exactly one message")
+        refusal = unary_body_refusal(body)
+        if refusal is not None:
+            self.end_call(call, *refusal)
             return
         route = self._options.routes[call.path]
         self.last_call_at = self._loop.time()
@@ -335,11 +319,7 @@ class H2Calls(H2Output):
     def peer(self) -> str:
         """The client's address as grpcio writes it (``ipv4:127.0.0.1:5000``, ``ipv6:[::1]:5000``), for the log."""
         transport = self._transport
-        address = transport.get_extra_info("peername") if transport is not None else None
-        if not isinstance(address, tuple):
-            return "unknown"
-        host, port = address[0], address[1]
-        return f"ipv6:[{host}]:{port}" if ":" in host else f"ipv4:{host}:{port}"
+        return peer_name(transport.get_extra_info("peername") if transport is not None else None)
 
     # The server's reaper and shutdown
 

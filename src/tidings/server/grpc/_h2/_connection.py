@@ -24,7 +24,7 @@ import h2.exceptions
 import h2.settings
 
 from tidings.server.connections import ConnectionsPerAddress, Notices, WrongPortNotices, peer_address
-from tidings.server.grpc._h2._calls import CredentialCheck, H2Calls, Route
+from tidings.server.grpc._h2._calls import H2Calls
 from tidings.server.grpc._h2._limits import (
     INITIAL_CONNECTION_WINDOW,
     MAX_DECODED_HEADER_LIST_SIZE,
@@ -36,8 +36,9 @@ from tidings.server.grpc._h2._limits import (
 )
 from tidings.server.grpc._h2._state import StateMachine
 from tidings.server.grpc._h2._wire import PREFIX_SIZE, goaway_frame
+from tidings.server.grpc._routes import CredentialCheck, Route
 
-# Route and CredentialCheck (`_calls`) and StateMachine (`_state`) are imported from here too.
+# Route and CredentialCheck (`grpc/_routes`) and StateMachine (`_state`) are imported from here too.
 __all__ = ["ConnectionOptions", "CredentialCheck", "H2Connection", "Route", "StateMachine"]
 
 logger = logging.getLogger("tidings.server.grpc.h2")

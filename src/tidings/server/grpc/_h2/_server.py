@@ -8,14 +8,14 @@ import contextlib
 import logging
 import ssl
 from pathlib import Path
-from typing import Any, Final
+from typing import Final
 
 import grpc
 import hyperframe.frame
 
 from tidings.server.connections import ConnectionsPerAddress
-from tidings.server.grpc._faults import RPCS, FaultCounters, with_faults
-from tidings.server.grpc._h2._connection import ConnectionOptions, CredentialCheck, H2Connection, Route
+from tidings.server.grpc._h2._connection import ConnectionOptions, CredentialCheck, H2Connection
+from tidings.server.grpc._routes import MethodHandlers, routes
 
 logger = logging.getLogger("tidings.server.grpc.h2")
 
@@ -62,7 +62,7 @@ class H2Server:
 
     def __init__(
         self,
-        method_handlers: dict[str, dict[str, grpc.RpcMethodHandler[Any, Any]]],
+        method_handlers: MethodHandlers,
         *,
         max_message_length: int,
         fault_injection: bool = False,
@@ -78,19 +78,8 @@ class H2Server:
         credential_check: CredentialCheck | None = None,
     ) -> None:
         shorten_frame_reprs()
-        counters = FaultCounters() if fault_injection else None
-        routes: dict[str, Route] = {}
-        for service_name, handlers in method_handlers.items():
-            for method_name, handler in handlers.items():
-                path = f"/{service_name}/{method_name}"
-                streaming = handler.unary_stream is not None
-                behaviour: Any = handler.unary_stream if streaming else handler.unary_unary
-                rpc = RPCS.get(path)
-                if counters is not None and rpc is not None:
-                    behaviour = with_faults(rpc, behaviour, counters)
-                routes[path] = Route(behaviour, streaming)
         self._options = ConnectionOptions(
-            routes,
+            routes(method_handlers, fault_injection),
             max_message_length,
             max_concurrent_streams,
             set(),
