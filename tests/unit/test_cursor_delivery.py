@@ -29,6 +29,7 @@ from tidings.server.core import (
 )
 from tidings.server.core._delivery import Delivery
 
+from ._support import FakeClock
 from .conftest import CACHE, TOPIC, MakeService
 from .test_service import SMALL_RETENTION
 
@@ -282,4 +283,46 @@ async def test_deliver_first_skips_heartbeats_and_writes_up_to_its_reads_in_one_
     assert writer.batches == [published[: 2 * READ_BATCH]]
     assert stats.deliveries == 2 * READ_BATCH
     assert subscription.next_sequence_number == published[-1].sequence_number
+    subscription.close()
+
+
+async def test_the_ticker_writes_a_parked_cursors_heartbeat_without_waking_its_reader(
+    service: TopicsService, clock: FakeClock
+) -> None:
+    # Arrange
+    subscription = await service.subscribe(CACHE, TOPIC)
+    writer = RecordingWriter()
+    waiter = _parked(subscription, writer)
+    clock.advance(service.heartbeat_interval)
+
+    # Act
+    sent = service.tick_heartbeats(clock())
+    again = service.tick_heartbeats(clock())  # nothing due until another interval of silence
+
+    # Assert: written from the tick itself; the reader stays parked and has nothing to send.
+    assert (sent, again) == (1, 0)
+    assert writer.batches == [[HEARTBEAT]]
+    assert not waiter.done()
+    assert subscription.take_ready() is None
+    subscription.close()
+
+
+async def test_the_ticker_wakes_the_reader_when_the_writer_cannot_take_the_heartbeat(
+    service: TopicsService, clock: FakeClock
+) -> None:
+    # Arrange
+    subscription = await service.subscribe(CACHE, TOPIC)
+    writer = RecordingWriter(open_batches=0)
+    waiter = _parked(subscription, writer)
+    clock.advance(service.heartbeat_interval)
+
+    # Act
+    sent = service.tick_heartbeats(clock())
+
+    # Assert: the reader is woken and sends it, once.
+    assert sent == 1
+    assert writer.batches == []
+    assert waiter.done()
+    assert subscription.take_ready() == [HEARTBEAT]
+    assert subscription.take_ready() is None
     subscription.close()

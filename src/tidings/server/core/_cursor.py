@@ -146,6 +146,20 @@ class TopicCursor:
         self.last_sent = topic.clock()
         return True
 
+    def heartbeat_from_ticker(self) -> bool:
+        """Write a heartbeat to `direct` from the heartbeat ticker, with no task woken: True when this cursor stays
+        parked; False when its reader must be woken to send it (no direct delivery, the writer cannot take it now,
+        or the cursor has something else to tell)."""
+        direct = self.direct
+        topic = self._topic
+        if direct is None or self._pending is not None or self._ended_by is not None or topic.closed_by is not None:
+            return False
+        if self._closed or self._cursor != topic.log.next_sequence_number or not direct.write_heartbeat():
+            return False
+        self._heartbeat_due = False
+        self.last_sent = topic.clock()
+        return True
+
     async def deliver(
         self, writer: Writer[Chunk], encoder: Encoder[Chunk], stats: TransportStats | None = None
     ) -> NoReturn:

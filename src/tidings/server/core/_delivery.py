@@ -90,6 +90,15 @@ class Delivery(Generic[Chunk]):
         self.stats = stats
         self.clock = clock
 
+    def write_heartbeat(self) -> bool:
+        """The push path for an idle stream: write a heartbeat now, from the heartbeat ticker, and count it; False
+        (nothing written) when the writer cannot take it now."""
+        if not self.writer.try_write((self.encoder.heartbeat,)):
+            return False
+        if self.stats is not None:
+            self.stats.heartbeats += 1
+        return True
+
     def write_published(self, messages: Sequence[Message]) -> bool:
         """The push path: write ``messages`` now, from the publish, and count them; False (nothing written) when
         the writer cannot take them all now."""

@@ -56,15 +56,20 @@ class LiveTopics:
         return len(idle)
 
     def tick_heartbeats(self, now: float, interval: float) -> int:
-        """Wake, with a heartbeat, every waiting subscription that sent nothing for ``interval``; returns how many."""
+        """Send a heartbeat to every waiting subscription that sent nothing for ``interval``; returns how many.
+
+        A parked subscription whose writer takes it now gets it written from here (`heartbeat_from_ticker`: on
+        the h2 transport, one socket write per connection per tick, whatever its number of streams); any other
+        is woken to send it."""
         sent = 0
         for topic in self.topics.values():
             if not topic.waiting:
                 continue
             due = [s for s in topic.waiting if now - s.last_sent >= interval]
             for subscription in due:
-                del topic.waiting[subscription]
-                subscription.wake(heartbeat=True)
+                if not subscription.heartbeat_from_ticker():
+                    del topic.waiting[subscription]
+                    subscription.wake(heartbeat=True)
             sent += len(due)
         return sent
 

@@ -35,6 +35,10 @@ class Cursor(Protocol):
         """Write the new messages to the transport from the publish; False when the reader must be woken."""
         ...
 
+    def heartbeat_from_ticker(self) -> bool:
+        """Write a heartbeat to the transport from the ticker; False when the reader must be woken to send it."""
+        ...
+
     def wake(self, heartbeat: bool = False) -> None:
         """Wake the reader (``heartbeat``: with a heartbeat when it has nothing else)."""
         ...
