@@ -196,9 +196,12 @@ async def test_webhook_sender_gives_an_attempt_its_deadline(serve) -> None:
     receiver = await serve(never)
     sender = WebhookSender(allow_private=True, timeout=0.2)
 
+    started = asyncio.get_running_loop().time()
     outcomes = await asyncio.wait_for(_post(sender, receiver), 5)
+    elapsed = asyncio.get_running_loop().time() - started
 
     assert outcomes == [Outcome(Verdict.RETRY, "timeout")]
+    assert 0.15 <= elapsed < 0.3  # expired within a tick (0.02 s) before the deadline, never long after
     await sender.close()
 
 

@@ -95,6 +95,12 @@ class ReceiverConnection(asyncio.Protocol):
             self._parser = self._answer = None
         return status, parser.reusable and not self.closed
 
+    def expire(self) -> None:
+        """The request's deadline passed: it fails with `TimeoutError` (the caller drops the connection)."""
+        answer = self._answer
+        if answer is not None and not answer.done():
+            answer.set_exception(TimeoutError("the receiver did not answer in time"))
+
     def close(self) -> None:
         """Close the connection (its request, if any, fails with `ReceiverClosed`)."""
         self.closed = True
@@ -164,3 +170,41 @@ class IdleConnections:
         idle, self._idle, self._count = self._idle, {}, 0
         for connections in idle.values():
             yield from connections
+
+
+class Deadlines:
+    """Expires requests that outlive their deadline, with one timer for all of them that runs every ``tick``
+    seconds while requests are in flight: a timer per request (``asyncio.timeout``) cost more than the rest of
+    a delivery on uvloop (27 µs to enter and leave, measured). A request is expired within ``tick`` before its
+    deadline, never after it."""
+
+    def __init__(self, tick: float) -> None:
+        self._tick = tick
+        self._due: dict[ReceiverConnection, float] = {}
+        self._timer: asyncio.TimerHandle | None = None
+
+    def watch(self, connection: ReceiverConnection, deadline: float) -> None:
+        """Expire ``connection``'s request at ``deadline`` (the loop's clock) unless `done` comes first."""
+        self._due[connection] = deadline - self._tick
+        if self._timer is None:
+            self._timer = asyncio.get_running_loop().call_later(self._tick, self._check)
+
+    def done(self, connection: ReceiverConnection) -> None:
+        """``connection``'s request ended."""
+        self._due.pop(connection, None)
+
+    def _check(self) -> None:
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        for connection, due in list(self._due.items()):
+            if due <= now:
+                del self._due[connection]
+                connection.expire()
+        self._timer = loop.call_later(self._tick, self._check) if self._due else None
+
+    def close(self) -> None:
+        """Stop the timer."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._due.clear()

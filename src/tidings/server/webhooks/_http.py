@@ -17,7 +17,13 @@ from typing import Final
 from urllib.parse import quote, urlsplit
 
 from tidings.server.webhooks._addresses import PrivateAddress, public_addresses
-from tidings.server.webhooks._connection import IdleConnections, Origin, ReceiverClosed, ReceiverConnection
+from tidings.server.webhooks._connection import (
+    Deadlines,
+    IdleConnections,
+    Origin,
+    ReceiverClosed,
+    ReceiverConnection,
+)
 from tidings.server.webhooks._response import MalformedResponse
 from tidings.server.webhooks._retry import Outcome, Verdict, outcome_of_status
 from tidings.webhooks import SIGNATURE_HEADER
@@ -91,6 +97,7 @@ class WebhookSender:
         self._targets: dict[str, Target] = {}
         self._idle = IdleConnections(max_connections)
         self._slots = asyncio.Semaphore(max_connections)
+        self._deadlines = Deadlines(tick=min(0.1, timeout / 10))
         self._closed = False
 
     async def post(self, url: str, body: bytes, signature: str) -> Outcome:
@@ -104,9 +111,17 @@ class WebhookSender:
             except (ValueError, UnicodeError):  # a host IDNA cannot encode
                 return Outcome(Verdict.GIVE_UP, "protocol")
         request = b"%b%b\r\ncontent-length: %d\r\n\r\n%b" % (target.head, signature.encode(), len(body), body)
+        deadline = asyncio.get_running_loop().time() + self.timeout
         try:
-            async with asyncio.timeout(self.timeout), self._slots:
-                status = await self._exchange(target.origin, request)
+            if self._slots.locked():  # every connection is busy: wait for one, within the deadline
+                async with asyncio.timeout_at(deadline):
+                    await self._slots.acquire()
+            else:
+                await self._slots.acquire()
+            try:
+                status = await self._exchange(target.origin, request, deadline)
+            finally:
+                self._slots.release()
         except TimeoutError:
             return TIMEOUT
         except PrivateAddress:
@@ -123,23 +138,28 @@ class WebhookSender:
         target = self._targets[url] = target_of(url, self._agent)
         return target
 
-    async def _exchange(self, origin: Origin, request: bytes) -> int:
+    async def _exchange(self, origin: Origin, request: bytes, deadline: float) -> int:
         connection = self._idle.take(origin)
         if connection is not None:
             try:
-                return await self._send(origin, connection, request)
+                return await self._send(origin, connection, request, deadline)
             except ReceiverClosed as closed:
                 if not closed.before_answer:
                     raise
                 # The receiver closed this idle connection as we reused it: once more, on a fresh one.
-        return await self._send(origin, await self._connect(origin), request)
+        async with asyncio.timeout_at(deadline):
+            connection = await self._connect(origin)
+        return await self._send(origin, connection, request, deadline)
 
-    async def _send(self, origin: Origin, connection: ReceiverConnection, request: bytes) -> int:
+    async def _send(self, origin: Origin, connection: ReceiverConnection, request: bytes, deadline: float) -> int:
+        self._deadlines.watch(connection, deadline)
         try:
             status, reusable = await connection.exchange(request)
         except BaseException:  # a failure, the deadline or a cancellation: the connection is mid-request
             connection.abort()
             raise
+        finally:
+            self._deadlines.done(connection)
         if reusable and not self._closed:
             self._idle.put(origin, connection)
         else:
@@ -166,5 +186,6 @@ class WebhookSender:
     async def close(self) -> None:
         """Close every kept-alive connection; the sender takes no more requests."""
         self._closed = True
+        self._deadlines.close()
         for connection in self._idle.drain():
             connection.close()
