@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from tidings.server.webhooks import WebhookSender
+from tidings.server.webhooks._http import target_of
 from tidings.server.webhooks._retry import Outcome, Verdict
 
 from ..integration._tls import self_signed_certificate
@@ -249,3 +250,34 @@ async def test_webhook_sender_refuses_use_after_close() -> None:
 
     with pytest.raises(RuntimeError):
         await sender.post("http://127.0.0.1:9/hook", b"{}", "sig")
+
+
+@pytest.mark.parametrize(
+    ("url", "origin", "request_line", "host"),
+    [
+        (
+            "http://[::1]:8080/a b?x=é&y=1#frag",
+            ("http", "::1", 8080),
+            "POST /a%20b?x=%C3%A9&y=1 HTTP/1.1",
+            "[::1]:8080",
+        ),
+        (
+            "https://bücher.example/hook",
+            ("https", "xn--bcher-kva.example", 443),
+            "POST /hook HTTP/1.1",
+            "xn--bcher-kva.example",
+        ),
+        ("http://h.example", ("http", "h.example", 80), "POST / HTTP/1.1", "h.example"),
+        ("https://h.example/p%20q?a=%2F", ("https", "h.example", 443), "POST /p%20q?a=%2F HTTP/1.1", "h.example"),
+    ],
+    ids=["ipv6-and-escapes", "idna", "no-path", "kept-escapes"],
+)
+def test_target_of_builds_the_request_head_once_per_url(
+    url: str, origin: tuple[str, str, int], request_line: str, host: str
+) -> None:
+    target = target_of(url, "tidings-webhooks/1")
+
+    lines = target.head.decode().split("\r\n")
+    assert target.origin == origin
+    assert lines[:3] == [request_line, f"host: {host}", "user-agent: tidings-webhooks/1"]
+    assert target.head.endswith(b"\r\nmomento-signature: ")

@@ -71,7 +71,7 @@ def target_of(url: str, agent: str) -> Target:
         f"POST {target} HTTP/1.1\r\nhost: {authority}\r\nuser-agent: {agent}\r\n"
         f"content-type: application/json\r\n{SIGNATURE_HEADER}: "
     )
-    return Target((scheme, host, port), head.encode("ascii"))
+    return Target((scheme, ascii_host, port), head.encode("ascii"))
 
 
 class WebhookSender:
