@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import pytest
+import uvloop
 
 from tidings.server.webhooks import WebhookSender
 from tidings.server.webhooks._http import target_of
@@ -281,3 +282,28 @@ def test_target_of_builds_the_request_head_once_per_url(
     assert target.origin == origin
     assert lines[:3] == [request_line, f"host: {host}", "user-agent: tidings-webhooks/1"]
     assert target.head.endswith(b"\r\nmomento-signature: ")
+
+
+def test_webhook_sender_works_on_uvloop_as_the_server_runs_it() -> None:
+    async def scenario() -> tuple[list[Outcome], int, Outcome]:
+        async def answer_or_hang(connection: int, request: int, head: bytes) -> bytes | None:
+            if request == 3:
+                await asyncio.Event().wait()
+            return b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n"
+
+        receiver = ScriptedReceiver(answer_or_hang)
+        server = await asyncio.start_server(receiver._serve, "127.0.0.1", 0)
+        receiver.port = server.sockets[0].getsockname()[1]
+        sender = WebhookSender(allow_private=True, timeout=0.3)
+        try:
+            delivered = await _post(sender, receiver, times=2)
+            timed_out = (await _post(sender, receiver))[0]
+        finally:
+            await sender.close()
+            server.close()
+        return delivered, receiver.connections, timed_out
+
+    delivered, connections, timed_out = uvloop.run(scenario())
+
+    assert (delivered, connections) == ([DELIVERED, DELIVERED], 1)
+    assert timed_out == Outcome(Verdict.RETRY, "timeout")
