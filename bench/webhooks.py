@@ -434,8 +434,9 @@ def report(
         "the publishers set the pace: the benchmark's own client takes about a core to publish that fast here.",
         f"- After the outage the webhooks resume one by one, each when its own retry backoff ends (0.5 s doubling "
         f"up to 60 s, with jitter; unchanged): from {outage.resumed_first:.1f} to {outage.resumed_last:.1f} s "
-        "after the receiver is back. The catch-up rate over that spread is what the backoff allows; each webhook, "
-        "once resumed, delivers at the backlog rate above.",
+        "after the receiver is back. The catch-up rate over that spread is what the backoff allows, while the "
+        f"server idles: at most {outage.peak_per_second:,.0f} deliveries in one second, as webhooks that resumed "
+        "together drained their backlogs at the rates above.",
         "",
         "- The receiver (`bench/_webhook_receiver.py`) is a do-nothing HTTP/1.1 server on an asyncio Protocol "
         "(uvloop) in its own process: it answers 204 and checks, per webhook, that topic sequence numbers arrive "
