@@ -31,6 +31,7 @@ class Delivery:
     body: bytes
     headers: dict[str, str]
     status: int
+    client_port: int = 0  # the sender's port: one per connection
 
 
 class Receiver:
@@ -69,7 +70,8 @@ class Receiver:
         body = await request.body()
         with self._changed:
             status = HANG if request.url.path in self.hang_paths else self.script.popleft() if self.script else 200
-            self.deliveries.append(Delivery(request.url.path, body, dict(request.headers), status))
+            port = request.client.port if request.client else 0
+            self.deliveries.append(Delivery(request.url.path, body, dict(request.headers), status, port))
             self._changed.notify_all()
         if status == HANG:
             await asyncio.Event().wait()  # never answers; uvicorn cancels it when the receiver stops

@@ -110,6 +110,21 @@ async def test_burst_arrives_in_order_signed(
         assert delivery.headers["user-agent"].startswith("tidings-webhooks/")
 
 
+async def test_a_burst_goes_over_one_kept_alive_connection(
+    server: ServerProcess, cache: str, receiver: Receiver, topic_client: TopicClient
+) -> None:
+    # Arrange
+    put(server, cache, receiver.url)
+
+    # Act
+    publish_texts(topic_client, cache, [f"msg-{i}" for i in range(20)])
+    deliveries = await wait_for(receiver, 20)
+
+    # Assert
+    assert len({delivery.client_port for delivery in deliveries}) == 1
+    assert deliveries[0].headers["host"] == receiver.url.split("/")[2]
+
+
 async def test_a_failed_delivery_is_retried_before_the_next_message(
     server: ServerProcess, cache: str, receiver: Receiver, topic_client: TopicClient
 ) -> None:

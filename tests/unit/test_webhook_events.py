@@ -10,8 +10,7 @@ import json
 import pytest
 
 from tidings.server.core import Message
-from tidings.server.webhooks import check_public, event_body, user_agent
-from tidings.server.webhooks._http import PrivateAddress
+from tidings.server.webhooks import PrivateAddress, check_public, event_body, user_agent
 from tidings.webhooks import sign, verify
 
 

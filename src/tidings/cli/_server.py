@@ -36,8 +36,8 @@ LOG_OPTIONS = (
     ),
     Option(
         "--log-third-party",
-        "Also log other libraries' records below `WARNING` (hpack, httpx, grpc, redis...), dropped otherwise "
-        "because they may contain credentials (`authorization` headers, webhook URLs); the server warns at start "
+        "Also log other libraries' records below `WARNING` (hpack, h2, grpc, redis...), dropped otherwise "
+        "because they may contain credentials (`authorization` headers); the server warns at start "
         "that the log may then hold secrets. For debugging a library only.",
         "flag",
         name="log_third_party",

@@ -4,9 +4,9 @@ uvicorn's own records (``uvicorn.error``, whose INFO lines are start and stop ch
 as the HTTP transport's: under ``tidings.server.http``, their INFO demoted to DEBUG.
 
 Other libraries' records below WARNING are dropped whatever the level: hpack dumps every header it decodes at
-DEBUG (``authorization`` included), httpx logs each webhook POST at INFO with its full URL (query string
-included), and grpc, redis and httpcore are as chatty. ``--log-third-party`` lets them through, for debugging a
-library, with a warning that the log may then hold credentials.
+DEBUG (``authorization`` included), and grpc and redis are as chatty. (Webhooks are sent by our own client, which
+logs no URL: a webhook's query string may hold a credential.) ``--log-third-party`` lets them through, for
+debugging a library, with a warning that the log may then hold credentials.
 """
 
 from __future__ import annotations
@@ -24,11 +24,10 @@ _UVICORN_LOGGERS: Final = ("uvicorn.error", "uvicorn")
 OWN_LOGGER: Final = "tidings"
 # Libraries known to log headers, URLs or bodies below WARNING: set to WARNING, so their records are not even
 # made (hpack's dumps cost CPU on every request). `OwnRecordsBelowWarning` drops any other library's.
-THIRD_PARTY_LOGGERS: Final = ("hpack", "h2", "httpx", "httpcore", "grpc", "redis", "uvicorn.access", "asyncio")
+THIRD_PARTY_LOGGERS: Final = ("hpack", "h2", "grpc", "redis", "uvicorn.access", "asyncio")
 THIRD_PARTY_WARNING: Final = (
-    "--log-third-party: other libraries' records are logged too (hpack, h2, httpx, httpcore, grpc, redis, uvicorn); "
-    "they may contain credentials (authorization headers, webhook URLs with their query strings): "
-    "do not keep or share this log"
+    "--log-third-party: other libraries' records are logged too (hpack, h2, grpc, redis, uvicorn); "
+    "they may contain credentials (authorization headers): do not keep or share this log"
 )
 
 

@@ -4,9 +4,10 @@ their delivery: each webhook's messages POSTed, signed, in order and at least on
 (Receivers verify signatures with the SDK's ``tidings.webhooks``.)
 """
 
+from tidings.server.webhooks._addresses import PrivateAddress, check_public
 from tidings.server.webhooks._dispatcher import WebhookDispatcher, WebhookStatus
 from tidings.server.webhooks._events import event_body
-from tidings.server.webhooks._http import MAX_RESPONSE_BYTES, WebhookSender, check_public, user_agent
+from tidings.server.webhooks._http import WebhookSender, user_agent
 from tidings.server.webhooks._leases import Leases, LeaseStore, SoleNodeLeases, WebhookLeases
 from tidings.server.webhooks._registry import (
     Webhook,
@@ -16,6 +17,7 @@ from tidings.server.webhooks._registry import (
     new_secret,
     validate_url,
 )
+from tidings.server.webhooks._response import MAX_RESPONSE_BYTES
 from tidings.server.webhooks._retry import Outcome, RetryPolicy, Verdict, deliver_with_retries, outcome_of_status
 from tidings.server.webhooks._stats import WebhookStats
 from tidings.server.webhooks._worker import WebhookWorker
@@ -25,6 +27,7 @@ __all__ = [
     "LeaseStore",
     "Leases",
     "Outcome",
+    "PrivateAddress",
     "RetryPolicy",
     "SoleNodeLeases",
     "Verdict",

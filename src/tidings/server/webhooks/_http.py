@@ -1,32 +1,42 @@
-"""The outbound side of webhooks: one pooled httpx client POSTing signed events, never following redirects,
-reading at most a few KiB of any answer, with a total deadline per attempt."""
+"""The outbound side of webhooks: signed events POSTed over kept-alive HTTP/1.1 connections per receiver, never
+following redirects, reading at most a few KiB of any answer, with a total deadline per attempt.
+
+Our own small client on asyncio (`ReceiverConnection`, `ResponseParser`) rather than a general one: a webhook
+sends one kind of request, whose head is built once per URL, and waits for each answer; a general client's
+per-request machinery (pool bookkeeping, request and response objects, cookies) cost about ten times the rest
+of a delivery (docs/performance.md, *Webhooks*).
+"""
 
 from __future__ import annotations
 
 import asyncio
-import importlib.util
-import ipaddress
-import socket
-import sys
+import ssl
+from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 from typing import Final
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
-import httpx
-
-# httpcore asks ``import sniffio`` on every pool operation and falls back to asyncio when it is missing (anyio 4
-# no longer installs it). A failed import is not cached: each one searched sys.path again, ~15% of the server's
-# CPU per delivery (measured). A None entry makes the miss immediate; the outcome (asyncio) is the same.
-if "sniffio" not in sys.modules and importlib.util.find_spec("sniffio") is None:
-    sys.modules["sniffio"] = None  # type: ignore[assignment]
-
+from tidings.server.webhooks._addresses import PrivateAddress, public_addresses
+from tidings.server.webhooks._connection import (
+    Deadlines,
+    IdleConnections,
+    Origin,
+    ReceiverClosed,
+    ReceiverConnection,
+)
+from tidings.server.webhooks._response import MalformedResponse
 from tidings.server.webhooks._retry import Outcome, Verdict, outcome_of_status
 from tidings.webhooks import SIGNATURE_HEADER
 
-# Receivers answer "ok"; anything longer is read no further (the connection is then dropped, not reused).
-MAX_RESPONSE_BYTES: Final = 4096
-# Connections to all endpoints together; each webhook has at most one request in flight.
+# Connections to all endpoints together (requests in flight; as many idle ones are kept).
 MAX_CONNECTIONS: Final = 512
+# Kept while URLs are in use; a server with more distinct URLs than this rebuilds request heads now and then.
+_MAX_TARGETS: Final = 4096
+# Characters left as they are in a URL's path and query (httpx's choice); others are percent-encoded.
+_URL_SAFE: Final = "!$&'()*+,;=:@/?%-._~"
+TIMEOUT: Final = Outcome(Verdict.RETRY, "timeout")
+CONNECTION: Final = Outcome(Verdict.RETRY, "connection")
+PROTOCOL: Final = Outcome(Verdict.RETRY, "protocol")
 
 
 def user_agent() -> str:
@@ -37,66 +47,145 @@ def user_agent() -> str:
         return "tidings-webhooks/0"
 
 
-class PrivateAddress(Exception):
-    """The URL's host is (or resolves to) an address that is not globally routable."""
+@dataclass(frozen=True, slots=True)
+class Target:
+    """One URL: the receiver to connect to, and the request head up to the signature's value."""
+
+    origin: Origin
+    head: bytes
 
 
-async def check_public(url: str) -> None:
-    """Raise `PrivateAddress` unless every address of ``url``'s host is global (not loopback, private,
-    link-local, shared, reserved or multicast): a webhook must not reach into the server's own network."""
-    host = urlsplit(url).hostname or ""
-    try:
-        addresses = {ipaddress.ip_address(host)}
-    except ValueError:
-        port = urlsplit(url).port or 443
-        infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
-        addresses = {ipaddress.ip_address(info[4][0]) for info in infos}
-    for address in addresses:
-        mapped = address.ipv4_mapped if isinstance(address, ipaddress.IPv6Address) else None
-        if not (mapped or address).is_global:
-            raise PrivateAddress(f"{host} is {address}, not a public address")
+def target_of(url: str, agent: str) -> Target:
+    """The receiver and request head of ``url`` (an http(s) URL with a host, as `validate_url` ensures)."""
+    parts = urlsplit(url)
+    scheme, host = parts.scheme, parts.hostname or ""
+    port = parts.port or (443 if scheme == "https" else 80)
+    ascii_host = host.encode("idna").decode("ascii")
+    authority = f"[{ascii_host}]" if ":" in ascii_host else ascii_host
+    if parts.port is not None:
+        authority += f":{parts.port}"
+    target = quote(parts.path or "/", safe=_URL_SAFE) + (
+        "?" + quote(parts.query, safe=_URL_SAFE) if parts.query else ""
+    )
+    head = (
+        f"POST {target} HTTP/1.1\r\nhost: {authority}\r\nuser-agent: {agent}\r\n"
+        f"content-type: application/json\r\n{SIGNATURE_HEADER}: "
+    )
+    return Target((scheme, ascii_host, port), head.encode("ascii"))
 
 
 class WebhookSender:
-    """POSTs events with one shared connection pool; an attempt's whole exchange ends within ``timeout``."""
+    """POSTs events over kept-alive connections per receiver; an attempt's whole exchange (connecting, sending,
+    the answer) ends within ``timeout``.
 
-    def __init__(self, *, timeout: float = 5.0, allow_private: bool = False, max_connections: int = MAX_CONNECTIONS):
+    With ``allow_private`` false, a connection goes only to addresses `public_addresses` checked when it was
+    opened. ``ssl_context`` verifies https receivers (default: the system's trusted roots).
+    """
+
+    def __init__(
+        self,
+        *,
+        timeout: float = 5.0,
+        allow_private: bool = False,
+        max_connections: int = MAX_CONNECTIONS,
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> None:
         self.timeout = timeout
         self.allow_private = allow_private
-        self._client = httpx.AsyncClient(
-            follow_redirects=False,
-            timeout=httpx.Timeout(timeout),
-            limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections),
-            headers={"user-agent": user_agent(), "content-type": "application/json"},
-            trust_env=False,  # no proxies from the environment: the server's endpoints are the operator's choice
-        )
+        self._ssl_context = ssl_context or ssl.create_default_context()
+        self._agent = user_agent()
+        self._targets: dict[str, Target] = {}
+        self._idle = IdleConnections(max_connections)
+        self._slots = asyncio.Semaphore(max_connections)
+        self._deadlines = Deadlines(tick=min(0.1, timeout / 10))
+        self._closed = False
 
     async def post(self, url: str, body: bytes, signature: str) -> Outcome:
         """One attempt; never raises for what the endpoint or the network does."""
+        if self._closed:
+            raise RuntimeError("the webhook sender is closed")
+        target = self._targets.get(url)
+        if target is None:
+            try:
+                target = self._target(url)
+            except (ValueError, UnicodeError):  # a host IDNA cannot encode
+                return Outcome(Verdict.GIVE_UP, "protocol")
+        request = b"%b%b\r\ncontent-length: %d\r\n\r\n%b" % (target.head, signature.encode(), len(body), body)
+        deadline = asyncio.get_running_loop().time() + self.timeout
         try:
-            async with asyncio.timeout(self.timeout):
-                if not self.allow_private:
-                    await check_public(url)
-                async with self._client.stream(
-                    "POST", url, content=body, headers={SIGNATURE_HEADER: signature}
-                ) as response:
-                    read = 0
-                    async for chunk in response.aiter_raw():
-                        read += len(chunk)
-                        if read >= MAX_RESPONSE_BYTES:
-                            break
-                    return outcome_of_status(response.status_code)
+            if self._slots.locked():  # every connection is busy: wait for one, within the deadline
+                async with asyncio.timeout_at(deadline):
+                    await self._slots.acquire()
+            else:
+                await self._slots.acquire()
+            try:
+                status = await self._exchange(target.origin, request, deadline)
+            finally:
+                self._slots.release()
         except TimeoutError:
-            return Outcome(Verdict.RETRY, "timeout")
+            return TIMEOUT
         except PrivateAddress:
             return Outcome(Verdict.GIVE_UP, "private_address")
-        except httpx.TimeoutException:
-            return Outcome(Verdict.RETRY, "timeout")
-        except (httpx.TransportError, OSError):
-            return Outcome(Verdict.RETRY, "connection")
-        except httpx.HTTPError:
-            return Outcome(Verdict.RETRY, "protocol")
+        except MalformedResponse:
+            return PROTOCOL
+        except OSError:  # ReceiverClosed, refused, reset, unreachable, TLS failures
+            return CONNECTION
+        return outcome_of_status(status)
+
+    def _target(self, url: str) -> Target:
+        if len(self._targets) >= _MAX_TARGETS:
+            self._targets.clear()
+        target = self._targets[url] = target_of(url, self._agent)
+        return target
+
+    async def _exchange(self, origin: Origin, request: bytes, deadline: float) -> int:
+        connection = self._idle.take(origin)
+        if connection is not None:
+            try:
+                return await self._send(origin, connection, request, deadline)
+            except ReceiverClosed as closed:
+                if not closed.before_answer:
+                    raise
+                # The receiver closed this idle connection as we reused it: once more, on a fresh one.
+        async with asyncio.timeout_at(deadline):
+            connection = await self._connect(origin)
+        return await self._send(origin, connection, request, deadline)
+
+    async def _send(self, origin: Origin, connection: ReceiverConnection, request: bytes, deadline: float) -> int:
+        self._deadlines.watch(connection, deadline)
+        try:
+            status, reusable = await connection.exchange(request)
+        except BaseException:  # a failure, the deadline or a cancellation: the connection is mid-request
+            connection.abort()
+            raise
+        finally:
+            self._deadlines.done(connection)
+        if reusable and not self._closed:
+            self._idle.put(origin, connection)
+        else:
+            connection.close()
+        return status
+
+    async def _connect(self, origin: Origin) -> ReceiverConnection:
+        scheme, host, port = origin
+        addresses = [host] if self.allow_private else await public_addresses(host, port)
+        context = self._ssl_context if scheme == "https" else None
+        loop = asyncio.get_running_loop()
+        failure: OSError | None = None
+        for address in addresses:  # a name's addresses in turn, as create_connection would try them
+            try:
+                _, connection = await loop.create_connection(
+                    ReceiverConnection, address, port, ssl=context, server_hostname=host if context else None
+                )
+            except OSError as error:
+                failure = error
+            else:
+                return connection
+        raise failure or OSError(f"{host} has no address")
 
     async def close(self) -> None:
-        """Close every pooled connection."""
-        await self._client.aclose()
+        """Close every kept-alive connection; the sender takes no more requests."""
+        self._closed = True
+        self._deadlines.close()
+        for connection in self._idle.drain():
+            connection.close()

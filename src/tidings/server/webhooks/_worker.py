@@ -198,9 +198,14 @@ class WebhookWorker:
         age = max(0.0, self._service.clock() - message.published_at)
         body = event_body(webhook.cache_name, webhook.topic_name, message, round((now - age) * 1000), round(now * 1000))
 
+        signed = ("", "")  # (secret, signature): signed once per message and secret
+
         def attempt() -> Awaitable[Outcome]:
+            nonlocal signed
             current = self.webhook  # a rotated secret or a new URL applies at once
-            return self._sender.post(current.url, body, sign(body, current.secret))
+            if signed[0] != current.secret or not signed[1]:
+                signed = (current.secret, sign(body, current.secret))
+            return self._sender.post(current.url, body, signed[1])
 
         def failed(outcome: Outcome, retrying: bool) -> None:
             self.stats.failures[outcome.reason] += 1
