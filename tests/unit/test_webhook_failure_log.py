@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 
 import pytest
 
@@ -26,6 +27,10 @@ class ScriptedEndpoint:
     def __init__(self, failures: int) -> None:
         self.failures = failures
         self.posts = 0
+
+    async def back_off(self, url: str, seconds: float, sleep: Callable[[float], Awaitable[None]]) -> None:
+        """The backoff as it is (a receiver's recovery is `WebhookSender`'s to notice)."""
+        await sleep(seconds)
 
     async def post(self, url: str, body: bytes, signature: str) -> Outcome:
         self.posts += 1

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 
 import pytest
 
@@ -63,6 +64,10 @@ class FlakyLeaseStore:
 
 class IdleSender:
     """No message is published: nothing is POSTed."""
+
+    async def back_off(self, url: str, seconds: float, sleep: Callable[[float], Awaitable[None]]) -> None:
+        """The backoff as it is (a receiver's recovery is `WebhookSender`'s to notice)."""
+        await sleep(seconds)
 
     async def post(self, url: str, body: bytes, signature: str) -> Outcome:
         return Outcome(Verdict.DELIVERED)

@@ -307,3 +307,26 @@ def test_webhook_sender_works_on_uvloop_as_the_server_runs_it() -> None:
 
     assert (delivered, connections) == ([DELIVERED, DELIVERED], 1)
     assert timed_out == Outcome(Verdict.RETRY, "timeout")
+
+
+async def test_webhook_sender_ends_the_back_off_of_every_webhook_of_a_receiver_once_one_delivery_succeeds(
+    serve,
+) -> None:
+    # Two webhooks of one receiver back off (for an hour) after a failure; the next delivered POST to that
+    # receiver ends both waits at once, while a wait for another receiver runs on.
+    receiver = await serve(_answer(b"HTTP/1.1 503 Service Unavailable\r\ncontent-length: 0\r\n\r\n"))
+    other = await serve(_answer())
+    sender = WebhookSender(allow_private=True)
+    url, elsewhere = f"http://127.0.0.1:{receiver.port}/a", f"http://127.0.0.1:{other.port}/b"
+    assert (await sender.post(url, b"{}", "sig")).verdict is Verdict.RETRY
+    await sender.post(elsewhere, b"{}", "sig")
+    waits = [asyncio.create_task(sender.back_off(target, 3600)) for target in (url, url + "?second", elsewhere)]
+    await asyncio.sleep(0)
+
+    delivered = await sender.post(url, b"{}", "sig")
+    await asyncio.wait_for(asyncio.gather(waits[0], waits[1]), 1)
+
+    assert delivered == DELIVERED
+    assert not waits[2].done()
+    waits[2].cancel()
+    await sender.close()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import ssl
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 from typing import Final
@@ -99,6 +100,8 @@ class WebhookSender:
         self._slots = asyncio.Semaphore(max_connections)
         self._deadlines = Deadlines(tick=min(0.1, timeout / 10))
         self._closed = False
+        # Per receiver that failed, resolved by its next delivered POST: webhooks backing off from it retry then.
+        self._back: dict[Origin, asyncio.Future[None]] = {}
 
     async def post(self, url: str, body: bytes, signature: str) -> Outcome:
         """One attempt; never raises for what the endpoint or the network does."""
@@ -130,7 +133,32 @@ class WebhookSender:
             return PROTOCOL
         except OSError:  # ReceiverClosed, refused, reset, unreachable, TLS failures
             return CONNECTION
-        return outcome_of_status(status)
+        outcome = outcome_of_status(status)
+        if self._back and outcome.verdict is Verdict.DELIVERED:
+            back = self._back.pop(target.origin, None)
+            if back is not None and not back.done():
+                back.set_result(None)
+        return outcome
+
+    async def back_off(
+        self, url: str, seconds: float, sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
+    ) -> None:
+        """Wait ``seconds`` before trying ``url`` again, or less: until a POST to the same receiver (scheme, host,
+        port) is delivered. A receiver that is back then gets every webhook's backlog at once, not each at the
+        end of its own backoff (which grows to a minute); while it still fails, each waits its backoff."""
+        try:
+            target = self._targets.get(url) or self._target(url)
+        except (ValueError, UnicodeError):  # a URL no POST can go to: its backoff only
+            await sleep(seconds)
+            return
+        back = self._back.get(target.origin)
+        if back is None or back.done():
+            back = self._back[target.origin] = asyncio.get_running_loop().create_future()
+        waiting = asyncio.ensure_future(sleep(seconds))
+        try:
+            await asyncio.wait((back, waiting), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            waiting.cancel()
 
     def _target(self, url: str) -> Target:
         if len(self._targets) >= _MAX_TARGETS:

@@ -217,8 +217,11 @@ class WebhookWorker:
                 reason = f"gave up on message {message.sequence_number} (page {message.sequence_page})"
                 self._failure_log.failed(f"{reason} of topic {webhook.topic_name!r}: {outcome.reason}", lost=1)
 
+        def back_off(seconds: float) -> Awaitable[None]:
+            return self._sender.back_off(self.webhook.url, seconds, self._sleep)
+
         outcome = await deliver_with_retries(
-            attempt, self._policy, clock=self._service.clock, sleep=self._sleep, on_failure=failed
+            attempt, self._policy, clock=self._service.clock, sleep=back_off, on_failure=failed
         )
         if outcome.verdict is Verdict.DELIVERED:
             self.stats.delivered += 1
