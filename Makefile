@@ -107,6 +107,7 @@ bench: $(VENV)/.installed-bench
 	$(BIN)/python bench/redis_bench.py --write docs/performance.md
 	$(BIN)/python bench/webhooks.py --write docs/performance.md
 	$(BIN)/python bench/transports.py --write docs/performance.md
+	$(BIN)/python bench/scale.py --write docs/performance.md
 
 # Not in `make test`: each benchmark's quick mode against the ratios docs/performance.md records (bench/check.py);
 # run it on an idle machine before merging a change to a hot path.

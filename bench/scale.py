@@ -45,7 +45,7 @@ HOST = "127.0.0.1"
 CACHE = "scale"
 SUBSCRIBE = "/cache_client.pubsub.Pubsub/Subscribe"
 PUBLISH = "/cache_client.pubsub.Pubsub/Publish"
-HEARTBEAT_INTERVAL = 5.0
+HEARTBEAT_INTERVAL = 10.0  # the server's default
 # The first byte of a SubscriptionItem on the wire tells its kind: field 1 (item), 2 (discontinuity), 3 (heartbeat).
 ITEM, HEARTBEAT = 0x0A, 0x1A
 METADATA = (("cache", CACHE),)
@@ -108,6 +108,8 @@ class Figures:
     publish_to_last_seconds: float
     lost_or_extra: int
     other_cores: float
+    open_cpu: tuple[float, float]  # CPU seconds of (the server, the load generator) while opening
+    publish_cpu: tuple[float, float]  # ... from the first publish until the last delivery (and a little after)
 
 
 def server_command(port: int, data_dir: str, subscriptions: int) -> list[str]:
@@ -128,7 +130,7 @@ async def measure(port: int, pid: int, options: argparse.Namespace) -> Figures:
     ]
     await asyncio.sleep(1.0)  # the connections settle before the baseline RSS
     rss_before = rss_kib(pid)
-    started = time.monotonic()
+    started, server_cpu, client_cpu = time.monotonic(), cpu_seconds(pid), cpu_seconds_self()
     for index in range(total):
         channels[index % connections].start_call(
             SUBSCRIBE, requests[index % topics], METADATA, streams.handler(index), streams.on_end
@@ -137,6 +139,7 @@ async def measure(port: int, pid: int, options: argparse.Namespace) -> Figures:
             await asyncio.sleep(0)  # let the client write and read as it goes
     await asyncio.wait_for(streams.all_open.wait(), 120)
     open_seconds = time.monotonic() - started
+    open_cpu = (cpu_seconds(pid) - server_cpu, cpu_seconds_self() - client_cpu)
     await asyncio.sleep(2.0)
     rss_after = rss_kib(pid)
 
@@ -149,7 +152,7 @@ async def measure(port: int, pid: int, options: argparse.Namespace) -> Figures:
     heartbeats = streams.heartbeats - heartbeats
 
     publisher = channels[0]
-    published_at = time.monotonic()
+    published_at, server_cpu, client_cpu = time.monotonic(), cpu_seconds(pid), cpu_seconds_self()
     await asyncio.gather(
         *(
             publisher.unary(
@@ -164,6 +167,7 @@ async def measure(port: int, pid: int, options: argparse.Namespace) -> Figures:
     )
     await asyncio.wait_for(streams.all_delivered.wait(), 60)
     publish_to_last = streams.last_item_at - published_at
+    publish_cpu = (cpu_seconds(pid) - server_cpu, cpu_seconds_self() - client_cpu)
     await asyncio.sleep(0.5)  # anything extra would arrive now
     for channel in channels:
         channel.close()
@@ -181,6 +185,8 @@ async def measure(port: int, pid: int, options: argparse.Namespace) -> Figures:
         publish_to_last,
         streams.items - total,
         max(0.0, other / wall),
+        open_cpu,
+        publish_cpu,
     )
 
 
@@ -234,6 +240,9 @@ heartbeats/s (one per stream per {HEARTBEAT_INTERVAL:g} s is {f.subscriptions / 
 Other processes used {f.other_cores:.2f} cores meanwhile.
 - Publish: one 64-byte publish to each topic at once; every subscription got exactly one item \
 ({f.lost_or_extra} lost or extra).
+- CPU seconds while opening: server {f.open_cpu[0]:.1f}, load generator {f.open_cpu[1]:.1f}; from the first \
+publish to the last delivery: server {f.publish_cpu[0]:.2f}, load generator {f.publish_cpu[1]:.2f}. Where the \
+load generator's figure is near the wall time, its client (Python and `h2`), not the server, set the pace.
 """
 
 

@@ -417,7 +417,8 @@ def report(
         "",
         f"Outage: the receiver stopped for {down:g} s while each of the {SPREAD} topics got {OUTAGE_RATE} messages a "
         f"second ({outage.backlog:,} in all, within retention). The webhooks resumed from {outage.resumed_first:.1f} "
-        f"to {outage.resumed_last:.1f} s after it was back (each at the end of its own retry backoff, as before), "
+        f"to {outage.resumed_last:.1f} s after it was back (the first when its retry backoff ended; its delivered "
+        "POST ended the backoff of the others, which wait for the same receiver), "
         f"and the backlog was delivered at {outage.catch_up_per_second:,.0f}/s from its first delivery to its "
         f"last, at most {outage.peak_per_second:,.0f} in one second.",
         "",
@@ -434,11 +435,13 @@ def report(
         f"- {SPREAD} webhooks deliver a backlog at {m['backlog']:,.0f}/s. While publishing, they keep up with the "
         f"publishes ({m['spread'] / m['spread_publish']:.2f}x the rate of the same publishes alone), and "
         "the publishers set the pace: the benchmark's own client takes about a core to publish that fast here.",
-        f"- After the outage the webhooks resume one by one, each when its own retry backoff ends (0.5 s doubling "
-        f"up to 60 s, with jitter; unchanged): from {outage.resumed_first:.1f} to {outage.resumed_last:.1f} s "
-        "after the receiver is back. The catch-up rate over that spread is what the backoff allows, while the "
-        f"server idles: at most {outage.peak_per_second:,.0f} deliveries in one second, as webhooks that resumed "
-        "together drained their backlogs at the rates above.",
+        f"- After the outage the first webhook to retry (when its backoff of 0.5 s doubling up to 60 s, with "
+        "jitter, ends) finds the receiver back, and its delivered POST ends the backoff of every other webhook of "
+        f"that receiver (`WebhookSender.back_off`): all resumed from {outage.resumed_first:.1f} to "
+        f"{outage.resumed_last:.1f} s after the receiver was back, and drained the backlog at "
+        f"{outage.catch_up_per_second:,.0f}/s (at most {outage.peak_per_second:,.0f} in one second). Before that "
+        "wake-up each waited its own backoff, up to 31.5 s after the receiver was back, and the catch-up ran at "
+        "637/s (2026-12-07).",
         "",
         "- The receiver (`bench/_webhook_receiver.py`) is a do-nothing HTTP/1.1 server on an asyncio Protocol "
         "(uvloop) in its own process: it answers 204 and checks, per webhook, that topic sequence numbers arrive "
