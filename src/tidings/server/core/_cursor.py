@@ -126,13 +126,13 @@ class TopicCursor:
         """Write the messages after the cursor to `direct`, from the publish (`TopicInstance.messages_arrived`):
         True when this cursor stays parked; False when its reader must be woken (no direct delivery, the writer
         cannot take them now, or there is a discontinuity or an end to tell)."""
-        direct = self.direct
-        topic = self._topic
-        if direct is None or self._pending is not None or self._ended_by is not None or topic.closed_by is not None:
+        direct = self._push_path()
+        if direct is None:
             return False
+        topic = self._topic
         log = topic.log
         cursor = self._cursor
-        if self._closed or cursor < log.first_sequence_number:
+        if cursor < log.first_sequence_number:
             return False
         end = log.next_sequence_number
         if cursor >= end:
@@ -146,15 +146,21 @@ class TopicCursor:
         self.last_sent = topic.clock()
         return True
 
+    def _push_path(self) -> Delivery[Any] | None:
+        """`direct`, when this cursor may be written to from outside its reader: it has one, and no
+        discontinuity, end or close is waiting for the reader to tell."""
+        direct = self.direct
+        if direct is None or self._pending is not None or self._ended_by is not None or self._closed:
+            return None
+        return None if self._topic.closed_by is not None else direct
+
     def heartbeat_from_ticker(self) -> bool:
         """Write a heartbeat to `direct` from the heartbeat ticker, with no task woken: True when this cursor stays
         parked; False when its reader must be woken to send it (no direct delivery, the writer cannot take it now,
         or the cursor has something else to tell)."""
-        direct = self.direct
+        direct = self._push_path()
         topic = self._topic
-        if direct is None or self._pending is not None or self._ended_by is not None or topic.closed_by is not None:
-            return False
-        if self._closed or self._cursor != topic.log.next_sequence_number or not direct.write_heartbeat():
+        if direct is None or self._cursor != topic.log.next_sequence_number or not direct.write_heartbeat():
             return False
         self._heartbeat_due = False
         self.last_sent = topic.clock()
