@@ -38,8 +38,8 @@ from http_bench import (
     SUBSCRIBERS,
     FanOut,
     Result,
-    Window,
     _median,
+    closed_loop,
     fan_out,
     http_publish,
     tidings_server,
@@ -63,39 +63,19 @@ def _grpc_web_request(port: int, method: str, message: bytes) -> bytes:
     ).encode() + body
 
 
+async def _answered_ok(reader: asyncio.StreamReader) -> bool:
+    """One gRPC-web answer: 200 with the message frame, then the OK trailers (base64 of each)."""
+    head = await reader.readuntil(b"\r\n\r\n")
+    length = int(head.lower().split(b"content-length:")[1].split(b"\r\n")[0])
+    body = await reader.readexactly(length)
+    return head[9:12] == b"200" and body.endswith(_OK_TRAILERS)
+
+
 async def grpc_web_publish(port: int, server_pid: int, duration: float) -> Result:
     """Closed loop of gRPC-web Publish calls over ``PUBLISH_CONNECTIONS`` keep-alive connections."""
     message = pb._PublishRequest(cache_name=CACHE, topic="publish", value=pb._TopicValue(text=PAYLOAD))
     request = _grpc_web_request(port, "Publish", message.SerializeToString())
-    completed = failed = 0
-    stop = asyncio.Event()
-
-    async def connection() -> None:
-        nonlocal completed, failed
-        reader, writer = await asyncio.open_connection(HOST, port)
-        try:
-            while not stop.is_set():
-                writer.write(request)
-                head = await reader.readuntil(b"\r\n\r\n")
-                length = int(head.lower().split(b"content-length:")[1].split(b"\r\n")[0])
-                body = await reader.readexactly(length)  # base64 of the message frame, then of the trailers
-                if head[9:12] == b"200" and body.endswith(_OK_TRAILERS):
-                    completed += 1
-                else:
-                    failed += 1
-        finally:
-            writer.close()
-
-    tasks = [asyncio.create_task(connection()) for _ in range(PUBLISH_CONNECTIONS)]
-    await asyncio.sleep(1.0)  # warm-up
-    before = completed
-    window = await Window.measure(server_pid, duration)
-    rate = (completed - before) / window.wall
-    stop.set()
-    await asyncio.gather(*tasks)
-    if failed:
-        raise RuntimeError(f"{failed} gRPC-web publish calls failed")
-    return Result("publish", "grpc-web", rate, window)
+    return await closed_loop("grpc-web", port, request, _answered_ok, server_pid, duration)
 
 
 async def grpc_web_subscriber(index: int, port: int, topic: str, fan_out: FanOut, subscribed: asyncio.Event) -> None:

@@ -241,9 +241,19 @@ async def _read_response(reader: asyncio.StreamReader) -> int:
     return status
 
 
-async def http_publish(target: str, port: int, server_pid: int, duration: float) -> Result:
-    """Closed loop over ``PUBLISH_CONNECTIONS`` keep-alive connections; requests/s in the measured window."""
-    request = _publish_request(port)
+# Reads one answer from a keep-alive connection; True when it says the call succeeded.
+Answered = Callable[[asyncio.StreamReader], Awaitable[bool]]
+
+
+async def _answered_204(reader: asyncio.StreamReader) -> bool:
+    return await _read_response(reader) == 204
+
+
+async def closed_loop(
+    target: str, port: int, request: bytes, answered: Answered, server_pid: int, duration: float
+) -> Result:
+    """``request`` in a closed loop over ``PUBLISH_CONNECTIONS`` keep-alive connections; calls/s in the measured
+    window (every answer must say it succeeded)."""
     completed = 0
     failed = 0
     stop = asyncio.Event()
@@ -254,7 +264,7 @@ async def http_publish(target: str, port: int, server_pid: int, duration: float)
         try:
             while not stop.is_set():
                 writer.write(request)
-                if await _read_response(reader) == 204:
+                if await answered(reader):
                     completed += 1
                 else:
                     failed += 1
@@ -271,6 +281,11 @@ async def http_publish(target: str, port: int, server_pid: int, duration: float)
     if failed:
         raise RuntimeError(f"{failed} publish requests to {target} failed")
     return Result("publish", target, rate, window)
+
+
+async def http_publish(target: str, port: int, server_pid: int, duration: float) -> Result:
+    """Closed loop of HTTP API publishes over ``PUBLISH_CONNECTIONS`` keep-alive connections."""
+    return await closed_loop(target, port, _publish_request(port), _answered_204, server_pid, duration)
 
 
 # --- fan-out ---------------------------------------------------------------------------------------------
