@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import json
 import socket
 import struct
@@ -234,6 +235,19 @@ def headers(server: ServerProcess, mode: str = "application/grpc-web+proto", **e
     return {"content-type": mode, "x-grpc-web": "1", "authorization": raw_admin(server), **extra}
 
 
+def raw_subscription(
+    client: httpx.AsyncClient, server: ServerProcess, topic: str
+) -> contextlib.AbstractAsyncContextManager[httpx.Response]:
+    """A binary-mode gRPC-web Subscribe to ``topic`` of ``CACHE``, its response body unread."""
+    request = pb._SubscriptionRequest(cache_name=CACHE, topic=topic).SerializeToString()
+    return client.stream(
+        "POST",
+        f"{server.http_url}/cache_client.pubsub.Pubsub/Subscribe",
+        content=frame(request),
+        headers={"content-type": "application/grpc-web+proto", "x-grpc-web": "1"},
+    )
+
+
 def publish_request(cache: str, topic: str, value: bytes) -> bytes:
     return pb._PublishRequest(cache_name=cache, topic=topic, value=pb._TopicValue(binary=value)).SerializeToString()
 
@@ -345,16 +359,10 @@ async def test_stalled_subscriber_gets_a_discontinuity_not_a_buffer(tmp_path: Pa
     server = ServerProcess(tmp_path, ("--retention-messages", "50", "--create-cache", CACHE)).start()
     count, payload = 4000, "x" * 4000
     transport = httpx.AsyncHTTPTransport(socket_options=[(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)])
-    request = pb._SubscriptionRequest(cache_name=CACHE, topic="stalled").SerializeToString()
     try:
         async with (
             httpx.AsyncClient(transport=transport, timeout=30) as client,
-            client.stream(
-                "POST",
-                f"{server.http_url}/cache_client.pubsub.Pubsub/Subscribe",
-                content=frame(request),
-                headers={"content-type": "application/grpc-web+proto", "x-grpc-web": "1"},
-            ) as response,
+            raw_subscription(client, server, "stalled") as response,
             grpc.aio.insecure_channel(server.endpoint) as channel,
         ):
             chunks = response.aiter_raw()
@@ -429,16 +437,7 @@ def test_a_host_outside_allowed_hosts_is_refused(tmp_path: Path) -> None:
 
 async def test_server_shutdown_ends_streams_with_unavailable(tmp_path: Path) -> None:
     server = ServerProcess(tmp_path, ("--create-cache", CACHE)).start()
-    request = pb._SubscriptionRequest(cache_name=CACHE, topic="closing").SerializeToString()
-    async with (
-        httpx.AsyncClient(timeout=30) as client,
-        client.stream(
-            "POST",
-            f"{server.http_url}/cache_client.pubsub.Pubsub/Subscribe",
-            content=frame(request),
-            headers={"content-type": "application/grpc-web+proto", "x-grpc-web": "1"},
-        ) as response,
-    ):
+    async with httpx.AsyncClient(timeout=30) as client, raw_subscription(client, server, "closing") as response:
         chunks = response.aiter_raw()
         body = await anext(chunks)  # the first heartbeat: subscribed
         stopping = asyncio.get_running_loop().run_in_executor(None, server.stop)
