@@ -2,8 +2,9 @@
 
 Starts its own redis-server (no persistence) on a free port; for each round runs the publish scenario (32 in
 flight), fan-out to 100 subscribers and the latency scenario against tidings with the memory engine and with
-``--redis-url``, reads Redis's own CPU (``INFO cpu``) around the Redis run's publish scenario, and runs fan-out
-and latency across two Redis-engine processes (publisher on A, subscribers on B, B's CPU measured). Prints a
+``--redis-url`` (both on the default gRPC transport, h2), reads Redis's own CPU (``INFO cpu``) around the Redis
+run's publish scenario, and runs fan-out and latency across two Redis-engine processes (publisher on A,
+subscribers on B, B's CPU measured). Prints a
 markdown table of medians and the ratios Redis/memory; ``--write docs/performance.md`` replaces the
 ``bench:redis`` section.
 
@@ -31,9 +32,11 @@ from typing import Any
 import redis
 from _plot import draw
 from _report import write_section
-from run import HOST, TARGETS, Scenario, log, machine, run_loadgen, running_server, tidings_command
+from run import HOST, TARGETS, Scenario, log, machine, run_loadgen, running_server, tidings_h2_command
 
 REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
+# Both engines serve gRPC on the default transport (h2): the memory engine is run.py's "tidings-h2" target.
+MEMORY = "tidings-h2"
 
 
 def free_port() -> int:
@@ -178,9 +181,9 @@ def table(results: dict[str, dict[str, list[float]]]) -> str:
         summed = key == "anomalies"
         values = {
             engine: (sum(v) if summed else statistics.median(v)) if (v := results[engine].get(key)) else None
-            for engine in ("tidings-redis", "tidings", "cross-node", "workers")
+            for engine in ("tidings-redis", MEMORY, "cross-node", "workers")
         }
-        red, mem, cross, workers = (values[k] for k in ("tidings-redis", "tidings", "cross-node", "workers"))
+        red, mem, cross, workers = (values[k] for k in ("tidings-redis", MEMORY, "cross-node", "workers"))
         ratio = red / mem if red is not None and mem and not summed else None
         verdict = goal
         if goal and ratio is not None:
@@ -208,12 +211,12 @@ def main() -> int:
     options = parser.parse_args()
     options.duration = 1.0 if options.quick else 10.0
     options.warmup = 0.3 if options.quick else 1.0
-    results: dict[str, dict[str, list[float]]] = {"tidings": {}, "tidings-redis": {}, "cross-node": {}, "workers": {}}
+    results: dict[str, dict[str, list[float]]] = {MEMORY: {}, "tidings-redis": {}, "cross-node": {}, "workers": {}}
     with tempfile.TemporaryDirectory(prefix="bench-redis-") as directory:
         redis_process, redis_port = start_redis(Path(directory))
         url = f"redis://{HOST}:{redis_port}"
         TARGETS["tidings-redis"] = lambda port, data_dir, size: [
-            *tidings_command(port, data_dir, size),
+            *tidings_h2_command(port, data_dir, size),
             "--redis-url",
             url,
         ]
@@ -224,7 +227,7 @@ def main() -> int:
         ]
         try:
             for round_number in range(1, options.rounds + 1):
-                for name in ("tidings", "tidings-redis"):
+                for name in (MEMORY, "tidings-redis"):
                     log(f"[round {round_number}/{options.rounds}] {name}")
                     run_engine(name, options, redis_port, results[name])
                 log(f"[round {round_number}/{options.rounds}] cross-node")
@@ -250,7 +253,8 @@ def main() -> int:
                 "",
                 f"Measured {datetime.date.today().isoformat()} on {machine()}, redis-server "
                 f"{_redis_version()}; {options.rounds} interleaved round(s), medians; {kind}; "
-                f"payload {options.payload_size} bytes. One tidings process each; Redis on the same machine.",
+                f"payload {options.payload_size} bytes. One tidings process each, serving gRPC on the default "
+                "transport (h2); Redis on the same machine.",
                 "",
                 f"Command: `python bench/redis_bench.py{' --quick' if options.quick else ''} --write {options.write}`",
                 "",
@@ -263,7 +267,7 @@ def main() -> int:
         )
         write_section(options.write, "redis", body)
         labels = {
-            "tidings": "memory engine",
+            MEMORY: "memory engine",
             "tidings-redis": "redis engine",
             "cross-node": "redis, publisher on another node",
         }

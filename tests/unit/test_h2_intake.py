@@ -14,12 +14,13 @@ from tests.unit._support import RecordingTransport, grpc_request_headers
 from tidings.server.grpc._h2._call import H2Call
 from tidings.server.grpc._h2._calls import EXPIRE_BATCH
 from tidings.server.grpc._h2._connection import ConnectionOptions, H2Connection, Route
+from tidings.server.grpc._h2._head import RequestHead
 from tidings.server.grpc._h2._intake import RequestIntake
 from tidings.server.grpc._h2._limits import RECEIVE_SLICE, HeaderRate
 
 
 def _call(stream_id: int) -> H2Call:
-    return H2Call(cast(Any, None), stream_id, "/p", [])
+    return H2Call(cast(Any, None), stream_id, RequestHead([(b":path", b"/p")]))
 
 
 def _intake(header_budget: int = 10_000) -> RequestIntake:

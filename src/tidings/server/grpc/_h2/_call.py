@@ -10,10 +10,11 @@ from typing import TYPE_CHECKING, NoReturn, Protocol
 import grpc
 
 from tidings.server.grpc._context import CallAborted, Metadata
-from tidings.server.grpc._h2._wire import metadata_of
 
 if TYPE_CHECKING:
     from h2.stream import H2Stream
+
+    from tidings.server.grpc._h2._head import RequestHead
 
 
 class CallConnection(Protocol):
@@ -47,8 +48,7 @@ class H2Call:
 
     __slots__ = (
         "_connection",
-        "_headers",
-        "_metadata",
+        "_head",
         "body",
         "cost",
         "deadline",
@@ -63,14 +63,11 @@ class H2Call:
         "window_waiter",
     )
 
-    def __init__(
-        self, connection: CallConnection, stream_id: int, path: str, headers: list[tuple[bytes, bytes]]
-    ) -> None:
+    def __init__(self, connection: CallConnection, stream_id: int, head: RequestHead) -> None:
         self._connection = connection
         self.stream_id = stream_id
-        self.path = path
-        self._headers = headers
-        self._metadata: Metadata | None = None
+        self.path = head.path
+        self._head = head
         self.body = bytearray()
         # While the request arrives: when its HEADERS came, what it holds of the connection's request budget
         # (headers and overhead), and the flow-controlled bytes of its body received (given back when it is whole).
@@ -85,11 +82,8 @@ class H2Call:
         self.window_waiter: asyncio.Future[None] | None = None
 
     def invocation_metadata(self) -> Metadata:
-        """The request's metadata, decoded on first use."""
-        metadata = self._metadata
-        if metadata is None:
-            metadata = self._metadata = metadata_of(self._headers)
-        return metadata
+        """The request's metadata, decoded on first use (once for all the calls that share its head)."""
+        return self._head.metadata()
 
     async def write(self, message: bytes) -> None:
         """Send ``message`` (5-byte prefix) as DATA on this stream; waits while a window is closed."""

@@ -27,6 +27,7 @@ from tidings.server.connections import Notices
 from tidings.server.grpc._context import CallAborted, Metadata
 from tidings.server.grpc._framing import REQUEST_TOO_LARGE, unary_body_refusal
 from tidings.server.grpc._h2._call import H2Call
+from tidings.server.grpc._h2._head import RequestHead
 from tidings.server.grpc._h2._intake import RequestIntake
 from tidings.server.grpc._h2._limits import (
     MAX_HEADER_LIST_SIZE,
@@ -100,38 +101,21 @@ class H2Calls(H2Output):
 
     # Requests
 
-    def _on_request(self, event: h2.events.RequestReceived) -> None:
-        stream_id = event.stream_id
+    def _open_call(self, stream_id: int, head: RequestHead) -> None:
+        """A request's HEADERS arrived (decoded by h2, or a block `_head.HeadCache` knew): answer it at once, or
+        take it in while its body arrives."""
         if self._going_away:
             self._h2.reset_stream(stream_id, _REFUSED_STREAM)
             return
-        headers: list[tuple[bytes, bytes]] = event.headers  # bytes: header_encoding None
-        method = path = content_type = te = timeout = b""
-        authorization: bytes | None = None
-        size = 32 * len(headers)  # decoded size (RFC 7540 6.5.2)
-        for name, value in headers:
-            size += len(name) + len(value)
-            if name[:1] == b":":
-                if name == b":path":
-                    path = value
-                elif name == b":method":
-                    method = value
-            elif name == b"content-type":
-                content_type = value
-            elif name == b"te":
-                te = value
-            elif name == b"grpc-timeout":
-                timeout = value
-            elif name == b"authorization" and authorization is None:
-                authorization = value
-        if method != b"POST":
+        size = head.size
+        if head.method != b"POST":
             self._respond_http(stream_id, b"405", size)
             return
-        if not content_type.startswith(b"application/grpc"):
+        if not head.content_type.startswith(b"application/grpc"):
             self._respond_http(stream_id, b"415", size)
             return
-        call = self._calls[stream_id] = H2Call(self, stream_id, path.decode("ascii", "replace"), headers)
-        refusal = self._refusal(call, size, te, timeout, authorization)
+        call = self._calls[stream_id] = H2Call(self, stream_id, head)
+        refusal = self._refusal(call, head)
         if refusal is not None:
             # The client's address and the reason, never its token (as `guarded` logs what the servicers refuse).
             logger.debug("%s from %s answered %s: %s", call.path, call.peer(), refusal[0].name, refusal[1])
@@ -142,18 +126,17 @@ class H2Calls(H2Output):
             self._decoded_for_nothing(size)
             self._refuse(call)
 
-    def _refusal(
-        self, call: H2Call, size: int, te: bytes, timeout: bytes, authorization: bytes | None
-    ) -> tuple[grpc.StatusCode, str, Metadata] | None:
+    def _refusal(self, call: H2Call, head: RequestHead) -> tuple[grpc.StatusCode, str, Metadata] | None:
         """Why ``call`` is answered at its HEADERS (status, message, trailing metadata), or None: it goes on,
         its time of arrival and deadline set."""
+        size, timeout, authorization = head.size, head.timeout, head.authorization
         if size > MAX_HEADER_LIST_SIZE:
             return (
                 grpc.StatusCode.RESOURCE_EXHAUSTED,
                 f"request headers of {size} bytes exceed the limit of {MAX_HEADER_LIST_SIZE}",
                 REQUEST_TOO_LARGE,
             )
-        if te != b"trailers":
+        if head.te != b"trailers":
             return grpc.StatusCode.INTERNAL, "te: trailers is required", ()
         if call.path not in self._options.routes:
             return grpc.StatusCode.UNIMPLEMENTED, f"Method not found: {call.path}", ()
@@ -170,14 +153,13 @@ class H2Calls(H2Output):
                 return grpc.StatusCode.UNAUTHENTICATED, unauthenticated, ()
         return None
 
-    def _on_data(self, event: h2.events.DataReceived) -> None:
-        stream_id = event.stream_id
-        size = event.flow_controlled_length
+    def _on_data(self, stream_id: int, data: bytes, size: int) -> None:
+        """A DATA frame of ``size`` flow-controlled bytes (padding included) arrived on ``stream_id``."""
         call = self._intake.get(stream_id)
         if call is None:  # the request was answered, refused or reset: its bytes are dropped
             self._give_back(size)
             return
-        self._intake.receive(call, event.data, size)
+        self._intake.receive(call, data, size)
         if len(call.body) > self._options.max_message_length + PREFIX_SIZE:
             limit = self._options.max_message_length
             # Our own limit answer (RESOURCE_EXHAUSTED + err), which grpcio cannot give for its receive limit.

@@ -24,16 +24,14 @@ import h2.exceptions
 import h2.settings
 
 from tidings.server.connections import ConnectionsPerAddress, Notices, WrongPortNotices, peer_address
-from tidings.server.grpc._h2._calls import H2Calls
 from tidings.server.grpc._h2._limits import (
     INITIAL_CONNECTION_WINDOW,
-    MAX_DECODED_HEADER_LIST_SIZE,
     MAX_HEADER_LIST_SIZE,
     RECEIVE_SLICE,
     HeaderRate,
-    header_list_size,
     request_budget,
 )
+from tidings.server.grpc._h2._receive import H2Receive
 from tidings.server.grpc._h2._state import StateMachine
 from tidings.server.grpc._h2._wire import PREFIX_SIZE, goaway_frame
 from tidings.server.grpc._routes import CredentialCheck, Route
@@ -86,7 +84,7 @@ class ConnectionOptions:
         return min(_MAX_WINDOW, max(65_535, self.max_message_length + PREFIX_SIZE + 1))
 
 
-class H2Connection(H2Calls):
+class H2Connection(H2Receive):
     """Serves the gRPC calls of one client connection."""
 
     _options: ConnectionOptions
@@ -101,7 +99,6 @@ class H2Connection(H2Calls):
         super().__init__(options, StateMachine(_CONFIG, settings))
         self._backlog: bytearray | None = None  # received bytes waiting for their loop turn (`RECEIVE_SLICE`)
         self._first_bytes = True
-        self.preface_received = False  # the client's preface and first SETTINGS
         self.connected_at = self.last_received = self.last_call_at
         self.ping_sent_at: float | None = None
         self.close_at: float | None = None  # when a connection told to go away is closed, if still open
@@ -181,66 +178,6 @@ class H2Connection(H2Calls):
                 self._transport.resume_reading()
         self._receive(data)
 
-    def _receive(self, data: bytes) -> None:
-        """Hand received bytes to h2 and act on the events they make."""
-        try:
-            events = self._h2.receive_data(data)
-        except h2.exceptions.ProtocolError as error:
-            # Drop this connection only, with a GOAWAY naming the error (h2 queues one for most errors, not for
-            # a wrong preface).
-            self._log_protocol_error(error)
-            if self._h2.state_machine.state is not h2.connection.ConnectionState.CLOSED:
-                code = getattr(error, "error_code", None) or h2.errors.ErrorCodes.PROTOCOL_ERROR
-                self._flush()
-                if self._transport is not None:
-                    self._transport.write(goaway_frame(self._h2.highest_inbound_stream_id, code))
-            self._close_now()
-            return
-        for event in events:
-            if self._calmed:
-                return
-            kind = type(event)
-            if kind is h2.events.DataReceived:
-                self._on_data(event)  # type: ignore[arg-type]
-            elif kind is h2.events.RequestReceived:
-                self._on_request(event)  # type: ignore[arg-type]
-            elif kind is h2.events.StreamEnded:
-                self._on_request_end(event.stream_id)  # type: ignore[attr-defined]
-            elif kind is h2.events.WindowUpdated:
-                self._on_window(event.stream_id)  # type: ignore[attr-defined]
-            elif kind is h2.events.RemoteSettingsChanged:
-                self.preface_received = True  # the client's first SETTINGS follows its preface
-                self._on_window(0)
-            elif kind is h2.events.StreamReset:
-                self._on_reset(event.stream_id)  # type: ignore[attr-defined]
-            elif kind is h2.events.ConnectionTerminated:
-                self._going_away = True  # the client is leaving; its open calls go on until it closes
-            elif kind is h2.events.TrailersReceived:  # gRPC clients send none: decoded for nothing
-                self._decoded_for_nothing(header_list_size(event.headers))  # type: ignore[attr-defined]
-        # What h2 answers at once (SETTINGS and PING acks, WINDOW_UPDATEs, refusals) leaves at the end of this loop
-        # turn. Nothing to answer, no flush: a publish's deliveries, queued when its task runs, then leave before
-        # its own response, rather than after it.
-        queued = self._h2.data_to_send()
-        if queued:
-            self._out.append(queued)
-            self._schedule_flush()
-
-    def _log_protocol_error(self, error: h2.exceptions.ProtocolError) -> None:
-        """Log why a connection is dropped: at INFO for a broken client, through the rate-limited notices for
-        one over a limit (which may be one of a flood)."""
-        notices = self._options.notices
-        if isinstance(error, h2.exceptions.TooManyStreamsError):
-            limit = self._options.max_concurrent_streams
-            notices.seen("closed a gRPC connection from %s that opened more than %d streams", self._address, limit)
-        elif isinstance(error, h2.exceptions.DenialOfServiceError):
-            notices.seen(
-                "closed a gRPC connection from %s that sent a header list over %d bytes",
-                self._address,
-                MAX_DECODED_HEADER_LIST_SIZE,
-            )
-        else:
-            logger.info("closing an HTTP/2 connection: %s", error)
-
     def _http1_on_grpc_port(self) -> None:
         """An HTTP/1.1 request (curl, a browser, an HTTP client given the wrong port): answer it in HTTP/1.1,
         saying where the HTTP API is, log one line (a minute at most) and close."""
@@ -290,9 +227,7 @@ class H2Connection(H2Calls):
 
     def _close_now(self) -> None:
         self._backlog = None
-        self._flush()
-        if self._transport is not None:
-            self._transport.close()
+        super()._close_now()
 
     # Server life cycle
 

@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 import h2.errors
+from h2.connection import ConnectionState
 from h2.stream import H2Stream, StreamInputs
 
 from tidings.server.grpc._h2._wire import (
@@ -179,7 +180,9 @@ class H2Output(asyncio.Protocol):
 
     def _return_window(self) -> None:
         owed = self._window_owed
-        if owed >= self._window_quarter or self._h2.inbound_flow_control_window < self._stream_window:
+        if self._h2.state_machine.state is ConnectionState.CLOSED:  # after a protocol error: nothing more is sent
+            self._window_owed = 0
+        elif owed >= self._window_quarter or self._h2.inbound_flow_control_window < self._stream_window:
             self._window_owed = 0
             self._h2.increment_flow_control_window(owed)
 

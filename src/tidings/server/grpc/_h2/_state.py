@@ -9,6 +9,7 @@ import h2.config
 import h2.connection
 import h2.settings
 
+from tidings.server.grpc._h2._head import CountedTable
 from tidings.server.grpc._h2._limits import MAX_DECODED_HEADER_LIST_SIZE
 
 # h2 walks its streams to count them (and to forget closed ones) at most once per this many new streams, plus
@@ -29,6 +30,8 @@ class StateMachine(h2.connection.H2Connection):
       subscriptions walked 2,500 streams. Here the number of streams ``h2`` holds stands for the count while it
       is below the limit and the walk mark (it is an upper bound of the open ones); ``h2`` walks only past
       either, and the mark is then twice what it kept, so a walk is paid for by the new streams that led to it.
+    - Its HPACK decoder's dynamic table counts its changes (`_head.CountedTable`), for the cache of decoded
+      header blocks (`_head.HeadCache`).
     - Its HPACK decoder keeps `MAX_DECODED_HEADER_LIST_SIZE` as its limit (past it the connection is closed),
       where ``h2`` would lower it to the ``MAX_HEADER_LIST_SIZE`` advertised once the client acknowledges it: a
       request between the two is refused on its own stream (`_calls`), not with its connection.
@@ -43,6 +46,7 @@ class StateMachine(h2.connection.H2Connection):
         if settings is not None:  # the SETTINGS this side sends; h2's defaults otherwise
             self.local_settings = h2.settings.Settings(client=False, initial_values=settings)
         self.decoder.max_header_list_size = MAX_DECODED_HEADER_LIST_SIZE
+        self.header_table = self.decoder.header_table = CountedTable()
         self._stream_limit = self.local_settings.max_concurrent_streams
         self._walk_at = min(_WALK_SLACK, self._stream_limit)
 
