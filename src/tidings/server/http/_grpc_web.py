@@ -210,11 +210,6 @@ class ResponseEncoder:
         frame = pack_prefix(0, len(message)) + message
         return base64.b64encode(frame) if self._text else frame
 
-    def messages(self, messages: Sequence[bytes]) -> bytes:
-        """One chunk carrying several response messages (for a writer that has a batch in hand at once)."""
-        frames = b"".join(pack_prefix(0, len(message)) + message for message in messages)
-        return base64.b64encode(frames) if self._text else frames
-
     def trailers(self, code: grpc.StatusCode, details: str = "", trailing_metadata: Metadata = ()) -> bytes:
         """The last chunk: the call's status and trailing metadata as a trailers frame."""
         frame = trailers_frame(code, details, trailing_metadata)
@@ -261,10 +256,6 @@ class RequestMetadata:
     values decoded."""
     timeout: float | None
     """Seconds from ``grpc-timeout`` (the SDK's deadline), None when the request has none."""
-
-    def get(self, name: str) -> str | bytes | None:
-        """The first value of ``name`` (lower case), None when absent."""
-        return next((value for key, value in self.metadata if key == name), None)
 
 
 def request_metadata(headers: Sequence[tuple[bytes, bytes]]) -> RequestMetadata:
