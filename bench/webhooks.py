@@ -32,8 +32,8 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import ExitStack, asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -196,16 +196,29 @@ class Backlog:
     faults: int
 
 
-async def backlog_run(grpc_port: int, server_pid: int, port: int, webhooks: int, messages: int) -> Backlog:
-    """``webhooks`` webhooks on as many topics, ``messages`` in all published while the receiver holds its
-    answers (each webhook waits for its first), then released: how fast the backlog is delivered."""
+@asynccontextmanager
+async def _live_webhooks(
+    grpc_port: int, port: int, prefix: str, webhooks: int
+) -> AsyncIterator[tuple[httpx.AsyncClient, list[str], list[str], int]]:
+    """``webhooks`` webhooks on as many new topics, each past its first delivery (connections open,
+    subscriptions live): a probe of the receiver, the topics, the webhooks and the receiver's count before;
+    the webhooks are deleted at the end."""
     async with TopicClientAsync(f"{HOST}:{grpc_port}", timeout=30) as topics, httpx.AsyncClient(timeout=600) as probe:
-        run = f"b{time.monotonic_ns()}"
+        run = f"{prefix}{time.monotonic_ns()}"
         names = [f"{TOPIC}-{run}-{t}" for t in range(webhooks)]
         hooks = await _put_webhooks(topics, port, run, names, 1)
         before = await _received(probe, port)
         await _publish(grpc_port, names, 1)
-        await _received(probe, port, before + webhooks)  # connections open, subscriptions live
+        await _received(probe, port, before + webhooks)
+        yield probe, names, hooks, before
+        for hook in hooks:
+            await topics.delete_webhook(CACHE, hook)
+
+
+async def backlog_run(grpc_port: int, server_pid: int, port: int, webhooks: int, messages: int) -> Backlog:
+    """``webhooks`` webhooks on as many topics, ``messages`` in all published while the receiver holds its
+    answers (each webhook waits for its first), then released: how fast the backlog is delivered."""
+    async with _live_webhooks(grpc_port, port, "b", webhooks) as (probe, names, hooks, before):
         await probe.get(f"http://{HOST}:{port}/hold")
         backlog = await _publish(grpc_port, names, max(1, messages // webhooks // PUBLISHERS) * PUBLISHERS)
         cpu = cpu_seconds(server_pid)
@@ -214,8 +227,6 @@ async def backlog_run(grpc_port: int, server_pid: int, port: int, webhooks: int,
         used = cpu_seconds(server_pid) - cpu
         state = (await probe.get(f"http://{HOST}:{port}/state")).json()
         faults = _faults(state, hooks, backlog // webhooks + 1)
-        for hook in hooks:
-            await topics.delete_webhook(CACHE, hook)
     return Backlog(backlog, backlog / (state["last"] - released), 1e6 * used / backlog, faults)
 
 
@@ -237,13 +248,7 @@ async def outage_run(
 ) -> Outage:
     """``webhooks`` webhooks on as many topics; the receiver is stopped for ``outage`` seconds while each topic
     gets `OUTAGE_RATE` messages a second, then restarted: how the backlog is caught up."""
-    async with TopicClientAsync(f"{HOST}:{grpc_port}", timeout=30) as topics, httpx.AsyncClient(timeout=600) as probe:
-        run = f"o{time.monotonic_ns()}"
-        names = [f"{TOPIC}-{run}-{t}" for t in range(webhooks)]
-        hooks = await _put_webhooks(topics, port, run, names, 1)
-        before = await _received(probe, port)
-        await _publish(grpc_port, names, 1)
-        await _received(probe, port, before + webhooks)
+    async with _live_webhooks(grpc_port, port, "o", webhooks) as (probe, names, hooks, _):
         stack.close()  # the receiver stops
         stopped = time.monotonic()
         per_topic = max(1, round(OUTAGE_RATE * outage))
@@ -259,8 +264,6 @@ async def outage_run(
         faults = sum(
             duplicates + gaps + abs(per_topic - count) + (first != 2) for first, _, count, duplicates, gaps, _ in paths
         )
-        for hook in hooks:
-            await topics.delete_webhook(CACHE, hook)
     times = state["times"]
     peak = max(bisect.bisect_left(times, t + 1.0) - n for n, t in enumerate(times))
     resumed = [path[5] - restarted for path in paths if path[2]]
