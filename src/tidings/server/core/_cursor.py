@@ -37,6 +37,7 @@ class TopicCursor:
         "_pending",
         "_topic",
         "direct",
+        "heartbeat_slot",
         "last_sent",
         "principal",
         "waiter",
@@ -53,6 +54,7 @@ class TopicCursor:
         self._closed = False
         self._ended_by: TopicsError | None = None
         self.last_sent = now
+        self.heartbeat_slot: int | None = None  # the `HeartbeatWheel`'s, while parked (`TopicInstance.park`)
         self.principal = principal
         # The delivery the publish writes to directly while this cursor is parked (`deliver_from_publish`): set
         # once its writer has written without waiting.
@@ -233,7 +235,7 @@ class TopicCursor:
         """A future that resolves when `take_ready` may have something new (a message, a heartbeat, the end)."""
         waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.waiter = waiter
-        self._topic.waiting[self] = None
+        self._topic.park(self)
         return waiter
 
     async def next_events(self) -> list[Event]:

@@ -10,6 +10,7 @@ from typing import Protocol
 
 from tidings.server.core._auth import Principal
 from tidings.server.core._errors import TopicsError
+from tidings.server.core._heartbeats import HeartbeatWheel
 from tidings.server.core._limits import TokenBucket
 from tidings.server.core._log import TopicLog
 
@@ -20,6 +21,7 @@ class Cursor(Protocol):
 
     last_sent: float
     principal: Principal
+    heartbeat_slot: int | None  # its bucket in the `HeartbeatWheel`, while it is in one
 
     @property
     def direct(self) -> object | None:
@@ -68,13 +70,15 @@ class TopicInstance:
     """A topic's current instance: its log, the cursors reading it and what retires it.
 
     It is the engine's `TopicListener` for the instance: the engine calls `messages_arrived` when the log grows.
-    ``clock`` is the service's; ``released`` is told of each cursor closed, once this instance let it go.
+    ``clock`` is the service's; ``released`` is told of each cursor closed, once this instance let it go;
+    ``heartbeats`` finds the parked cursors due a heartbeat (one wheel serves every instance of the service).
     """
 
     __slots__ = (
         "cache",
         "clock",
         "closed_by",
+        "heartbeats",
         "joining",
         "last_active",
         "log",
@@ -85,12 +89,18 @@ class TopicInstance:
     )
 
     def __init__(
-        self, cache: CacheState, name: str, clock: Callable[[], float], released: Callable[[Cursor], None]
+        self,
+        cache: CacheState,
+        name: str,
+        clock: Callable[[], float],
+        released: Callable[[Cursor], None],
+        heartbeats: HeartbeatWheel,
     ) -> None:
         self.cache = cache
         self.name = name
         self.clock = clock
         self.released = released
+        self.heartbeats = heartbeats
         self.log: TopicLog  # set by the service once the engine opened the topic
         self.waiting: dict[Cursor, None] = {}
         self.subscriptions: dict[Cursor, None] = {}  # every open one
@@ -103,9 +113,17 @@ class TopicInstance:
         self.subscriptions[cursor] = None
         self.cache.subscriptions += 1
 
+    def park(self, cursor: Cursor) -> None:
+        """``cursor`` waits for something new: a message wakes it (or is written to it), and so does its heartbeat
+        once it falls due (scheduled now, unless it still is from an earlier wait)."""
+        self.waiting[cursor] = None
+        if cursor.heartbeat_slot is None:
+            self.heartbeats.schedule(cursor, self)
+
     def release(self, cursor: Cursor) -> None:
         """``cursor`` closed: forget it, and tell ``released``."""
         self.waiting.pop(cursor, None)
+        self.heartbeats.forget(cursor)
         del self.subscriptions[cursor]
         self.cache.subscriptions -= 1
         self.last_active = self.clock()
