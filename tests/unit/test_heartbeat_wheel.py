@@ -6,7 +6,7 @@ import pytest
 
 from tidings.server.core import ANONYMOUS, Unavailable
 from tidings.server.core._cursor import TopicCursor
-from tidings.server.core._heartbeats import BUCKETS_PER_INTERVAL, HeartbeatWheel
+from tidings.server.core._heartbeats import BUCKETS_PER_INTERVAL, HeartbeatWheel, Link
 from tidings.server.core._topics import CacheState, Cursor, TopicInstance
 
 from ._support import FakeClock
@@ -17,11 +17,13 @@ INTERVAL = 10.0
 class ParkedCursor:
     """A parked cursor whose writer takes every heartbeat (or none), counting how often the wheel looked at it."""
 
-    def __init__(self, clock: FakeClock, *, writable: bool = True) -> None:
+    def __init__(self, topic: TopicInstance, clock: FakeClock, *, writable: bool = True) -> None:
+        self._topic = topic
         self._clock = clock
         self._last_sent = clock()
         self.writable = writable
-        self.heartbeat_slot: int | None = None
+        self.heartbeat_next: Link | None = None
+        self.heartbeat_prev: Link | None = None
         self.looked_at = 0
         self.heartbeats = 0
         self.woken_for_heartbeat = 0
@@ -43,8 +45,13 @@ class ParkedCursor:
         self._last_sent = self._clock()
         return True
 
-    def wake(self, heartbeat: bool = False) -> None:
-        self.woken_for_heartbeat += heartbeat
+    @property
+    def parked(self) -> bool:
+        return self in self._topic.waiting  # type: ignore[comparison-overlap]
+
+    def wake_for_heartbeat(self) -> None:
+        del self._topic.waiting[self]  # type: ignore[arg-type]
+        self.woken_for_heartbeat += 1
 
 
 @pytest.fixture
@@ -74,7 +81,7 @@ def test_heartbeat_wheel_looks_only_at_the_due_cursors(
     # Arrange: 1,000 cursors parked one every 10 ms over 10 s.
     cursors = []
     for _ in range(1_000):
-        cursors.append(_park(topic, ParkedCursor(clock)))
+        cursors.append(_park(topic, ParkedCursor(topic, clock)))
         clock.advance(0.01)
     for cursor in cursors:
         cursor.looked_at = 0
@@ -95,7 +102,7 @@ def test_heartbeat_wheel_sends_nothing_early_to_a_cursor_whose_last_sent_moved(
     clock: FakeClock, wheel: HeartbeatWheel, topic: TopicInstance
 ) -> None:
     # Arrange: a delivery 5 s after it parked (the publish writes to a parked cursor without moving it).
-    cursor = _park(topic, ParkedCursor(clock))
+    cursor = _park(topic, ParkedCursor(topic, clock))
     cursor.last_sent = clock.advance(5.0)
 
     # Act: ticks at its first due time, just before its new one, and at it.
@@ -115,7 +122,7 @@ def test_heartbeat_wheel_sends_at_the_same_tick_as_a_scan(
     clock: FakeClock, wheel: HeartbeatWheel, topic: TopicInstance
 ) -> None:
     # Arrange
-    cursor = _park(topic, ParkedCursor(clock))
+    cursor = _park(topic, ParkedCursor(topic, clock))
 
     # Act: a tick every 0.3 s for 25 s.
     ticks = [clock.advance(0.3) for _ in range(84)]
@@ -137,7 +144,7 @@ def test_heartbeat_wheel_wakes_a_cursor_whose_writer_cannot_take_it_and_drops_it
     clock: FakeClock, wheel: HeartbeatWheel, topic: TopicInstance
 ) -> None:
     # Arrange
-    cursor = _park(topic, ParkedCursor(clock, writable=False))
+    cursor = _park(topic, ParkedCursor(topic, clock, writable=False))
 
     # Act
     sent = wheel.tick(clock.advance(INTERVAL))
@@ -146,14 +153,14 @@ def test_heartbeat_wheel_wakes_a_cursor_whose_writer_cannot_take_it_and_drops_it
     assert sent == 1
     assert cursor.woken_for_heartbeat == 1
     assert not topic.waiting
-    assert (len(wheel), cursor.heartbeat_slot) == (0, None)
+    assert (len(wheel), cursor.heartbeat_prev, cursor.heartbeat_next) == (0, None, None)
 
 
 def test_heartbeat_wheel_drops_a_cursor_woken_meanwhile_and_schedules_it_once_when_it_parks_again(
     clock: FakeClock, wheel: HeartbeatWheel, topic: TopicInstance
 ) -> None:
     # Arrange: woken by a publish (it leaves the waiting ones), parked again, woken again.
-    cursor = _park(topic, ParkedCursor(clock))
+    cursor = _park(topic, ParkedCursor(topic, clock))
     topic.wake_all()
     _park(topic, cursor)
     topic.wake_all()
@@ -163,7 +170,7 @@ def test_heartbeat_wheel_drops_a_cursor_woken_meanwhile_and_schedules_it_once_wh
 
     # Assert
     assert sent == 0
-    assert (len(wheel), cursor.heartbeat_slot) == (0, None)
+    assert (len(wheel), cursor.heartbeat_prev, cursor.heartbeat_next) == (0, None, None)
     _park(topic, cursor)
     assert len(wheel) == 1
 
@@ -171,21 +178,42 @@ def test_heartbeat_wheel_drops_a_cursor_woken_meanwhile_and_schedules_it_once_wh
 async def test_heartbeat_wheel_forgets_a_released_cursor(
     clock: FakeClock, wheel: HeartbeatWheel, topic: TopicInstance
 ) -> None:
-    # Arrange: two subscriptions parked; one is ended, then both are closed.
-    cursors = [TopicCursor(topic, 1, None, clock(), ANONYMOUS) for _ in range(2)]
+    # Arrange: three subscriptions parked in one bucket.
+    cursors = [TopicCursor(topic, 1, None, clock(), ANONYMOUS) for _ in range(3)]
     waiters = []
     for cursor in cursors:
         topic.add(cursor)
         waiters.append(cursor.wait())
-    assert len(wheel) == 2
+    assert len(wheel) == 3
+
+    # Act: the middle one is ended, then closed.
+    cursors[1].end(Unavailable("ended"))
+    cursors[1].close()
+    after_one = len(wheel)
+    sent = wheel.tick(clock.advance(INTERVAL))  # the others are woken to send theirs (no direct delivery)
+
+    # Assert: it left the wheel at once; the others got their heartbeat, and left it with the wake.
+    assert (after_one, sent, len(wheel)) == (2, 2, 0)
+    assert all(waiter.done() for waiter in waiters)
+    assert not any(cursor.parked for cursor in cursors)
+    for cursor in cursors:
+        cursor.close()
+
+
+async def test_heartbeat_wheel_forgets_cursors_closed_while_parked(
+    clock: FakeClock, wheel: HeartbeatWheel, topic: TopicInstance
+) -> None:
+    # Arrange
+    cursors = [TopicCursor(topic, 1, None, clock(), ANONYMOUS) for _ in range(100)]
+    for cursor in cursors:
+        topic.add(cursor)
+        cursor.wait()
+        clock.advance(0.1)
 
     # Act
-    cursors[0].end(Unavailable("ended"))
-    cursors[0].close()
-    after_one = len(wheel)
-    cursors[1].close()
+    for cursor in cursors:
+        cursor.close()
 
-    # Assert: nothing of them is left in the wheel, nor is a heartbeat sent.
-    assert (after_one, len(wheel)) == (1, 0)
-    assert all(waiter.done() for waiter in waiters)
-    assert wheel.tick(clock.advance(INTERVAL)) == 0
+    # Assert: nothing of them is left, nor is a heartbeat sent.
+    assert len(wheel) == 0
+    assert wheel.tick(clock.advance(2 * INTERVAL)) == 0

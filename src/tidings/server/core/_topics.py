@@ -10,7 +10,7 @@ from typing import Protocol
 
 from tidings.server.core._auth import Principal
 from tidings.server.core._errors import TopicsError
-from tidings.server.core._heartbeats import HeartbeatWheel
+from tidings.server.core._heartbeats import HeartbeatWheel, Link
 from tidings.server.core._limits import TokenBucket
 from tidings.server.core._log import TopicLog
 
@@ -21,7 +21,9 @@ class Cursor(Protocol):
 
     last_sent: float
     principal: Principal
-    heartbeat_slot: int | None  # its bucket in the `HeartbeatWheel`, while it is in one
+    # Its place in a `HeartbeatWheel` bucket while it is in one (`_heartbeats.Link`), set by the wheel only.
+    heartbeat_next: Link | None
+    heartbeat_prev: Link | None
 
     @property
     def direct(self) -> object | None:
@@ -39,6 +41,15 @@ class Cursor(Protocol):
 
     def heartbeat_from_ticker(self) -> bool:
         """Write a heartbeat to the transport from the ticker; False when the reader must be woken to send it."""
+        ...
+
+    @property
+    def parked(self) -> bool:
+        """Whether it is among its topic instance's waiting cursors."""
+        ...
+
+    def wake_for_heartbeat(self) -> None:
+        """Stop waiting, and wake the reader to send a heartbeat."""
         ...
 
     def wake(self, heartbeat: bool = False) -> None:
@@ -117,8 +128,8 @@ class TopicInstance:
         """``cursor`` waits for something new: a message wakes it (or is written to it), and so does its heartbeat
         once it falls due (scheduled now, unless it still is from an earlier wait)."""
         self.waiting[cursor] = None
-        if cursor.heartbeat_slot is None:
-            self.heartbeats.schedule(cursor, self)
+        if cursor.heartbeat_prev is None:
+            self.heartbeats.schedule(cursor)
 
     def release(self, cursor: Cursor) -> None:
         """``cursor`` closed: forget it, and tell ``released``."""
