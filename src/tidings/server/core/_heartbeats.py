@@ -16,9 +16,10 @@ the same tick as with the scan (the due test is the same, ``now - last_sent >= i
 
 Memory: a bucket is a ring of its cursors linked through two slots of each cursor (`Link`), so a subscription
 costs the wheel those two slots and nothing else, and leaves its bucket in O(1) when it is released. Measured
-with a dict per bucket instead: about 100 bytes more per subscription (dict growth, and an int per cursor for
-its bucket's key), 2% of the 5 KiB a subscription may cost (issue 20). A cursor that stopped waiting (woken, or
-ended) is dropped when its bucket comes, and put back by its next `TopicInstance.park`.
+(tracemalloc, 100,000 parked subscriptions): 16 bytes per subscription; a dict per bucket, with the bucket's key
+on each cursor, cost 88 (dict growth, and an int per cursor), nearly 2% of the 5 KiB a subscription may cost
+(issue 20). A cursor that stopped waiting (woken, or ended) is dropped when its bucket comes, and put back by its
+next `TopicInstance.park`.
 """
 
 from __future__ import annotations
