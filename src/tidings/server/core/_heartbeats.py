@@ -1,8 +1,9 @@
 """`HeartbeatWheel`: which parked subscriptions are due a heartbeat, found without looking at the others.
 
-PROTOCOL.md: a stream that sent nothing for the heartbeat interval sends a heartbeat, and one ticker serves every
-stream. The ticker used to scan every waiting subscription of every topic each tick to find the due ones: with
-100,000 idle streams that was 100,000 checks a second for 10,000 heartbeats (29% of the idle server's CPU).
+A stream that sent nothing for the heartbeat interval gets a heartbeat (README, ``--heartbeat-interval``), and
+one ticker serves every stream. The ticker used to scan every waiting subscription of every topic each tick to
+find the due ones: with 100,000 idle streams, 100,000 checks a second for 10,000 heartbeats (29% of the idle
+server's CPU).
 
 Here a parked cursor sits in a bucket keyed by the slice of time in which its heartbeat falls due (its
 ``last_sent`` plus the interval, in slices of 1/`BUCKETS_PER_INTERVAL` of the interval), and a tick takes only
