@@ -15,6 +15,7 @@ from tidings.server.core._auth import Principal
 from tidings.server.core._delivery import Chunk, Delivery, Encoder, Writer
 from tidings.server.core._errors import TopicsError
 from tidings.server.core._events import HEARTBEAT, Discontinuity, Event
+from tidings.server.core._heartbeats import Link
 from tidings.server.core._stats import TransportStats
 from tidings.server.core._topics import TopicInstance
 
@@ -37,6 +38,8 @@ class TopicCursor:
         "_pending",
         "_topic",
         "direct",
+        "heartbeat_next",
+        "heartbeat_prev",
         "last_sent",
         "principal",
         "waiter",
@@ -53,6 +56,9 @@ class TopicCursor:
         self._closed = False
         self._ended_by: TopicsError | None = None
         self.last_sent = now
+        # Its place in the `HeartbeatWheel` while it is in a bucket (`TopicInstance.park`).
+        self.heartbeat_next: Link | None = None
+        self.heartbeat_prev: Link | None = None
         self.principal = principal
         # The delivery the publish writes to directly while this cursor is parked (`deliver_from_publish`): set
         # once its writer has written without waiting.
@@ -166,6 +172,18 @@ class TopicCursor:
         self.last_sent = topic.clock()
         return True
 
+    @property
+    def parked(self) -> bool:
+        """Whether this cursor is among its topic instance's waiting cursors (`wait` put it there; a wake took
+        it out)."""
+        return self in self._topic.waiting
+
+    def wake_for_heartbeat(self) -> None:
+        """Stop waiting, and wake the reader to send a heartbeat (the ticker's, when `heartbeat_from_ticker`
+        could not write it)."""
+        self._topic.waiting.pop(self, None)
+        self.wake(heartbeat=True)
+
     async def deliver(
         self, writer: Writer[Chunk], encoder: Encoder[Chunk], stats: TransportStats | None = None
     ) -> NoReturn:
@@ -233,7 +251,7 @@ class TopicCursor:
         """A future that resolves when `take_ready` may have something new (a message, a heartbeat, the end)."""
         waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.waiter = waiter
-        self._topic.waiting[self] = None
+        self._topic.park(self)
         return waiter
 
     async def next_events(self) -> list[Event]:

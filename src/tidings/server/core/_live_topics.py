@@ -7,6 +7,7 @@ import asyncio
 from collections.abc import Callable
 
 from tidings.server.core._errors import CacheNotFound, Limit, LimitExceeded, TopicsError
+from tidings.server.core._heartbeats import HeartbeatWheel
 from tidings.server.core._pages import PageClock
 from tidings.server.core._ports import Engine
 from tidings.server.core._topics import CacheState, Cursor, TopicInstance
@@ -14,12 +15,19 @@ from tidings.server.core._topics import CacheState, Cursor, TopicInstance
 
 class LiveTopics:
     """The live topic instances by (cache, topic) in ``topics`` (read directly on the publish path), each with the
-    log its engine opened; dropping one forgets its log and has the engine retire it."""
+    log its engine opened; dropping one forgets its log and has the engine retire it. Their parked subscriptions
+    get heartbeats every ``heartbeat_interval`` seconds of silence (`tick_heartbeats`)."""
 
     def __init__(
-        self, engine: Engine, pages: PageClock, clock: Callable[[], float], released: Callable[[Cursor], None]
+        self,
+        engine: Engine,
+        pages: PageClock,
+        clock: Callable[[], float],
+        released: Callable[[Cursor], None],
+        heartbeat_interval: float,
     ) -> None:
         self.topics: dict[tuple[str, str], TopicInstance] = {}
+        self.heartbeats = HeartbeatWheel(heartbeat_interval)
         self._engine = engine
         self._pages = pages
         self._clock = clock
@@ -34,7 +42,7 @@ class LiveTopics:
         ``caches_now`` tells whether the cache still exists, after an engine that suspended while opening."""
         if len(cache.topics) >= max_topics:
             raise LimitExceeded(Limit.TOPIC_COUNT, f"topic limit exceeded: at most {max_topics} live topics per cache")
-        topic = TopicInstance(cache, topic_name, self._clock, self._released)
+        topic = TopicInstance(cache, topic_name, self._clock, self._released, self.heartbeats)
         topic.log = await self._engine.open_topic(cache.name, topic_name, self._pages, topic)
         opened = self.topics.get((cache.name, topic_name))
         if opened is not None or not caches_now():
@@ -55,23 +63,13 @@ class LiveTopics:
             await self._engine.retire_topic(topic)
         return len(idle)
 
-    def tick_heartbeats(self, now: float, interval: float) -> int:
-        """Send a heartbeat to every waiting subscription that sent nothing for ``interval``; returns how many.
+    def tick_heartbeats(self, now: float) -> int:
+        """Send a heartbeat to every waiting subscription that sent nothing for the interval; returns how many.
 
-        A parked subscription whose writer takes it now gets it written from here (`heartbeat_from_ticker`: on
-        the h2 transport, one socket write per connection per tick, whatever its number of streams); any other
-        is woken to send it."""
-        sent = 0
-        for topic in self.topics.values():
-            if not topic.waiting:
-                continue
-            due = [s for s in topic.waiting if now - s.last_sent >= interval]
-            for subscription in due:
-                if not subscription.heartbeat_from_ticker():
-                    del topic.waiting[subscription]
-                    subscription.wake(heartbeat=True)
-            sent += len(due)
-        return sent
+        Only the due ones are looked at (`HeartbeatWheel`). A parked subscription whose writer takes it now gets
+        it written from here (`heartbeat_from_ticker`: on the h2 transport, one socket write per connection per
+        tick, whatever its number of streams); any other is woken to send it."""
+        return self.heartbeats.tick(now)
 
     def cache_deleted(self, cache: CacheState) -> None:
         """End the subscriptions of ``cache``'s topics with NOT_FOUND and retire them (the engine right after: this
@@ -87,6 +85,7 @@ class LiveTopics:
         for topic in self.topics.values():
             topic.close(error)
         self.topics.clear()
+        self.heartbeats.clear()
         if self._retiring:
             await asyncio.wait(self._retiring)
 

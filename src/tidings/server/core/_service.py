@@ -75,7 +75,7 @@ class TopicsService:
         self._caches = CacheDirectory(
             store, self._new_cache_state, self._cache_forgotten, refresh_interval=cache_refresh_interval, sleep=sleep
         )
-        self._live = LiveTopics(engine, self._page_floor.pages, clock, self._released)
+        self._live = LiveTopics(engine, self._page_floor.pages, clock, self._released, heartbeat_interval)
         self._topics = self._live.topics
         self._transport_stats: dict[str, TransportStats] = {}
         # Subscriptions whose credentials can expire or be revoked.
@@ -144,7 +144,7 @@ class TopicsService:
 
     def tick_heartbeats(self, now: float) -> int:
         """Wake, with a heartbeat, every waiting subscription that sent nothing for the interval."""
-        return self._live.tick_heartbeats(now, self.heartbeat_interval)
+        return self._live.tick_heartbeats(now)
 
     async def retire_idle_topics(self, now: float) -> int:
         """Retire topic instances with no subscribers and no publishes for the idle TTL."""

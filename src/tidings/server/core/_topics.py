@@ -10,6 +10,7 @@ from typing import Protocol
 
 from tidings.server.core._auth import Principal
 from tidings.server.core._errors import TopicsError
+from tidings.server.core._heartbeats import HeartbeatWheel, Link
 from tidings.server.core._limits import TokenBucket
 from tidings.server.core._log import TopicLog
 
@@ -20,6 +21,9 @@ class Cursor(Protocol):
 
     last_sent: float
     principal: Principal
+    # Its place in a `HeartbeatWheel` bucket while it is in one (`_heartbeats.Link`), set by the wheel only.
+    heartbeat_next: Link | None
+    heartbeat_prev: Link | None
 
     @property
     def direct(self) -> object | None:
@@ -37,6 +41,15 @@ class Cursor(Protocol):
 
     def heartbeat_from_ticker(self) -> bool:
         """Write a heartbeat to the transport from the ticker; False when the reader must be woken to send it."""
+        ...
+
+    @property
+    def parked(self) -> bool:
+        """Whether it is among its topic instance's waiting cursors."""
+        ...
+
+    def wake_for_heartbeat(self) -> None:
+        """Stop waiting, and wake the reader to send a heartbeat."""
         ...
 
     def wake(self, heartbeat: bool = False) -> None:
@@ -68,13 +81,15 @@ class TopicInstance:
     """A topic's current instance: its log, the cursors reading it and what retires it.
 
     It is the engine's `TopicListener` for the instance: the engine calls `messages_arrived` when the log grows.
-    ``clock`` is the service's; ``released`` is told of each cursor closed, once this instance let it go.
+    ``clock`` is the service's; ``released`` is told of each cursor closed, once this instance let it go;
+    ``heartbeats`` finds the parked cursors due a heartbeat (one wheel serves every instance of the service).
     """
 
     __slots__ = (
         "cache",
         "clock",
         "closed_by",
+        "heartbeats",
         "joining",
         "last_active",
         "log",
@@ -85,12 +100,18 @@ class TopicInstance:
     )
 
     def __init__(
-        self, cache: CacheState, name: str, clock: Callable[[], float], released: Callable[[Cursor], None]
+        self,
+        cache: CacheState,
+        name: str,
+        clock: Callable[[], float],
+        released: Callable[[Cursor], None],
+        heartbeats: HeartbeatWheel,
     ) -> None:
         self.cache = cache
         self.name = name
         self.clock = clock
         self.released = released
+        self.heartbeats = heartbeats
         self.log: TopicLog  # set by the service once the engine opened the topic
         self.waiting: dict[Cursor, None] = {}
         self.subscriptions: dict[Cursor, None] = {}  # every open one
@@ -103,9 +124,17 @@ class TopicInstance:
         self.subscriptions[cursor] = None
         self.cache.subscriptions += 1
 
+    def park(self, cursor: Cursor) -> None:
+        """``cursor`` waits for something new: a message wakes it (or is written to it), and so does its heartbeat
+        once it falls due (scheduled now, unless it still is from an earlier wait)."""
+        self.waiting[cursor] = None
+        if cursor.heartbeat_prev is None:
+            self.heartbeats.schedule(cursor)
+
     def release(self, cursor: Cursor) -> None:
         """``cursor`` closed: forget it, and tell ``released``."""
         self.waiting.pop(cursor, None)
+        self.heartbeats.forget(cursor)
         del self.subscriptions[cursor]
         self.cache.subscriptions -= 1
         self.last_active = self.clock()

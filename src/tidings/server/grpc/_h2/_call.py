@@ -25,6 +25,10 @@ class CallConnection(Protocol):
         """Queue ``messages`` on ``call``'s stream now, or none of them (False)."""
         ...
 
+    def try_send_one(self, call: H2Call, message: bytes) -> bool:
+        """`try_send` for one message: queue it now, or not (False)."""
+        ...
+
     async def send_message(self, call: H2Call, message: bytes) -> None:
         """Send ``message`` on ``call``'s stream, waiting for the windows."""
         ...
@@ -87,7 +91,7 @@ class H2Call:
 
     async def write(self, message: bytes) -> None:
         """Send ``message`` (5-byte prefix) as DATA on this stream; waits while a window is closed."""
-        if not self._connection.try_send(self, (message,)):
+        if not self._connection.try_send_one(self, message):
             await self._connection.send_message(self, message)
 
     def writer(self) -> H2Call:
@@ -96,7 +100,10 @@ class H2Call:
 
     def try_write(self, chunks: Sequence[bytes]) -> bool:
         """Queue all of ``chunks`` (response messages) now, or none (False: a window or the socket buffer is full,
-        or the response headers are not sent yet)."""
+        or the response headers are not sent yet). One chunk (a heartbeat from the ticker, one message from the
+        publish: the most frequent writes) takes `try_send_one`, with no pass over a batch."""
+        if len(chunks) == 1:
+            return self._connection.try_send_one(self, chunks[0])
         return self._connection.try_send(self, chunks)
 
     async def write_all(self, chunks: Sequence[bytes]) -> None:

@@ -92,6 +92,40 @@ class H2Output(asyncio.Protocol):
             self._loop.call_soon(self._flush)
         return True
 
+    def try_send_one(self, call: H2Call, message: bytes) -> bool:
+        """`try_send` for one message (an idle stream's heartbeat, a publish's item to a parked subscriber): the
+        same checks and window accounting, with no pass over a batch, and the DATA frame header and gRPC prefix
+        packed by one struct call.
+
+        Measured: 0.43 µs a heartbeat here, 0.87 µs through `try_send`. Why not a frame cached per stream: its
+        bytes object would add about 60 bytes to every subscription (issue 20 counts RSS per subscription), to
+        save the one struct call (0.07 µs); ``data_to_send`` (0.13 µs) keeps what ``h2`` queued ahead of it.
+        """
+        stream = call.h2_stream
+        if stream is None or call.ended or self._writable is not None:
+            return False
+        connection = self._h2
+        length = len(message)
+        size = PREFIX_SIZE + length
+        if (
+            size > stream.outbound_flow_control_window
+            or size > connection.outbound_flow_control_window
+            or size > connection.max_outbound_frame_size
+        ):
+            return False
+        data = connection.data_to_send()  # what h2 queued (HEADERS first) goes out before this frame
+        out = self._out
+        if data:
+            out.append(data)
+        out.append(pack_data_header(size >> 8, size & 0xFF, 0, 0, call.stream_id, 0, length))
+        out.append(message)
+        stream.outbound_flow_control_window -= size
+        connection.outbound_flow_control_window -= size
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            self._loop.call_soon(self._flush)
+        return True
+
     async def send_message(self, call: H2Call, message: bytes) -> None:
         """Send ``message`` on ``call``'s stream, as DATA frames the windows allow, waiting for them."""
         if call.ended:
