@@ -43,8 +43,9 @@ ROWS: list[tuple[str, str, int, str, Any]] = [
     ("cpu_ms_per_1k_deliveries", "server CPU per 1,000 deliveries, fan-out@100 (ms)", 1, "≤ 0.33x",
      lambda value, ratio: ratio <= 0.33),
     ("fanout100_per_s", "deliveries/s, fan-out@100", 0, "≥ 2x", lambda value, ratio: ratio >= 2.0),
-    ("cpu_ms_per_1k_publishes", "server CPU per 1,000 publishes, 32 in flight (ms)", 1, "≤ 0.6x",
-     lambda value, ratio: ratio <= 0.6),
+    # Issue 10 set 0.6x; issue 20 (the transport's own receive path) 0.30x.
+    ("cpu_ms_per_1k_publishes", "server CPU per 1,000 publishes, 32 in flight (ms)", 1, "≤ 0.30x",
+     lambda value, ratio: ratio <= 0.30),
     ("publish_per_s", "publishes/s, 32 in flight", 0, "", None),
     ("latency_p50_ms", "latency p50, 50/s x 100 subscribers (ms)", 2, "", None),
     ("latency_p99_ms", "latency p99, 50/s x 100 subscribers (ms)", 2, "≤ 5 ms", lambda value, ratio: value <= 5.0),

@@ -80,7 +80,7 @@ class H2Receive(H2Calls):
             self._framing = not buffer._data and not buffer._headers_buffer
         # Nothing to answer, no flush: a publish's deliveries, queued when its task runs, then leave before its own
         # response, rather than after it.
-        queued = self._h2.data_to_send()
+        queued = self._h2.queued()
         if queued:
             self._out.append(queued)
             self._schedule_flush()

@@ -61,6 +61,12 @@ class StateMachine(h2.connection.H2Connection):
         self._walk_at = min(2 * len(self.streams) + _WALK_SLACK, self._stream_limit)
         return count
 
+    def queued(self) -> bytes:
+        """What ``h2`` has queued to send (``data_to_send``), with no copy and no new buffer when it is nothing
+        (the case on the hot paths, which ask before each frame they add, so that ``h2``'s frames keep their
+        place: its ``data_to_send`` copies its buffer and makes a new one each time)."""
+        return self.data_to_send() if self._data_to_send else b""
+
     def _local_settings_acked(self) -> dict[Any, Any]:
         changes = super()._local_settings_acked()
         self.decoder.max_header_list_size = MAX_DECODED_HEADER_LIST_SIZE
