@@ -8,7 +8,8 @@ a line protocol:
   connections and ends it (also when the main process dies, however it dies);
 - stdout: ``connected`` once its connections are open; ``opened T`` once every stream had its first heartbeat
   and ``delivered T`` once every stream had one item, T being ``time.monotonic()`` then (one clock for every
-  process on the machine); ``counts {...}`` (JSON) answering ``counts``.
+  process on the machine); ``counts {...}`` (JSON) answering ``counts``; ``ended STATUS: MESSAGE`` when the
+  first of its streams ends (the main process stops waiting for the others then).
 
 A stream's state is one byte here (the last round it had a heartbeat in) and two array slots in `_rawh2`; a
 message is told heartbeat or item by its first byte, never decoded.
@@ -92,6 +93,8 @@ class Tally:
         self.ended += 1
         if len(self.end_reasons) < _END_REASONS_KEPT:
             self.end_reasons.append(f"{status}: {message}")
+        if self.ended == 1:
+            self.emit(f"ended {status}: {message}")
 
     def counts(self) -> dict[str, Any]:
         return {
@@ -258,12 +261,18 @@ class SubscriberProcesses:
                 child.delivered.set_result(float(rest))
             elif kind == "counts":
                 child.counts.put_nowait(json.loads(rest))
-        failure = ChildFailed(f"subscriber process {child.process.pid} ended (status {await child.process.wait()})")
-        for future in (child.connected, child.opened, child.delivered):
-            if not future.done():
-                future.set_exception(failure)
-                future.exception()  # retrieved: a child stopped at the end never reports these
+            elif kind == "ended":
+                _fail(child, ChildFailed(f"a stream of subscriber process {child.process.pid} ended: {rest}"))
+        _fail(child, ChildFailed(f"subscriber process {child.process.pid} ended (status {await child.process.wait()})"))
         child.counts.put_nowait(None)
+
+
+def _fail(child: _Child, failure: ChildFailed) -> None:
+    """Fail what the main process may still wait for from ``child``."""
+    for future in (child.connected, child.opened, child.delivered):
+        if not future.done():
+            future.set_exception(failure)
+            future.exception()  # retrieved: a child stopped at the end never reports these
 
 
 def main() -> None:

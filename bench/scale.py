@@ -165,8 +165,6 @@ def open_timeout(shape: Shape) -> float:
 
 async def measure(port: int, server_pid: int, redis_pid: int | None, shape: Shape) -> Figures:
     address = f"{HOST}:{port}"
-    unary = UnaryCalls()
-    publisher = await RawChannel.connect(address, unary.on_message, unary.on_end)
     block = request_header_block(PUBLISH, address, (("cache", CACHE),))
     publishes = [
         Call.of(block, pb._PublishRequest(cache_name=CACHE, topic=f"t{topic}", value=pb._TopicValue(text="x" * 64))
@@ -181,6 +179,9 @@ async def measure(port: int, server_pid: int, redis_pid: int | None, shape: Shap
         await asyncio.sleep(2.0)
         rss_after = tree_rss_kib(server_pid)
         idle = await idling(subscribers, meter, shape.idle_seconds)
+        # Connected only now: a connection without calls for --grpc-idle-timeout (300 s) is told to go away.
+        unary = UnaryCalls()
+        publisher = await RawChannel.connect(address, unary.on_message, unary.on_end)
         published_at, cpu = time.monotonic(), meter.read()
         await unary.call_all(publisher, publishes)
         publish_to_last: float | None = None
