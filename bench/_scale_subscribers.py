@@ -61,9 +61,19 @@ class Tally:
     # Per stream, the last round in which it had a heartbeat: 0 none yet, 1 while opening, then one per `listen`.
     _rounds: bytearray = field(default_factory=bytearray)
     _round: int = 1
+    # `opened_at_least` waits for ``opened`` to reach ``_wake_at``.
+    _wake_at: int = 0
+    _wake: asyncio.Event = field(default_factory=asyncio.Event)
 
     def __post_init__(self) -> None:
         self._rounds = bytearray(self.count)
+
+    async def opened_at_least(self, streams: int) -> None:
+        """Return once ``streams`` streams had their first heartbeat."""
+        if self.opened < streams:
+            self._wake_at = streams
+            self._wake.clear()
+            await self._wake.wait()
 
     def listen(self) -> None:
         """Start counting the streams that have a heartbeat (`heard`) afresh."""
@@ -80,6 +90,8 @@ class Tally:
                 self.heard += 1
                 if not last_round:
                     self.opened += 1
+                    if self.opened == self._wake_at:
+                        self._wake.set()
                     if self.opened == self.count:
                         self.emit(f"opened {time.monotonic()!r}")
         elif kind == ITEM:
@@ -140,7 +152,7 @@ async def serve(options: argparse.Namespace) -> None:
     try:
         while command := (await stdin.readline()).strip():
             if command == b"open":
-                await open_streams(channels, calls, options.first, options.count)
+                await open_streams(channels, calls, options, tally)
             elif command == b"listen":
                 tally.listen()
             elif command == b"counts":
@@ -150,19 +162,29 @@ async def serve(options: argparse.Namespace) -> None:
             channel.close()
 
 
-async def open_streams(channels: Sequence[RawChannel], calls: Sequence[Call], first: int, count: int) -> None:
-    """Stream ``index`` (0 to ``count``) on connection index % connections, topic (first + index) % topics."""
-    connections, topics = len(channels), len(calls)
+async def open_streams(
+    channels: Sequence[RawChannel], calls: Sequence[Call], options: argparse.Namespace, tally: Tally
+) -> None:
+    """Stream ``index`` (0 to ``count``) on connection index % connections, topic (first + index) % topics; at
+    most ``--open-window`` streams (0: all) waiting for their first heartbeat at a time."""
+    connections, topics, count, first = len(channels), len(calls), options.count, options.first
+    started = 0
     for number, channel in enumerate(channels):
-        channel.start((calls[(first + index) % topics], index) for index in range(number, count, connections))
+        batch = range(number, count, connections)
+        if options.open_window:
+            await tally.opened_at_least(started + len(batch) - options.open_window)
+        channel.start((calls[(first + index) % topics], index) for index in batch)
+        started += len(batch)
         await asyncio.sleep(0)  # read what has arrived between connections
 
 
-def child_command(port: int, cache: str, first: int, count: int, connections: int, topics: int) -> list[str]:
+def child_command(
+    port: int, cache: str, first: int, count: int, connections: int, topics: int, open_window: int
+) -> list[str]:
     """How the main process starts a child holding streams ``first`` to ``first + count``."""
     return [
         sys.executable, __file__, "--port", str(port), "--cache", cache, "--first", str(first), "--count",
-        str(count), "--connections", str(connections), "--topics", str(topics),
+        str(count), "--connections", str(connections), "--topics", str(topics), "--open-window", str(open_window),
     ]  # fmt: skip
 
 
@@ -277,7 +299,7 @@ def _fail(child: _Child, failure: ChildFailed) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description="one share of bench/scale.py's subscribers (started by it)")
-    for name in ("--port", "--first", "--count", "--connections", "--topics"):
+    for name in ("--port", "--first", "--count", "--connections", "--topics", "--open-window"):
         parser.add_argument(name, type=int, required=True)
     parser.add_argument("--cache", required=True)
     asyncio.run(serve(parser.parse_args()))

@@ -62,6 +62,11 @@ from redis_bench import start_redis
 CACHE = "scale"
 PUBLISH = "/cache_client.pubsub.Pubsub/Publish"
 HEARTBEAT_INTERVAL = 10.0  # the server's default
+# The machine step's client processes keep at most this many streams each waiting for their first heartbeat:
+# 1,000,000 requests at once leave each worker a backlog of 2,500 connections' requests, decoded 4 KiB per
+# connection per loop turn; a turn then outlasts --request-timeout (10 s) and requests whose HEADERS and DATA
+# fell in different turns end DEADLINE_EXCEEDED ("the request did not arrive in time").
+MACHINE_OPEN_WINDOW = 10_000
 
 
 @dataclasses.dataclass(frozen=True)
@@ -76,6 +81,7 @@ class Shape:
     client_processes: int
     idle_seconds: float
     quick: bool
+    open_window: int  # streams per client process waiting for their first heartbeat at a time (0: no limit)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -154,7 +160,7 @@ def child_commands(port: int, shape: Shape) -> list[list[str]]:
         shares(shape.connections, shape.client_processes),
         strict=True,
     ):
-        commands.append(child_command(port, CACHE, first, count, connections, shape.topics))
+        commands.append(child_command(port, CACHE, first, count, connections, shape.topics, shape.open_window))
         first += count
     return commands
 
@@ -342,7 +348,10 @@ def report_machine(f: Figures, command: str) -> str:
 {_setup(f, command)} One tidings server with `--workers {s.workers}` on the Redis engine (its own redis-server, \
 no persistence), h2 transport, `--heartbeat-interval {HEARTBEAT_INTERVAL:g}`; `--max-subscriptions-per-cache`, \
 `--max-connections` and `--max-connections-per-address` raised to fit (each worker counts its own). RSS and CPU \
-are the supervisor's and the workers' summed; Redis's CPU is shown apart.
+are the supervisor's and the workers' summed; Redis's CPU is shown apart. Each load-generator process keeps at \
+most {s.open_window:,} streams waiting for their first heartbeat (`--open-window`; 0: no limit): with all \
+requests at once, a worker's loop turn, decoding 4 KiB of every connection's backlog, outlasted \
+`--request-timeout` and requests whose HEADERS and DATA fell in different turns ended DEADLINE_EXCEEDED.
 
 | measure | figure | target |
 | --- | ---: | --- |
@@ -359,6 +368,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--topics", type=int)
     parser.add_argument("--client-processes", type=int, help="load-generator processes holding the streams")
     parser.add_argument("--idle-seconds", type=float)
+    parser.add_argument(
+        "--open-window",
+        type=int,
+        help="streams per load-generator process waiting for their first heartbeat at a time, 0: no limit "
+        "(default: 0; --machine: 10,000)",
+    )
     parser.add_argument("--quick", action="store_true", help="10,000 subscriptions (the machine step: 20,000)")
     parser.add_argument("--write", type=Path, metavar="FILE", help="replace the bench:scale section of FILE")
     return parser.parse_args(argv)
@@ -366,22 +381,23 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def shape_of(options: argparse.Namespace) -> Shape:
     """The run's shape: the step's, the quick one's, then what the options set."""
-    # (subscriptions, connections, topics, workers, client processes, idle seconds)
-    defaults: dict[tuple[bool, bool], tuple[int, int, int, int, int, float]] = {
-        (False, False): (100_000, 500, 100, 1, 1, 3 * HEARTBEAT_INTERVAL),
-        (False, True): (10_000, 50, 100, 1, 1, 2 * HEARTBEAT_INTERVAL),
-        (True, False): (1_000_000, 5_000, 1_000, 2, 2, 3 * HEARTBEAT_INTERVAL),
-        (True, True): (20_000, 100, 1_000, 2, 2, 2 * HEARTBEAT_INTERVAL),
+    # (subscriptions, connections, topics, workers, client processes, idle seconds, open window)
+    defaults: dict[tuple[bool, bool], tuple[int, int, int, int, int, float, int]] = {
+        (False, False): (100_000, 500, 100, 1, 1, 3 * HEARTBEAT_INTERVAL, 0),
+        (False, True): (10_000, 50, 100, 1, 1, 2 * HEARTBEAT_INTERVAL, 0),
+        (True, False): (1_000_000, 5_000, 1_000, 2, 2, 3 * HEARTBEAT_INTERVAL, MACHINE_OPEN_WINDOW),
+        (True, True): (20_000, 100, 1_000, 2, 2, 2 * HEARTBEAT_INTERVAL, MACHINE_OPEN_WINDOW),
     }
-    subscriptions, connections, topics, workers, clients, idle = defaults[options.machine, options.quick]
+    subscriptions, connections, topics, workers, clients, idle, window = defaults[options.machine, options.quick]
     given: dict[str, Any] = {
         "subscriptions": options.subscriptions,
         "connections": options.connections,
         "topics": options.topics,
         "client_processes": options.client_processes,
         "idle_seconds": options.idle_seconds,
+        "open_window": options.open_window,
     }
-    shape = Shape(options.machine, subscriptions, connections, topics, workers, clients, idle, options.quick)
+    shape = Shape(options.machine, subscriptions, connections, topics, workers, clients, idle, options.quick, window)
     return dataclasses.replace(shape, **{key: value for key, value in given.items() if value is not None})
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 import sys
 from pathlib import Path
@@ -114,3 +115,20 @@ def test_machine_server_command_raises_the_limits_that_1m_needs(bench: dict[str,
     assert int(option("--max-subscriptions-per-cache")) > 1_000_000
     assert int(option("--max-connections")) > 5_000
     assert int(option("--max-connections-per-address")) > 5_000
+
+
+def test_tally_wakes_the_opener_once_enough_streams_opened(bench: dict[str, ModuleType]) -> None:
+    tally = bench["_scale_subscribers"].Tally(4, lambda line: None)
+
+    async def open_with_window() -> list[int]:
+        opened_when_woken: list[int] = []
+        waiter = asyncio.create_task(tally.opened_at_least(3))
+        for tag in range(4):
+            await asyncio.sleep(0)
+            if waiter.done() and not opened_when_woken:
+                opened_when_woken.append(tally.opened)
+            tally.on_message(tag, HEARTBEAT)
+        await waiter
+        return opened_when_woken
+
+    assert asyncio.run(open_with_window()) == [3]
