@@ -27,6 +27,11 @@ def rss_kib(pid: int) -> int:
     raise RuntimeError(f"/proc/{pid}/status has no VmRSS line")
 
 
+def tree_rss_kib(pid: int) -> int:
+    """Return the resident set size of ``pid`` and its live child processes (a server's workers), in KiB."""
+    return rss_kib(pid) + sum(tree_rss_kib(child) for child in _children(pid))
+
+
 def cpu_seconds(pid: int) -> float:
     """Return the CPU time (user + system, all threads) that ``pid`` and its live child processes (a server's
     workers) have used so far, in seconds."""
@@ -73,8 +78,9 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 
 @contextmanager
-def running(command: list[str], ready: re.Pattern[str]) -> Iterator[subprocess.Popen[str]]:
-    """Run ``command`` until the block ends (SIGTERM); return once a stderr line matches ``ready``."""
+def running(command: list[str], ready: re.Pattern[str], ready_lines: int = 1) -> Iterator[subprocess.Popen[str]]:
+    """Run ``command`` until the block ends (SIGTERM); return once ``ready_lines`` stderr lines (one per worker
+    of a server with ``--workers``) match ``ready``."""
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     assert process.stderr is not None
     log: list[str] = []
@@ -82,7 +88,9 @@ def running(command: list[str], ready: re.Pattern[str]) -> Iterator[subprocess.P
         for line in process.stderr:
             log.append(line)
             if ready.search(line):
-                break
+                ready_lines -= 1
+                if ready_lines == 0:
+                    break
         else:
             raise RuntimeError(f"{command[2:4]} did not start:\n{''.join(log)}")
         # Keep reading its log, so that a full pipe never blocks it; the last lines are shown on failure.
