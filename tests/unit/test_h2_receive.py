@@ -19,6 +19,7 @@ from tests.unit._support import RecordingTransport, grpc_request_headers
 from tidings.server.grpc._h2._connection import ConnectionOptions, H2Connection, Route
 from tidings.server.grpc._h2._head import HEAD_CACHE_SIZE, CountedTable, HeadCache, RequestHead
 from tidings.server.grpc._h2._limits import RECEIVE_SLICE
+from tidings.server.grpc._h2._server import H2Server
 
 PATH = "/cache_client.pubsub.Pubsub/Publish"
 REQUEST = b"\x00\x00\x00\x00\x03abc"  # a gRPC message of 3 bytes
@@ -27,9 +28,11 @@ REQUEST = b"\x00\x00\x00\x00\x03abc"  # a gRPC message of 3 bytes
 class Served:
     """A connection fed by hand, and what its servicer saw: each call's body and ``x-who`` metadata."""
 
-    def __init__(self, max_message_length: int = 1024) -> None:
+    def __init__(self, max_message_length: int = 1024, options: ConnectionOptions | None = None) -> None:
         self.calls: list[tuple[bytes, str]] = []
-        options = ConnectionOptions({PATH: Route(self._serve, streaming=False)}, max_message_length, 100, set(), set())
+        if options is None:
+            options = ConnectionOptions({}, max_message_length, 100, set(), set())
+        options.routes[PATH] = Route(self._serve, streaming=False)
         self.connection = H2Connection(options)
         self.transport = RecordingTransport()
         self.connection.connection_made(cast(Any, self.transport))
@@ -218,3 +221,44 @@ def test_the_cache_keeps_only_blocks_that_left_the_table_unchanged_and_stays_bou
     table.maxsize = 100  # a size update changes what indices mean too
     assert cache.get(b"%d" % HEAD_CACHE_SIZE) is None
     assert not RequestHead([(b"content-length", b"3")]).cacheable
+
+
+async def test_a_request_whose_bytes_wait_in_the_connections_backlog_is_not_expired() -> None:
+    server = H2Server({}, max_message_length=1024, handshake_timeout=10.0)
+    served = Served(options=server._options)
+    connection = served.connection
+    client = _client()
+    connection.data_received(client.data_to_send())
+    client.send_headers(1, grpc_request_headers("Publish"))
+    connection.data_received(client.data_to_send())  # the HEADERS; the body comes after a large read of PINGs
+    for number in range(3 * RECEIVE_SLICE // 17 + 1):
+        client.ping(number.to_bytes(8, "big"))
+    client.send_data(1, REQUEST, end_stream=True)
+    connection.data_received(client.data_to_send())
+    late = asyncio.get_running_loop().time() + 60  # far past the request timeout
+
+    server._check(connection, late)  # the body is in the backlog: the delay is the server's
+    assert connection.decoding_backlog
+    for _ in range(8):  # a slice of the read per loop turn, then the call's task and its answer
+        await asyncio.sleep(0)
+
+    assert not connection.decoding_backlog
+    assert served.calls == [(b"abc", "")]
+
+
+async def test_a_request_not_whole_after_the_request_timeout_is_expired() -> None:
+    server = H2Server({}, max_message_length=1024, handshake_timeout=10.0)
+    served = Served(options=server._options)
+    connection = served.connection
+    client = _client()
+    connection.data_received(client.data_to_send())
+    client.send_headers(1, grpc_request_headers("Publish"))
+    connection.data_received(client.data_to_send())
+
+    server._check(connection, asyncio.get_running_loop().time() + 60)
+    await served.feed()
+
+    events = client.receive_data(bytes(served.transport.written))
+    trailers = [dict(event.headers) for event in events if isinstance(event, h2.events.ResponseReceived)]
+    assert trailers[0][b"grpc-status"] == b"4"  # DEADLINE_EXCEEDED
+    assert served.calls == []

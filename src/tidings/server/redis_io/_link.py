@@ -25,6 +25,7 @@ from redis.asyncio.connection import AbstractConnection
 from redis.exceptions import RedisError, ResponseError
 
 from tidings.server.core import EngineStats, FailureLog, OutcomeUnknown, Unavailable
+from tidings.server.redis_io._patience import Silence, responsive_wait
 
 logger = logging.getLogger("tidings.server.redis")
 
@@ -70,7 +71,6 @@ class RedisLink:
         self._last_failure = -float("inf")
         self._closed = False
         self.round_trips = 0  # commands answered
-        self._progress_at = 0.0  # when a reply last arrived, or a call started with none outstanding
         self.stats = stats or EngineStats()
 
     @property
@@ -98,8 +98,6 @@ class RedisLink:
                 raise Unavailable("the connection to Redis was lost")  # broke while this call waited for it
         loop = asyncio.get_running_loop()
         reply: asyncio.Future[Reply] = loop.create_future()
-        if not self._waiting:
-            self._progress_at = loop.time()
         if asking:
             # Adjacent on the wire (nothing runs between these appends), so ASKING applies to this command.
             asked: asyncio.Future[Reply] = loop.create_future()
@@ -145,7 +143,7 @@ class RedisLink:
             connecting = self._connecting
             try:
                 connection = self._make_connection()
-                await asyncio.wait_for(connection.connect(), self._timeout)  # type: ignore[no-untyped-call]
+                await responsive_wait(connection.connect(), self._timeout)  # type: ignore[no-untyped-call]
             except (OSError, RedisError, TimeoutError) as error:
                 self._last_failure = time.monotonic()
                 self.stats.errors += 1
@@ -180,7 +178,6 @@ class RedisLink:
                     raise ConnectionError("Redis sent a reply nobody asked for")
                 future = waiting.popleft()
                 self.round_trips += 1
-                self._progress_at = asyncio.get_running_loop().time()
                 if future.done():
                     continue
                 if isinstance(reply, ResponseError):
@@ -194,11 +191,16 @@ class RedisLink:
 
     async def _watch(self, connection: AbstractConnection) -> None:
         """Break a connection that leaves calls unanswered for the timeout (Redis hung, or the network), so that
-        they fail within about 1.25 timeouts instead of hanging."""
-        loop = asyncio.get_running_loop()
+        they fail within about 1.25 timeouts instead of hanging. Counted in the loop's running time
+        (`_patience.Silence`): a reply waiting unread through a stall of this process is not Redis's silence."""
+        check = self._timeout / 4
+        silence = Silence()
+        answered = self.round_trips
         while connection is self._connection:
-            await asyncio.sleep(self._timeout / 4)
-            if self._waiting and loop.time() - self._progress_at > self._timeout:
+            await asyncio.sleep(check)
+            heard = not self._waiting or self.round_trips != answered
+            answered = self.round_trips
+            if silence.grew(check, heard) > self._timeout:
                 self._broken(connection, TimeoutError(f"no reply for {self._timeout:g} s"))
                 return
 

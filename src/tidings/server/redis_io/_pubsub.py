@@ -25,6 +25,7 @@ from redis.crc import key_slot
 from redis.exceptions import MovedError, RedisError, ResponseError
 
 from tidings.server.core import EngineStats, Unavailable
+from tidings.server.redis_io._patience import responsive_wait
 
 logger = logging.getLogger("tidings.server.redis")
 
@@ -132,8 +133,7 @@ class ChannelSubscriber:
             confirming = self._confirming[channel] = asyncio.get_running_loop().create_future()
             await self._send(connection, [(self._subscribe_command, channel)])
         try:
-            async with asyncio.timeout(self._timeout):
-                await asyncio.shield(confirming)
+            await responsive_wait(asyncio.shield(confirming), self._timeout)
         except TimeoutError:
             raise Unavailable("Redis did not confirm a channel subscription in time") from None
 
@@ -201,8 +201,9 @@ class ChannelSubscriber:
         """
         waits = [asyncio.shield(self._confirming[c]) for c in channels if c in self._confirming]
         try:
-            async with asyncio.timeout(self._timeout + len(channels) / 10_000):
-                await asyncio.gather(*waits, return_exceptions=True)
+            await responsive_wait(
+                asyncio.gather(*waits, return_exceptions=True), self._timeout + len(channels) / 10_000
+            )
         except TimeoutError:
             raise Unavailable("Redis did not confirm the channel subscriptions in time") from None
         return [c for c in channels if c in self._confirmed]
@@ -212,8 +213,7 @@ class ChannelSubscriber:
         while True:
             connection = self._make_connection()
             try:
-                async with asyncio.timeout(self._timeout):
-                    await connection.connect()  # type: ignore[no-untyped-call]
+                await responsive_wait(connection.connect(), self._timeout)  # type: ignore[no-untyped-call]
             except (OSError, RedisError, TimeoutError) as error:
                 if first and self._first_connection is not None:
                     self._first_connection.set_exception(Unavailable(f"cannot connect to Redis: {error}"))
@@ -270,8 +270,7 @@ class ChannelSubscriber:
                 continue
             await self._send(connection, [(b"PING",)])
             try:
-                async with asyncio.timeout(self._timeout):
-                    await self._heard.wait()
+                await responsive_wait(self._heard.wait(), self._timeout)
             except TimeoutError:
                 logger.warning("Redis pub/sub connection did not answer a PING in %g s", self._timeout)
                 return

@@ -156,7 +156,8 @@ class H2Server:
                 )
                 connection.close()
             return
-        connection.expire_requests(now - self._handshake_timeout)
+        if not connection.decoding_backlog:  # else its requests' bytes are here, waiting for the server's turn
+            connection.expire_requests(now - self._handshake_timeout)
         idle_since = connection.idle_since
         if idle_since is not None and now - idle_since >= self._idle_timeout:
             connection.go_away()  # the client opens a new connection for its next call
