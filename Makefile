@@ -98,7 +98,7 @@ test-latest: $(NODE_DIR)/node_modules/.package-lock.json $(SYSTEM_TOOLS) | $(UV)
 
 # Each benchmark rewrites its own section of docs/performance.md (and its figure under docs/); run them on an
 # otherwise idle machine.
-bench: $(VENV)/.installed-bench
+bench: $(VENV)/.installed-bench $(REDIS_SERVER)
 	$(BIN)/python bench/run.py --write docs/performance.md
 	$(BIN)/python bench/auth.py --write docs/performance.md
 	$(BIN)/python bench/sdk.py --write docs/performance.md
@@ -108,6 +108,7 @@ bench: $(VENV)/.installed-bench
 	$(BIN)/python bench/webhooks.py --write docs/performance.md
 	$(BIN)/python bench/transports.py --write docs/performance.md
 	$(BIN)/python bench/scale.py --write docs/performance.md
+	$(BIN)/python bench/scale.py --machine --write docs/performance.md
 
 # Not in `make test`: each benchmark's quick mode against the ratios docs/performance.md records (bench/check.py);
 # run it on an idle machine before merging a change to a hot path.

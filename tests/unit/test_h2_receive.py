@@ -223,15 +223,21 @@ def test_the_cache_keeps_only_blocks_that_left_the_table_unchanged_and_stays_bou
     assert not RequestHead([(b"content-length", b"3")]).cacheable
 
 
-async def test_a_request_whose_bytes_wait_in_the_connections_backlog_is_not_expired() -> None:
+def _headers_without_a_body() -> tuple[H2Server, Served, h2.connection.H2Connection]:
+    """A server's connection that received a Publish call's HEADERS, and the client that sent them."""
     server = H2Server({}, max_message_length=1024, handshake_timeout=10.0)
     served = Served(options=server._options)
-    connection = served.connection
     client = _client()
-    connection.data_received(client.data_to_send())
+    served.connection.data_received(client.data_to_send())
     client.send_headers(1, grpc_request_headers("Publish"))
-    connection.data_received(client.data_to_send())  # the HEADERS; the body comes after a large read of PINGs
-    for number in range(3 * RECEIVE_SLICE // 17 + 1):
+    served.connection.data_received(client.data_to_send())
+    return server, served, client
+
+
+async def test_a_request_whose_bytes_wait_in_the_connections_backlog_is_not_expired() -> None:
+    server, served, client = _headers_without_a_body()
+    connection = served.connection
+    for number in range(3 * RECEIVE_SLICE // 17 + 1):  # a large read of PINGs, then the body
         client.ping(number.to_bytes(8, "big"))
     client.send_data(1, REQUEST, end_stream=True)
     connection.data_received(client.data_to_send())
@@ -247,15 +253,9 @@ async def test_a_request_whose_bytes_wait_in_the_connections_backlog_is_not_expi
 
 
 async def test_a_request_not_whole_after_the_request_timeout_is_expired() -> None:
-    server = H2Server({}, max_message_length=1024, handshake_timeout=10.0)
-    served = Served(options=server._options)
-    connection = served.connection
-    client = _client()
-    connection.data_received(client.data_to_send())
-    client.send_headers(1, grpc_request_headers("Publish"))
-    connection.data_received(client.data_to_send())
+    server, served, client = _headers_without_a_body()
 
-    server._check(connection, asyncio.get_running_loop().time() + 60)
+    server._check(served.connection, asyncio.get_running_loop().time() + 60)
     await served.feed()
 
     events = client.receive_data(bytes(served.transport.written))
