@@ -151,6 +151,19 @@ async def test_frames_split_anywhere_are_served_the_same(split: int) -> None:
     assert served.goaway() is None
 
 
+async def test_frames_fed_a_byte_at_a_time_are_served_the_same() -> None:
+    served = Served()
+    await served.feed(_preface(), _call(1, _BASE_BLOCK))
+    large = b"\x00\x00\x00\x03\xe8" + b"x" * 1000  # a message of 1,000 bytes
+    data = _call(3, _BASE_BLOCK) + HeadersFrame(5, data=_BASE_BLOCK, flags=["END_HEADERS"]).serialize()
+    data += DataFrame(5, data=large, flags=["END_STREAM"]).serialize()
+
+    await served.feed(*(data[index : index + 1] for index in range(len(data))))
+
+    assert served.calls == [(b"abc", ""), (b"abc", ""), (b"x" * 1000, "")]
+    assert served.goaway() is None
+
+
 async def test_a_header_block_in_continuation_frames_and_a_padded_body_go_through_h2() -> None:
     served = Served()
     first, rest = _BASE_BLOCK[:5], _BASE_BLOCK[5:]

@@ -38,7 +38,7 @@ class ParkedCursor:
     def last_sent(self, value: float) -> None:
         self._last_sent = value
 
-    def heartbeat_from_ticker(self) -> bool:
+    def heartbeat_from_ticker(self, now: float) -> bool:
         if not self.writable:
             return False
         self.heartbeats += 1

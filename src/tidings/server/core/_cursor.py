@@ -160,7 +160,7 @@ class TopicCursor:
             return None
         return None if self._topic.closed_by is not None else direct
 
-    def heartbeat_from_ticker(self) -> bool:
+    def heartbeat_from_ticker(self, now: float) -> bool:
         """Write a heartbeat to `direct` from the heartbeat ticker, with no task woken: True when this cursor stays
         parked; False when its reader must be woken to send it (no direct delivery, the writer cannot take it now,
         or the cursor has something else to tell)."""
@@ -169,7 +169,7 @@ class TopicCursor:
         if direct is None or self._cursor != topic.log.next_sequence_number or not direct.write_heartbeat():
             return False
         self._heartbeat_due = False
-        self.last_sent = topic.clock()
+        self.last_sent = now  # the ticker's time (the service's clock, read once per tick)
         return True
 
     @property

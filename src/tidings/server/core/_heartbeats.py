@@ -49,7 +49,7 @@ class ParkedCursor(Link, Protocol):
         """Whether it waits among its topic's waiting cursors."""
         ...
 
-    def heartbeat_from_ticker(self) -> bool:
+    def heartbeat_from_ticker(self, now: float) -> bool:
         """Write a heartbeat from the ticker; False when the reader must be woken to send it."""
         ...
 
@@ -134,7 +134,7 @@ class HeartbeatWheel:
                     schedule(cursor)  # a delivery moved its due time
                     continue
                 sent += 1
-                if cursor.heartbeat_from_ticker():
+                if cursor.heartbeat_from_ticker(now):
                     schedule(cursor)
                 else:
                     cursor.wake_for_heartbeat()

@@ -39,7 +39,7 @@ class Cursor(Protocol):
         """Write the new messages to the transport from the publish; False when the reader must be woken."""
         ...
 
-    def heartbeat_from_ticker(self) -> bool:
+    def heartbeat_from_ticker(self, now: float) -> bool:
         """Write a heartbeat to the transport from the ticker; False when the reader must be woken to send it."""
         ...
 

@@ -66,7 +66,8 @@ class H2Receive(H2Calls):
         super().__init__(options, state_machine)
         self.preface_received = False  # the client's preface and first SETTINGS
         self._framing = False  # received bytes are split into frames here
-        self._partial = b""  # the start of a frame not whole yet
+        self._partial = bytearray()  # the start of a frame not whole yet
+        self._wanted = 0  # the bytes ``_partial`` must hold before a frame in it can be whole
         self._heads = HeadCache(state_machine.header_table)
 
     def _receive(self, data: bytes) -> None:
@@ -86,9 +87,13 @@ class H2Receive(H2Calls):
             self._schedule_flush()
 
     def _receive_frames(self, data: bytes) -> None:
-        if self._partial:
-            data = self._partial + data
-            self._partial = b""
+        partial = self._partial
+        if partial:  # a frame arriving in pieces is gathered, not joined again at each piece
+            partial += data
+            if len(partial) < self._wanted:
+                return
+            data = bytes(partial)
+            partial.clear()
         unpack = _FRAME_HEADER.unpack_from
         end = len(data)
         position = 0
@@ -132,7 +137,12 @@ class H2Receive(H2Calls):
             position = stop
         if passed >= 0 and not self._receive_h2(data[passed:position]):
             return
-        self._partial = data[position:]
+        if position < end:
+            self._partial += memoryview(data)[position:]
+            self._wanted = _FRAME_HEADER_SIZE
+            if end - position >= _FRAME_HEADER_SIZE:
+                high, low = data[position], int.from_bytes(data[position + 1 : position + 3], "big")
+                self._wanted += high << 16 | low
 
     def _fast_headers(self, stream_id: int, block: bytes) -> bool:
         """Open a call from HEADERS whose ``block`` is known, as ``h2`` would open its stream; False when ``h2``
@@ -265,7 +275,7 @@ class H2Receive(H2Calls):
 
     def _close_now(self) -> None:
         """Send what is due and close."""
-        self._partial = b""
+        self._partial.clear()
         self._flush()
         if self._transport is not None:
             self._transport.close()
