@@ -25,7 +25,10 @@ HEARTBEAT = "0.2"
 async def _signal_and_wait_for_drain(server: ServerProcess) -> None:
     assert server.process is not None
     server.process.send_signal(signal.SIGTERM)
-    await asyncio.get_running_loop().run_in_executor(None, lambda: server.wait_for_log("draining", timeout=20.0))
+    # The drain's own line: "draining" alone also matches the startup line, whose data directory is named after
+    # the test (pytest's tmp_path), and a request sent then could reach the server before the signal.
+    drain_started = r"draining: \d+ subscriptions open"
+    await asyncio.get_running_loop().run_in_executor(None, lambda: server.wait_for_log(drain_started, timeout=20.0))
 
 
 async def test_draining_server_keeps_streams_and_exits_when_their_clients_finish(start_server: StartServer) -> None:
