@@ -159,6 +159,10 @@ class H2Calls(H2Output):
         if call is None:  # the request was answered, refused or reset: its bytes are dropped
             self._give_back(size)
             return
+        self._take_data(call, data, size)
+
+    def _take_data(self, call: H2Call, data: bytes, size: int) -> None:
+        """Add a DATA frame to the request of ``call`` (still arriving); past the largest, answer it."""
         self._intake.receive(call, data, size)
         if len(call.body) > self._options.max_message_length + PREFIX_SIZE:
             limit = self._options.max_message_length

@@ -165,7 +165,10 @@ class H2Receive(H2Calls):
     def _fast_data(self, flags: int, stream_id: int, data: bytes, start: int, stop: int) -> bool:
         """Take a DATA frame of a request still arriving into it, counted against the windows as ``h2`` counts
         it; False when ``h2`` must take the frame (padded, of no such request, over a window)."""
-        if flags & ~_END_STREAM or self._intake.get(stream_id) is None:
+        if flags & ~_END_STREAM:
+            return False
+        call = self._intake.get(stream_id)
+        if call is None:
             return False
         connection = self._h2
         stream = connection.streams.get(stream_id)
@@ -185,7 +188,7 @@ class H2Receive(H2Calls):
         stream_window.current_window_size -= size
         if flags:
             stream.state_machine.process_input(StreamInputs.RECV_END_STREAM)
-        self._on_data(stream_id, data[start:stop], size)
+        self._take_data(call, data[start:stop], size)
         if flags:
             self._on_request_end(stream_id)
         return True
