@@ -286,9 +286,13 @@ def test_target_of_builds_the_request_head_once_per_url(
 
 def test_webhook_sender_works_on_uvloop_as_the_server_runs_it() -> None:
     async def scenario() -> tuple[list[Outcome], int, Outcome]:
+        release, released = asyncio.Event(), asyncio.Event()
+
         async def answer_or_hang(connection: int, request: int, head: bytes) -> bytes | None:
-            if request == 3:
-                await asyncio.Event().wait()
+            if request == 3:  # hangs past the sender's timeout, then closes its connection at the end
+                await release.wait()
+                released.set()
+                return None
             return b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n"
 
         receiver = ScriptedReceiver(answer_or_hang)
@@ -300,6 +304,9 @@ def test_webhook_sender_works_on_uvloop_as_the_server_runs_it() -> None:
             timed_out = (await _post(sender, receiver))[0]
         finally:
             await sender.close()
+            release.set()
+            if len(receiver.requests) >= 3:  # its handler closed the connection (no task left for the loop's end)
+                await released.wait()
             server.close()
         return delivered, receiver.connections, timed_out
 
