@@ -12,44 +12,24 @@ import os
 import socket
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any, NoReturn, ParamSpec, TypeVar
 
 import click
 import grpc.aio
 
 from tidings import DEFAULT_TIMEOUT, ErrorCode, ErrorResponse
-from tidings.cli._endpoint import ENDPOINT, endpoint_from_environment, parse_endpoint, through_grpc_proxy
+from tidings.cli._endpoint import (
+    GroupConnection,
+    endpoint_from_environment,
+    endpoint_option,
+    parse_endpoint,
+    through_grpc_proxy,
+)
 
 Params = ParamSpec("Params")
 Result = TypeVar("Result")
 
 EXIT_INTERRUPTED = 130
-
-
-@dataclass(frozen=True, slots=True)
-class GroupConnection:
-    """``--endpoint`` / ``--api-key`` as given to the ``tidings`` group."""
-
-    endpoint: str | None = None
-    api_key: str | None = None
-
-
-def endpoint_option(function: Callable[Params, Result]) -> Callable[Params, Result]:
-    """Add ``--endpoint`` and ``--api-key``."""
-    function = click.option(
-        "--api-key",
-        metavar="KEY",
-        default=None,
-        help="API key or token (default: $TIDINGS_API_KEY, else anonymous).",
-    )(function)
-    return click.option(
-        "--endpoint",
-        metavar="HOST:PORT",
-        type=ENDPOINT,
-        default=None,
-        help="Server to connect to; grpcs:// for TLS (default: $TIDINGS_ENDPOINT, else localhost:8080).",
-    )(function)
 
 
 def connection_options(function: Callable[Params, Result]) -> Callable[Params, Result]:

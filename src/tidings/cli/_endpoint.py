@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Final
+from typing import Final, ParamSpec, TypeVar
 
 import click
 
@@ -23,6 +23,9 @@ _IPV6 = re.compile(r"^\[[0-9A-Fa-f:.]+(%[A-Za-z0-9_.-]+)?\]$")
 # Lower case only: grpc-core reads no other spelling.
 PROXY_VARIABLES: Final = ("grpc_proxy", "https_proxy", "http_proxy")
 NO_PROXY_VARIABLES: Final = ("no_grpc_proxy", "no_proxy")
+
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,3 +122,28 @@ def _in_range(host: str, cidr: str) -> bool:
         return ipaddress.ip_address(host.split("%", 1)[0]) in ipaddress.ip_network(cidr, strict=False)
     except ValueError:
         return False
+
+
+@dataclass(frozen=True, slots=True)
+class GroupConnection:
+    """``--endpoint`` / ``--api-key`` as given to the ``tidings`` group."""
+
+    endpoint: str | None = None
+    api_key: str | None = None
+
+
+def endpoint_option(function: Callable[_P, _R]) -> Callable[_P, _R]:
+    """Add ``--endpoint`` and ``--api-key``."""
+    function = click.option(
+        "--api-key",
+        metavar="KEY",
+        default=None,
+        help="API key or token (default: $TIDINGS_API_KEY, else anonymous).",
+    )(function)
+    return click.option(
+        "--endpoint",
+        metavar="HOST:PORT",
+        type=ENDPOINT,
+        default=None,
+        help="Server to connect to; grpcs:// for TLS (default: $TIDINGS_ENDPOINT, else localhost:8080).",
+    )(function)
