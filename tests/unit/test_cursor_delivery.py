@@ -218,10 +218,10 @@ async def test_deliver_writes_the_preamble_then_the_events_and_takes_the_push_pa
     task = await _run_until_parked(subscription, writer, stats)
     live = await service.publish(CACHE, TOPIC, "live")
 
-    # Assert: the preamble waited (counted as a heartbeat); the retained message was written by the reader, the
-    # live one from the publish; both counted.
-    assert writer.waited == [[HEARTBEAT]]
-    assert writer.batches == [[retained], [live]]
+    # Assert: the preamble (counted as a heartbeat) and the retained message were written by the reader without
+    # waiting, the live one from the publish; both counted.
+    assert writer.waited == []
+    assert writer.batches == [[HEARTBEAT], [retained], [live]]
     assert subscription.direct is not None
     assert (stats.heartbeats, stats.deliveries) == (1, 2)
     task.cancel()
@@ -304,6 +304,33 @@ async def test_the_ticker_writes_a_parked_cursors_heartbeat_without_waking_its_r
     assert writer.batches == [[HEARTBEAT]]
     assert not waiter.done()
     assert subscription.take_ready() is None
+    subscription.close()
+
+
+async def test_a_new_idle_subscription_gets_its_first_heartbeat_from_the_ticker(
+    service: TopicsService, clock: FakeClock
+) -> None:
+    # Arrange: nothing retained, so the reader writes only the preamble (without waiting), then parks.
+    subscription = await service.subscribe(CACHE, TOPIC)
+    writer = RecordingWriter()
+    task: asyncio.Task[None] = asyncio.create_task(subscription.deliver(writer, EVENTS, TransportStats()))
+    for _ in range(2):  # one loop turn each: the preamble, then parked
+        await asyncio.sleep(0)
+    waiter = subscription.waiter
+    clock.advance(service.heartbeat_interval)
+
+    # Act
+    sent = service.tick_heartbeats(clock())
+
+    # Assert: the preamble opened the push path; the heartbeat is the ticker's write, the reader stays parked.
+    assert sent == 1
+    assert writer.batches == [[HEARTBEAT], [HEARTBEAT]]
+    assert writer.waited == []
+    assert waiter is not None
+    assert not waiter.done()
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
     subscription.close()
 
 

@@ -102,8 +102,12 @@ class H2Output(asyncio.Protocol):
         save the one struct call (0.07 µs); `StateMachine.queued` keeps what ``h2`` queued ahead of it.
         """
         stream = call.h2_stream
-        if stream is None or call.ended or self._writable is not None:
+        if call.ended or self._writable is not None:
             return False
+        if stream is None:  # the stream's first message (a subscription's preamble): headers first
+            if call.headers_sent:
+                return False  # ended Trailers-Only
+            stream = self._open_response(call)
         connection = self._h2
         length = len(message)
         size = PREFIX_SIZE + length
@@ -132,10 +136,9 @@ class H2Output(asyncio.Protocol):
             raise asyncio.CancelledError  # reset by the client; its task is being cancelled
         connection = self._h2
         stream_id = call.stream_id
-        if call.h2_stream is None:
-            call.headers_sent = True
-            call.h2_stream = connection.streams[stream_id]
-            self._send_header_block(call.h2_stream, RESPONSE_HEADERS, RESPONSE_HEADER_BLOCK, end_stream=False)
+        stream = call.h2_stream
+        if stream is None:
+            stream = self._open_response(call)
             if self.try_send(call, (message,)):
                 return
         data = memoryview(pack_prefix(0, len(message)) + message)
@@ -145,7 +148,6 @@ class H2Output(asyncio.Protocol):
                 if call.ended:
                     raise asyncio.CancelledError
                 continue
-            stream = call.h2_stream
             chunk = min(
                 stream.outbound_flow_control_window,
                 connection.outbound_flow_control_window,
@@ -164,6 +166,13 @@ class H2Output(asyncio.Protocol):
             connection.outbound_flow_control_window -= chunk
             data = data[chunk:]
         self._schedule_flush()
+
+    def _open_response(self, call: H2Call) -> H2Stream:
+        """Queue the response headers of ``call`` (before its first message); its stream, now `call.h2_stream`."""
+        call.headers_sent = True
+        stream = call.h2_stream = self._h2.streams[call.stream_id]
+        self._send_header_block(stream, RESPONSE_HEADERS, RESPONSE_HEADER_BLOCK, end_stream=False)
+        return stream
 
     def _send_header_block(
         self, stream: H2Stream, headers: tuple[tuple[bytes, bytes], ...], block: bytes, *, end_stream: bool
