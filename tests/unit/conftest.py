@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
@@ -54,6 +55,7 @@ async def make_service(
         subscribe_latest: int = 1,
         store: object = store,
         caches: tuple[str, ...] = (CACHE,),
+        sleep: Callable[[float], Awaitable[None]] | None = None,
     ) -> TopicsService:
         limits = limits or Limits()
         engine = RecordingEngine(limits.retention_messages, limits.retention_bytes)
@@ -65,6 +67,7 @@ async def make_service(
             subscribe_latest=subscribe_latest,
             clock=clock,
             wall_clock=wall_clock,
+            sleep=asyncio.sleep if sleep is None else sleep,
         )
         await service.start()
         services.append(service)

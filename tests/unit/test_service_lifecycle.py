@@ -78,6 +78,58 @@ async def test_tick_heartbeats_restarts_the_idle_interval(make_service: MakeServ
     subscription.close()
 
 
+async def _housekeeping_ticks(
+    make_service: MakeService, clock: FakeClock, work: list[float], monkeypatch: pytest.MonkeyPatch
+) -> list[float]:
+    """Run the housekeeping for ``len(work)`` ticks, the n-th tick's work taking ``work[n]`` seconds of the
+    fake clock; when each tick began."""
+    ticks: list[float] = []
+    finished = asyncio.Event()
+
+    async def sleep(seconds: float) -> None:
+        clock.advance(seconds)
+        if len(ticks) == len(work):
+            finished.set()
+            await asyncio.Event().wait()  # until cancelled
+
+    service = await make_service(heartbeat_interval=4.0, sleep=sleep)  # a tick each second
+
+    def tick_heartbeats(now: float) -> int:
+        ticks.append(now)
+        clock.advance(work[len(ticks) - 1])
+        return 0
+
+    monkeypatch.setattr(service, "tick_heartbeats", tick_heartbeats)
+    started = clock()
+    housekeeping = asyncio.create_task(service.run_housekeeping())
+    await finished.wait()
+    housekeeping.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await housekeeping
+    return [round(tick - started, 6) for tick in ticks]
+
+
+async def test_housekeeping_ticks_keep_their_pace_whatever_a_tick_takes(
+    make_service: MakeService, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Act: each tick's heartbeats take 0.3 s (sleeping a whole tick after them made it 1.3 s apart).
+    ticks = await _housekeeping_ticks(make_service, clock, [0.3] * 5, monkeypatch)
+
+    # Assert
+    assert ticks == [1.0, 2.0, 3.0, 4.0, 5.0]
+
+
+async def test_housekeeping_after_a_stall_goes_on_from_then_without_a_burst_of_ticks(
+    make_service: MakeService, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Act: the second tick stalls for 3.5 s (a full garbage collection, say); the fourth for 1.5 s.
+    ticks = await _housekeeping_ticks(make_service, clock, [0.1, 3.5, 0.1, 1.5, 0.1, 0.1], monkeypatch)
+
+    # Assert: after the long stall the pace starts again from its end; after the short one, one late tick
+    # and then back on the beat.
+    assert ticks == [1.0, 2.0, 5.5, 6.5, 8.0, 8.5]
+
+
 async def test_tick_heartbeats_skips_subscriptions_with_messages_to_deliver(
     make_service: MakeService, clock: FakeClock
 ) -> None:
