@@ -48,10 +48,20 @@ def test_memory_backend_does_not_load_redis_py() -> None:
     assert done.stdout.strip() == "False"
 
 
-@pytest.mark.parametrize("command", ["publish", "subscribe", "cache", "token", "webhook"])
+@pytest.mark.parametrize("command", ["publish", "subscribe", "cache", "webhook"])
 def test_client_commands_do_not_load_the_server(command: str) -> None:
     modules = _imported_by(command, "--help")
-    assert not _loaded(modules, "tidings.server.app")
+    assert not _loaded(modules, "tidings.server")
+    assert not _loaded(modules, "redis")
+
+
+def test_the_server_itself_loads_neither_the_sdk_client_nor_redis_py() -> None:
+    # `tidings server` imports the app when it runs (not for --help): the app's own imports.
+    probe = "import json, sys, tidings.server.app; print(json.dumps(sorted(sys.modules)))"
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True)
+    modules = set(json.loads(done.stdout))
+    assert "tidings.server.app" in modules
+    assert not _loaded(modules, "tidings.client")
     assert not _loaded(modules, "redis")
 
 

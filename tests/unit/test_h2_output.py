@@ -4,6 +4,7 @@ same window checks and accounting as a batch; a client's ``h2`` reads exactly wh
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
 import h2.config
 import h2.connection
@@ -125,3 +126,45 @@ async def test_h2_output_refuses_while_the_socket_buffer_is_full(batch: int) -> 
     # Assert
     assert (paused, resumed) == (False, True)
     assert sum(isinstance(event, h2.events.DataReceived) for event in events) == batch
+
+
+async def test_h2_output_first_message_written_without_waiting_sends_the_response_headers_first() -> None:
+    # Arrange: a Subscribe call that has sent nothing yet (its preamble is next).
+    opened = Opened(stream_window=65_535)
+
+    # Act
+    written = opened.call.try_write([HEARTBEAT_BYTES])
+    events = await opened.received()
+
+    # Assert: HEADERS, then the message, read by the client's h2 in that order; nothing waited.
+    assert written is True
+    assert opened.call.headers_sent
+    kinds = [type(event) for event in events if not isinstance(event, h2.events.RemoteSettingsChanged)]
+    assert kinds[:2] == [h2.events.ResponseReceived, h2.events.DataReceived]
+    headers = dict(next(event for event in events if isinstance(event, h2.events.ResponseReceived)).headers)
+    assert headers[b":status"] == b"200"
+    assert [event.data for event in events if isinstance(event, h2.events.DataReceived)] == [b"\0\0\0\0\x02\x1a\0"]
+
+
+async def test_h2_output_first_message_the_window_refuses_leaves_the_headers_sent_once() -> None:
+    # Arrange: a stream window too small for the preamble.
+    opened = Opened(stream_window=FRAME - 1)
+
+    # Act: refused now; the waiting path then sends what the window allows, without new HEADERS.
+    written = opened.call.try_write([HEARTBEAT_BYTES])
+    first = await opened.received()
+    waiting = asyncio.ensure_future(opened.output.send_message(opened.call, HEARTBEAT_BYTES))
+    await asyncio.sleep(0)  # it runs until it waits for the window
+    second = await opened.received()
+
+    # Assert: the headers went out at the next flush although the message waited; never twice.
+    assert written is False
+    assert [type(event) for event in first if isinstance(event, h2.events.ResponseReceived)] == [
+        h2.events.ResponseReceived
+    ]
+    assert not any(isinstance(event, h2.events.ResponseReceived) for event in second)
+    assert sum(len(event.data) for event in second if isinstance(event, h2.events.DataReceived)) == FRAME - 1
+    assert not waiting.done()  # the last byte waits for the client's WINDOW_UPDATE
+    waiting.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await waiting

@@ -125,9 +125,9 @@ async def test_housekeeping_after_a_stall_goes_on_from_then_without_a_burst_of_t
     # Act: the second tick stalls for 3.5 s (a full garbage collection, say); the fourth for 1.5 s.
     ticks = await _housekeeping_ticks(make_service, clock, [0.1, 3.5, 0.1, 1.5, 0.1, 0.1], monkeypatch)
 
-    # Assert: after the long stall the pace starts again from its end; after the short one, one late tick
-    # and then back on the beat.
-    assert ticks == [1.0, 2.0, 5.5, 6.5, 8.0, 8.5]
+    # Assert: never back to back (an eighth of a tick between); after the long stall the beat starts again from
+    # its end; after the short one, one late tick and then back on the beat.
+    assert ticks == [1.0, 2.0, 5.625, 6.625, 8.25, 8.625]
 
 
 async def test_tick_heartbeats_skips_subscriptions_with_messages_to_deliver(

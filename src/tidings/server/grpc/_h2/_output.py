@@ -168,10 +168,12 @@ class H2Output(asyncio.Protocol):
         self._schedule_flush()
 
     def _open_response(self, call: H2Call) -> H2Stream:
-        """Queue the response headers of ``call`` (before its first message); its stream, now `call.h2_stream`."""
+        """Queue the response headers of ``call`` (before its first message); its stream, now `call.h2_stream`.
+        They go out at the next flush even when the windows refuse the message."""
         call.headers_sent = True
         stream = call.h2_stream = self._h2.streams[call.stream_id]
         self._send_header_block(stream, RESPONSE_HEADERS, RESPONSE_HEADER_BLOCK, end_stream=False)
+        self._schedule_flush()
         return stream
 
     def _send_header_block(
