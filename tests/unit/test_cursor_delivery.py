@@ -353,3 +353,43 @@ async def test_the_ticker_wakes_the_reader_when_the_writer_cannot_take_the_heart
     assert subscription.take_ready() == [HEARTBEAT]
     assert subscription.take_ready() is None
     subscription.close()
+
+
+async def test_housekeeping_heartbeats_an_idle_stream_every_interval_whatever_its_ticks_wake_up_jitter(
+    make_service: MakeService, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Arrange: ticks each second; the 10th wakes 4 ms late, the 20th 0.5 ms late (a loop's wake-up jitter: the
+    # clock read at the 20th is then 9.9965 s after the one at the 10th).
+    late = {10: 0.004, 20: 0.0005}
+    sent_at: dict[int, int] = {}
+    finished = asyncio.Event()
+
+    async def sleep(seconds: float) -> None:
+        clock.advance(seconds + late.get(len(sent_at) + 1, 0.0))
+        if len(sent_at) == 21:
+            finished.set()
+            await asyncio.Event().wait()  # until cancelled
+
+    service = await make_service(heartbeat_interval=10.0, sleep=sleep)
+    subscription = await service.subscribe(CACHE, TOPIC)
+    writer = RecordingWriter()
+    _parked(subscription, writer)
+    tick_heartbeats = service.tick_heartbeats
+
+    def counted(now: float) -> int:
+        sent = sent_at[len(sent_at) + 1] = tick_heartbeats(now)
+        return sent
+
+    monkeypatch.setattr(service, "tick_heartbeats", counted)
+
+    # Act
+    housekeeping = asyncio.create_task(service.run_housekeeping())
+    await finished.wait()
+    housekeeping.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await housekeeping
+
+    # Assert: the ticker's heartbeats at the 10th and 20th ticks, not pushed to the 21st by the jitter.
+    assert [tick for tick, sent in sent_at.items() if sent] == [10, 20]
+    assert writer.batches == [[HEARTBEAT], [HEARTBEAT]]
+    subscription.close()

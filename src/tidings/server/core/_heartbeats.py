@@ -13,7 +13,7 @@ a move per subscriber; a bucket is left as it is (nothing on the delivery path) 
 when its bucket comes is put in the bucket of its new due time. So the ticker looks at a cursor once per
 heartbeat it sends, once per interval while deliveries keep it busy, and the not-yet-due part of the bucket
 holding ``now`` (narrow: at most 1/`BUCKETS_PER_INTERVAL` of the parked cursors); and a heartbeat goes out at
-the same tick as with the scan (the due test is the same, ``now - last_sent >= interval``).
+the same tick as with the scan (the due test is the same, ``now - last_sent >= interval``, less `SLACK`).
 
 Memory: a bucket is a ring of its cursors linked through two slots of each cursor (`Link`), so a subscription
 costs the wheel those two slots and nothing else, and leaves its bucket in O(1) when it is released. Measured
@@ -30,6 +30,9 @@ from typing import Final, Protocol, cast
 
 # Slices per interval: the bucket holding ``now`` is checked whole at each tick, its cursors not yet due with it.
 BUCKETS_PER_INTERVAL: Final = 256
+# A heartbeat is due this much before the interval is whole: the ticker's times are on a beat (one interval apart
+# in exact arithmetic), and floating point must not make one of them an ulp short of the interval.
+SLACK: Final = 1e-3
 
 
 class Link(Protocol):
@@ -90,7 +93,7 @@ class HeartbeatWheel:
 
     def schedule(self, cursor: ParkedCursor) -> None:
         """Put ``cursor`` (in no bucket) in the bucket of its heartbeat's due time."""
-        slot = math.floor((cursor.last_sent + self.interval) * self._per_second)
+        slot = math.floor((cursor.last_sent + self.interval - SLACK) * self._per_second)
         bucket = self._buckets.get(slot)
         if bucket is None:
             bucket = self._buckets[slot] = _Bucket()
@@ -118,7 +121,7 @@ class HeartbeatWheel:
         task woken); any other leaves its topic's waiting cursors and is woken to send it."""
         current = math.floor(now * self._per_second)
         buckets = self._buckets
-        interval = self.interval
+        interval = self.interval - SLACK
         schedule = self.schedule
         sent = 0
         for slot in [slot for slot in buckets if slot <= current]:
