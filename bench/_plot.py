@@ -50,3 +50,47 @@ def draw(results: Mapping[str, Results], labels: Mapping[str, str], path: Path, 
     figure.tight_layout()
     figure.savefig(path, dpi=100)
     plt.close(figure)
+
+
+def draw_scale(
+    opening: Sequence[tuple[float, int, float]],
+    idle_cores: Sequence[float],
+    path: Path,
+    title: str,
+    *,
+    rss_target_kib: float | None = None,
+    idle_target: float | None = None,
+) -> None:
+    """Three panels of a scale run into the PNG ``path``: streams open against time while opening; the server's
+    RSS growth against streams open (with the per-subscription target's slope, if any); and the server's CPU in
+    each second of the idle window (with its target, if any). ``opening`` holds (seconds, streams open, RSS
+    growth in KiB) readings; ``idle_cores`` the cores used in each idle second."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, (opened, memory, idle) = plt.subplots(1, 3, figsize=(14, 4.2))
+    seconds = [sample[0] for sample in opening]
+    streams = [sample[1] for sample in opening]
+    rss_mib = [sample[2] / 1024 for sample in opening]
+    opened.plot(seconds, streams, marker=".")
+    opened.set(xlabel="seconds since the first request", ylabel="streams open", title="opening")
+    memory.plot(streams, rss_mib, marker=".", label="server RSS growth")
+    if rss_target_kib is not None and streams:
+        top = max(streams)
+        memory.plot([0, top], [0, top * rss_target_kib / 1024], linestyle="--", label=f"{rss_target_kib:g} KiB each")
+    memory.set(xlabel="streams open", ylabel="MiB", title="memory")
+    idle.plot(range(1, len(idle_cores) + 1), [100 * cores for cores in idle_cores], marker=".", label="server")
+    if idle_target is not None:
+        idle.axhline(100 * idle_target, linestyle="--", color="tab:red", label=f"target {100 * idle_target:g}%")
+    idle.set(xlabel="second of the idle window", ylabel="% of a core", title="idle: heartbeats only")
+    for axes in (opened, memory, idle):
+        axes.set_ylim(bottom=0)
+        axes.grid(True, alpha=0.3)
+    for axes in (memory, idle):
+        axes.legend(fontsize="small")
+    figure.suptitle(title)
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)

@@ -149,15 +149,18 @@ async def serve(options: argparse.Namespace) -> None:
     stdin = asyncio.StreamReader()
     await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(stdin), sys.stdin)
     emit("connected")
+    opening: asyncio.Task[None] | None = None  # a task: with an open window it waits, and counts are asked meanwhile
     try:
         while command := (await stdin.readline()).strip():
             if command == b"open":
-                await open_streams(channels, calls, options, tally)
+                opening = asyncio.create_task(open_streams(channels, calls, options, tally))
             elif command == b"listen":
                 tally.listen()
             elif command == b"counts":
                 emit(f"counts {json.dumps(tally.counts())}")
     finally:
+        if opening is not None:
+            opening.cancel()
         for channel in channels:
             channel.close()
 

@@ -51,6 +51,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from _plot import draw_scale
 from _proc import cpu_seconds, free_port, machine_busy_seconds, running, tree_rss_kib
 from _rawh2 import Call, RawChannel, UnaryCalls, request_header_block
 from _report import write_section
@@ -67,6 +68,7 @@ HEARTBEAT_INTERVAL = 10.0  # the server's default
 # connection per loop turn; a turn then outlasts --request-timeout (10 s) and requests whose HEADERS and DATA
 # fell in different turns end DEADLINE_EXCEEDED ("the request did not arrive in time").
 MACHINE_OPEN_WINDOW = 10_000
+OPEN_SAMPLE_S = 0.25  # how often the opening is read for the plot
 
 
 @dataclasses.dataclass(frozen=True)
@@ -120,10 +122,22 @@ class Idle:
     heartbeats: int
     heard: int  # streams that had a heartbeat during the window
     other_cores: float  # what other processes used meanwhile
+    per_second: tuple[float, ...] = ()  # the server's CPU in each second of the window (cores)
 
     @property
     def server_cores(self) -> float:
         return self.cpu.server / self.seconds
+
+
+@dataclasses.dataclass(frozen=True)
+class OpenSample:
+    """One reading while the streams open: seconds since the first request, streams open, the server's RSS
+    growth (KiB) and CPU seconds since then."""
+
+    seconds: float
+    opened: int
+    rss_kib: int
+    cpu_seconds: float
 
 
 @dataclasses.dataclass(frozen=True)
@@ -136,6 +150,7 @@ class Figures:
     publish_to_last_seconds: float | None  # None: not every subscription got its item in time
     publish_cpu: Cpu  # from the first publish until the last delivery
     items: int
+    opening: tuple[OpenSample, ...] = ()
 
 
 def server_command(port: int, data_dir: str, shape: Shape, redis_url: str | None) -> list[str]:
@@ -181,7 +196,7 @@ async def measure(port: int, server_pid: int, redis_pid: int | None, shape: Shap
         meter = Meter(server_pid, subscribers.pids, redis_pid)
         await asyncio.sleep(1.0)  # the connections settle before the baseline RSS
         rss_before = tree_rss_kib(server_pid)
-        open_seconds, open_cpu = await opening(subscribers, meter, shape)
+        open_seconds, open_cpu, samples = await opening(subscribers, meter, shape, rss_before)
         await asyncio.sleep(2.0)
         rss_after = tree_rss_kib(server_pid)
         idle = await idling(subscribers, meter, shape.idle_seconds)
@@ -202,32 +217,58 @@ async def measure(port: int, server_pid: int, redis_pid: int | None, shape: Shap
         raise RuntimeError(f"{counts['ended']} streams ended ({counts['end_reasons']}), {counts['other']} other")
     rss_per_subscription = (rss_after - rss_before) / shape.subscriptions
     return Figures(
-        shape, open_seconds, open_cpu, rss_per_subscription, idle, publish_to_last, publish_cpu, counts["items"]
-    )
+        shape, open_seconds, open_cpu, rss_per_subscription, idle, publish_to_last, publish_cpu, counts["items"],
+        samples,
+    )  # fmt: skip
 
 
-async def opening(subscribers: SubscriberProcesses, meter: Meter, shape: Shape) -> tuple[float, Cpu]:
-    """Open every stream; (seconds until the last had its first heartbeat, CPU meanwhile)."""
+async def opening(
+    subscribers: SubscriberProcesses, meter: Meter, shape: Shape, rss_before: int
+) -> tuple[float, Cpu, tuple[OpenSample, ...]]:
+    """Open every stream; (seconds until the last had its first heartbeat, CPU meanwhile, readings every
+    `OPEN_SAMPLE_S` for the plot)."""
     started, cpu = time.monotonic(), meter.read()
     subscribers.open()
+    opened = asyncio.ensure_future(subscribers.opened())
+    samples = [OpenSample(0.0, 0, 0, 0.0)]
     try:
         async with asyncio.timeout(open_timeout(shape)):
-            opened_at = await subscribers.opened()
+            while not opened.done():
+                await asyncio.wait((opened,), timeout=OPEN_SAMPLE_S)
+                counts = await subscribers.counts()
+                samples.append(
+                    OpenSample(
+                        time.monotonic() - started,
+                        counts["opened"],
+                        tree_rss_kib(meter.server) - rss_before,
+                        cpu_seconds(meter.server) - cpu.server,
+                    )
+                )
+            opened_at = opened.result()
     except TimeoutError:
+        opened.cancel()
         raise RuntimeError(f"not every stream opened: {await subscribers.counts()}") from None
-    return opened_at - started, meter.read() - cpu
+    return opened_at - started, meter.read() - cpu, tuple(samples)
 
 
 async def idling(subscribers: SubscriberProcesses, meter: Meter, seconds: float) -> Idle:
-    """Leave every stream idle for ``seconds``."""
+    """Leave every stream idle for ``seconds``, reading the server's CPU each second."""
     subscribers.listen()
     counts, cpu, busy, wall = await subscribers.counts(), meter.read(), machine_busy_seconds(), time.monotonic()
-    await asyncio.sleep(seconds)
+    per_second, last, end = [], (wall, cpu.server), wall + seconds
+    while (now := time.monotonic()) < end:
+        await asyncio.sleep(min(1.0, end - now))
+        reading = (time.monotonic(), cpu_seconds(meter.server))
+        per_second.append((reading[1] - last[1]) / (reading[0] - last[0]))
+        last = reading
     wall = time.monotonic() - wall
     used = meter.read() - cpu
     other = machine_busy_seconds() - busy - used.server - used.client - used.redis
     after = await subscribers.counts()
-    return Idle(wall, used, after["heartbeats"] - counts["heartbeats"], after["heard"], max(0.0, other / wall))
+    return Idle(
+        wall, used, after["heartbeats"] - counts["heartbeats"], after["heard"], max(0.0, other / wall),
+        tuple(per_second),
+    )  # fmt: skip
 
 
 @contextmanager
@@ -407,7 +448,18 @@ def main() -> None:
     text = report(figures)
     print(text)
     if options.write:
+        image = "scale-machine.png" if options.machine else "scale.png"
+        text += f"\n![streams open over time, RSS against streams open, idle CPU per second]({image})\n"
         write_section(options.write, "scale-machine" if options.machine else "scale", text)
+        draw_scale(
+            [(sample.seconds, sample.opened, sample.rss_kib) for sample in figures.opening],
+            figures.idle.per_second,
+            options.write.parent / image,
+            f"{figures.shape.subscriptions:,} subscriptions"
+            + (f", --workers {figures.shape.workers} on Redis" if options.machine else ", one process"),
+            rss_target_kib=None if options.machine else 5.0,
+            idle_target=None if options.machine else 0.05,
+        )
 
 
 if __name__ == "__main__":
