@@ -118,10 +118,23 @@ def _imported_names(module: str, is_package: bool, node: ast.Import | ast.Import
 
 
 def _imports_of(module: str, is_package: bool, tree: ast.AST) -> Iterator[Import]:
-    """Every import in one module, wherever it is written (module level, ``TYPE_CHECKING``, functions)."""
+    """Every import in one module, wherever it is written (module level, ``TYPE_CHECKING``, functions), and the
+    modules a ``COMMANDS`` table names for ``importlib`` (the CLI's commands, imported when they run)."""
     for node in ast.walk(tree):
         if isinstance(node, ast.Import | ast.ImportFrom):
             yield from (Import(module, name, node.lineno) for name in _imported_names(module, is_package, node))
+        elif (
+            isinstance(node, ast.AnnAssign | ast.Assign)
+            and any(isinstance(target, ast.Name) and target.id == "COMMANDS" for target in _targets(node))
+            and isinstance(node.value, ast.Dict)
+        ):
+            for value in node.value.values:
+                if isinstance(value, ast.Constant) and isinstance(value.value, str):
+                    yield Import(module, value.value, value.lineno)
+
+
+def _targets(node: ast.AnnAssign | ast.Assign) -> list[ast.expr]:
+    return [node.target] if isinstance(node, ast.AnnAssign) else node.targets
 
 
 @cache
@@ -352,6 +365,13 @@ def test_every_kind_of_import_is_seen() -> None:
     assert ("tidings.server.core._errors", 3) in {
         (item.name, item.line)
         for item in _imports_of("tidings.server.core", True, ast.parse("\n\nfrom ._errors import X"))
+    }
+    commands = 'COMMANDS: Final = {\n    "server": "tidings.cli._server",\n}'
+    assert ("tidings.cli._server", 2) in {
+        (item.name, item.line) for item in _imports_of("tidings.cli._main", False, ast.parse(commands))
+    }
+    assert {"tidings.cli._server", "tidings.cli._keys"} <= {
+        item.name for item in _imports() if item.importer == "tidings.cli._main"
     }
 
 
