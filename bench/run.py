@@ -61,6 +61,8 @@ def _tidings(port: int, data_dir: Path, transport: str) -> list[str]:
     return [
         sys.executable, "-m", "tidings", "server", "--host", HOST, "--port", str(port), "--http-port", "0",
         "--data-dir", str(data_dir), "--create-cache", CACHE, "--log-level", "info", "--grpc-transport", transport,
+        # The idle scenario holds twice its --subscribers (10,000 in bench/transports.py) in the one cache.
+        "--max-subscriptions-per-cache", "30000",
     ]  # fmt: skip
 
 
