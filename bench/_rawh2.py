@@ -33,6 +33,7 @@ from urllib.parse import unquote
 
 import hpack
 from _h2client import CallFailed
+from hpack.hpack import encode_integer
 
 # A streaming call's handler: (its tag, one gRPC message's bytes without the 5-byte prefix).
 OnMessage = Callable[[int, bytes], None]
@@ -83,16 +84,10 @@ def frame(kind: int, flags: int, stream_id: int, payload: bytes = b"") -> bytes:
 
 
 def hpack_integer(value: int, prefix_bits: int, first_byte: int = 0) -> bytes:
-    """``value`` with an N-bit prefix (RFC 7541 5.1), the prefix's high bits taken from ``first_byte``."""
-    limit = (1 << prefix_bits) - 1
-    if value < limit:
-        return bytes((first_byte | value,))
-    encoded = bytearray((first_byte | limit,))
-    value -= limit
-    while value >= 0x80:
-        encoded.append(value & 0x7F | 0x80)
-        value >>= 7
-    encoded.append(value)
+    """``value`` with an N-bit prefix (RFC 7541 5.1, ``hpack``'s encoder), the bits above the prefix taken from
+    ``first_byte``."""
+    encoded = encode_integer(value, prefix_bits)
+    encoded[0] |= first_byte
     return bytes(encoded)
 
 

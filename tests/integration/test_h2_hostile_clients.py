@@ -22,6 +22,7 @@ import grpc
 import h2.errors
 import httpx
 import pytest
+from hpack.hpack import encode_integer
 from momento import CredentialProvider, TopicClientAsync, TopicConfigurations
 from momento.responses import TopicPublish
 from momento_wire_types import cachepubsub_pb2 as pb
@@ -268,16 +269,9 @@ def test_h2_streams_past_the_advertised_limit_close_that_connection(start: Start
 
 
 def _hpack_integer(value: int, prefix_bits: int, flags: int) -> bytes:
-    """An HPACK integer (RFC 7541 5.1) with ``flags`` in the bits above its prefix."""
-    limit = (1 << prefix_bits) - 1
-    if value < limit:
-        return bytes((flags | value,))
-    encoded = bytearray((flags | limit,))
-    value -= limit
-    while value >= 128:
-        encoded.append(value & 0x7F | 0x80)
-        value >>= 7
-    encoded.append(value)
+    """An HPACK integer (RFC 7541 5.1, ``hpack``'s encoder) with ``flags`` in the bits above its prefix."""
+    encoded = encode_integer(value, prefix_bits)
+    encoded[0] |= flags
     return bytes(encoded)
 
 
